@@ -273,6 +273,10 @@ absl::StatusOr<LaunchInfo> ResolveLaunchInfo(const Environment& env) {
     ACCELERATE_ASSIGN_OR_RETURN(
         info.debug, ParseBoolFlag("ACCELERATE_DEBUG_MODE", *value));
   }
+  if (std::optional<std::string> value = env.Get("GLOO_SOCKET_IFNAME")) {
+    info.gloo_socket_ifname = std::string(
+        absl::string_view(*value).substr(0, value->find(',')));
+  }
   return info;
 }
 

@@ -14,7 +14,8 @@
 //
 // With none of them set, the process is a single process (rank 0 of 1).
 // Accelerate's own switches are read too: ACCELERATE_USE_CPU and
-// ACCELERATE_DEBUG_MODE (true/false in any of Accelerate's spellings).
+// ACCELERATE_DEBUG_MODE (true/false in any of Accelerate's spellings), and
+// GLOO_SOCKET_IFNAME as torch.distributed reads it.
 //
 //   absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(ProcessEnvironment());
 //   if (!info.ok()) { std::cerr << info.status(); return 1; }
@@ -65,6 +66,9 @@ struct LaunchInfo {
   bool use_cpu = false;
   // ACCELERATE_DEBUG_MODE: verify collective inputs across ranks first.
   bool debug = false;
+  // GLOO_SOCKET_IFNAME: the network interface gloo binds to (first of a
+  // comma-separated list); empty lets gloo pick from MASTER_ADDR.
+  std::string gloo_socket_ifname;
 };
 
 // Reads and validates the launcher variables of `env`. Errors are

@@ -1,0 +1,276 @@
+#include "state/collectives.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include "state/internal/errors.h"
+#include "state/status_macros.h"
+
+namespace accelerate::state {
+namespace {
+
+using ::accelerate::state_internal::RunGuarded;
+
+std::string OperationName(const PartialState& state, absl::string_view op) {
+  return absl::StrCat(op, " on rank ", state.process_index());
+}
+
+at::Tensor BytesToTensor(const std::string& bytes, int64_t length) {
+  at::Tensor tensor = at::zeros({length}, at::kByte);
+  std::memcpy(tensor.data_ptr<uint8_t>(), bytes.data(), bytes.size());
+  return tensor;
+}
+
+std::string TensorToBytes(const at::Tensor& tensor, int64_t length) {
+  const at::Tensor cpu = tensor.cpu().contiguous();
+  return std::string(reinterpret_cast<const char*>(cpu.data_ptr<uint8_t>()),
+                     static_cast<size_t>(length));
+}
+
+// One int64 per process, all-gathered.
+absl::StatusOr<std::vector<int64_t>> AllGatherInts(
+    const PartialState& state, const std::vector<int64_t>& values,
+    absl::string_view op) {
+  const int n = state.num_processes();
+  const int64_t width = static_cast<int64_t>(values.size());
+  at::Tensor input = at::tensor(values, at::kLong);
+  at::Tensor output = at::empty({n * width}, at::kLong);
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
+  std::vector<at::Tensor> inputs = {input};
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, op), [&] {
+    state.process_group()->allgather(outputs, inputs)->wait();
+  }));
+  return std::vector<int64_t>(output.data_ptr<int64_t>(),
+                              output.data_ptr<int64_t>() + n * width);
+}
+
+std::string DescribeTensor(const at::Tensor& tensor) {
+  return absl::StrCat(std::string(c10::toString(tensor.scalar_type())), " [",
+                      absl::StrJoin(tensor.sizes(), ", "), "]");
+}
+
+// In debug mode, checks that every process passes a tensor of the same shape
+// and dtype, and otherwise names each process's.
+absl::Status VerifyAcrossProcesses(const PartialState& state,
+                                   const at::Tensor& tensor,
+                                   absl::string_view op) {
+  if (!state.debug() || !state.use_distributed()) return absl::OkStatus();
+  ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> shapes,
+                              GatherObject(state, DescribeTensor(tensor)));
+  if (std::all_of(shapes.begin(), shapes.end(),
+                  [&](const std::string& s) { return s == shapes[0]; })) {
+    return absl::OkStatus();
+  }
+  std::string listing;
+  for (size_t rank = 0; rank < shapes.size(); ++rank) {
+    absl::StrAppend(&listing, "\n  - Process ", rank, ": ", shapes[rank]);
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "Cannot apply ", op,
+      ": the tensors differ across processes; all must have the same shape "
+      "and dtype.\nInput shapes:",
+      listing));
+}
+
+absl::Status CheckProcessIndex(const PartialState& state, int from_process,
+                               absl::string_view op) {
+  if (from_process < 0 || from_process >= state.num_processes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": from_process ", from_process, " is outside [0, ",
+                     state.num_processes(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> GatherObject(
+    const PartialState& state, const std::string& data) {
+  if (!state.use_distributed()) return std::vector<std::string>{data};
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::vector<int64_t> lengths,
+      AllGatherInts(state, {static_cast<int64_t>(data.size())},
+                    "gather_object"));
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  const int n = state.num_processes();
+  std::vector<std::string> result(n);
+  if (longest == 0) return result;
+
+  at::Tensor output = at::empty({n * longest}, at::kByte);
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
+  std::vector<at::Tensor> inputs = {BytesToTensor(data, longest)};
+  ACCELERATE_RETURN_IF_ERROR(
+      RunGuarded(OperationName(state, "gather_object"), [&] {
+        state.process_group()->allgather(outputs, inputs)->wait();
+      }));
+  for (int rank = 0; rank < n; ++rank) {
+    result[rank] = TensorToBytes(outputs[0][rank], lengths[rank]);
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<std::string>> GatherObject(
+    const PartialState& state, const std::vector<std::string>& items) {
+  // Length-prefixed encoding: each item as 8 length bytes, then its bytes.
+  std::string encoded;
+  for (const std::string& item : items) {
+    const uint64_t length = item.size();
+    encoded.append(reinterpret_cast<const char*>(&length), sizeof(length));
+    encoded.append(item);
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> per_rank,
+                              GatherObject(state, encoded));
+  std::vector<std::string> result;
+  for (const std::string& block : per_rank) {
+    size_t pos = 0;
+    while (pos + sizeof(uint64_t) <= block.size()) {
+      uint64_t length = 0;
+      std::memcpy(&length, block.data() + pos, sizeof(length));
+      pos += sizeof(length);
+      if (length > block.size() - pos) {
+        return absl::DataLossError("gather_object: a peer sent a truncated item");
+      }
+      result.push_back(block.substr(pos, length));
+      pos += length;
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
+                                            const std::string& data,
+                                            int from_process) {
+  ACCELERATE_RETURN_IF_ERROR(
+      CheckProcessIndex(state, from_process, "broadcast_object"));
+  if (!state.use_distributed()) return data;
+  const std::string op = OperationName(state, "broadcast_object");
+  c10d::BroadcastOptions options;
+  options.rootRank = from_process;
+  std::vector<at::Tensor> length = {
+      at::tensor({static_cast<int64_t>(data.size())}, at::kLong)};
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+    state.process_group()->broadcast(length, options)->wait();
+  }));
+  const int64_t size = length[0].item<int64_t>();
+  if (size == 0) return std::string();
+  std::vector<at::Tensor> bytes = {
+      state.process_index() == from_process ? BytesToTensor(data, size)
+                                            : at::empty({size}, at::kByte)};
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+    state.process_group()->broadcast(bytes, options)->wait();
+  }));
+  return TensorToBytes(bytes[0], size);
+}
+
+absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
+                                        const at::Tensor& tensor) {
+  if (!state.use_distributed()) return tensor;
+  ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "gather"));
+  const int n = state.num_processes();
+  at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor)
+                         .contiguous();
+  std::vector<int64_t> sizes = input.sizes().vec();
+  sizes[0] *= n;
+  at::Tensor output = at::empty(sizes, input.options());
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int rank = 0; rank < n; ++rank) {
+    outputs[0].push_back(
+        output.narrow(0, rank * input.size(0), input.size(0)));
+  }
+  std::vector<at::Tensor> inputs = {input};
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, "gather"), [&] {
+    state.process_group()->allgather(outputs, inputs)->wait();
+  }));
+  return output;
+}
+
+absl::StatusOr<at::Tensor> ReduceTensor(const PartialState& state,
+                                        const at::Tensor& tensor,
+                                        const ReduceOptions& options) {
+  if (options.reduction == Reduction::kMean &&
+      !at::isFloatingType(tensor.scalar_type())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reduce: reduction mean needs a floating-point tensor, got ",
+        std::string(c10::toString(tensor.scalar_type())),
+        "; use sum or convert first"));
+  }
+  ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "reduce"));
+  at::Tensor result = tensor.contiguous().clone();
+  if (state.use_distributed()) {
+    std::vector<at::Tensor> tensors = {result};
+    ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, "reduce"), [&] {
+      state.process_group()->allreduce(tensors)->wait();
+    }));
+    if (options.reduction == Reduction::kMean) {
+      result.div_(state.num_processes());
+    }
+  }
+  if (options.scale != 1.0) result.mul_(options.scale);
+  return result;
+}
+
+absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
+                                           const at::Tensor& tensor,
+                                           int from_process) {
+  ACCELERATE_RETURN_IF_ERROR(
+      CheckProcessIndex(state, from_process, "broadcast"));
+  ACCELERATE_RETURN_IF_ERROR(
+      VerifyAcrossProcesses(state, tensor, "broadcast"));
+  at::Tensor result = tensor.contiguous().clone();
+  if (!state.use_distributed()) return result;
+  c10d::BroadcastOptions options;
+  options.rootRank = from_process;
+  std::vector<at::Tensor> tensors = {result};
+  ACCELERATE_RETURN_IF_ERROR(
+      RunGuarded(OperationName(state, "broadcast"), [&] {
+        state.process_group()->broadcast(tensors, options)->wait();
+      }));
+  return result;
+}
+
+absl::StatusOr<at::Tensor> PadTensorAcrossProcesses(
+    const PartialState& state, const at::Tensor& tensor,
+    const PadOptions& options) {
+  const int64_t ndim = tensor.dim();
+  if (options.dim >= ndim || options.dim < -ndim) return tensor;
+  if (!state.use_distributed()) return tensor;
+  const int64_t dim = options.dim < 0 ? options.dim + ndim : options.dim;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::vector<int64_t> gathered,
+      AllGatherInts(state, {ndim, tensor.size(dim)}, "pad_across_processes"));
+  int64_t longest = 0;
+  for (int rank = 0; rank < state.num_processes(); ++rank) {
+    if (gathered[2 * rank] != ndim) {
+      std::string listing;
+      for (int r = 0; r < state.num_processes(); ++r) {
+        absl::StrAppend(&listing, "\n  - Process ", r, ": ",
+                        gathered[2 * r], " dimensions");
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pad_across_processes: the tensors have different numbers of "
+          "dimensions across processes:",
+          listing));
+    }
+    longest = std::max(longest, gathered[2 * rank + 1]);
+  }
+  const int64_t size = tensor.size(dim);
+  if (longest == size) return tensor;
+  std::vector<int64_t> new_sizes = tensor.sizes().vec();
+  new_sizes[dim] = longest;
+  at::Tensor padded = at::full(new_sizes, options.pad_index, tensor.options());
+  padded.narrow(dim, options.pad_first ? longest - size : 0, size)
+      .copy_(tensor);
+  return padded;
+}
+
+}  // namespace accelerate::state

@@ -1,0 +1,129 @@
+#include "state/internal/rendezvous.h"
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include "state/internal/errors.h"
+#include "state/logging.h"
+#include "state/status_macros.h"
+
+namespace accelerate::state_internal {
+namespace {
+
+constexpr char kPrefix[] = "accelerate/rendezvous/";
+
+std::string Key(absl::string_view name) { return absl::StrCat(kPrefix, name); }
+
+std::string Where(const state::LaunchInfo& info) {
+  return absl::StrCat(info.master_addr, ":", info.master_port);
+}
+
+}  // namespace
+
+absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
+    const state::LaunchInfo& info, absl::Duration timeout) {
+  ACCELERATE_CHECK(info.world_size > 1) << "no rendezvous for one process";
+  const absl::Time deadline = absl::Now() + timeout;
+
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(info.master_port);
+  options.isServer = info.rank == 0;
+  options.numWorkers = info.world_size;
+  options.waitWorkers = false;  // We wait ourselves, with a useful error.
+  options.timeout = absl::ToChronoMilliseconds(timeout);
+
+  c10::intrusive_ptr<c10d::Store> store;
+  absl::Status status = RunGuarded("rendezvous", [&] {
+    store = c10::make_intrusive<c10d::TCPStore>(info.master_addr, options);
+  });
+  if (!status.ok()) {
+    if (info.rank == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "rank 0 could not serve the rendezvous store on ", Where(info),
+          " (MASTER_ADDR/MASTER_PORT; is the port in use?): ",
+          status.message()));
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "rank ", info.rank, " could not reach the rendezvous store at ",
+        Where(info), " within ", absl::FormatDuration(timeout),
+        " (is rank 0 running?): ", status.message()));
+  }
+
+  // Check in: claim our rank once, then count arrivals; the last to arrive
+  // marks the rendezvous complete.
+  status = RunGuarded("rendezvous", [&] {
+    const int64_t claims = store->add(Key(absl::StrCat("rank/", info.rank)), 1);
+    if (claims > 1) {
+      store->set(Key("abort"),
+                 std::vector<uint8_t>{'d', 'u', 'p'});  // Wakes everyone.
+      throw std::invalid_argument(absl::StrCat(
+          "two processes claim rank ", info.rank,
+          "; check RANK (or the MPI/SLURM rank) of each process"));
+    }
+    if (store->add(Key("arrived"), 1) == info.world_size) {
+      store->set(Key("done"), std::vector<uint8_t>{'1'});
+    }
+  });
+  if (!status.ok()) {
+    if (absl::StrContains(status.message(), "two processes claim")) {
+      return absl::InvalidArgumentError(status.message());
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "rendezvous at ", Where(info), " lost the store: ", status.message()));
+  }
+
+  // Wait for the others, polling with a short back-off so that a complete
+  // rendezvous is noticed within milliseconds.
+  absl::Duration pause = absl::Microseconds(200);
+  bool done = false;
+  bool aborted = false;
+  while (true) {
+    status = RunGuarded("rendezvous", [&] {
+      done = store->check({Key("done")});
+      aborted = !done && store->check({Key("abort")});
+    });
+    if (!status.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "rendezvous at ", Where(info),
+          " lost the store (did rank 0 exit?): ", status.message()));
+    }
+    if (done) return store;
+    if (aborted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rendezvous at ", Where(info),
+          " was aborted: two processes claimed the same rank"));
+    }
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Milliseconds(10));
+  }
+
+  std::vector<int> missing;
+  int64_t arrived = 0;
+  status = RunGuarded("rendezvous", [&] {
+    arrived = store->add(Key("arrived"), 0);
+    for (int rank = 0; rank < info.world_size; ++rank) {
+      if (!store->check({Key(absl::StrCat("rank/", rank))})) {
+        missing.push_back(rank);
+      }
+    }
+  });
+  return absl::DeadlineExceededError(absl::StrCat(
+      "rendezvous at ", Where(info), " timed out after ",
+      absl::FormatDuration(timeout), ": ", arrived, " of ", info.world_size,
+      " processes arrived",
+      missing.empty() ? std::string()
+                      : absl::StrCat("; missing ranks: ",
+                                     absl::StrJoin(missing, ", "))));
+}
+
+}  // namespace accelerate::state_internal

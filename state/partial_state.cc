@@ -1,0 +1,282 @@
+#include "state/partial_state.h"
+
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include "state/internal/errors.h"
+#include "state/internal/rendezvous.h"
+#include "state/logging.h"
+#include "state/status_macros.h"
+
+#ifdef ACCELERATE_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace accelerate::state {
+
+using ::accelerate::state_internal::RunGuarded;
+
+struct PartialState::Group {
+  // Declared first so that the process group is destroyed before the store
+  // that rank 0 serves.
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group;
+};
+
+namespace {
+
+bool CudaAvailable() {
+#ifdef ACCELERATE_WITH_CUDA
+  return c10::cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+bool IsLoopback(absl::string_view address) {
+  return absl::StartsWith(address, "127.") || address == "localhost" ||
+         address == "::1";
+}
+
+absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGlooGroup(
+    const LaunchInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
+    absl::Duration timeout) {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  absl::Status status = RunGuarded("joining the gloo process group", [&] {
+    auto options = c10d::ProcessGroupGloo::Options::create(
+        absl::ToChronoMilliseconds(timeout));
+    if (!info.gloo_socket_ifname.empty()) {
+      options->devices.push_back(
+          c10d::ProcessGroupGloo::createDeviceForInterface(
+              info.gloo_socket_ifname));
+    } else if (IsLoopback(info.master_addr)) {
+      options->devices.push_back(
+          c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      options->devices.push_back(
+          c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    // Two threads are enough for the collectives one training step issues
+    // and keep the start-up cheap.
+    options->threads = 2;
+    group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("accelerate/gloo", store),
+        info.rank, info.world_size, options);
+  });
+  if (!status.ok()) return status;
+  return group;
+}
+
+absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeNcclGroup(
+    const LaunchInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
+    absl::Duration timeout) {
+#ifdef ACCELERATE_WITH_CUDA
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  absl::Status status = RunGuarded("joining the NCCL process group", [&] {
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = absl::ToChronoMilliseconds(timeout);
+    group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("accelerate/nccl", store),
+        info.rank, info.world_size, options);
+  });
+  if (!status.ok()) return status;
+  return group;
+#else
+  (void)info;
+  (void)store;
+  (void)timeout;
+  return absl::FailedPreconditionError(
+      "backend nccl needs a CUDA build (bazel build --config=cuda)");
+#endif
+}
+
+}  // namespace
+
+absl::string_view BackendName(Backend backend) {
+  switch (backend) {
+    case Backend::kNone:
+      return "none";
+    case Backend::kGloo:
+      return "gloo";
+    case Backend::kNccl:
+      return "nccl";
+  }
+  return "unknown";
+}
+
+absl::string_view DistributedTypeName(DistributedType type) {
+  switch (type) {
+    case DistributedType::kNo:
+      return "NO";
+    case DistributedType::kMultiCpu:
+      return "MULTI_CPU";
+    case DistributedType::kMultiGpu:
+      return "MULTI_GPU";
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<Backend> ParseBackend(absl::string_view name) {
+  if (name == "gloo") return Backend::kGloo;
+  if (name == "nccl") return Backend::kNccl;
+  return absl::InvalidArgumentError(
+      absl::StrCat("backend \"", name, "\" is not one of gloo, nccl"));
+}
+
+PartialState::PartialState(LaunchInfo info, Backend backend,
+                           c10::Device device, absl::Duration timeout,
+                           bool debug)
+    : info_(std::move(info)),
+      backend_(backend),
+      device_(device),
+      timeout_(timeout),
+      debug_(debug) {}
+
+PartialState::~PartialState() = default;
+
+absl::StatusOr<std::unique_ptr<PartialState>> PartialState::Create(
+    const PartialStateOptions& options, const Environment& env) {
+  ACCELERATE_ASSIGN_OR_RETURN(LaunchInfo info, ResolveLaunchInfo(env));
+  return FromLaunchInfo(info, options);
+}
+
+absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
+    const LaunchInfo& info, const PartialStateOptions& options) {
+  if (options.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("timeout ", absl::FormatDuration(options.timeout),
+                     " is not positive"));
+  }
+  const bool cpu = options.cpu.value_or(info.use_cpu);
+  const bool gpu = !cpu && CudaAvailable();
+  c10::Device device(c10::kCPU);
+#ifdef ACCELERATE_WITH_CUDA
+  if (gpu) {
+    device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
+                                         info.local_rank %
+                                         c10::cuda::device_count()));
+  }
+#endif
+  Backend backend = Backend::kNone;
+  if (info.world_size > 1) {
+    backend = options.backend.value_or(gpu ? Backend::kNccl : Backend::kGloo);
+    if (backend == Backend::kNone) {
+      return absl::InvalidArgumentError(
+          "backend none cannot serve more than one process");
+    }
+    if (backend == Backend::kNccl && !gpu) {
+      return absl::FailedPreconditionError(
+          cpu ? "backend nccl needs a GPU, but the CPU is forced "
+                "(ACCELERATE_USE_CPU or options.cpu)"
+              : "backend nccl needs a CUDA build with a visible GPU");
+    }
+  }
+
+  std::unique_ptr<PartialState> state(new PartialState(
+      info, backend, device, options.timeout,
+      options.debug.value_or(info.debug)));
+  if (info.world_size == 1) return state;
+
+  auto group = std::make_unique<Group>();
+  ACCELERATE_ASSIGN_OR_RETURN(
+      group->store, state_internal::Rendezvous(info, options.timeout));
+  if (backend == Backend::kNccl) {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        group->process_group, MakeNcclGroup(info, group->store, options.timeout));
+  } else {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        group->process_group, MakeGlooGroup(info, group->store, options.timeout));
+  }
+  state->group_ = std::move(group);
+  return state;
+}
+
+DistributedType PartialState::distributed_type() const {
+  switch (backend_) {
+    case Backend::kNone:
+      return DistributedType::kNo;
+    case Backend::kGloo:
+      return DistributedType::kMultiCpu;
+    case Backend::kNccl:
+      return DistributedType::kMultiGpu;
+  }
+  return DistributedType::kNo;
+}
+
+c10d::ProcessGroup* PartialState::process_group() const {
+  return group_ == nullptr ? nullptr : group_->process_group.get();
+}
+
+absl::Status PartialState::WaitForEveryone() const {
+  if (group_ == nullptr) return absl::OkStatus();
+  return RunGuarded(absl::StrCat("wait_for_everyone on rank ", info_.rank),
+                    [&] { group_->process_group->barrier()->wait(); });
+}
+
+absl::Status PartialState::MainProcessFirst(
+    absl::FunctionRef<void()> fn) const {
+  if (!is_main_process()) ACCELERATE_RETURN_IF_ERROR(WaitForEveryone());
+  fn();
+  if (is_main_process()) ACCELERATE_RETURN_IF_ERROR(WaitForEveryone());
+  return absl::OkStatus();
+}
+
+absl::Status PartialState::LocalMainProcessFirst(
+    absl::FunctionRef<void()> fn) const {
+  if (!is_local_main_process()) ACCELERATE_RETURN_IF_ERROR(WaitForEveryone());
+  fn();
+  if (is_local_main_process()) ACCELERATE_RETURN_IF_ERROR(WaitForEveryone());
+  return absl::OkStatus();
+}
+
+void PartialState::OnProcess(int process_index,
+                             absl::FunctionRef<void()> fn) const {
+  ACCELERATE_CHECK(process_index >= 0 && process_index < num_processes())
+      << "process_index " << process_index << " is outside [0, "
+      << num_processes() << ")";
+  if (info_.rank == process_index) fn();
+}
+
+PartialState::Share PartialState::ShareOf(int64_t length) const {
+  const int64_t n = num_processes();
+  const int64_t per_process = length / n;
+  const int64_t extras = length % n;
+  const int64_t rank = process_index();
+  Share share;
+  share.begin = rank * per_process + std::min(rank, extras);
+  share.end = share.begin + per_process + (rank < extras ? 1 : 0);
+  share.longest = per_process + (extras > 0 ? 1 : 0);
+  return share;
+}
+
+absl::StatusOr<at::Tensor> PartialState::SplitBetweenProcesses(
+    const at::Tensor& inputs, bool apply_padding) const {
+  if (inputs.dim() == 0) {
+    return absl::InvalidArgumentError(
+        "split_between_processes needs a tensor with at least one dimension, "
+        "got a 0-dimensional one");
+  }
+  if (num_processes() == 1) return inputs;
+  const int64_t length = inputs.size(0);
+  if (length == 0) return inputs;
+  const Share share = ShareOf(length);
+  at::Tensor result = share.begin >= length
+                          ? inputs.slice(0, length - 1, length)
+                          : inputs.slice(0, share.begin, share.end);
+  if (apply_padding && result.size(0) < share.longest) {
+    at::Tensor last = inputs.slice(0, length - 1, length);
+    std::vector<int64_t> repeats(inputs.dim(), 1);
+    repeats[0] = share.longest - result.size(0);
+    result = at::cat({result, last.repeat(repeats)}, 0);
+  }
+  return result;
+}
+
+}  // namespace accelerate::state

@@ -1,0 +1,81 @@
+// Starts child processes with extra environment variables and collects their
+// output and exit status; used by multi-process tests and, until `//launch`
+// exists, by the `//examples:state_demo` main job.
+//
+//   Subprocess child({"/bin/echo", "hi"}, {{"RANK", "0"}});
+//   ACCELERATE_CHECK_OK(child.Start());
+//   ProcessResult result = child.Wait(absl::Seconds(10));
+//
+// Thread safety: one thread uses a `Subprocess` at a time. Ownership: the
+// object owns the child; destroying a running child kills it (SIGKILL), so a
+// failing test never leaves orphans.
+
+#ifndef ACCELERATE_TESTING_SUBPROCESS_H_
+#define ACCELERATE_TESTING_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace accelerate::testing {
+
+struct ProcessResult {
+  // Exit code when the child exited, -1 otherwise.
+  int exit_code = -1;
+  // Signal that ended the child, 0 if it exited.
+  int signal = 0;
+  // True when `Wait` killed the child at its deadline.
+  bool timed_out = false;
+  // Standard output and standard error, interleaved as written.
+  std::string output;
+  // Wall time from start to end.
+  absl::Duration elapsed;
+};
+
+class Subprocess {
+ public:
+  // `argv[0]` is the program path. `env` is added to (and overrides) this
+  // process's environment.
+  Subprocess(std::vector<std::string> argv,
+             std::map<std::string, std::string> env);
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+  ~Subprocess();
+
+  // Forks and executes the program. `Internal` when fork or pipe fail.
+  [[nodiscard]] absl::Status Start();
+
+  // Waits for the child to end, killing it with SIGKILL at `timeout`.
+  // REQUIRES: `Start` succeeded; called once.
+  ProcessResult Wait(absl::Duration timeout);
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  std::vector<std::string> argv_;
+  std::map<std::string, std::string> env_;
+  pid_t pid_ = -1;
+  int output_fd_ = -1;
+  std::string output_;
+  std::thread reader_;
+  absl::Time start_;
+};
+
+// Runs `world_size` copies of `argv` on this machine as one job, each with
+// torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+// GROUP_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=`port`) plus `env`, and
+// returns their results in rank order once all have ended or `timeout` passed.
+absl::StatusOr<std::vector<ProcessResult>> RunLocalJob(
+    const std::vector<std::string>& argv, int world_size, int port,
+    const std::map<std::string, std::string>& env, absl::Duration timeout);
+
+}  // namespace accelerate::testing
+
+#endif  // ACCELERATE_TESTING_SUBPROCESS_H_
