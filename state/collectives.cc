@@ -174,7 +174,11 @@ absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
 
 absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
                                         const at::Tensor& tensor) {
-  if (!state.use_distributed()) return tensor;
+  // 0-dimensional tensors gather into a vector, on one process too, so that
+  // the result's shape never depends on the number of processes.
+  if (!state.use_distributed()) {
+    return tensor.dim() == 0 ? tensor.reshape({1}) : tensor;
+  }
   ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "gather"));
   const int n = state.num_processes();
   at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor)

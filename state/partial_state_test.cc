@@ -224,6 +224,25 @@ TEST(PartialStateTest, UnreachableStoreIsDeadlineExceeded) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(15));
 }
 
+TEST(PartialStateTest, ClientsMayStartBeforeRankZero) {
+  PartialStateOptions options;
+  options.timeout = absl::Seconds(20);
+  const int port = PickFreePort();
+  std::vector<absl::Status> statuses(2);
+  std::thread early([&] {
+    statuses[1] = PartialState::Create(options, MapEnvironment(
+                                                    TorchrunVariables(1, 2, port)))
+                      .status();
+  });
+  absl::SleepFor(absl::Milliseconds(700));
+  statuses[0] =
+      PartialState::Create(options,
+                           MapEnvironment(TorchrunVariables(0, 2, port)))
+          .status();
+  early.join();
+  EXPECT_THAT(statuses, Each(IsOk()));
+}
+
 TEST(PartialStateTest, TwoProcessesClaimingOneRankFail) {
   PartialStateOptions options;
   options.timeout = absl::Seconds(3);

@@ -39,23 +39,32 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
   options.isServer = info.rank == 0;
   options.numWorkers = info.world_size;
   options.waitWorkers = false;  // We wait ourselves, with a useful error.
-  options.timeout = absl::ToChronoMilliseconds(timeout);
 
+  // A client that starts before rank 0 listens is refused at once; it keeps
+  // trying until the deadline, as every rank may start in any order.
   c10::intrusive_ptr<c10d::Store> store;
-  absl::Status status = RunGuarded("rendezvous", [&] {
-    store = c10::make_intrusive<c10d::TCPStore>(info.master_addr, options);
-  });
-  if (!status.ok()) {
+  absl::Status status;
+  while (true) {
+    options.timeout = absl::ToChronoMilliseconds(
+        std::max(deadline - absl::Now(), absl::Milliseconds(1)));
+    status = RunGuarded("rendezvous", [&] {
+      store = c10::make_intrusive<c10d::TCPStore>(info.master_addr, options);
+    });
+    if (status.ok()) break;
     if (info.rank == 0) {
       return absl::UnavailableError(absl::StrCat(
           "rank 0 could not serve the rendezvous store on ", Where(info),
           " (MASTER_ADDR/MASTER_PORT; is the port in use?): ",
           status.message()));
     }
-    return absl::DeadlineExceededError(absl::StrCat(
-        "rank ", info.rank, " could not reach the rendezvous store at ",
-        Where(info), " within ", absl::FormatDuration(timeout),
-        " (is rank 0 running?): ", status.message()));
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "rank ", info.rank, " could not reach the rendezvous store at ",
+          Where(info), " within ", absl::FormatDuration(timeout),
+          " (is rank 0 running?): ", status.message()));
+    }
+    absl::SleepFor(
+        std::min(absl::Milliseconds(50), deadline - absl::Now()));
   }
 
   // Check in: claim our rank once, then count arrivals; the last to arrive
