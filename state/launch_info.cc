@@ -277,6 +277,18 @@ absl::StatusOr<LaunchInfo> ResolveLaunchInfo(const Environment& env) {
     info.gloo_socket_ifname = std::string(
         absl::string_view(*value).substr(0, value->find(',')));
   }
+  if (std::optional<std::string> value =
+          env.Get("TORCHELASTIC_USE_AGENT_STORE")) {
+    // torch compares with Python's str(True) exactly.
+    info.use_agent_store = *value == "True";
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(std::optional<int> restart_count,
+                              GetInt(env, "TORCHELASTIC_RESTART_COUNT"));
+  if (restart_count.value_or(0) < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TORCHELASTIC_RESTART_COUNT=", *restart_count, " is negative"));
+  }
+  info.restart_count = restart_count.value_or(0);
   return info;
 }
 

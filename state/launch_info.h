@@ -15,7 +15,8 @@
 // With none of them set, the process is a single process (rank 0 of 1).
 // Accelerate's own switches are read too: ACCELERATE_USE_CPU and
 // ACCELERATE_DEBUG_MODE (true/false in any of Accelerate's spellings), and
-// GLOO_SOCKET_IFNAME as torch.distributed reads it.
+// GLOO_SOCKET_IFNAME, TORCHELASTIC_USE_AGENT_STORE and
+// TORCHELASTIC_RESTART_COUNT as torch.distributed reads them.
 //
 //   absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(ProcessEnvironment());
 //   if (!info.ok()) { std::cerr << info.status(); return 1; }
@@ -69,6 +70,12 @@ struct LaunchInfo {
   // GLOO_SOCKET_IFNAME: the network interface gloo binds to (first of a
   // comma-separated list); empty lets gloo pick from MASTER_ADDR.
   std::string gloo_socket_ifname;
+  // TORCHELASTIC_USE_AGENT_STORE=True: torchrun's agent already serves the
+  // store at MASTER_ADDR:MASTER_PORT, so every rank connects as a client.
+  bool use_agent_store = false;
+  // TORCHELASTIC_RESTART_COUNT: which attempt of a restarted job this is;
+  // keys in a store that outlives attempts are kept apart by it.
+  int restart_count = 0;
 };
 
 // Reads and validates the launcher variables of `env`. Errors are

@@ -87,6 +87,22 @@ TEST(LaunchInfoTest, ReadsAccelerateSwitchesInAnySpelling) {
   EXPECT_FALSE(info.debug);
 }
 
+TEST(LaunchInfoTest, ReadsTorchElasticAgentStoreVariables) {
+  ASSERT_OK_AND_ASSIGN(LaunchInfo info,
+                       Resolve({{"RANK", "0"},
+                                {"WORLD_SIZE", "2"},
+                                {"MASTER_ADDR", "h"},
+                                {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                {"TORCHELASTIC_RESTART_COUNT", "3"}}));
+  EXPECT_TRUE(info.use_agent_store);
+  EXPECT_EQ(info.restart_count, 3);
+  ASSERT_OK_AND_ASSIGN(info, Resolve({{"TORCHELASTIC_USE_AGENT_STORE", "1"}}));
+  EXPECT_FALSE(info.use_agent_store);  // torch accepts "True" only.
+  EXPECT_THAT(Resolve({{"TORCHELASTIC_RESTART_COUNT", "x"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("TORCHELASTIC_RESTART_COUNT=\"x\"")));
+}
+
 TEST(LaunchInfoTest, ReadsOpenMpiVariables) {
   ASSERT_OK_AND_ASSIGN(LaunchInfo info,
                        Resolve({{"OMPI_COMM_WORLD_RANK", "3"},

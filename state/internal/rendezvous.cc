@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include "state/internal/errors.h"
 #include "state/logging.h"
@@ -20,8 +21,6 @@ namespace accelerate::state_internal {
 namespace {
 
 constexpr char kPrefix[] = "accelerate/rendezvous/";
-
-std::string Key(absl::string_view name) { return absl::StrCat(kPrefix, name); }
 
 std::string Where(const state::LaunchInfo& info) {
   return absl::StrCat(info.master_addr, ":", info.master_port);
@@ -36,7 +35,8 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
 
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(info.master_port);
-  options.isServer = info.rank == 0;
+  // Under torchrun the agent serves the store; otherwise rank 0 does.
+  options.isServer = info.rank == 0 && !info.use_agent_store;
   options.numWorkers = info.world_size;
   options.waitWorkers = false;  // We wait ourselves, with a useful error.
 
@@ -51,7 +51,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
       store = c10::make_intrusive<c10d::TCPStore>(info.master_addr, options);
     });
     if (status.ok()) break;
-    if (info.rank == 0) {
+    if (options.isServer) {
       return absl::UnavailableError(absl::StrCat(
           "rank 0 could not serve the rendezvous store on ", Where(info),
           " (MASTER_ADDR/MASTER_PORT; is the port in use?): ",
@@ -66,6 +66,14 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
     absl::SleepFor(
         std::min(absl::Milliseconds(50), deadline - absl::Now()));
   }
+
+  // Keys of different attempts of a restarted job stay apart, as torch's
+  // "/worker/attempt_<n>" prefix keeps them.
+  store = c10::make_intrusive<c10d::PrefixStore>(
+      absl::StrCat("/worker/attempt_", info.restart_count), store);
+  const auto Key = [](absl::string_view name) {
+    return absl::StrCat(kPrefix, name);
+  };
 
   // Check in: claim our rank once, then count arrivals; the last to arrive
   // marks the rendezvous complete.
