@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Side-by-side: //state's barrier and all-reduce (C++, gloo) against Python
+torch.distributed with gloo (Debian's python3-torch), 2 ranks on this
+machine, alternating rounds in one run. Writes the table between the
+`state-collectives` markers of BENCHMARKS.md.
+
+    bazel build //state:collectives_benchmark && benchmarks/state_collectives.py
+
+Options: --rounds N (default 3; the best round of each side counts),
+--no-write (print only).
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import socket
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
+PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch.
+WORLD = 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_job(argv):
+    """Runs WORLD copies of argv as one job; returns rank 0's stdout."""
+    port = free_port()
+    procs = []
+    for rank in range(WORLD):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD),
+                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD),
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for rank, (p, (out, err)) in enumerate(zip(procs, outputs)):
+        if p.returncode != 0:
+            sys.exit("rank %d of %s failed (%d):\n%s%s"
+                     % (rank, argv[0], p.returncode, out, err))
+    return outputs[0][0]
+
+
+def ours():
+    report = json.loads(run_job([str(OURS), "--benchmark_format=json"]))
+    results = {}
+    for b in report["benchmarks"]:
+        name = b["name"].split("/iterations")[0].split("/real_time")[0]
+        # real_time is in the benchmark's unit (microseconds here).
+        results[name] = b["real_time"] * 1e-6
+    return results
+
+
+def peer():
+    out = run_job([SYSTEM_PYTHON, str(PEER)])
+    return {r["name"]: r["seconds"]
+            for r in map(json.loads, out.strip().splitlines())}
+
+
+def human(nbytes):
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= size:
+            return "%d %s" % (nbytes // size, unit)
+    return "%d B" % nbytes
+
+
+def table(best_ours, best_peer):
+    lines = [
+        "| operation | size | ours | Python gloo | ours / Python time "
+        "| ours GB/s | Python GB/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in best_peer:
+        o, p = best_ours[name], best_peer[name]
+        nbytes = int(name.split("/")[1]) if "/" in name else 0
+        op = "barrier" if nbytes == 0 else "all_reduce (sum, f32)"
+        bw = (lambda t: "%.2f" % (nbytes / t / 1e9)) if nbytes else (
+            lambda t: "")
+        lines.append("| %s | %s | %.1f us | %.1f us | %.2f | %s | %s |" % (
+            op, human(nbytes) if nbytes else "-", o * 1e6, p * 1e6, o / p,
+            bw(o), bw(p)))
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if not OURS.exists():
+        sys.exit("build first: bazel build //state:collectives_benchmark")
+    best_ours, best_peer = {}, {}
+    for round_index in range(args.rounds):
+        for name, t in ours().items():
+            best_ours[name] = min(t, best_ours.get(name, t))
+        for name, t in peer().items():
+            best_peer[name] = min(t, best_peer.get(name, t))
+        print("round %d done" % (round_index + 1), file=sys.stderr)
+    body = table(best_ours, best_peer)
+    stamp = "%s, %s, %d cores, %d ranks, best of %d alternating rounds" % (
+        datetime.date.today().isoformat(), platform.machine(),
+        os.cpu_count(), WORLD, args.rounds)
+    section = ("<!-- state-collectives:begin -->\n"
+               "Measured %s.\n\n%s\n<!-- state-collectives:end -->"
+               % (stamp, body))
+    print(section)
+    if args.no_write:
+        return
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- state-collectives:begin -->", \
+        "<!-- state-collectives:end -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text += "\n" + section + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
