@@ -12,12 +12,14 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include "state/internal/errors.h"
+#include "state/internal/work.h"
 #include "state/status_macros.h"
 
 namespace accelerate::state {
 namespace {
 
 using ::accelerate::state_internal::RunGuarded;
+using ::accelerate::state_internal::WaitForWork;
 
 std::string OperationName(const PartialState& state, absl::string_view op) {
   return absl::StrCat(op, " on rank ", state.process_index());
@@ -46,9 +48,12 @@ absl::StatusOr<std::vector<int64_t>> AllGatherInts(
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
   std::vector<at::Tensor> inputs = {input};
+  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, op), [&] {
-    state.process_group()->allgather(outputs, inputs)->wait();
+    work = state.process_group()->allgather(outputs, inputs);
   }));
+  ACCELERATE_RETURN_IF_ERROR(
+      WaitForWork(work, input.nbytes(), OperationName(state, op)));
   return std::vector<int64_t>(output.data_ptr<int64_t>(),
                               output.data_ptr<int64_t>() + n * width);
 }
@@ -109,10 +114,13 @@ absl::StatusOr<std::vector<std::string>> GatherObject(
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
   std::vector<at::Tensor> inputs = {BytesToTensor(data, longest)};
+  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(
       RunGuarded(OperationName(state, "gather_object"), [&] {
-        state.process_group()->allgather(outputs, inputs)->wait();
+        work = state.process_group()->allgather(outputs, inputs);
       }));
+  ACCELERATE_RETURN_IF_ERROR(
+      WaitForWork(work, longest, OperationName(state, "gather_object")));
   for (int rank = 0; rank < n; ++rank) {
     result[rank] = TensorToBytes(outputs[0][rank], lengths[rank]);
   }
@@ -158,17 +166,20 @@ absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
   options.rootRank = from_process;
   std::vector<at::Tensor> length = {
       at::tensor({static_cast<int64_t>(data.size())}, at::kLong)};
+  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
-    state.process_group()->broadcast(length, options)->wait();
+    work = state.process_group()->broadcast(length, options);
   }));
+  ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, sizeof(int64_t), op));
   const int64_t size = length[0].item<int64_t>();
   if (size == 0) return std::string();
   std::vector<at::Tensor> bytes = {
       state.process_index() == from_process ? BytesToTensor(data, size)
                                             : at::empty({size}, at::kByte)};
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
-    state.process_group()->broadcast(bytes, options)->wait();
+    work = state.process_group()->broadcast(bytes, options);
   }));
+  ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, size, op));
   return TensorToBytes(bytes[0], size);
 }
 
@@ -192,15 +203,26 @@ absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
         output.narrow(0, rank * input.size(0), input.size(0)));
   }
   std::vector<at::Tensor> inputs = {input};
+  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, "gather"), [&] {
-    state.process_group()->allgather(outputs, inputs)->wait();
+    work = state.process_group()->allgather(outputs, inputs);
   }));
+  ACCELERATE_RETURN_IF_ERROR(
+      WaitForWork(work, input.nbytes(), OperationName(state, "gather")));
   return output;
 }
 
 absl::StatusOr<at::Tensor> ReduceTensor(const PartialState& state,
                                         const at::Tensor& tensor,
                                         const ReduceOptions& options) {
+  ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "reduce"));
+  at::Tensor result = tensor.contiguous().clone();
+  ACCELERATE_RETURN_IF_ERROR(AllReduceInPlace(state, result, options));
+  return result;
+}
+
+absl::Status AllReduceInPlace(const PartialState& state, at::Tensor& tensor,
+                              const ReduceOptions& options) {
   if (options.reduction == Reduction::kMean &&
       !at::isFloatingType(tensor.scalar_type())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -208,19 +230,24 @@ absl::StatusOr<at::Tensor> ReduceTensor(const PartialState& state,
         std::string(c10::toString(tensor.scalar_type())),
         "; use sum or convert first"));
   }
-  ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "reduce"));
-  at::Tensor result = tensor.contiguous().clone();
+  if (!tensor.is_contiguous()) {
+    return absl::InvalidArgumentError(
+        "all_reduce: the tensor must be contiguous to be reduced in place");
+  }
   if (state.use_distributed()) {
-    std::vector<at::Tensor> tensors = {result};
-    ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, "reduce"), [&] {
-      state.process_group()->allreduce(tensors)->wait();
+    std::vector<at::Tensor> tensors = {tensor};
+    c10::intrusive_ptr<c10d::Work> work;
+    const std::string op = OperationName(state, "all_reduce");
+    ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+      work = state.process_group()->allreduce(tensors);
     }));
+    ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, tensor.nbytes(), op));
     if (options.reduction == Reduction::kMean) {
-      result.div_(state.num_processes());
+      tensor.div_(state.num_processes());
     }
   }
-  if (options.scale != 1.0) result.mul_(options.scale);
-  return result;
+  if (options.scale != 1.0) tensor.mul_(options.scale);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
@@ -235,10 +262,13 @@ absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
   std::vector<at::Tensor> tensors = {result};
+  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(
       RunGuarded(OperationName(state, "broadcast"), [&] {
-        state.process_group()->broadcast(tensors, options)->wait();
+        work = state.process_group()->broadcast(tensors, options);
       }));
+  ACCELERATE_RETURN_IF_ERROR(
+      WaitForWork(work, result.nbytes(), OperationName(state, "broadcast")));
   return result;
 }
 

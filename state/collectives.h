@@ -72,6 +72,13 @@ struct PadOptions {
     const PartialState& state, const at::Tensor& tensor,
     const PadOptions& options = {});
 
+// Reduces `tensor` across processes in place (no copy; what data-parallel
+// gradient averaging needs). `InvalidArgument` for a non-contiguous tensor or
+// a mean of integers.
+[[nodiscard]] absl::Status AllReduceInPlace(const PartialState& state,
+                                            at::Tensor& tensor,
+                                            const ReduceOptions& options = {});
+
 // Each rank's `data`, in rank order; the lengths may differ.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> GatherObject(
     const PartialState& state, const std::string& data);

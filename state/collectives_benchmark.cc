@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "benchmark/benchmark.h"
 #include <ATen/ATen.h>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include "state/collectives.h"
 #include "state/partial_state.h"
 
 namespace accelerate::state {
@@ -28,29 +28,31 @@ int64_t IterationsFor(int64_t bytes) {
   return std::max<int64_t>(10, std::min<int64_t>(2000, by_volume));
 }
 
-void Sync() {
-  absl::Status status = g_state->WaitForEveryone();
+void Check(const absl::Status& status) {
   if (!status.ok()) {
     std::cerr << status << std::endl;
     std::exit(1);
   }
 }
 
+void Sync() { Check(g_state->WaitForEveryone()); }
+
+// The public API, as a user calls it.
 void BM_Barrier(benchmark::State& state) {
   Sync();
   for (auto _ : state) {
-    g_state->process_group()->barrier()->wait();
+    Check(g_state->WaitForEveryone());
   }
 }
 
 void BM_AllReduce(benchmark::State& state) {
   const int64_t bytes = state.range(0);
-  std::vector<at::Tensor> tensors = {at::ones({bytes / 4}, at::kFloat)};
+  at::Tensor tensor = at::ones({bytes / 4}, at::kFloat);
   // One warm-up round outside the timing.
-  g_state->process_group()->allreduce(tensors)->wait();
+  Check(AllReduceInPlace(*g_state, tensor));
   Sync();
   for (auto _ : state) {
-    g_state->process_group()->allreduce(tensors)->wait();
+    Check(AllReduceInPlace(*g_state, tensor));
   }
   state.SetBytesProcessed(state.iterations() * bytes);
   state.counters["bytes"] = static_cast<double>(bytes);

@@ -11,6 +11,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include "state/internal/errors.h"
 #include "state/internal/rendezvous.h"
+#include "state/internal/work.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
 
@@ -216,8 +217,11 @@ c10d::ProcessGroup* PartialState::process_group() const {
 
 absl::Status PartialState::WaitForEveryone() const {
   if (group_ == nullptr) return absl::OkStatus();
-  return RunGuarded(absl::StrCat("wait_for_everyone on rank ", info_.rank),
-                    [&] { group_->process_group->barrier()->wait(); });
+  const std::string op = absl::StrCat("wait_for_everyone on rank ", info_.rank);
+  c10::intrusive_ptr<c10d::Work> work;
+  ACCELERATE_RETURN_IF_ERROR(
+      RunGuarded(op, [&] { work = group_->process_group->barrier(); }));
+  return state_internal::WaitForWork(work, /*bytes=*/0, op);
 }
 
 absl::Status PartialState::MainProcessFirst(
