@@ -1,0 +1,67 @@
+// Reading and writing Accelerate's YAML config files (`accelerate config`,
+// `default_config.yaml`) as a typed `LaunchConfig`.
+//
+//   absl::StatusOr<LoadedConfig> loaded = LoadConfigFile(path);
+//   if (loaded.ok()) {
+//     for (const std::string& key : loaded->unsupported_keys) warn(key);
+//     int n = loaded->config.num_processes();
+//   }
+//
+// Files written by every Accelerate version since 0.11 load: old spellings
+// (`fp16: true`, top-level `dynamo_backend`, `fsdp_backward_prefetch_policy`,
+// numeric sharding strategies) are understood, keys Accelerate knows but we
+// do not run (DeepSpeed, Megatron-LM, TPU, dynamo, ...) are listed in
+// `unsupported_keys` when they ask for something, and any other key is an
+// error naming it.
+
+#ifndef ACCELERATE_LAUNCH_CONFIG_H_
+#define ACCELERATE_LAUNCH_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "launch/config.pb.h"
+#include "state/environment.h"
+
+namespace accelerate::launch {
+
+struct LoadedConfig {
+  LaunchConfig config;
+  // Accelerate keys this launcher ignores although they ask for something
+  // (e.g. "deepspeed_config", "tpu_name"), for a warning.
+  std::vector<std::string> unsupported_keys;
+  // Keys inside known sections that neither we nor Accelerate define, as
+  // "section.key", for a warning (Accelerate does not check them either).
+  std::vector<std::string> unknown_section_keys;
+};
+
+// Parses the YAML text of a config file; `source` names it in errors.
+// `InvalidArgument` for malformed YAML, an unknown top-level key, or a value
+// of the wrong type (naming the key and the value).
+[[nodiscard]] absl::StatusOr<LoadedConfig> ParseConfig(
+    absl::string_view yaml, absl::string_view source);
+
+// Reads and parses `path`. `NotFound` when the file does not exist.
+[[nodiscard]] absl::StatusOr<LoadedConfig> LoadConfigFile(
+    const std::string& path);
+
+// The YAML text of `config`: keys sorted, strings quoted, as Python
+// Accelerate writes it (so that Python Accelerate reads it back).
+std::string ConfigToYaml(const LaunchConfig& config);
+
+// Writes `config` to `path` atomically (a temporary file renamed over it),
+// creating missing parent folders.
+[[nodiscard]] absl::Status WriteConfigFile(const LaunchConfig& config,
+                                           const std::string& path);
+
+// Accelerate's default config path: $HF_HOME/accelerate/default_config.yaml,
+// where HF_HOME defaults to $XDG_CACHE_HOME/huggingface and XDG_CACHE_HOME to
+// ~/.cache.
+std::string DefaultConfigPath(const state::Environment& env);
+
+}  // namespace accelerate::launch
+
+#endif  // ACCELERATE_LAUNCH_CONFIG_H_

@@ -1,0 +1,411 @@
+#include "launch/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace accelerate::launch {
+namespace {
+
+constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+void WriteAll(int fd, absl::string_view text) {
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void Say(absl::string_view text) {
+  WriteAll(STDERR_FILENO, absl::StrCat("accelerate launch: ", text, "\n"));
+}
+
+bool MakeDirs(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    const std::string dir = path.substr(0, slash);
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    if (slash == std::string::npos) return true;
+  }
+}
+
+struct Stream {
+  int fd = -1;
+  std::string partial;
+  std::unique_ptr<std::ofstream> log;
+};
+
+struct Child {
+  int rank = 0;
+  pid_t pid = -1;
+  bool exited = false;
+  int status = 0;
+  Stream out;
+  Stream err;
+  std::deque<std::string> err_tail;
+};
+
+class Attempt {
+ public:
+  Attempt(const SupervisorOptions& options, int attempt, int signal_fd)
+      : options_(options), attempt_(attempt), signal_fd_(signal_fd) {}
+
+  // Starts every rank; false when one cannot be started (the others are then
+  // brought down by the caller through Run()).
+  bool Start(const std::vector<RankProcess>& ranks, const sigset_t& old_mask);
+  // Supervises until every rank has ended and its output is drained.
+  void Run();
+
+  int failed_index() const { return failed_index_; }
+  int received_signal() const { return received_signal_; }
+  const Child& child(int index) const { return *children_[index]; }
+
+ private:
+  void Spawn(const RankProcess& spec, const sigset_t& old_mask);
+  void Relay(Child& child, Stream& stream, bool is_err, bool eof);
+  void ReapExited();
+  void StopAll(int signal);
+  bool AllDone() const;
+
+  const SupervisorOptions& options_;
+  const int attempt_;
+  const int signal_fd_;
+  std::vector<std::unique_ptr<Child>> children_;
+  int failed_index_ = -1;
+  int received_signal_ = 0;
+  bool stopping_ = false;
+  bool killed_ = false;
+  absl::Time kill_deadline_ = absl::InfiniteFuture();
+};
+
+void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
+  auto child = std::make_unique<Child>();
+  child->rank = spec.rank;
+  // Everything the child needs is built before fork.
+  std::map<std::string, std::string> merged;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const char* eq = std::strchr(*entry, '=');
+    if (eq != nullptr) {
+      merged[std::string(*entry, static_cast<size_t>(eq - *entry))] = eq + 1;
+    }
+  }
+  for (const auto& [name, value] : spec.env) merged[name] = value;
+  std::vector<std::string> env_strings;
+  for (const auto& [name, value] : merged) {
+    env_strings.push_back(absl::StrCat(name, "=", value));
+  }
+  std::vector<char*> envp;
+  for (std::string& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_strings = spec.argv;
+  std::vector<char*> argv;
+  for (std::string& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const std::string exec_error = absl::StrCat(
+      "accelerate launch: cannot execute ", spec.argv[0], "\n");
+
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    Say(absl::StrCat("pipe failed: ", std::strerror(errno)));
+    children_.push_back(std::move(child));
+    children_.back()->exited = true;
+    children_.back()->status = 127 << 8;
+    return;
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    for (int sig : kForwardedSignals) ::signal(sig, SIG_DFL);
+    ::signal(SIGCHLD, SIG_DFL);
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    const ssize_t ignored =
+        ::write(STDERR_FILENO, exec_error.data(), exec_error.size());
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (pid < 0) {
+    Say(absl::StrCat("fork failed: ", std::strerror(errno)));
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    child->exited = true;
+    child->status = 127 << 8;
+    children_.push_back(std::move(child));
+    return;
+  }
+  ::setpgid(pid, pid);  // Also here, so that it holds before we signal.
+  child->pid = pid;
+  child->out.fd = out_pipe[0];
+  child->err.fd = err_pipe[0];
+  if (!options_.log_dir.empty() && options_.tee != 0) {
+    const std::string dir = absl::StrCat(options_.log_dir, "/attempt_",
+                                         attempt_, "/rank_", spec.rank);
+    if (MakeDirs(dir)) {
+      if (options_.tee & 1) {
+        child->out.log = std::make_unique<std::ofstream>(dir + "/stdout.log");
+      }
+      if (options_.tee & 2) {
+        child->err.log = std::make_unique<std::ofstream>(dir + "/stderr.log");
+      }
+    } else {
+      Say(absl::StrCat("cannot create log folder ", dir));
+    }
+  }
+  children_.push_back(std::move(child));
+}
+
+bool Attempt::Start(const std::vector<RankProcess>& ranks,
+                    const sigset_t& old_mask) {
+  for (const RankProcess& rank : ranks) Spawn(rank, old_mask);
+  for (size_t i = 0; i < children_.size(); ++i) {
+    if (children_[i]->pid < 0) {
+      failed_index_ = static_cast<int>(i);
+      return false;
+    }
+  }
+  return true;
+}
+
+void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
+  const int target = is_err ? STDERR_FILENO : STDOUT_FILENO;
+  const std::string prefix =
+      options_.prefix_output ? absl::StrCat("[rank", child.rank, "]: ") : "";
+  size_t start = 0;
+  std::string batch;
+  while (true) {
+    const size_t newline = stream.partial.find('\n', start);
+    if (newline == std::string::npos) break;
+    absl::string_view line(stream.partial.data() + start, newline - start);
+    absl::StrAppend(&batch, prefix, line, "\n");
+    if (is_err) {
+      child.err_tail.emplace_back(line);
+      while (static_cast<int>(child.err_tail.size()) > options_.tail_lines) {
+        child.err_tail.pop_front();
+      }
+    }
+    start = newline + 1;
+  }
+  stream.partial.erase(0, start);
+  if (eof && !stream.partial.empty()) {
+    absl::StrAppend(&batch, prefix, stream.partial, "\n");
+    if (is_err) child.err_tail.push_back(stream.partial);
+    stream.partial.clear();
+  }
+  if (batch.empty()) return;
+  WriteAll(target, batch);
+  if (stream.log) {
+    // The log holds the rank's own bytes, without our prefix.
+    const std::string& raw = batch;
+    if (prefix.empty()) {
+      *stream.log << raw;
+    } else {
+      for (absl::string_view line : absl::StrSplit(raw, '\n', absl::SkipEmpty())) {
+        line.remove_prefix(std::min(prefix.size(), line.size()));
+        *stream.log << line << "\n";
+      }
+    }
+    stream.log->flush();
+  }
+}
+
+void Attempt::StopAll(int signal) {
+  for (auto& child : children_) {
+    if (!child->exited && child->pid > 0) ::kill(-child->pid, signal);
+  }
+}
+
+void Attempt::ReapExited() {
+  for (size_t i = 0; i < children_.size(); ++i) {
+    Child& child = *children_[i];
+    if (child.exited || child.pid < 0) continue;
+    siginfo_t info{};
+    if (::waitid(P_PID, child.pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        info.si_pid != child.pid) {
+      continue;
+    }
+    // The rank is a zombie: its process group still exists, so whatever it
+    // left behind can be killed before the pid is released.
+    ::kill(-child.pid, SIGKILL);
+    ::waitpid(child.pid, &child.status, 0);
+    child.exited = true;
+    const bool failed = !WIFEXITED(child.status) || WEXITSTATUS(child.status) != 0;
+    if (failed && failed_index_ < 0 && received_signal_ == 0 && !stopping_) {
+      failed_index_ = static_cast<int>(i);
+      stopping_ = true;
+      kill_deadline_ = absl::Now() + options_.grace_period;
+      StopAll(SIGTERM);
+    }
+  }
+}
+
+bool Attempt::AllDone() const {
+  for (const auto& child : children_) {
+    if (!child->exited || child->out.fd >= 0 || child->err.fd >= 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void Attempt::Run() {
+  if (failed_index_ >= 0 && !stopping_) {
+    stopping_ = true;
+    kill_deadline_ = absl::Now() + options_.grace_period;
+    StopAll(SIGTERM);
+  }
+  char buffer[65536];
+  while (!AllDone()) {
+    std::vector<pollfd> fds = {{signal_fd_, POLLIN, 0}};
+    std::vector<std::pair<Child*, bool>> owners = {{nullptr, false}};
+    for (auto& child : children_) {
+      if (child->out.fd >= 0) {
+        fds.push_back({child->out.fd, POLLIN, 0});
+        owners.push_back({child.get(), false});
+      }
+      if (child->err.fd >= 0) {
+        fds.push_back({child->err.fd, POLLIN, 0});
+        owners.push_back({child.get(), true});
+      }
+    }
+    absl::Duration wait = options_.monitor_interval;
+    if (stopping_ && !killed_) {
+      wait = std::min(wait, std::max(kill_deadline_ - absl::Now(),
+                                     absl::ZeroDuration()));
+    }
+    const int ready = ::poll(fds.data(), fds.size(),
+                             static_cast<int>(absl::ToInt64Milliseconds(wait)));
+    if (ready < 0 && errno != EINTR) break;
+
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+        const int sig = static_cast<int>(info.ssi_signo);
+        if (sig == SIGCHLD) continue;  // Reaped below.
+        if (received_signal_ == 0) {
+          received_signal_ = sig;
+          Say(absl::StrCat("received ", strsignal(sig),
+                           "; passing it to every rank"));
+        }
+        StopAll(sig);
+        if (!stopping_) {
+          stopping_ = true;
+          kill_deadline_ = absl::Now() + options_.grace_period;
+        }
+      }
+    }
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Child& child = *owners[i].first;
+      Stream& stream = owners[i].second ? child.err : child.out;
+      const ssize_t n = ::read(stream.fd, buffer, sizeof(buffer));
+      if (n > 0) {
+        stream.partial.append(buffer, static_cast<size_t>(n));
+        Relay(child, stream, owners[i].second, /*eof=*/false);
+      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        Relay(child, stream, owners[i].second, /*eof=*/true);
+        ::close(stream.fd);
+        stream.fd = -1;
+      }
+    }
+    ReapExited();
+    if (stopping_ && !killed_ && absl::Now() >= kill_deadline_) {
+      killed_ = true;
+      StopAll(SIGKILL);
+    }
+  }
+}
+
+std::string DescribeStatus(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exited with code ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return absl::StrCat("was killed by signal ", WTERMSIG(status), " (",
+                        strsignal(WTERMSIG(status)), ")");
+  }
+  return "ended";
+}
+
+int ExitCodeOf(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+int RunSupervised(
+    const std::function<std::vector<RankProcess>(int attempt)>& make_ranks,
+    const SupervisorOptions& options) {
+  sigset_t handled, old_mask;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGCHLD);
+  for (int sig : kForwardedSignals) sigaddset(&handled, sig);
+  ::sigprocmask(SIG_BLOCK, &handled, &old_mask);
+  const int signal_fd = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  int exit_code = 0;
+  for (int attempt = 0;; ++attempt) {
+    Attempt run(options, attempt, signal_fd);
+    run.Start(make_ranks(attempt), old_mask);
+    run.Run();
+    if (run.received_signal() != 0) {
+      Say(absl::StrCat("stopped every rank after ",
+                       strsignal(run.received_signal())));
+      exit_code = 128 + run.received_signal();
+      break;
+    }
+    if (run.failed_index() < 0) {
+      exit_code = 0;
+      break;
+    }
+    const Child& failed = run.child(run.failed_index());
+    Say(absl::StrCat("rank ", failed.rank, " (pid ", failed.pid, ") ",
+                     DescribeStatus(failed.status),
+                     "; the other ranks were stopped"));
+    if (!failed.err_tail.empty()) {
+      std::string tail = absl::StrCat("last lines of rank ", failed.rank,
+                                      "'s stderr:");
+      for (const std::string& line : failed.err_tail) {
+        absl::StrAppend(&tail, "\n  | ", line);
+      }
+      Say(tail);
+    }
+    exit_code = ExitCodeOf(failed.status);
+    if (attempt >= options.max_restarts) break;
+    Say(absl::StrCat("restarting the group (restart ", attempt + 1, " of ",
+                     options.max_restarts, ")"));
+  }
+  ::close(signal_fd);
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  return exit_code;
+}
+
+}  // namespace accelerate::launch
