@@ -108,11 +108,17 @@ class Questionnaire {
   Questionnaire(std::istream& in, std::ostream& out) : in_(in), out_(out) {}
 
   std::string Ask(absl::string_view question, absl::string_view fallback) {
+    return AskOrEnd(question, fallback).value_or(std::string(fallback));
+  }
+
+  // The answer, or nullopt at the end of the input.
+  std::optional<std::string> AskOrEnd(absl::string_view question,
+                                      absl::string_view fallback) {
     out_ << question << " [" << fallback << "]: " << std::flush;
     std::string line;
     if (!std::getline(in_, line)) {
       out_ << "\n";
-      return std::string(fallback);
+      return std::nullopt;
     }
     const std::string answer(absl::StripAsciiWhitespace(line));
     return answer.empty() ? std::string(fallback) : answer;
@@ -127,8 +133,11 @@ class Questionnaire {
       absl::StrAppend(&listing, i == 0 ? "" : ", ", "[", i, "] ", choices[i]);
     }
     for (int tries = 0; tries < 3; ++tries) {
-      const std::string answer =
-          Ask(absl::StrCat(question, " (", listing, ")"), choices[fallback]);
+      std::optional<std::string> read =
+          AskOrEnd(absl::StrCat(question, " (", listing, ")"), choices[fallback]);
+      // The end of the input takes the default, unless an answer was wrong.
+      if (!read.has_value() && tries > 0) break;
+      const std::string answer = read.value_or(choices[fallback]);
       int index = -1;
       if (absl::SimpleAtoi(answer, &index) && index >= 0 &&
           index < static_cast<int>(choices.size())) {
@@ -141,7 +150,6 @@ class Questionnaire {
       }
       out_ << "Please answer one of " << absl::StrJoin(choices, ", ")
            << " (or its number); got \"" << answer << "\"\n";
-      if (in_.eof()) break;
     }
     return absl::InvalidArgumentError(
         absl::StrCat("no valid answer to: ", question));
@@ -150,12 +158,14 @@ class Questionnaire {
   absl::StatusOr<int> Integer(absl::string_view question, int fallback,
                               int min_value) {
     for (int tries = 0; tries < 3; ++tries) {
-      const std::string answer = Ask(question, absl::StrCat(fallback));
+      std::optional<std::string> read =
+          AskOrEnd(question, absl::StrCat(fallback));
+      if (!read.has_value() && tries > 0) break;
+      const std::string answer = read.value_or(absl::StrCat(fallback));
       int value = 0;
       if (absl::SimpleAtoi(answer, &value) && value >= min_value) return value;
       out_ << "Please answer an integer of at least " << min_value
            << "; got \"" << answer << "\"\n";
-      if (in_.eof()) break;
     }
     return absl::InvalidArgumentError(
         absl::StrCat("no valid answer to: ", question));
@@ -163,13 +173,18 @@ class Questionnaire {
 
   absl::StatusOr<bool> YesNo(absl::string_view question, bool fallback) {
     for (int tries = 0; tries < 3; ++tries) {
-      const std::string answer = Ask(question, fallback ? "YES/no" : "yes/NO");
+      std::optional<std::string> read =
+          AskOrEnd(question, fallback ? "YES/no" : "yes/NO");
+      if (!read.has_value()) {
+        if (tries > 0) break;
+        return fallback;
+      }
+      const std::string& answer = *read;
       if (answer == "YES/no") return true;
       if (answer == "yes/NO") return false;
       absl::StatusOr<bool> value = state::ParseBoolFlag("answer", answer);
       if (value.ok()) return *value;
       out_ << "Please answer yes or no; got \"" << answer << "\"\n";
-      if (in_.eof()) break;
     }
     return absl::InvalidArgumentError(
         absl::StrCat("no valid answer to: ", question));
@@ -439,9 +454,8 @@ int Env(const std::vector<std::string>& args, const state::Environment& env,
                 ? "\tNot found\n"
                 : absl::StrCat("\tUnreadable: ", loaded.status().message(), "\n"));
   } else {
-    for (absl::string_view line :
-         absl::StrSplit(ConfigToYaml(loaded->config), '\n', absl::SkipEmpty())) {
-      out << "\t- " << line << "\n";
+    for (const auto& [key, value] : ConfigEntries(loaded->config)) {
+      out << "\t- " << key << ": " << value << "\n";
     }
   }
   std::cout << out.str();

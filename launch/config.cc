@@ -191,7 +191,51 @@ void EmitMessage(const Message& message, YAML::Emitter& out) {
   out << YAML::EndMap;
 }
 
+std::vector<std::pair<std::string, std::string>> Entries(
+    const Message& message) {
+  const Reflection* reflection = message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const FieldDescriptor* field : fields) {
+    std::string value;
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_BOOL:
+        value = reflection->GetBool(message, field) ? "true" : "false";
+        break;
+      case FieldDescriptor::CPPTYPE_INT32:
+        value = absl::StrCat(reflection->GetInt32(message, field));
+        break;
+      case FieldDescriptor::CPPTYPE_INT64:
+        value = absl::StrCat(reflection->GetInt64(message, field));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        value = reflection->GetString(message, field);
+        break;
+      case FieldDescriptor::CPPTYPE_MESSAGE: {
+        std::vector<std::string> parts;
+        for (const auto& [k, v] :
+             Entries(reflection->GetMessage(message, field))) {
+          parts.push_back(absl::StrCat(k, ": ", v));
+        }
+        value = absl::StrCat("{", absl::StrJoin(parts, ", "), "}");
+        break;
+      }
+      default:
+        break;
+    }
+    entries.emplace_back(field->name(), value);
+  }
+  std::sort(entries.begin(), entries.end());
+  return entries;
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> ConfigEntries(
+    const LaunchConfig& config) {
+  return Entries(config);
+}
 
 absl::StatusOr<LoadedConfig> ParseConfig(absl::string_view yaml,
                                          absl::string_view source) {

@@ -18,6 +18,7 @@
 #define ACCELERATE_LAUNCH_CONFIG_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -51,6 +52,11 @@ struct LoadedConfig {
 // The YAML text of `config`: keys sorted, strings quoted, as Python
 // Accelerate writes it (so that Python Accelerate reads it back).
 std::string ConfigToYaml(const LaunchConfig& config);
+
+// The set keys of `config` and their values as plain text, sorted by key;
+// sections read `{key: value, ...}`. For `accelerate env`.
+std::vector<std::pair<std::string, std::string>> ConfigEntries(
+    const LaunchConfig& config);
 
 // Writes `config` to `path` atomically (a temporary file renamed over it),
 // creating missing parent folders.

@@ -27,10 +27,12 @@ case "${1:-}" in
     if [[ "$rank" == "$2" ]]; then kill -SEGV $$; fi
     sleep 60
     ;;
-  wait_for_signal)  # prints ready, then reports the signal it gets.
+  wait_for_signal)  # wait_for_signal DIR: touches DIR/ready_RANK, then
+                    # reports the signal it gets.
     trap 'echo "rank ${rank} got INT"; exit 7' INT
     trap 'echo "rank ${rank} got TERM"; exit 8' TERM
     echo "ready ${rank}"
+    touch "$2/ready_${rank}"
     for _ in $(seq 600); do sleep 0.1; done
     ;;
   restart)  # rank 1 fails on the first attempt only.
