@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Launcher overhead: time from starting `accelerate launch --num_processes 2`
+to both ranks past their first barrier, minus the time the same program takes
+when its 2 processes are started directly; against
+`python3 -m torch.distributed.run --nproc_per_node 2` with the equivalent
+Python program (first_barrier.py), minus that program started directly.
+Runs alternate; the best of --runs each counts. Writes the table between the
+`launcher-overhead` markers of BENCHMARKS.md.
+
+    bazel build //launch:accelerate //benchmarks:first_barrier && \\
+        benchmarks/launcher_overhead.py
+"""
+import argparse
+import datetime
+import os
+import pathlib
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ACCELERATE = ROOT / "bazel-bin" / "launch" / "accelerate"
+OURS = ROOT / "bazel-bin" / "benchmarks" / "first_barrier"
+PEER = ROOT / "benchmarks" / "first_barrier.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch.
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def barrier_ns(output):
+    for line in output.splitlines():
+        if "BARRIER_NS" in line:
+            return int(line.split("BARRIER_NS")[1].strip())
+    sys.exit("no BARRIER_NS line in:\n" + output)
+
+
+def timed_launch(argv, env=None):
+    start = time.time_ns()
+    done = subprocess.run(argv, env=env, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode != 0:
+        sys.exit("%s failed:\n%s%s" % (argv, done.stdout, done.stderr))
+    return (barrier_ns(done.stdout) - start) / 1e6
+
+
+def timed_direct(argv):
+    """Starts 2 ranks directly with torchrun's variables."""
+    port = free_port()
+    start = time.time_ns()
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2",
+                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    if any(p.returncode for p in procs):
+        sys.exit("direct run of %s failed: %s" % (argv, outputs))
+    return (barrier_ns(outputs[0][0]) - start) / 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    for path in (ACCELERATE, OURS):
+        if not path.exists():
+            sys.exit("build first: bazel build //launch:accelerate "
+                     "//benchmarks:first_barrier")
+    env = dict(os.environ, HF_HOME="/nonexistent-hf-home")
+    samples = {"ours": [], "ours_direct": [], "torchrun": [], "py_direct": []}
+    for _ in range(args.runs):
+        samples["ours"].append(timed_launch(
+            [str(ACCELERATE), "launch", "--cpu", "-q", "--num_processes", "2",
+             "--main_process_port", str(free_port()), str(OURS)], env))
+        samples["ours_direct"].append(timed_direct([str(OURS)]))
+        samples["torchrun"].append(timed_launch(
+            [SYSTEM_PYTHON, "-m", "torch.distributed.run", "--nproc_per_node",
+             "2", "--master_port", str(free_port()), "--redirects", "2",
+             "--tee", "1", str(PEER)]))
+        samples["py_direct"].append(timed_direct([SYSTEM_PYTHON, str(PEER)]))
+    # Best of N: a direct start can lose up to a second when rank 1 dials
+    # before rank 0 listens (the store client backs off); the best run of
+    # each kind is the one without such accidents.
+    med = {k: min(v) for k, v in samples.items()}
+    ours = med["ours"] - med["ours_direct"]
+    theirs = med["torchrun"] - med["py_direct"]
+    stamp = "%s, %s, %d cores, best of %d alternating runs" % (
+        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
+        args.runs)
+    body = "\n".join([
+        "| launcher | launch to first barrier | program started directly "
+        "| launcher overhead |",
+        "|---|---|---|---|",
+        "| `accelerate launch` (ours, C++ program) | %.1f ms | %.1f ms | "
+        "**%.1f ms** |" % (med["ours"], med["ours_direct"], ours),
+        "| `torch.distributed.run` (Python program) | %.1f ms | %.1f ms | "
+        "**%.1f ms** |" % (med["torchrun"], med["py_direct"], theirs),
+        "",
+        "torchrun's overhead / ours: **%.0fx**." % (theirs / max(ours, 0.1)),
+    ])
+    section = ("<!-- launcher-overhead:begin -->\nMeasured %s.\n\n%s\n"
+               "<!-- launcher-overhead:end -->" % (stamp, body))
+    print(section)
+    if args.no_write:
+        return
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text()
+    begin, end = "<!-- launcher-overhead:begin -->", \
+        "<!-- launcher-overhead:end -->"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text += "\n" + section + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
