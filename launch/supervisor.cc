@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -196,43 +195,36 @@ bool Attempt::Start(const std::vector<RankProcess>& ranks,
 }
 
 void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
-  const int target = is_err ? STDERR_FILENO : STDOUT_FILENO;
   const std::string prefix =
       options_.prefix_output ? absl::StrCat("[rank", child.rank, "]: ") : "";
-  size_t start = 0;
-  std::string batch;
-  while (true) {
-    const size_t newline = stream.partial.find('\n', start);
-    if (newline == std::string::npos) break;
-    absl::string_view line(stream.partial.data() + start, newline - start);
+  std::string batch;  // Prefixed, for the console.
+  std::string raw;    // The rank's own bytes, for its log file.
+  const auto take = [&](absl::string_view line) {
     absl::StrAppend(&batch, prefix, line, "\n");
+    if (stream.log) absl::StrAppend(&raw, line, "\n");
     if (is_err) {
       child.err_tail.emplace_back(line);
       while (static_cast<int>(child.err_tail.size()) > options_.tail_lines) {
         child.err_tail.pop_front();
       }
     }
+  };
+  size_t start = 0;
+  for (size_t newline = stream.partial.find('\n');
+       newline != std::string::npos;
+       newline = stream.partial.find('\n', start)) {
+    take(absl::string_view(stream.partial).substr(start, newline - start));
     start = newline + 1;
   }
   stream.partial.erase(0, start);
   if (eof && !stream.partial.empty()) {
-    absl::StrAppend(&batch, prefix, stream.partial, "\n");
-    if (is_err) child.err_tail.push_back(stream.partial);
+    take(stream.partial);
     stream.partial.clear();
   }
   if (batch.empty()) return;
-  WriteAll(target, batch);
+  WriteAll(is_err ? STDERR_FILENO : STDOUT_FILENO, batch);
   if (stream.log) {
-    // The log holds the rank's own bytes, without our prefix.
-    const std::string& raw = batch;
-    if (prefix.empty()) {
-      *stream.log << raw;
-    } else {
-      for (absl::string_view line : absl::StrSplit(raw, '\n', absl::SkipEmpty())) {
-        line.remove_prefix(std::min(prefix.size(), line.size()));
-        *stream.log << line << "\n";
-      }
-    }
+    *stream.log << raw;
     stream.log->flush();
   }
 }
