@@ -506,6 +506,10 @@ int Test(const std::vector<std::string>& args, const state::Environment& env,
     launch_args.push_back("--num_processes=2");
     launch_args.push_back("--cpu");
   }
+  if (!have_config) {
+    // Any free port: a self-check must not meet another job at 29500.
+    launch_args.push_back("--main_process_port=0");
+  }
   launch_args.push_back(selftest);
   std::cout << "Running: accelerate launch " << absl::StrJoin(launch_args, " ")
             << std::endl;

@@ -197,7 +197,8 @@ TEST(LauncherTest, PythonScriptsRunWithTheInterpreter) {
 
 TEST(LauncherTest, RanksJoinAProcessGroupAndRunCollectives) {
   ProcessResult result = RunAccelerate(
-      {"launch", "--cpu", "--num_processes", "2", Worker(), "collectives", "60"},
+      {"launch", "--cpu", "--num_processes", "2", "--main_process_port",
+       absl::StrCat(PickFreePort()), Worker(), "collectives", "60"},
       {{"WORKER_TMPDIR", TmpDir("collectives")}});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(HasLine(result.output, "[rank0]: RESULT gather_scalar 0,1"));
