@@ -13,25 +13,19 @@ Runs alternate; the best of --runs each counts. Writes the table between the
 import argparse
 import datetime
 import os
-import pathlib
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from report import ROOT, free_port, section, write_section
+
 ACCELERATE = ROOT / "bazel-bin" / "launch" / "accelerate"
 OURS = ROOT / "bazel-bin" / "benchmarks" / "first_barrier"
 PEER = ROOT / "benchmarks" / "first_barrier.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch.
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def barrier_ns(output):
@@ -109,21 +103,10 @@ def main():
         "",
         "torchrun's overhead / ours: **%.0fx**." % (theirs / max(ours, 0.1)),
     ])
-    section = ("<!-- launcher-overhead:begin -->\nMeasured %s.\n\n%s\n"
-               "<!-- launcher-overhead:end -->" % (stamp, body))
-    print(section)
-    if args.no_write:
-        return
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    begin, end = "<!-- launcher-overhead:begin -->", \
-        "<!-- launcher-overhead:end -->"
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text += "\n" + section + "\n"
-    path.write_text(text)
+    text = section("launcher-overhead", stamp, body)
+    print(text)
+    if not args.no_write:
+        write_section("launcher-overhead", text)
 
 
 if __name__ == "__main__":

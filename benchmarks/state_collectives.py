@@ -13,23 +13,17 @@ import argparse
 import datetime
 import json
 import os
-import pathlib
 import platform
-import socket
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from report import ROOT, free_port, section, write_section
+
 OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
 PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch.
 WORLD = 2
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_job(argv):
@@ -110,22 +104,10 @@ def main():
     stamp = "%s, %s, %d cores, %d ranks, best of %d alternating rounds" % (
         datetime.date.today().isoformat(), platform.machine(),
         os.cpu_count(), WORLD, args.rounds)
-    section = ("<!-- state-collectives:begin -->\n"
-               "Measured %s.\n\n%s\n<!-- state-collectives:end -->"
-               % (stamp, body))
-    print(section)
-    if args.no_write:
-        return
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else ""
-    begin, end = "<!-- state-collectives:begin -->", \
-        "<!-- state-collectives:end -->"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text += "\n" + section + "\n"
-    path.write_text(text)
+    text = section("state-collectives", stamp, body)
+    print(text)
+    if not args.no_write:
+        write_section("state-collectives", text)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-
-extern char** environ;
+#include "state/environment.h"
 
 namespace accelerate::launch {
 namespace {
@@ -103,25 +102,10 @@ void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
   auto child = std::make_unique<Child>();
   child->rank = spec.rank;
   // Everything the child needs is built before fork.
-  std::map<std::string, std::string> merged;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const char* eq = std::strchr(*entry, '=');
-    if (eq != nullptr) {
-      merged[std::string(*entry, static_cast<size_t>(eq - *entry))] = eq + 1;
-    }
-  }
-  for (const auto& [name, value] : spec.env) merged[name] = value;
-  std::vector<std::string> env_strings;
-  for (const auto& [name, value] : merged) {
-    env_strings.push_back(absl::StrCat(name, "=", value));
-  }
-  std::vector<char*> envp;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  std::vector<std::string> env_strings = state::ChildEnvironment(spec.env);
+  std::vector<char*> envp = state::CStringArray(env_strings);
   std::vector<std::string> argv_strings = spec.argv;
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
+  std::vector<char*> argv = state::CStringArray(argv_strings);
   const std::string exec_error = absl::StrCat(
       "accelerate launch: cannot execute ", spec.argv[0], "\n");
 

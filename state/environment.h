@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -50,6 +51,15 @@ class MapEnvironment final : public Environment {
  private:
   std::map<std::string, std::string, std::less<>> values_;
 };
+
+// The NAME=VALUE strings of this process's environment with `overrides` added
+// or replacing, sorted by name: what a launched child should see.
+std::vector<std::string> ChildEnvironment(
+    const std::map<std::string, std::string>& overrides);
+
+// Null-terminated pointers into `strings`, for execve's argv and envp.
+// `strings` must outlive the result and not change size.
+std::vector<char*> CStringArray(std::vector<std::string>& strings);
 
 }  // namespace accelerate::state
 

@@ -11,9 +11,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "state/environment.h"
 #include "state/logging.h"
-
-extern char** environ;
 
 namespace accelerate::testing {
 
@@ -36,23 +35,9 @@ absl::Status Subprocess::Start() {
   ACCELERATE_CHECK(!argv_.empty());
   // Build everything the child needs before forking: after fork only
   // async-signal-safe calls are allowed.
-  std::map<std::string, std::string> merged;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    const std::string text(*entry);
-    const size_t eq = text.find('=');
-    if (eq != std::string::npos) merged[text.substr(0, eq)] = text.substr(eq + 1);
-  }
-  for (const auto& [name, value] : env_) merged[name] = value;
-  std::vector<std::string> env_strings;
-  for (const auto& [name, value] : merged) {
-    env_strings.push_back(absl::StrCat(name, "=", value));
-  }
-  std::vector<char*> env_ptrs;
-  for (std::string& s : env_strings) env_ptrs.push_back(s.data());
-  env_ptrs.push_back(nullptr);
-  std::vector<char*> argv_ptrs;
-  for (std::string& s : argv_) argv_ptrs.push_back(s.data());
-  argv_ptrs.push_back(nullptr);
+  std::vector<std::string> env_strings = state::ChildEnvironment(env_);
+  std::vector<char*> env_ptrs = state::CStringArray(env_strings);
+  std::vector<char*> argv_ptrs = state::CStringArray(argv_);
 
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {

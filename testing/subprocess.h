@@ -1,6 +1,5 @@
 // Starts child processes with extra environment variables and collects their
-// output and exit status; used by multi-process tests and, until `//launch`
-// exists, by the `//examples:state_demo` main job.
+// output and exit status; used by multi-process tests.
 //
 //   Subprocess child({"/bin/echo", "hi"}, {{"RANK", "0"}});
 //   ACCELERATE_CHECK_OK(child.Start());
