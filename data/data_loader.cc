@@ -1,0 +1,298 @@
+#include "data/data_loader.h"
+
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include <ATen/ATen.h>
+#include "state/collectives.h"
+#include "state/logging.h"
+#include "state/status_macros.h"
+
+namespace accelerate::data {
+namespace {
+
+std::string DescribeShape(const at::Tensor& t) {
+  return absl::StrCat(static_cast<int>(t.scalar_type()), ":",
+                      absl::StrJoin(t.sizes(), "x"));
+}
+
+absl::StatusOr<at::Tensor> EmptyFromShape(const std::string& text) {
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  int dtype = 0;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &dtype)) {
+    return absl::DataLossError(absl::StrCat("bad batch header \"", text, "\""));
+  }
+  std::vector<int64_t> sizes;
+  for (absl::string_view s : absl::StrSplit(parts[1], 'x', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(s, &v)) {
+      return absl::DataLossError(absl::StrCat("bad batch header \"", text, "\""));
+    }
+    sizes.push_back(v);
+  }
+  return at::empty(sizes, at::TensorOptions().dtype(
+                              static_cast<at::ScalarType>(dtype)));
+}
+
+}  // namespace
+
+TensorDataset::TensorDataset(at::Tensor data, at::Tensor target)
+    : data_(std::move(data)), target_(std::move(target)) {
+  ACCELERATE_CHECK(data_.dim() > 0 && target_.dim() > 0 &&
+                   data_.size(0) == target_.size(0))
+      << "data and target need the same number of rows";
+}
+
+Batch TensorDataset::Get(const std::vector<int64_t>& indices) const {
+  const at::Tensor index = at::tensor(indices, at::kLong);
+  return {data_.index_select(0, index), target_.index_select(0, index)};
+}
+
+std::string LoaderState::Serialize() const {
+  return absl::StrCat("epoch=", epoch, " batches_done=", batches_done,
+                      " seed=", seed);
+}
+
+absl::StatusOr<LoaderState> LoaderState::Parse(const std::string& text) {
+  LoaderState state;
+  int found = 0;
+  for (absl::string_view field : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(field, absl::MaxSplits('=', 1));
+    bool ok = kv.size() == 2;
+    if (ok && kv[0] == "epoch") {
+      ok = absl::SimpleAtoi(kv[1], &state.epoch) && state.epoch >= 0;
+    } else if (ok && kv[0] == "batches_done") {
+      ok = absl::SimpleAtoi(kv[1], &state.batches_done) &&
+           state.batches_done >= 0;
+    } else if (ok && kv[0] == "seed") {
+      ok = absl::SimpleAtoi(kv[1], &state.seed);
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "loader state \"", text, "\": bad field \"", field,
+          "\" (expected epoch=E batches_done=B seed=S)"));
+    }
+    ++found;
+  }
+  if (found != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loader state \"", text, "\" needs epoch, batches_done and seed"));
+  }
+  return state;
+}
+
+PreparedDataLoader::PreparedDataLoader(std::shared_ptr<const MapDataset> dataset,
+                                       const state::PartialState& state,
+                                       const DataLoaderOptions& options)
+    : dataset_(std::move(dataset)), state_(state), options_(options) {}
+
+PreparedDataLoader::~PreparedDataLoader() { StopWorkers(); }
+
+absl::StatusOr<std::unique_ptr<PreparedDataLoader>> PreparedDataLoader::Create(
+    std::shared_ptr<const MapDataset> dataset, const state::PartialState& state,
+    const DataLoaderOptions& options) {
+  if (dataset == nullptr) {
+    return absl::InvalidArgumentError("the data loader needs a dataset");
+  }
+  if (options.num_workers < 0 || options.prefetch_factor < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_workers ", options.num_workers, " / prefetch_factor ",
+        options.prefetch_factor, ": need num_workers >= 0, prefetch_factor >= 1"));
+  }
+  std::unique_ptr<PreparedDataLoader> loader(
+      new PreparedDataLoader(std::move(dataset), state, options));
+  ACCELERATE_RETURN_IF_ERROR(loader->BuildShards());
+  return loader;
+}
+
+absl::Status PreparedDataLoader::BuildShards() {
+  StopWorkers();
+  const IndexOrder order = IndexOrder::Create(
+      dataset_->size(),
+      {.shuffle = options_.shuffle, .seed = options_.seed, .epoch = epoch_});
+  ShardOptions shard_options;
+  shard_options.batch_size = options_.batch_size;
+  shard_options.drop_last = options_.drop_last;
+  shard_options.num_processes = state_.num_processes();
+  shard_options.split_batches = options_.split_batches;
+  // As Accelerate's prepare_data_loader, one process reads the plain batch
+  // sampler: nothing to even out, the last batch stays short.
+  shard_options.even_batches =
+      options_.even_batches && state_.num_processes() > 1;
+  all_shards_.clear();
+  for (int p = 0; p < state_.num_processes(); ++p) {
+    if (!options_.dispatch_batches && p != state_.process_index()) continue;
+    shard_options.process_index = p;
+    ACCELERATE_ASSIGN_OR_RETURN(BatchSamplerShard shard,
+                                BatchSamplerShard::Create(order, shard_options));
+    if (p == state_.process_index()) shard_ = shard;
+    all_shards_.push_back(std::move(shard));
+  }
+  next_ = 0;
+  end_of_epoch_ = false;
+  return absl::OkStatus();
+}
+
+int64_t PreparedDataLoader::size() const { return shard_->size(); }
+
+void PreparedDataLoader::SetEpoch(int64_t epoch) {
+  if (epoch == epoch_ && next_ == 0 && !end_of_epoch_) return;
+  epoch_ = epoch;
+  // The options were validated at creation; only the order changes.
+  ACCELERATE_CHECK_OK(BuildShards());
+}
+
+void PreparedDataLoader::SkipBatches(int64_t n) {
+  StopWorkers();
+  next_ = std::min(size(), next_ + std::max<int64_t>(n, 0));
+}
+
+LoaderState PreparedDataLoader::state() const {
+  return {epoch_, next_, options_.seed};
+}
+
+absl::Status PreparedDataLoader::Restore(const LoaderState& saved) {
+  if (saved.seed != options_.seed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "loader state was saved with seed ", saved.seed,
+        ", this loader uses seed ", options_.seed));
+  }
+  epoch_ = saved.epoch;
+  ACCELERATE_RETURN_IF_ERROR(BuildShards());
+  if (saved.batches_done > size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "loader state has ", saved.batches_done,
+        " batches done, but an epoch here has only ", size()));
+  }
+  next_ = saved.batches_done;
+  return absl::OkStatus();
+}
+
+Batch PreparedDataLoader::Load(int64_t k) const {
+  Batch batch = dataset_->Get(shard_->Batch(k));
+  if (state_.device() != batch.data.device()) {
+    batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
+    batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
+  }
+  return batch;
+}
+
+void PreparedDataLoader::StartWorkers() {
+  claimed_ = next_;
+  stop_ = false;
+  ready_.clear();
+  const int64_t ahead =
+      static_cast<int64_t>(options_.num_workers) * options_.prefetch_factor;
+  for (int w = 0; w < options_.num_workers; ++w) {
+    workers_.emplace_back([this, ahead] {
+      while (true) {
+        int64_t k = 0;
+        {
+          std::unique_lock<std::mutex> lock(mu_);
+          cv_.wait(lock, [&] {
+            return stop_ || (claimed_ < size() && claimed_ < next_ + ahead);
+          });
+          if (stop_) return;
+          k = claimed_++;
+        }
+        Batch batch = Load(k);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ready_.emplace(k, std::move(batch));
+        }
+        cv_.notify_all();
+      }
+    });
+  }
+}
+
+void PreparedDataLoader::StopWorkers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& worker : workers_) worker.join();
+  workers_.clear();
+  ready_.clear();
+}
+
+absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
+  // The main process loads every process's batch of step k and broadcasts
+  // them one after another; each process keeps its own.
+  Batch mine;
+  for (int p = 0; p < state_.num_processes(); ++p) {
+    Batch batch;
+    std::string header;
+    if (state_.is_main_process()) {
+      batch = dataset_->Get(all_shards_[p].Batch(k));
+      header = absl::StrCat(DescribeShape(batch.data), ";",
+                            DescribeShape(batch.target));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(header, state::BroadcastObject(state_, header));
+    if (!state_.is_main_process()) {
+      std::vector<std::string> parts = absl::StrSplit(header, ';');
+      if (parts.size() != 2) {
+        return absl::DataLossError(absl::StrCat("bad batch header \"", header, "\""));
+      }
+      ACCELERATE_ASSIGN_OR_RETURN(batch.data, EmptyFromShape(parts[0]));
+      ACCELERATE_ASSIGN_OR_RETURN(batch.target, EmptyFromShape(parts[1]));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(batch.data, state::Broadcast(state_, batch.data));
+    ACCELERATE_ASSIGN_OR_RETURN(batch.target,
+                                state::Broadcast(state_, batch.target));
+    if (p == state_.process_index()) mine = std::move(batch);
+  }
+  mine.data = mine.data.to(state_.device());
+  mine.target = mine.target.to(state_.device());
+  return mine;
+}
+
+absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
+  if (next_ >= size()) {
+    // The epoch is over: say so once, and move on to the next epoch (as
+    // Accelerate's seedable sampler does after a full pass).
+    ++epoch_;
+    ACCELERATE_RETURN_IF_ERROR(BuildShards());
+    return std::optional<Batch>();
+  }
+  const int64_t k = next_;
+  Batch batch;
+  if (options_.dispatch_batches && state_.use_distributed()) {
+    ACCELERATE_ASSIGN_OR_RETURN(batch, NextDispatched(k));
+  } else if (options_.num_workers == 0) {
+    batch = Load(k);
+  } else {
+    if (workers_.empty()) StartWorkers();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return ready_.count(k) > 0; });
+    batch = std::move(ready_[k]);
+    ready_.erase(k);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++next_;
+  }
+  cv_.notify_all();
+  end_of_epoch_ = next_ == size();
+  return std::optional<Batch>(std::move(batch));
+}
+
+absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
+                                            const PreparedDataLoader& loader,
+                                            const at::Tensor& tensor) {
+  ACCELERATE_ASSIGN_OR_RETURN(at::Tensor all, state::Gather(state, tensor));
+  if (loader.end_of_epoch() && loader.remainder() > 0 &&
+      all.size(0) > loader.remainder()) {
+    return all.slice(0, 0, loader.remainder());
+  }
+  return all;
+}
+
+}  // namespace accelerate::data

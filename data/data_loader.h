@@ -1,0 +1,191 @@
+// A data loader prepared for distributed training, as Accelerate's
+// `prepare_data_loader` makes it: each process reads its shard of every
+// epoch (BatchSamplerShard semantics), batches are loaded ahead by background
+// workers and moved to the process's device, the loader knows when it is at
+// the end of the epoch and how many samples of the last global batch are
+// real (for `GatherForMetrics`), and it can resume mid-epoch in O(1).
+//
+//   auto dataset = std::make_shared<TensorDataset>(inputs, targets);
+//   DataLoaderOptions options;
+//   options.batch_size = 32;
+//   options.shuffle = true;
+//   options.seed = 42;
+//   options.num_workers = 2;
+//   ACCELERATE_ASSIGN_OR_RETURN(auto loader,
+//                               PreparedDataLoader::Create(dataset, state, options));
+//   for (int epoch = 0; epoch < 3; ++epoch) {
+//     loader->SetEpoch(epoch);
+//     while (std::optional<Batch> batch = loader->Next()) {
+//       auto loss = Step(batch->data, batch->target);
+//       auto all = GatherForMetrics(state, *loader, predictions);
+//     }
+//   }
+//
+// Thread safety: one thread drives a loader; its workers are internal.
+// Ownership: the loader shares ownership of the dataset; the `PartialState`
+// must outlive it.
+
+#ifndef ACCELERATE_DATA_DATA_LOADER_H_
+#define ACCELERATE_DATA_DATA_LOADER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include <ATen/core/Tensor.h>
+#include "data/batch_sampler_shard.h"
+#include "state/partial_state.h"
+
+namespace accelerate::data {
+
+// A batch: inputs and targets, stacked along dimension 0.
+struct Batch {
+  at::Tensor data;
+  at::Tensor target;
+};
+
+// A map-style dataset: a size and random access by index. `Get` is called
+// from worker threads, so it must be safe to call concurrently.
+class MapDataset {
+ public:
+  virtual ~MapDataset() = default;
+  virtual int64_t size() const = 0;
+  // The samples at `indices`, stacked.
+  virtual Batch Get(const std::vector<int64_t>& indices) const = 0;
+};
+
+// Rows of two tensors (inputs and targets) sharing dimension 0; batches are
+// gathered with one `index_select` each.
+class TensorDataset final : public MapDataset {
+ public:
+  // REQUIRES: data.size(0) == target.size(0).
+  TensorDataset(at::Tensor data, at::Tensor target);
+  int64_t size() const override { return data_.size(0); }
+  Batch Get(const std::vector<int64_t>& indices) const override;
+
+ private:
+  at::Tensor data_;
+  at::Tensor target_;
+};
+
+struct DataLoaderOptions {
+  // Samples per batch on each process (per global batch with
+  // `split_batches`).
+  int64_t batch_size = 1;
+  // Seeded shuffling: the same order on every process, changed by SetEpoch.
+  bool shuffle = false;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  // Accelerate's sharding switches (see ShardOptions).
+  bool split_batches = false;
+  bool even_batches = true;
+  // Only the main process reads the dataset; each global batch is broadcast
+  // and every process keeps its slice (for data only one process can read).
+  bool dispatch_batches = false;
+  // Background threads loading batches ahead; 0 loads on the caller's
+  // thread.
+  int num_workers = 0;
+  // Batches each worker may load ahead.
+  int prefetch_factor = 2;
+};
+
+// Where a loader stands: enough to resume mid-epoch without replaying.
+struct LoaderState {
+  int64_t epoch = 0;
+  // Batches of this epoch already handed out on this process.
+  int64_t batches_done = 0;
+  uint64_t seed = 0;
+
+  // "epoch=E batches_done=B seed=S", and back. `InvalidArgument` (naming
+  // the text) for anything else.
+  std::string Serialize() const;
+  [[nodiscard]] static absl::StatusOr<LoaderState> Parse(
+      const std::string& text);
+};
+
+class PreparedDataLoader {
+ public:
+  // `InvalidArgument` for bad options (see ValidateShardOptions) and for
+  // dispatch mode with workers on non-main processes' datasets.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PreparedDataLoader>>
+  Create(std::shared_ptr<const MapDataset> dataset,
+         const state::PartialState& state, const DataLoaderOptions& options);
+
+  PreparedDataLoader(const PreparedDataLoader&) = delete;
+  PreparedDataLoader& operator=(const PreparedDataLoader&) = delete;
+  ~PreparedDataLoader();
+
+  // Starts epoch `epoch` from its first batch (the order changes with it
+  // when shuffling).
+  void SetEpoch(int64_t epoch);
+
+  // The next batch of this epoch on this process, on the state's device;
+  // nullopt at the end of the epoch (the next call starts the next epoch).
+  // In dispatch mode every process must call it in step.
+  [[nodiscard]] absl::StatusOr<std::optional<Batch>> Next();
+
+  // Skips the next `n` batches of the current epoch without loading them
+  // (Accelerate's `skip_first_batches`). O(1).
+  void SkipBatches(int64_t n);
+
+  LoaderState state() const;
+  // Resumes at `saved`: same epoch order, continuing after its last batch.
+  // `FailedPrecondition` when the seed differs from this loader's.
+  [[nodiscard]] absl::Status Restore(const LoaderState& saved);
+
+  // Batches per epoch on this process.
+  int64_t size() const;
+  // True once the last batch of the epoch has been handed out.
+  bool end_of_epoch() const { return end_of_epoch_; }
+  // Real samples in the last global batch (0: none padded); see
+  // BatchSamplerShard::remainder.
+  int64_t remainder() const { return shard_->remainder(); }
+  int64_t epoch() const { return epoch_; }
+
+ private:
+  PreparedDataLoader(std::shared_ptr<const MapDataset> dataset,
+                     const state::PartialState& state,
+                     const DataLoaderOptions& options);
+  absl::Status BuildShards();
+  Batch Load(int64_t k) const;
+  absl::StatusOr<Batch> NextDispatched(int64_t k);
+  void StartWorkers();
+  void StopWorkers();
+
+  std::shared_ptr<const MapDataset> dataset_;
+  const state::PartialState& state_;
+  DataLoaderOptions options_;
+  int64_t epoch_ = 0;
+  int64_t next_ = 0;
+  bool end_of_epoch_ = false;
+  // This process's shard, and in dispatch mode every process's.
+  std::optional<BatchSamplerShard> shard_;
+  std::vector<BatchSamplerShard> all_shards_;
+
+  // Prefetching: workers load batches [next_, next_ + ahead) of the epoch.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, Batch> ready_;
+  int64_t claimed_ = 0;  // Next batch index a worker will take.
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+// Gathers `tensor` from every process (dimension 0) and, at the end of the
+// epoch, drops the samples that even_batches added to complete the last
+// global batch, as Accelerate's `gather_for_metrics` does.
+[[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
+    const state::PartialState& state, const PreparedDataLoader& loader,
+    const at::Tensor& tensor);
+
+}  // namespace accelerate::data
+
+#endif  // ACCELERATE_DATA_DATA_LOADER_H_

@@ -1,0 +1,266 @@
+#include "data/data_loader.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <ATen/ATen.h>
+#include "state/environment.h"
+#include "state/partial_state.h"
+#include "testing/distributed_testutil.h"
+#include "testing/status_matchers.h"
+#include "testing/tensor_testutil.h"
+
+namespace accelerate::data {
+namespace {
+
+using ::accelerate::testing::IsOk;
+using ::accelerate::testing::RunOnRanks;
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::TensorValues;
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Row i of the data is [i, i] and its target is 10 * i, so every batch says
+// which samples it holds.
+std::shared_ptr<TensorDataset> Numbered(int64_t n) {
+  const at::Tensor ids = at::arange(n, at::kFloat);
+  return std::make_shared<TensorDataset>(ids.unsqueeze(1).repeat({1, 2}),
+                                         ids * 10);
+}
+
+std::vector<int64_t> Ids(const Batch& batch) {
+  std::vector<int64_t> ids;
+  for (double v : TensorValues(batch.target)) ids.push_back(static_cast<int64_t>(v / 10));
+  return ids;
+}
+
+// Every batch of one epoch, as sample ids.
+std::vector<std::vector<int64_t>> Epoch(PreparedDataLoader& loader) {
+  std::vector<std::vector<int64_t>> batches;
+  while (true) {
+    absl::StatusOr<std::optional<Batch>> next = loader.Next();
+    EXPECT_TRUE(next.ok()) << next.status();
+    if (!next.ok() || !next->has_value()) break;
+    batches.push_back(Ids(**next));
+  }
+  return batches;
+}
+
+std::unique_ptr<state::PartialState> SingleProcess() {
+  auto state = state::PartialState::Create({}, state::MapEnvironment());
+  EXPECT_TRUE(state.ok());
+  return *std::move(state);
+}
+
+TEST(PreparedDataLoaderTest, SingleProcessYieldsBatchesInOrder) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  ASSERT_OK_AND_ASSIGN(auto loader,
+                       PreparedDataLoader::Create(Numbered(10), *state, options));
+  EXPECT_EQ(loader->size(), 3);
+  EXPECT_EQ(Epoch(*loader), (std::vector<std::vector<int64_t>>{
+                                {0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9}}));
+  // The data rows match the targets.
+  ASSERT_OK_AND_ASSIGN(std::optional<Batch> first, loader->Next());
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->data.sizes(), (std::vector<int64_t>{4, 2}));
+  EXPECT_THAT(TensorValues(first->data), ElementsAre(0, 0, 1, 1, 2, 2, 3, 3));
+}
+
+TEST(PreparedDataLoaderTest, EndOfEpochIsKnownAtTheLastBatch) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  ASSERT_OK_AND_ASSIGN(auto loader,
+                       PreparedDataLoader::Create(Numbered(8), *state, options));
+  std::vector<bool> ends;
+  while (true) {
+    ASSERT_OK_AND_ASSIGN(std::optional<Batch> batch, loader->Next());
+    if (!batch.has_value()) break;
+    ends.push_back(loader->end_of_epoch());
+  }
+  EXPECT_THAT(ends, ElementsAre(false, true));
+  EXPECT_FALSE(loader->end_of_epoch());  // The next epoch has begun.
+}
+
+TEST(PreparedDataLoaderTest, ShuffleIsSeededAndChangesWithTheEpoch) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 5;
+  options.shuffle = true;
+  options.seed = 3;
+  ASSERT_OK_AND_ASSIGN(auto a, PreparedDataLoader::Create(Numbered(20), *state, options));
+  ASSERT_OK_AND_ASSIGN(auto b, PreparedDataLoader::Create(Numbered(20), *state, options));
+  const auto a0 = Epoch(*a);
+  const auto a1 = Epoch(*a);  // Epoch 1 follows by itself.
+  EXPECT_EQ(Epoch(*b), a0);
+  EXPECT_NE(a0, a1);
+  b->SetEpoch(1);
+  EXPECT_EQ(Epoch(*b), a1);
+  std::vector<int64_t> all;
+  for (const auto& batch : a0) all.insert(all.end(), batch.begin(), batch.end());
+  std::sort(all.begin(), all.end());
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(all[i], i);
+}
+
+TEST(PreparedDataLoaderTest, WorkersPrefetchTheSameBatches) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 7;
+  options.shuffle = true;
+  options.seed = 11;
+  ASSERT_OK_AND_ASSIGN(auto plain, PreparedDataLoader::Create(Numbered(200), *state, options));
+  options.num_workers = 3;
+  options.prefetch_factor = 2;
+  ASSERT_OK_AND_ASSIGN(auto prefetched,
+                       PreparedDataLoader::Create(Numbered(200), *state, options));
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    EXPECT_EQ(Epoch(*prefetched), Epoch(*plain)) << "epoch " << epoch;
+  }
+}
+
+TEST(PreparedDataLoaderTest, ResumeContinuesWithTheIdenticalBatches) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 3;
+  options.shuffle = true;
+  options.seed = 5;
+  options.num_workers = 2;
+  ASSERT_OK_AND_ASSIGN(auto loader, PreparedDataLoader::Create(Numbered(50), *state, options));
+  loader->SetEpoch(2);
+  const auto full = Epoch(*loader);
+  loader->SetEpoch(2);
+  for (int i = 0; i < 7; ++i) ASSERT_OK(loader->Next().status());
+  const std::string saved = loader->state().Serialize();
+  EXPECT_EQ(saved, "epoch=2 batches_done=7 seed=5");
+
+  ASSERT_OK_AND_ASSIGN(auto resumed, PreparedDataLoader::Create(Numbered(50), *state, options));
+  ASSERT_OK_AND_ASSIGN(LoaderState parsed, LoaderState::Parse(saved));
+  ASSERT_OK(resumed->Restore(parsed));
+  EXPECT_EQ(Epoch(*resumed),
+            std::vector<std::vector<int64_t>>(full.begin() + 7, full.end()));
+
+  // skip_first_batches: the same batches without loading the skipped ones.
+  loader->SetEpoch(2);
+  loader->SkipBatches(10);
+  EXPECT_EQ(Epoch(*loader),
+            std::vector<std::vector<int64_t>>(full.begin() + 10, full.end()));
+}
+
+TEST(PreparedDataLoaderTest, BadStateAndOptionsAreRejected) {
+  auto state = SingleProcess();
+  DataLoaderOptions options;
+  options.batch_size = 0;
+  EXPECT_THAT(PreparedDataLoader::Create(Numbered(5), *state, options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batch_size 0")));
+  options.batch_size = 2;
+  options.num_workers = -1;
+  EXPECT_THAT(PreparedDataLoader::Create(Numbered(5), *state, options).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("num_workers -1")));
+  options.num_workers = 0;
+  options.seed = 1;
+  ASSERT_OK_AND_ASSIGN(auto loader, PreparedDataLoader::Create(Numbered(5), *state, options));
+  EXPECT_THAT(loader->Restore({0, 1, 2}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("seed 2")));
+  EXPECT_THAT(loader->Restore({0, 9, 1}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("9 batches done")));
+  EXPECT_THAT(LoaderState::Parse("epoch=1 batches=2 seed=3"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batches=2")));
+  EXPECT_THAT(LoaderState::Parse("epoch=1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("needs epoch, batches_done and seed")));
+}
+
+// Three thread ranks: the union of what they see is the dataset, every rank
+// gets the same number of batches, dispatch mode hands out the same batches,
+// and GatherForMetrics returns each sample exactly once.
+TEST(PreparedDataLoaderTest, RanksShareTheDatasetAndMetricsDropPadding) {
+  for (bool dispatch : {false, true}) {
+    std::mutex mu;
+    std::map<int, std::vector<std::vector<int64_t>>> seen;
+    std::map<int, std::vector<int64_t>> gathered;
+    std::vector<absl::Status> statuses = RunOnRanks(
+        3, [&](const state::PartialState& state) -> absl::Status {
+          DataLoaderOptions options;
+          options.batch_size = 4;
+          options.shuffle = true;
+          options.seed = 9;
+          options.dispatch_batches = dispatch;
+          // 29 samples: 2 full steps of 12, then 5 real + 7 padding.
+          auto loader = PreparedDataLoader::Create(Numbered(29), state, options);
+          if (!loader.ok()) return loader.status();
+          std::vector<std::vector<int64_t>> batches;
+          std::vector<int64_t> metrics;
+          while (true) {
+            auto next = (*loader)->Next();
+            if (!next.ok()) return next.status();
+            if (!next->has_value()) break;
+            batches.push_back(Ids(**next));
+            auto all = GatherForMetrics(state, **loader, (**next).target);
+            if (!all.ok()) return all.status();
+            for (double v : TensorValues(*all)) metrics.push_back(v / 10);
+          }
+          std::lock_guard<std::mutex> lock(mu);
+          seen[state.process_index()] = batches;
+          gathered[state.process_index()] = metrics;
+          return absl::OkStatus();
+        });
+    ASSERT_THAT(statuses, Each(IsOk())) << "dispatch " << dispatch;
+    std::set<int64_t> union_of_ranks;
+    for (const auto& [rank, batches] : seen) {
+      EXPECT_EQ(batches.size(), 3u) << "rank " << rank;
+      for (const auto& batch : batches) {
+        EXPECT_EQ(batch.size(), 4u);
+        union_of_ranks.insert(batch.begin(), batch.end());
+      }
+    }
+    EXPECT_EQ(union_of_ranks.size(), 29u);
+    for (const auto& [rank, metrics] : gathered) {
+      std::vector<int64_t> sorted = metrics;
+      std::sort(sorted.begin(), sorted.end());
+      std::vector<int64_t> expected(29);
+      for (int64_t i = 0; i < 29; ++i) expected[i] = i;
+      EXPECT_EQ(sorted, expected) << "rank " << rank << " dispatch " << dispatch;
+    }
+  }
+}
+
+TEST(PreparedDataLoaderTest, DispatchModeMatchesLocalReading) {
+  std::mutex mu;
+  std::map<std::pair<bool, int>, std::vector<std::vector<int64_t>>> seen;
+  for (bool dispatch : {false, true}) {
+    std::vector<absl::Status> statuses = RunOnRanks(
+        2, [&](const state::PartialState& state) -> absl::Status {
+          DataLoaderOptions options;
+          options.batch_size = 3;
+          options.split_batches = false;
+          options.dispatch_batches = dispatch;
+          auto loader = PreparedDataLoader::Create(Numbered(13), state, options);
+          if (!loader.ok()) return loader.status();
+          std::vector<std::vector<int64_t>> batches = Epoch(**loader);
+          std::lock_guard<std::mutex> lock(mu);
+          seen[{dispatch, state.process_index()}] = batches;
+          return absl::OkStatus();
+        });
+    ASSERT_THAT(statuses, Each(IsOk()));
+  }
+  EXPECT_EQ((seen[{true, 0}]), (seen[{false, 0}]));
+  EXPECT_EQ((seen[{true, 1}]), (seen[{false, 1}]));
+  // 13 samples, batch 3, 2 processes: [0..2] [6..8] [12, 0, 1] on rank 0.
+  EXPECT_EQ((seen[{true, 0}]), (std::vector<std::vector<int64_t>>{
+                                   {0, 1, 2}, {6, 7, 8}, {12, 0, 1}}));
+}
+
+}  // namespace
+}  // namespace accelerate::data
