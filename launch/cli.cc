@@ -18,6 +18,7 @@
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/supervisor.h"
+#include "state/environment.h"
 #include "state/launch_info.h"
 #include <torch/csrc/api/include/torch/version.h>
 
@@ -34,7 +35,9 @@ constexpr char kUsage[] =
     "writes one without questions.\n"
     "  env      Print the environment report for bug reports.\n"
     "  test     Run the bundled distributed self-check under the current "
-    "config.\n";
+    "config.\n"
+    "  plan-shards  Print the batches each process sees under Accelerate's "
+    "data sharding, as JSON (plan-shards --help).\n";
 
 int Fail(absl::string_view message) {
   std::cerr << message << std::endl;
@@ -462,6 +465,36 @@ int Env(const std::vector<std::string>& args, const state::Environment& env,
   return 0;
 }
 
+// The folder of this binary (bazel-bin/launch), where the programs it runs
+// are found relative to.
+std::string BinaryDir() {
+  char exe[4096] = {0};
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  const std::string path = n > 0 ? std::string(exe, n) : "./accelerate";
+  return path.substr(0, path.rfind('/'));
+}
+
+// --- plan-shards ------------------------------------------------------------
+
+// Replaces this process with //data:plan_shards, which links the data
+// library (and LibTorch) that the launcher itself stays free of.
+int PlanShards(const std::vector<std::string>& args,
+               const state::Environment& env) {
+  const std::string program = env.Get("ACCELERATE_PLAN_SHARDS")
+                                  .value_or(BinaryDir() + "/../data/plan_shards");
+  if (::access(program.c_str(), X_OK) != 0) {
+    return Fail(absl::StrCat("accelerate plan-shards: ", program,
+                             " is missing; build //data:plan_shards (or set "
+                             "ACCELERATE_PLAN_SHARDS)"));
+  }
+  std::vector<std::string> argv = {program};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> pointers = state::CStringArray(argv);
+  std::cout.flush();
+  ::execv(program.c_str(), pointers.data());
+  return Fail(absl::StrCat("accelerate plan-shards: cannot execute ", program));
+}
+
 // --- test -------------------------------------------------------------------
 
 int Test(const std::vector<std::string>& args, const state::Environment& env,
@@ -480,14 +513,8 @@ int Test(const std::vector<std::string>& args, const state::Environment& env,
     return 0;
   }
   // The self-check ships beside this binary (bazel-bin/launch/selftest).
-  std::string selftest = env.Get("ACCELERATE_SELFTEST").value_or("");
-  if (selftest.empty()) {
-    char exe[4096] = {0};
-    const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    std::string dir = n > 0 ? std::string(exe, n) : ".";
-    dir = dir.substr(0, dir.rfind('/'));
-    selftest = dir + "/selftest";
-  }
+  const std::string selftest =
+      env.Get("ACCELERATE_SELFTEST").value_or(BinaryDir() + "/selftest");
   if (::access(selftest.c_str(), X_OK) != 0) {
     return Fail(absl::StrCat("accelerate test: the self-check ", selftest,
                              " is missing; build //launch:selftest (or set "
@@ -539,12 +566,13 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
   if (command == "config") return Config(rest, env, input, host);
   if (command == "env") return Env(rest, env, host);
   if (command == "test") return Test(rest, env, host);
+  if (command == "plan-shards") return PlanShards(rest, env);
   if (command == "--version" || command == "version") {
     std::cout << "accelerate-cpp " << kVersion << std::endl;
     return 0;
   }
   std::cerr << "accelerate: unknown command \"" << command
-            << "\" (one of launch, config, env, test)\n\n"
+            << "\" (one of launch, config, env, test, plan-shards)\n\n"
             << kUsage;
   return 2;
 }

@@ -355,6 +355,40 @@ TEST(CliTest, ConfigDefaultWritesOnceAndEnvReportsIt) {
                     HasSubstr("\t- use_cpu: true")));
 }
 
+TEST(CliTest, PlanShardsPrintsTheLibrarysPlan) {
+  ProcessResult plan = RunAccelerate({"plan-shards", "--dataset_length=22",
+                                      "--batch_size=3", "--num_processes=2"});
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_EQ(plan.output,
+            "{\"ranks\": [[[0, 1, 2], [6, 7, 8], [12, 13, 14], [18, 19, 20]], "
+            "[[3, 4, 5], [9, 10, 11], [15, 16, 17], [21, 0, 1]]]}\n");
+  ProcessResult split = RunAccelerate(
+      {"plan-shards", "--dataset_length=21", "--batch_size=4",
+       "--num_processes=2", "--split_batches", "--even_batches=false",
+       "--skip_batches=4"});
+  ASSERT_EQ(split.exit_code, 0) << split.output;
+  EXPECT_EQ(split.output,
+            "{\"ranks\": [[[16, 17], [20]], [[18, 19]]]}\n");
+  ProcessResult stream = RunAccelerate({"plan-shards", "--dataset_length=10",
+                                        "--batch_size=2", "--num_processes=2",
+                                        "--iterable"});
+  ASSERT_EQ(stream.exit_code, 0) << stream.output;
+  EXPECT_EQ(stream.output,
+            "{\"ranks\": [[[0, 1], [4, 5], [8, 9]], [[2, 3], [6, 7], [0, 1]]]}\n");
+  ProcessResult shuffled = RunAccelerate(
+      {"plan-shards", "--dataset_length=10", "--batch_size=5",
+       "--num_processes=2", "--shuffle", "--seed=42"});
+  ASSERT_EQ(shuffled.exit_code, 0) << shuffled.output;
+  // torch.randperm(10) with seed 42 (checked against Python torch in
+  // //data:sampler_test): [2, 6, 1, 8, 4, 5, 0, 9, 3, 7].
+  EXPECT_EQ(shuffled.output,
+            "{\"ranks\": [[[2, 6, 1, 8, 4]], [[5, 0, 9, 3, 7]]]}\n");
+  ProcessResult bad = RunAccelerate({"plan-shards", "--dataset_length=3",
+                                     "--batch_size=1", "--num_processes=4"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("3 samples cannot give each of 4 processes"));
+}
+
 TEST(CliTest, TestCommandRunsTheSelfCheck) {
   ProcessResult result = RunAccelerate({"test"}, {}, absl::Seconds(120));
   ASSERT_EQ(result.exit_code, 0) << result.output;
