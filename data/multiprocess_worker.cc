@@ -1,0 +1,71 @@
+// One rank of data's real multi-process test (multiprocess_test.cc): reads
+// its shard of a numbered dataset through the prepared loader (shuffled,
+// with prefetch workers) and prints `RESULT batches <ids;ids;...>` and the
+// samples GatherForMetrics returned, `RESULT metrics <sorted ids>`.
+//
+// Usage: multiprocess_worker <dataset_length> <batch_size> [dispatch]
+
+#include <algorithm>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include <ATen/ATen.h>
+#include "data/data_loader.h"
+#include "state/partial_state.h"
+
+int main(int argc, char** argv) {
+  using namespace accelerate;  // NOLINT: a small program.
+  int64_t length = 0, batch_size = 0;
+  if (argc < 3 || !absl::SimpleAtoi(argv[1], &length) ||
+      !absl::SimpleAtoi(argv[2], &batch_size)) {
+    std::cerr << "usage: multiprocess_worker LENGTH BATCH [dispatch]\n";
+    return 64;
+  }
+  auto state = state::PartialState::Create();
+  if (!state.ok()) {
+    std::cerr << state.status() << std::endl;
+    return 1;
+  }
+  const at::Tensor ids = at::arange(length, at::kLong);
+  auto dataset = std::make_shared<data::TensorDataset>(ids.unsqueeze(1), ids);
+  data::DataLoaderOptions options;
+  options.batch_size = batch_size;
+  options.shuffle = true;
+  options.seed = 1234;
+  options.num_workers = 2;
+  options.dispatch_batches = argc > 3 && std::string(argv[3]) == "dispatch";
+  auto loader = data::PreparedDataLoader::Create(dataset, **state, options);
+  if (!loader.ok()) {
+    std::cerr << loader.status() << std::endl;
+    return 1;
+  }
+  std::vector<std::string> batches;
+  std::vector<int64_t> metrics;
+  while (true) {
+    auto next = (*loader)->Next();
+    if (!next.ok()) {
+      std::cerr << next.status() << std::endl;
+      return 1;
+    }
+    if (!next->has_value()) break;
+    const at::Tensor target = (**next).target;
+    batches.push_back(absl::StrJoin(
+        std::vector<int64_t>(target.data_ptr<int64_t>(),
+                             target.data_ptr<int64_t>() + target.numel()),
+        ","));
+    auto gathered = data::GatherForMetrics(**state, **loader, target);
+    if (!gathered.ok()) {
+      std::cerr << gathered.status() << std::endl;
+      return 1;
+    }
+    metrics.insert(metrics.end(), gathered->data_ptr<int64_t>(),
+                   gathered->data_ptr<int64_t>() + gathered->numel());
+  }
+  std::sort(metrics.begin(), metrics.end());
+  std::cout << "RESULT batches " << absl::StrJoin(batches, ";") << std::endl;
+  std::cout << "RESULT metrics " << absl::StrJoin(metrics, ",") << std::endl;
+  return 0;
+}
