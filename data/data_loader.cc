@@ -177,6 +177,12 @@ absl::Status PreparedDataLoader::Restore(const LoaderState& saved) {
 Batch PreparedDataLoader::Load(int64_t k) const {
   Batch batch = dataset_->Get(shard_->Batch(k));
   if (state_.device() != batch.data.device()) {
+    // To a GPU: from pinned memory, without waiting for the copy (the
+    // stream orders it before the kernels that read the batch).
+    if (state_.device().is_cuda() && batch.data.device().is_cpu()) {
+      batch.data = batch.data.pin_memory();
+      batch.target = batch.target.pin_memory();
+    }
     batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
     batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
   }

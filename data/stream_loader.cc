@@ -1,0 +1,138 @@
+#include "data/stream_loader.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include <ATen/ATen.h>
+#include "data/batch_sampler_shard.h"
+#include "state/collectives.h"
+#include "state/status_macros.h"
+
+namespace accelerate::data {
+
+PreparedStreamLoader::PreparedStreamLoader(std::shared_ptr<SampleStream> stream,
+                                           const state::PartialState& state,
+                                           const DataLoaderOptions& options)
+    : stream_(std::move(stream)), state_(state), options_(options) {
+  const int64_t processes = state.num_processes();
+  real_batch_ = options.split_batches ? options.batch_size
+                                      : options.batch_size * processes;
+  per_process_ = options.split_batches ? options.batch_size / processes
+                                       : options.batch_size;
+}
+
+absl::StatusOr<std::unique_ptr<PreparedStreamLoader>>
+PreparedStreamLoader::Create(std::shared_ptr<SampleStream> stream,
+                             const state::PartialState& state,
+                             const DataLoaderOptions& options) {
+  if (stream == nullptr) {
+    return absl::InvalidArgumentError("the stream loader needs a stream");
+  }
+  ShardOptions shard;
+  shard.batch_size = options.batch_size;
+  shard.drop_last = options.drop_last;
+  shard.num_processes = state.num_processes();
+  shard.process_index = state.process_index();
+  shard.split_batches = options.split_batches;
+  // The same checks as the iterable shard plan.
+  ACCELERATE_RETURN_IF_ERROR(IterableShardOrder(0, shard).status());
+  return std::unique_ptr<PreparedStreamLoader>(
+      new PreparedStreamLoader(std::move(stream), state, options));
+}
+
+void PreparedStreamLoader::SetEpoch(int64_t epoch) {
+  epoch_ = epoch;
+  started_ = false;
+}
+
+bool PreparedStreamLoader::ReadGlobalBatch() {
+  std::vector<Batch> batch;
+  while (static_cast<int64_t>(batch.size()) < real_batch_) {
+    std::optional<Batch> sample = stream_->Next();
+    if (!sample.has_value()) break;
+    batch.push_back(std::move(*sample));
+  }
+  if (batch.empty()) {
+    ahead_.reset();
+    return false;
+  }
+  const int64_t real = static_cast<int64_t>(batch.size());
+  // One process reads the plain stream, as Accelerate's prepare_data_loader
+  // does: the last batch stays short.
+  if (real < real_batch_ && state_.num_processes() > 1) {
+    if (options_.drop_last) {
+      ahead_.reset();
+      return false;
+    }
+    // Complete with the first global batch (the stream's first samples).
+    const std::vector<Batch> fill = first_.empty() ? batch : first_;
+    while (static_cast<int64_t>(batch.size()) < real_batch_) {
+      batch.insert(batch.end(), fill.begin(), fill.end());
+    }
+    batch.resize(static_cast<size_t>(real_batch_));
+  }
+  if (real < real_batch_ && options_.drop_last) {
+    ahead_.reset();
+    return false;
+  }
+  if (first_.empty()) first_ = batch;
+  ahead_ = std::move(batch);
+  ahead_real_ = real;
+  return true;
+}
+
+absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
+  if (!started_) {
+    stream_->Reset(epoch_);
+    first_.clear();
+    remainder_ = 0;
+    end_of_epoch_ = false;
+    started_ = true;
+    ReadGlobalBatch();
+  }
+  if (!ahead_.has_value()) {
+    // The epoch is over: say so once, and move on to the next epoch.
+    ++epoch_;
+    started_ = false;
+    return std::optional<Batch>();
+  }
+  std::vector<Batch> global = std::move(*ahead_);
+  const int64_t real = ahead_real_;
+  const bool last = !ReadGlobalBatch();
+  end_of_epoch_ = last;
+  remainder_ = last && real < real_batch_ ? real : 0;
+  std::vector<at::Tensor> data, target;
+  const int64_t begin = state_.process_index() * per_process_;
+  const int64_t end =
+      std::min<int64_t>(begin + per_process_, static_cast<int64_t>(global.size()));
+  for (int64_t i = begin; i < end; ++i) {
+    data.push_back(global[static_cast<size_t>(i)].data);
+    target.push_back(global[static_cast<size_t>(i)].target);
+  }
+  Batch batch{at::stack(data), at::stack(target)};
+  batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
+  batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
+  return std::optional<Batch>(std::move(batch));
+}
+
+absl::Status PreparedStreamLoader::SkipBatches(int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, Next());
+    if (!batch.has_value()) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
+                                            const PreparedStreamLoader& loader,
+                                            const at::Tensor& tensor) {
+  ACCELERATE_ASSIGN_OR_RETURN(at::Tensor all, state::Gather(state, tensor));
+  if (loader.end_of_epoch() && loader.remainder() > 0 &&
+      all.size(0) > loader.remainder()) {
+    return all.slice(0, 0, loader.remainder());
+  }
+  return all;
+}
+
+}  // namespace accelerate::data

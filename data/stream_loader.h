@@ -1,0 +1,103 @@
+// A loader for streams (iterable datasets) with Accelerate's
+// `IterableDatasetShard` semantics: every process reads the stream, cuts it
+// in global batches of `batch_size * num_processes` samples (`batch_size`
+// with `split_batches`), keeps its slice of each, and completes the last
+// global batch with samples from the first one unless `drop_last`.
+//
+//   class Lines : public SampleStream { ... };
+//   ACCELERATE_ASSIGN_OR_RETURN(auto loader, PreparedStreamLoader::Create(
+//       std::make_shared<Lines>(path), state, options));
+//   while (true) {
+//     ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+//     if (!batch) break;
+//     ...
+//   }
+//
+// A stream cannot jump: `SkipBatches` reads and drops. Thread safety: one
+// thread drives a loader. Ownership: shares the stream; the state must
+// outlive the loader.
+
+#ifndef ACCELERATE_DATA_STREAM_LOADER_H_
+#define ACCELERATE_DATA_STREAM_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data/data_loader.h"
+#include "state/partial_state.h"
+
+namespace accelerate::data {
+
+// Samples read in order: `data` and `target` of one sample, without a batch
+// dimension.
+class SampleStream {
+ public:
+  virtual ~SampleStream() = default;
+  // Starts the stream over, for `epoch` (a stream may reshuffle by it).
+  virtual void Reset(int64_t epoch) = 0;
+  // The next sample, or nullopt at the end of the stream.
+  virtual std::optional<Batch> Next() = 0;
+};
+
+class PreparedStreamLoader {
+ public:
+  // Uses `batch_size`, `drop_last` and `split_batches` of `options`;
+  // `InvalidArgument` for a bad batch size or a split batch size not divisible
+  // by the number of processes.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<PreparedStreamLoader>>
+  Create(std::shared_ptr<SampleStream> stream,
+         const state::PartialState& state, const DataLoaderOptions& options);
+
+  PreparedStreamLoader(const PreparedStreamLoader&) = delete;
+  PreparedStreamLoader& operator=(const PreparedStreamLoader&) = delete;
+
+  // Starts epoch `epoch` (resets the stream).
+  void SetEpoch(int64_t epoch);
+  // This process's next batch on the state's device; nullopt once at the end
+  // of the epoch, after which the next epoch begins.
+  [[nodiscard]] absl::StatusOr<std::optional<Batch>> Next();
+  // Reads and drops the next `n` batches.
+  [[nodiscard]] absl::Status SkipBatches(int64_t n);
+
+  // True once the last batch of the epoch has been handed out (known one
+  // global batch ahead).
+  bool end_of_epoch() const { return end_of_epoch_; }
+  // Real samples in the last global batch when it was completed from the
+  // first one; 0 otherwise (as PreparedDataLoader::remainder).
+  int64_t remainder() const { return remainder_; }
+
+ private:
+  PreparedStreamLoader(std::shared_ptr<SampleStream> stream,
+                       const state::PartialState& state,
+                       const DataLoaderOptions& options);
+  // Reads the next global batch of the stream into `ahead_`; false at the
+  // end.
+  bool ReadGlobalBatch();
+
+  std::shared_ptr<SampleStream> stream_;
+  const state::PartialState& state_;
+  DataLoaderOptions options_;
+  int64_t real_batch_;
+  int64_t per_process_;
+  int64_t epoch_ = 0;
+  bool started_ = false;
+  bool end_of_epoch_ = false;
+  int64_t remainder_ = 0;
+  std::vector<Batch> first_;  // The first global batch, for completing.
+  std::optional<std::vector<Batch>> ahead_;
+  // Samples of `ahead_` that came from the stream (the rest completed it).
+  int64_t ahead_real_ = 0;
+};
+
+// Gathers `tensor` from every process and, at the end of the epoch, drops
+// the samples that completed the last global batch.
+[[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
+    const state::PartialState& state, const PreparedStreamLoader& loader,
+    const at::Tensor& tensor);
+
+}  // namespace accelerate::data
+
+#endif  // ACCELERATE_DATA_STREAM_LOADER_H_

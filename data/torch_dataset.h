@@ -1,0 +1,69 @@
+// Adapts a LibTorch map-style dataset (`torch::data::datasets::Dataset`
+// returning `torch::data::Example<>`) to `MapDataset`, so that
+// `PreparedDataLoader` reads it.
+//
+//   auto dataset = std::make_shared<TorchMapDataset<torch::data::datasets::MNIST>>(
+//       torch::data::datasets::MNIST(root));
+//   auto loader = PreparedDataLoader::Create(dataset, state, options);
+//
+// Thread safety: with `num_workers > 0`, `get` of the wrapped dataset is
+// called from several threads at once (under a lock unless
+// `kConcurrentGet` is true).
+
+#ifndef ACCELERATE_DATA_TORCH_DATASET_H_
+#define ACCELERATE_DATA_TORCH_DATASET_H_
+
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/data/example.h>
+#include "data/data_loader.h"
+#include "state/logging.h"
+
+namespace accelerate::data {
+
+template <typename TorchDataset, bool kConcurrentGet = false>
+class TorchMapDataset final : public MapDataset {
+ public:
+  explicit TorchMapDataset(TorchDataset dataset)
+      : dataset_(std::move(dataset)) {
+    ACCELERATE_CHECK(dataset_.size().has_value())
+        << "a map-style dataset needs a size";
+  }
+
+  int64_t size() const override {
+    return static_cast<int64_t>(*dataset_.size());
+  }
+
+  Batch Get(const std::vector<int64_t>& indices) const override {
+    std::vector<at::Tensor> data, target;
+    data.reserve(indices.size());
+    target.reserve(indices.size());
+    for (int64_t i : indices) {
+      torch::data::Example<> example = GetOne(static_cast<size_t>(i));
+      data.push_back(std::move(example.data));
+      target.push_back(std::move(example.target));
+    }
+    return {at::stack(data), at::stack(target)};
+  }
+
+ private:
+  torch::data::Example<> GetOne(size_t i) const {
+    if constexpr (kConcurrentGet) {
+      return dataset_.get(i);
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      return dataset_.get(i);
+    }
+  }
+
+  // LibTorch's `get` is not const.
+  mutable TorchDataset dataset_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace accelerate::data
+
+#endif  // ACCELERATE_DATA_TORCH_DATASET_H_
