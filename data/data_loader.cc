@@ -8,38 +8,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include <ATen/ATen.h>
+#include "data/internal/broadcast_batch.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
 
 namespace accelerate::data {
-namespace {
-
-std::string DescribeShape(const at::Tensor& t) {
-  return absl::StrCat(static_cast<int>(t.scalar_type()), ":",
-                      absl::StrJoin(t.sizes(), "x"));
-}
-
-absl::StatusOr<at::Tensor> EmptyFromShape(const std::string& text) {
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  int dtype = 0;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &dtype)) {
-    return absl::DataLossError(absl::StrCat("bad batch header \"", text, "\""));
-  }
-  std::vector<int64_t> sizes;
-  for (absl::string_view s : absl::StrSplit(parts[1], 'x', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(s, &v)) {
-      return absl::DataLossError(absl::StrCat("bad batch header \"", text, "\""));
-    }
-    sizes.push_back(v);
-  }
-  return at::empty(sizes, at::TensorOptions().dtype(
-                              static_cast<at::ScalarType>(dtype)));
-}
-
-}  // namespace
-
 TensorDataset::TensorDataset(at::Tensor data, at::Tensor target)
     : data_(std::move(data)), target_(std::move(target)) {
   ACCELERATE_CHECK(data_.dim() > 0 && target_.dim() > 0 &&
@@ -235,24 +209,10 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
   Batch mine;
   for (int p = 0; p < state_.num_processes(); ++p) {
     Batch batch;
-    std::string header;
-    if (state_.is_main_process()) {
-      batch = dataset_->Get(all_shards_[p].Batch(k));
-      header = absl::StrCat(DescribeShape(batch.data), ";",
-                            DescribeShape(batch.target));
-    }
-    ACCELERATE_ASSIGN_OR_RETURN(header, state::BroadcastObject(state_, header));
-    if (!state_.is_main_process()) {
-      std::vector<std::string> parts = absl::StrSplit(header, ';');
-      if (parts.size() != 2) {
-        return absl::DataLossError(absl::StrCat("bad batch header \"", header, "\""));
-      }
-      ACCELERATE_ASSIGN_OR_RETURN(batch.data, EmptyFromShape(parts[0]));
-      ACCELERATE_ASSIGN_OR_RETURN(batch.target, EmptyFromShape(parts[1]));
-    }
-    ACCELERATE_ASSIGN_OR_RETURN(batch.data, state::Broadcast(state_, batch.data));
-    ACCELERATE_ASSIGN_OR_RETURN(batch.target,
-                                state::Broadcast(state_, batch.target));
+    if (state_.is_main_process()) batch = dataset_->Get(all_shards_[p].Batch(k));
+    std::string extra;
+    ACCELERATE_ASSIGN_OR_RETURN(
+        batch, data_internal::BroadcastBatch(state_, std::move(batch), &extra));
     if (p == state_.process_index()) mine = std::move(batch);
   }
   mine.data = mine.data.to(state_.device());

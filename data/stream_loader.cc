@@ -5,7 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "data/batch_sampler_shard.h"
+#include "data/internal/broadcast_batch.h"
 #include "state/collectives.h"
 #include "state/status_macros.h"
 
@@ -26,8 +29,11 @@ absl::StatusOr<std::unique_ptr<PreparedStreamLoader>>
 PreparedStreamLoader::Create(std::shared_ptr<SampleStream> stream,
                              const state::PartialState& state,
                              const DataLoaderOptions& options) {
-  if (stream == nullptr) {
-    return absl::InvalidArgumentError("the stream loader needs a stream");
+  if (stream == nullptr &&
+      !(options.dispatch_batches && !state.is_main_process())) {
+    return absl::InvalidArgumentError(
+        "the stream loader needs a stream (only non-main processes in "
+        "dispatch mode may pass none)");
   }
   ShardOptions shard;
   shard.batch_size = options.batch_size;
@@ -82,15 +88,65 @@ bool PreparedStreamLoader::ReadGlobalBatch() {
   return true;
 }
 
-absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
-  if (!started_) {
-    stream_->Reset(epoch_);
-    first_.clear();
-    remainder_ = 0;
-    end_of_epoch_ = false;
-    started_ = true;
-    ReadGlobalBatch();
+absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::NextDispatched() {
+  // Only the main process reads the stream; it broadcasts each global batch
+  // (stacked) with "last real" or "end" in the header.
+  Batch global;
+  std::string extra = "end";
+  if (state_.is_main_process()) {
+    if (!started_) StartEpoch();
+    if (ahead_.has_value()) {
+      std::vector<at::Tensor> data, target;
+      for (const Batch& sample : *ahead_) {
+        data.push_back(sample.data);
+        target.push_back(sample.target);
+      }
+      global = {at::stack(data), at::stack(target)};
+      const int64_t real = ahead_real_;
+      const bool last = !ReadGlobalBatch();
+      extra = absl::StrCat(last ? 1 : 0, " ", real);
+    } else {
+      global = {at::zeros({0}), at::zeros({0})};
+    }
   }
+  ACCELERATE_ASSIGN_OR_RETURN(
+      global, data_internal::BroadcastBatch(state_, std::move(global), &extra));
+  if (extra == "end") {
+    ++epoch_;
+    started_ = false;
+    return std::optional<Batch>();
+  }
+  int last = 0;
+  int64_t real = 0;
+  std::vector<std::string> flags = absl::StrSplit(extra, ' ');
+  if (flags.size() != 2 || !absl::SimpleAtoi(flags[0], &last) ||
+      !absl::SimpleAtoi(flags[1], &real)) {
+    return absl::DataLossError(absl::StrCat("bad stream header \"", extra, "\""));
+  }
+  end_of_epoch_ = last != 0;
+  remainder_ = end_of_epoch_ && real < real_batch_ ? real : 0;
+  const int64_t begin = state_.process_index() * per_process_;
+  const int64_t end = std::min<int64_t>(begin + per_process_, global.data.size(0));
+  Batch batch{global.data.slice(0, begin, end), global.target.slice(0, begin, end)};
+  batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
+  batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
+  return std::optional<Batch>(std::move(batch));
+}
+
+void PreparedStreamLoader::StartEpoch() {
+  stream_->Reset(epoch_);
+  first_.clear();
+  remainder_ = 0;
+  end_of_epoch_ = false;
+  started_ = true;
+  ReadGlobalBatch();
+}
+
+absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
+  if (options_.dispatch_batches && state_.use_distributed()) {
+    return NextDispatched();
+  }
+  if (!started_) StartEpoch();
   if (!ahead_.has_value()) {
     // The epoch is over: say so once, and move on to the next epoch.
     ++epoch_;

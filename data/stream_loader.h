@@ -13,7 +13,10 @@
 //     ...
 //   }
 //
-// A stream cannot jump: `SkipBatches` reads and drops. Thread safety: one
+// With `dispatch_batches`, only the main process reads the stream (the
+// others may pass a null stream) and broadcasts each global batch; every
+// process keeps its slice. A stream cannot jump: `SkipBatches` reads and
+// drops. Thread safety: one
 // thread drives a loader. Ownership: shares the stream; the state must
 // outlive the loader.
 
@@ -76,6 +79,8 @@ class PreparedStreamLoader {
   // Reads the next global batch of the stream into `ahead_`; false at the
   // end.
   bool ReadGlobalBatch();
+  void StartEpoch();
+  absl::StatusOr<std::optional<Batch>> NextDispatched();
 
   std::shared_ptr<SampleStream> stream_;
   const state::PartialState& state_;

@@ -65,12 +65,16 @@ struct RankRun {
 
 std::map<int, RankRun> RunStream(int world, int64_t n,
                                  const DataLoaderOptions& options) {
+  // In dispatch mode only rank 0 gets a stream.
   std::mutex mu;
   std::map<int, RankRun> runs;
   std::vector<absl::Status> statuses = RunOnRanks(
       world, [&](const state::PartialState& state) -> absl::Status {
-        auto loader = PreparedStreamLoader::Create(
-            std::make_shared<NumberStream>(n), state, options);
+        std::shared_ptr<NumberStream> stream;
+        if (!options.dispatch_batches || state.is_main_process()) {
+          stream = std::make_shared<NumberStream>(n);
+        }
+        auto loader = PreparedStreamLoader::Create(stream, state, options);
         if (!loader.ok()) return loader.status();
         RankRun run;
         while (true) {
@@ -102,6 +106,17 @@ TEST(PreparedStreamLoaderTest, TwoRanksTakeTheirSlicesAndCompleteTheEnd) {
   for (int rank : {0, 1}) {
     EXPECT_THAT(runs[rank].metrics, ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8, 9));
   }
+}
+
+TEST(PreparedStreamLoaderTest, DispatchModeSendsTheSameBatches) {
+  DataLoaderOptions options;
+  options.batch_size = 2;
+  options.dispatch_batches = true;
+  std::map<int, RankRun> runs = RunStream(2, 10, options);
+  EXPECT_EQ(runs[0].batches, (Ids{{0, 1}, {4, 5}, {8, 9}}));
+  EXPECT_EQ(runs[1].batches, (Ids{{2, 3}, {6, 7}, {0, 1}}));
+  EXPECT_THAT(runs[1].ends, ElementsAre(false, false, true));
+  EXPECT_THAT(runs[1].metrics, ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8, 9));
 }
 
 TEST(PreparedStreamLoaderTest, SplitBatchesAndDropLast) {
