@@ -1,0 +1,271 @@
+// The `Accelerator`: the same LibTorch training loop on one CPU process, on
+// several processes, and (in CUDA builds) on several GPUs, as Accelerate's
+// `Accelerator` does for PyTorch.
+//
+//   ACCELERATE_ASSIGN_OR_RETURN(auto accelerator, Accelerator::Create(
+//       {.gradient_accumulation_steps = 4}));
+//   ACCELERATE_ASSIGN_OR_RETURN(auto prepared, accelerator->Prepare(
+//       model.ptr(), optimizer, dataset, loader_options, scheduler));
+//   auto& [module, opt, loader, sched] = prepared;
+//   while (true) {
+//     ACCELERATE_ASSIGN_OR_RETURN(auto batch, loader->Next());
+//     if (!batch) break;
+//     auto step = accelerator->Accumulate(*module);
+//     ACCELERATE_RETURN_IF_ERROR(step.status());
+//     at::Tensor loss = loss_fn(model->forward(batch->data), batch->target);
+//     ACCELERATE_RETURN_IF_ERROR(accelerator->Backward(loss));
+//     opt->step();
+//     sched->step();
+//     opt->zero_grad();
+//   }
+//
+// What it does: the model is moved to the process's device and its
+// parameters and buffers are broadcast from rank 0; gradients are averaged
+// across processes in buckets launched from autograd hooks as each bucket
+// fills (c10d's Reducer, so communication overlaps the backward pass), only
+// on steps that synchronize; `Backward` divides the loss by the accumulation
+// steps (and scales it for fp16); the optimizer and scheduler wrappers step
+// only on synchronized steps, the scheduler once per process per optimizer
+// step unless `split_batches`, as Accelerate's do.
+//
+// Options not given come from the launcher's environment
+// (ACCELERATE_MIXED_PRECISION, ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
+// ACCELERATE_USE_CPU, ACCELERATE_DEBUG_MODE) through //state.
+//
+// Thread safety: one training thread. Ownership: the Accelerator shares
+// ownership of prepared models, optimizers and schedulers; the wrappers it
+// returns must not outlive it.
+
+#ifndef ACCELERATE_ACCELERATOR_ACCELERATOR_H_
+#define ACCELERATE_ACCELERATOR_ACCELERATOR_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/schedulers/lr_scheduler.h>
+#include "accelerator/grad_scaler.h"
+#include "data/data_loader.h"
+#include "state/environment.h"
+#include "state/partial_state.h"
+
+namespace accelerate {
+
+struct AcceleratorOptions {
+  // "no", "fp16" (CUDA only, with dynamic loss scaling) or "bf16" (autocast
+  // inside `Accumulate` scopes). Default: ACCELERATE_MIXED_PRECISION, else no.
+  std::optional<std::string> mixed_precision;
+  // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
+  // else 1.
+  std::optional<int> gradient_accumulation_steps;
+  // Run on CPU even with GPUs. Default: ACCELERATE_USE_CPU.
+  std::optional<bool> cpu;
+  // The scheduler steps with the optimizer (only on synchronized steps).
+  bool step_scheduler_with_optimizer = true;
+  // Data-loader configuration (Accelerate's DataLoaderConfiguration).
+  bool split_batches = false;
+  bool even_batches = true;
+  bool dispatch_batches = false;
+  // Seed of the seedable sampler when a loader shuffles.
+  uint64_t data_seed = 0;
+  // Data parallel: bucket size, unused parameters, buffer broadcast.
+  int64_t bucket_cap_mb = 25;
+  bool find_unused_parameters = false;
+  bool broadcast_buffers = true;
+  // Process-group timeout (rendezvous and collectives).
+  absl::Duration timeout = absl::Minutes(30);
+};
+
+class Accelerator;
+
+// Wraps an optimizer: `step` and `zero_grad` act only on synchronized steps,
+// and `step` is skipped when the fp16 loss scaler found non-finite
+// gradients. (The names follow LibTorch's optimizer.)
+class PreparedOptimizer {
+ public:
+  PreparedOptimizer(Accelerator* accelerator,
+                    std::shared_ptr<torch::optim::Optimizer> optimizer)
+      : accelerator_(accelerator), optimizer_(std::move(optimizer)) {}
+
+  void step();
+  void zero_grad();
+  // Whether the last synchronized step was skipped (non-finite gradients).
+  bool step_was_skipped() const { return step_was_skipped_; }
+  int64_t steps_taken() const { return steps_taken_; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  Accelerator* accelerator_;
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  bool step_was_skipped_ = false;
+  int64_t steps_taken_ = 0;
+};
+
+// Wraps a learning-rate scheduler: with `step_scheduler_with_optimizer` it
+// steps only on synchronized steps that were not skipped, num_processes
+// times per step unless `split_batches` (so a schedule written for one
+// process keeps its length in samples).
+class PreparedScheduler {
+ public:
+  PreparedScheduler(Accelerator* accelerator,
+                    std::shared_ptr<torch::optim::LRScheduler> scheduler,
+                    PreparedOptimizer* optimizer)
+      : accelerator_(accelerator),
+        scheduler_(std::move(scheduler)),
+        optimizer_(optimizer) {}
+
+  void step();
+  // Steps of the underlying scheduler so far.
+  int64_t scheduler_steps() const { return scheduler_steps_; }
+
+ private:
+  Accelerator* accelerator_;
+  std::shared_ptr<torch::optim::LRScheduler> scheduler_;
+  PreparedOptimizer* optimizer_;  // May be null.
+  int64_t scheduler_steps_ = 0;
+};
+
+// The scope of one training step, from `Accumulate`: decides whether this
+// step synchronizes gradients, and (bf16) enables autocast until it ends.
+class [[nodiscard]] AccumulateScope {
+ public:
+  AccumulateScope(AccumulateScope&& other) noexcept;
+  AccumulateScope(const AccumulateScope&) = delete;
+  AccumulateScope& operator=(const AccumulateScope&) = delete;
+  AccumulateScope& operator=(AccumulateScope&&) = delete;
+  ~AccumulateScope();
+
+  // The error of the step's set-up (buffer broadcast), if any.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  friend class Accelerator;
+  AccumulateScope(Accelerator* accelerator, absl::Status status,
+                  bool autocast);
+  Accelerator* accelerator_;
+  absl::Status status_;
+  bool autocast_;
+};
+
+class Accelerator {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Accelerator>> Create(
+      const AcceleratorOptions& options = {},
+      const state::Environment& env = state::ProcessEnvironment());
+
+  Accelerator(const Accelerator&) = delete;
+  Accelerator& operator=(const Accelerator&) = delete;
+  ~Accelerator();
+
+  // Moves `model` to the device, broadcasts its parameters and buffers from
+  // rank 0 and sets up bucketed gradient averaging. Returns the same module.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<torch::nn::Module>>
+  PrepareModel(std::shared_ptr<torch::nn::Module> model);
+  PreparedOptimizer* PrepareOptimizer(
+      std::shared_ptr<torch::optim::Optimizer> optimizer);
+  PreparedScheduler* PrepareScheduler(
+      std::shared_ptr<torch::optim::LRScheduler> scheduler);
+  // A loader over `dataset` with this Accelerator's data configuration
+  // (split/even/dispatch batches, data seed) and `options`' batch size,
+  // shuffling, drop_last and workers.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<data::PreparedDataLoader>>
+  PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
+                    const data::DataLoaderOptions& options);
+
+  // All four at once, in this order.
+  [[nodiscard]] absl::StatusOr<
+      std::tuple<std::shared_ptr<torch::nn::Module>, PreparedOptimizer*,
+                 std::shared_ptr<data::PreparedDataLoader>, PreparedScheduler*>>
+  Prepare(std::shared_ptr<torch::nn::Module> model,
+          std::shared_ptr<torch::optim::Optimizer> optimizer,
+          std::shared_ptr<const data::MapDataset> dataset,
+          const data::DataLoaderOptions& loader_options,
+          std::shared_ptr<torch::optim::LRScheduler> scheduler);
+
+  // Opens the scope of one step: gradients synchronize every
+  // `gradient_accumulation_steps` steps and always at the end of the data
+  // loader (Accelerate's sync_with_dataloader). REQUIRES: `model` prepared.
+  AccumulateScope Accumulate(const torch::nn::Module& model);
+  // Until the returned scope ends, steps do not synchronize gradients
+  // (Accelerate's no_sync); nothing is sent.
+  AccumulateScope NoSync(const torch::nn::Module& model);
+
+  // Backpropagates `loss` divided by the accumulation steps (scaled for
+  // fp16). Errors from the gradient all-reduce (a peer that died or timed
+  // out) come back as a status instead of an exception.
+  [[nodiscard]] absl::Status Backward(const at::Tensor& loss);
+
+  // Clips gradients of `model` (after unscaling for fp16); returns the total
+  // norm. Meant for synchronized steps.
+  [[nodiscard]] absl::StatusOr<double> ClipGradNorm(
+      const torch::nn::Module& model, double max_norm, double norm_type = 2.0);
+  void ClipGradValue(const torch::nn::Module& model, double clip_value);
+
+  // Gathers from every process and drops the even-batches padding at the end
+  // of the active data loader's epoch.
+  [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
+      const at::Tensor& tensor);
+
+  template <typename... Args>
+  void Print(const Args&... args) const {
+    state_->Print(args...);
+  }
+  [[nodiscard]] absl::Status WaitForEveryone() const {
+    return state_->WaitForEveryone();
+  }
+  // The module as the user built it (preparing wraps nothing).
+  std::shared_ptr<torch::nn::Module> UnwrapModel(
+      std::shared_ptr<torch::nn::Module> model) const {
+    return model;
+  }
+  bool IsMainProcess() const { return state_->is_main_process(); }
+  c10::Device Device() const { return state_->device(); }
+  const state::PartialState& State() const { return *state_; }
+
+  bool sync_gradients() const { return sync_gradients_; }
+  int gradient_accumulation_steps() const { return accumulation_steps_; }
+  const std::string& mixed_precision() const { return mixed_precision_; }
+  const AcceleratorOptions& options() const { return options_; }
+  // Gradient buckets all-reduced so far (for tests and diagnostics).
+  int64_t buckets_reduced() const;
+
+ private:
+  friend class PreparedOptimizer;
+  friend class PreparedScheduler;
+  friend class AccumulateScope;
+  struct DataParallel;
+
+  Accelerator(std::unique_ptr<state::PartialState> state,
+              AcceleratorOptions options, std::string mixed_precision,
+              int accumulation_steps);
+  DataParallel* Find(const torch::nn::Module& model);
+  AccumulateScope Begin(const torch::nn::Module& model, bool force_no_sync);
+  void End();
+
+  std::unique_ptr<state::PartialState> state_;
+  AcceleratorOptions options_;
+  std::string mixed_precision_;
+  int accumulation_steps_;
+  std::unique_ptr<GradScaler> scaler_;  // fp16 only.
+  std::map<const torch::nn::Module*, std::unique_ptr<DataParallel>> models_;
+  std::vector<std::unique_ptr<PreparedOptimizer>> optimizers_;
+  std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
+  std::weak_ptr<data::PreparedDataLoader> active_loader_;
+  int64_t step_ = 0;
+  bool sync_gradients_ = true;
+  // The data-parallel state of the model whose step is open, if any.
+  DataParallel* open_ = nullptr;
+};
+
+}  // namespace accelerate
+
+#endif  // ACCELERATE_ACCELERATOR_ACCELERATOR_H_
