@@ -1,0 +1,326 @@
+#include "accelerator/accelerator.h"
+
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <torch/torch.h>
+#include "accelerator/grad_scaler.h"
+#include "state/environment.h"
+#include "state/status_macros.h"
+#include "testing/distributed_testutil.h"
+#include "testing/free_port.h"
+#include "testing/status_matchers.h"
+#include "testing/tensor_testutil.h"
+
+namespace accelerate {
+namespace {
+
+using ::accelerate::testing::IsOk;
+using ::accelerate::testing::PickFreePort;
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::TensorsClose;
+using ::accelerate::testing::TorchrunVariables;
+using ::testing::Each;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// Runs `fn` on `world` thread ranks, each with its own Accelerator.
+std::vector<absl::Status> OnRanks(
+    int world, const AcceleratorOptions& options,
+    const std::function<absl::Status(Accelerator&)>& fn,
+    std::map<std::string, std::string> extra = {}) {
+  const int port = PickFreePort();
+  std::vector<absl::Status> statuses(world);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < world; ++rank) {
+    threads.emplace_back([&, rank] {
+      auto vars = world == 1 ? std::map<std::string, std::string>{}
+                             : TorchrunVariables(rank, world, port);
+      for (const auto& [k, v] : extra) vars[k] = v;
+      auto accelerator =
+          Accelerator::Create(options, state::MapEnvironment(vars));
+      statuses[rank] = accelerator.ok() ? fn(**accelerator) : accelerator.status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  return statuses;
+}
+
+// Two 1.4 MiB layers among small ones (several 1 MiB buckets) and one layer
+// the loss never uses.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    a = register_module("a", torch::nn::Linear(16, 600));
+    b = register_module("b", torch::nn::Linear(600, 600));
+    d = register_module("d", torch::nn::Linear(600, 600));
+    c = register_module("c", torch::nn::Linear(600, 4));
+    unused = register_module("unused", torch::nn::Linear(4, 4));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return c(torch::relu(d(torch::relu(b(torch::relu(a(x)))))));
+  }
+  torch::nn::Linear a{nullptr}, b{nullptr}, d{nullptr}, c{nullptr},
+      unused{nullptr};
+};
+TORCH_MODULE(Net);
+
+// Copies `from`'s parameters into `to` (same architecture).
+void CopyWeights(const Net& from, Net& to) {
+  torch::NoGradGuard no_grad;
+  auto source = from->parameters();
+  auto target = to->parameters();
+  for (size_t i = 0; i < source.size(); ++i) target[i].copy_(source[i]);
+}
+
+TEST(AcceleratorTest, BucketedGradientsEqualAPlainAverage) {
+  const int world = 2;
+  // Everything random is drawn here, before the rank threads start (the
+  // generator is global).
+  torch::manual_seed(0);
+  Net reference;
+  std::vector<torch::Tensor> inputs = {torch::randn({8, 16}),
+                                       torch::randn({8, 16})};
+  // Reference: each rank's gradients computed alone, averaged by hand.
+  std::vector<std::vector<torch::Tensor>> per_rank;
+  for (int rank = 0; rank < world; ++rank) {
+    reference->zero_grad();
+    reference->forward(inputs[rank]).sum().backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : reference->parameters()) {
+      grads.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    }
+    per_rank.push_back(grads);
+  }
+  std::mutex mu;
+  std::vector<std::vector<torch::Tensor>> got(world);
+  AcceleratorOptions options;
+  options.bucket_cap_mb = 1;
+  options.find_unused_parameters = true;
+  std::vector<absl::Status> statuses = OnRanks(
+      world, options, [&](Accelerator& acc) -> absl::Status {
+        const int rank = acc.State().process_index();
+        Net net;
+        if (rank == 0) {
+          CopyWeights(reference, net);
+        } else {
+          // Other weights: preparing must replace them with rank 0's.
+          torch::NoGradGuard no_grad;
+          for (auto& p : net->parameters()) p.fill_(0.5);
+        }
+        ACCELERATE_RETURN_IF_ERROR(acc.PrepareModel(net.ptr()).status());
+        {
+          auto scope = acc.Accumulate(*net);
+          ACCELERATE_RETURN_IF_ERROR(scope.status());
+          torch::Tensor loss = net->forward(inputs[rank]).sum();
+          ACCELERATE_RETURN_IF_ERROR(acc.Backward(loss));
+        }
+        EXPECT_GE(acc.buckets_reduced(), 3);
+        std::vector<torch::Tensor> grads;
+        for (const auto& p : net->parameters()) {
+          grads.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        got[acc.State().process_index()] = grads;
+        return absl::OkStatus();
+      });
+  ASSERT_THAT(statuses, Each(IsOk()));
+  for (size_t i = 0; i < per_rank[0].size(); ++i) {
+    if (!per_rank[0][i].defined()) continue;  // The unused layer.
+    const torch::Tensor average = (per_rank[0][i] + per_rank[1][i]) / 2;
+    for (int rank = 0; rank < world; ++rank) {
+      EXPECT_TRUE(TensorsClose(got[rank][i], average, {1e-5, 1e-6}))
+          << "parameter " << i << " on rank " << rank;
+    }
+  }
+}
+
+TEST(AcceleratorTest, AccumulationStepsSendNothingUntilTheyEnd) {
+  AcceleratorOptions options;
+  options.gradient_accumulation_steps = 3;
+  std::vector<absl::Status> statuses = OnRanks(
+      2, options, [&](Accelerator& acc) -> absl::Status {
+        auto linear = torch::nn::Linear(4, 2);
+        ACCELERATE_RETURN_IF_ERROR(acc.PrepareModel(linear.ptr()).status());
+        std::vector<int64_t> sent;
+        std::vector<bool> sync;
+        for (int step = 0; step < 6; ++step) {
+          auto scope = acc.Accumulate(*linear);
+          ACCELERATE_RETURN_IF_ERROR(scope.status());
+          ACCELERATE_RETURN_IF_ERROR(
+              acc.Backward(linear->forward(torch::ones({2, 4})).sum()));
+          sync.push_back(acc.sync_gradients());
+          sent.push_back(acc.buckets_reduced());
+        }
+        EXPECT_THAT(sync, ElementsAre(false, false, true, false, false, true));
+        EXPECT_THAT(sent, ElementsAre(0, 0, 1, 1, 1, 2));
+        {
+          auto quiet = acc.NoSync(*linear);
+          ACCELERATE_RETURN_IF_ERROR(
+              acc.Backward(linear->forward(torch::ones({2, 4})).sum()));
+        }
+        EXPECT_EQ(acc.buckets_reduced(), 2);
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(IsOk()));
+}
+
+// A 20-sample dataset, batch 2 per process: 5 batches per process.
+std::shared_ptr<data::TensorDataset> Twenty() {
+  return std::make_shared<data::TensorDataset>(torch::randn({20, 4}),
+                                               torch::randn({20, 2}));
+}
+
+TEST(AcceleratorTest, OptimizerAndSchedulerStepOnSynchronizedStepsOnly) {
+  for (bool split : {false, true}) {
+    AcceleratorOptions options;
+    options.gradient_accumulation_steps = 2;
+    options.split_batches = split;
+    std::mutex mu;
+    std::map<int, std::vector<int64_t>> counts;
+    std::vector<absl::Status> statuses = OnRanks(
+        2, options, [&](Accelerator& acc) -> absl::Status {
+          torch::manual_seed(1);
+          auto linear = torch::nn::Linear(4, 2);
+          auto sgd = std::make_shared<torch::optim::SGD>(
+              linear->parameters(), torch::optim::SGDOptions(0.1));
+          auto schedule = std::make_shared<torch::optim::StepLR>(*sgd, 1000);
+          data::DataLoaderOptions loader_options;
+          loader_options.batch_size = split ? 4 : 2;
+          ACCELERATE_ASSIGN_OR_RETURN(
+              auto prepared, acc.Prepare(linear.ptr(), sgd, Twenty(),
+                                         loader_options, schedule));
+          auto& [model, opt, loader, sched] = prepared;
+          std::vector<bool> syncs;
+          while (true) {
+            ACCELERATE_ASSIGN_OR_RETURN(auto batch, loader->Next());
+            if (!batch.has_value()) break;
+            auto scope = acc.Accumulate(*model);
+            ACCELERATE_RETURN_IF_ERROR(scope.status());
+            ACCELERATE_RETURN_IF_ERROR(acc.Backward(torch::mse_loss(
+                linear->forward(batch->data), batch->target)));
+            opt->step();
+            sched->step();
+            opt->zero_grad();
+            syncs.push_back(acc.sync_gradients());
+          }
+          // 5 batches, accumulation 2: steps 2 and 4 sync, and 5 because the
+          // loader ends there.
+          EXPECT_THAT(syncs, ElementsAre(false, true, false, true, true));
+          std::lock_guard<std::mutex> lock(mu);
+          counts[acc.State().process_index()] = {opt->steps_taken(),
+                                                 sched->scheduler_steps()};
+          return absl::OkStatus();
+        });
+    ASSERT_THAT(statuses, Each(IsOk())) << "split " << split;
+    for (int rank : {0, 1}) {
+      // 3 optimizer steps; the scheduler steps once per process per step
+      // unless batches are split.
+      EXPECT_THAT(counts[rank], ElementsAre(3, split ? 3 : 6))
+          << "rank " << rank << " split " << split;
+    }
+  }
+}
+
+TEST(AcceleratorTest, OptionsComeFromTheLauncherEnvironment) {
+  auto from_env = Accelerator::Create(
+      {}, state::MapEnvironment(std::map<std::string, std::string>{
+              {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"},
+              {"ACCELERATE_MIXED_PRECISION", "bf16"}}));
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_EQ((*from_env)->gradient_accumulation_steps(), 4);
+  EXPECT_EQ((*from_env)->mixed_precision(), "bf16");
+  AcceleratorOptions options;
+  options.gradient_accumulation_steps = 2;
+  auto given = Accelerator::Create(
+      options, state::MapEnvironment(std::map<std::string, std::string>{
+                   {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"}}));
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ((*given)->gradient_accumulation_steps(), 2);
+}
+
+TEST(AcceleratorTest, BadOptionsAreNamed) {
+  const auto create = [](AcceleratorOptions options,
+                         std::map<std::string, std::string> env = {}) {
+    return Accelerator::Create(options, state::MapEnvironment(env)).status();
+  };
+  AcceleratorOptions options;
+  options.mixed_precision = "fp17";
+  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("\"fp17\" is not one of")));
+  options.mixed_precision = "fp16";
+  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                        HasSubstr("fp16 needs a GPU")));
+  options.mixed_precision.reset();
+  options.gradient_accumulation_steps = 0;
+  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        HasSubstr("gradient_accumulation_steps 0")));
+  EXPECT_THAT(create({}, {{"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "x"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ACCELERATE_GRADIENT_ACCUMULATION_STEPS=\"x\"")));
+}
+
+TEST(AcceleratorTest, Bf16AutocastsInsideTheStepOnly) {
+  AcceleratorOptions options;
+  options.mixed_precision = "bf16";
+  ASSERT_OK_AND_ASSIGN(auto acc, Accelerator::Create(options, state::MapEnvironment()));
+  auto linear = torch::nn::Linear(4, 2);
+  ASSERT_OK(acc->PrepareModel(linear.ptr()).status());
+  {
+    auto scope = acc->Accumulate(*linear);
+    torch::Tensor out = linear->forward(torch::ones({3, 4}));
+    EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+    ASSERT_OK(acc->Backward(out.to(torch::kFloat).sum()));
+    EXPECT_EQ(linear->weight.grad().scalar_type(), torch::kFloat);
+  }
+  EXPECT_EQ(linear->forward(torch::ones({3, 4})).scalar_type(), torch::kFloat);
+}
+
+TEST(AcceleratorTest, ClipGradNormReturnsTheNormAndClips) {
+  ASSERT_OK_AND_ASSIGN(auto acc, Accelerator::Create({}, state::MapEnvironment()));
+  auto linear = torch::nn::Linear(torch::nn::LinearOptions(2, 1).bias(false));
+  {
+    torch::NoGradGuard no_grad;
+    linear->weight.fill_(1);
+  }
+  ASSERT_OK(acc->PrepareModel(linear.ptr()).status());
+  ASSERT_OK(acc->Backward(linear->forward(torch::tensor({{3.0f, 4.0f}})).sum()));
+  ASSERT_OK_AND_ASSIGN(double norm, acc->ClipGradNorm(*linear, 1.0));
+  EXPECT_NEAR(norm, 5.0, 1e-6);
+  EXPECT_NEAR(linear->weight.grad().norm().item<double>(), 1.0, 1e-4);
+}
+
+TEST(GradScalerTest, SkipsNonFiniteStepsAndAdjustsTheScale) {
+  GradScalerOptions options;
+  options.init_scale = 8;
+  options.growth_interval = 2;
+  GradScaler scaler(options);
+  torch::Tensor w = torch::ones({2}, torch::requires_grad());
+  scaler.Scale((w * 3).sum()).backward();
+  EXPECT_TRUE(scaler.Unscale({w}));
+  EXPECT_TRUE(TensorsClose(w.grad(), torch::full({2}, 3.0), {0, 1e-6}));
+  EXPECT_TRUE(scaler.Unscale({w}));  // A second call does not divide again.
+  EXPECT_TRUE(TensorsClose(w.grad(), torch::full({2}, 3.0), {0, 1e-6}));
+  scaler.Update();
+  EXPECT_EQ(scaler.scale(), 8);
+  w.grad().fill_(std::numeric_limits<float>::infinity());
+  EXPECT_FALSE(scaler.Unscale({w}));
+  scaler.Update();
+  EXPECT_EQ(scaler.scale(), 4);  // Backed off.
+  for (int i = 0; i < 2; ++i) {
+    w.grad().fill_(1);
+    EXPECT_TRUE(scaler.Unscale({w}));
+    scaler.Update();
+  }
+  EXPECT_EQ(scaler.scale(), 8);  // Grew after 2 good steps.
+}
+
+}  // namespace
+}  // namespace accelerate

@@ -1,0 +1,110 @@
+// Accelerate's core guarantee, on real processes started by our launcher:
+// the regression example ends with the same a, b (to 1e-6) whether the
+// global batch is split over processes or accumulated over steps.
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/free_port.h"
+#include "testing/subprocess.h"
+
+namespace accelerate {
+namespace {
+
+using ::accelerate::testing::PickFreePort;
+using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::RunLocalJob;
+using ::accelerate::testing::Subprocess;
+using ::testing::HasSubstr;
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
+                      std::getenv("TEST_WORKSPACE"), "/", path);
+}
+
+struct Line {
+  double a = 0;
+  double b = 0;
+};
+
+// Runs the example on `processes` processes through `accelerate launch`.
+Line Train(int processes, int batch_size, int accumulation) {
+  Subprocess launch(
+      {Runfile("launch/accelerate"), "launch", "--cpu", "-q",
+       "--num_processes", absl::StrCat(processes), "--main_process_port",
+       absl::StrCat(PickFreePort()), Runfile("examples/regression"),
+       absl::StrCat("--batch_size=", batch_size),
+       absl::StrCat("--gradient_accumulation_steps=", accumulation),
+       "--epochs=3", "--lr=0.1"},
+      {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
+  EXPECT_TRUE(launch.Start().ok());
+  ProcessResult result = launch.Wait(absl::Seconds(120));
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  // The one line {"a": A, "b": B}.
+  Line line;
+  for (absl::string_view text : absl::StrSplit(result.output, '\n')) {
+    if (!absl::ConsumePrefix(&text, "{\"a\": ")) continue;
+    std::vector<std::string> parts = absl::StrSplit(text, ", \"b\": ");
+    EXPECT_EQ(parts.size(), 2u) << text;
+    if (parts.size() != 2) break;
+    parts[1].pop_back();  // '}'
+    EXPECT_TRUE(absl::SimpleAtod(parts[0], &line.a)) << text;
+    EXPECT_TRUE(absl::SimpleAtod(parts[1], &line.b)) << text;
+    return line;
+  }
+  ADD_FAILURE() << "no {\"a\": ..., \"b\": ...} line in:\n" << result.output;
+  return line;
+}
+
+void ExpectSame(const Line& x, const Line& y) {
+  EXPECT_NEAR(x.a, y.a, 1e-6);
+  EXPECT_NEAR(x.b, y.b, 1e-6);
+}
+
+TEST(RegressionTest, TwoProcessesOfEightEqualOneProcessOfSixteen) {
+  const Line one = Train(1, 16, 1);
+  const Line two = Train(2, 8, 1);
+  ExpectSame(one, two);
+  // It did train: a and b moved from 0 toward 2 and 3.
+  EXPECT_GT(one.a, 0.5);
+  EXPECT_GT(one.b, 2.0);
+}
+
+TEST(RegressionTest, AccumulationEqualsTheLargerBatch) {
+  const Line accumulated = Train(1, 16, 2);
+  ExpectSame(accumulated, Train(1, 32, 1));
+  ExpectSame(accumulated, Train(2, 8, 2));
+  // And differs from not accumulating, so the check can fail.
+  const Line plain = Train(1, 16, 1);
+  EXPECT_GT(std::abs(plain.a - accumulated.a), 1e-3);
+}
+
+TEST(RegressionTest, ARankThatThrowsEndsTheRunOnEveryRank) {
+  // Started without the launcher, so that nothing but the library stops
+  // the surviving rank.
+  absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
+      {Runfile("examples/regression"), "--batch_size=8", "--epochs=50",
+       "--fail_rank=1", "--fail_at_step=3"},
+      2, PickFreePort(), {}, absl::Seconds(120));
+  ASSERT_TRUE(results.ok()) << results.status();
+  const ProcessResult& survivor = (*results)[0];
+  const ProcessResult& thrower = (*results)[1];
+  EXPECT_FALSE(survivor.timed_out) << survivor.output;
+  EXPECT_NE(survivor.exit_code, 0) << survivor.output;
+  EXPECT_THAT(survivor.output, HasSubstr("regression: rank 0"));
+  EXPECT_NE(thrower.exit_code, 0);
+  EXPECT_THAT(thrower.output, HasSubstr("injected failure"));
+  EXPECT_LT(survivor.elapsed, absl::Seconds(60));
+}
+
+}  // namespace
+}  // namespace accelerate
