@@ -9,6 +9,15 @@
 namespace accelerate::data {
 namespace {
 
+// Appends `values` to itself until it holds at least `size` elements.
+void DoubleUntil(std::vector<int64_t>& values, int64_t size) {
+  while (!values.empty() && static_cast<int64_t>(values.size()) < size) {
+    const size_t n = values.size();
+    values.reserve(2 * n);
+    for (size_t i = 0; i < n; ++i) values.push_back(values[i]);
+  }
+}
+
 absl::Status ValidateCommon(int64_t length, const ShardOptions& options) {
   if (length < 0) {
     return absl::InvalidArgumentError(
@@ -112,9 +121,7 @@ void BatchSamplerShard::PlanNoSplit() {
     const std::vector<int64_t> batch = GlobalBatch(j);
     initial.insert(initial.end(), batch.begin(), batch.end());
   }
-  while (static_cast<int64_t>(initial.size()) < processes * bs) {
-    initial.insert(initial.end(), initial.begin(), initial.end());
-  }
+  DoubleUntil(initial, processes * bs);
   // Complete the last batch, then add batches until every process has had
   // the same number.
   int64_t idx = batches - 1;
@@ -153,9 +160,7 @@ void BatchSamplerShard::PlanSplit() {
     return;
   }
   std::vector<int64_t> initial = GlobalBatch(0);
-  while (static_cast<int64_t>(initial.size()) < bs) {
-    initial.insert(initial.end(), initial.begin(), initial.end());
-  }
+  DoubleUntil(initial, bs);
   last.insert(last.end(), initial.begin(), initial.end());
   tail_.emplace_back(last.begin() + begin, last.begin() + begin + slice);
 }

@@ -79,6 +79,12 @@ absl::StatusOr<std::unique_ptr<PreparedDataLoader>> PreparedDataLoader::Create(
         "num_workers ", options.num_workers, " / prefetch_factor ",
         options.prefetch_factor, ": need num_workers >= 0, prefetch_factor >= 1"));
   }
+  if (options.dispatch_batches && !options.even_batches &&
+      state.num_processes() > 1) {
+    return absl::InvalidArgumentError(
+        "dispatch_batches needs even_batches: every process must take part "
+        "in every broadcast");
+  }
   std::unique_ptr<PreparedDataLoader> loader(
       new PreparedDataLoader(std::move(dataset), state, options));
   ACCELERATE_RETURN_IF_ERROR(loader->BuildShards());
@@ -116,7 +122,9 @@ absl::Status PreparedDataLoader::BuildShards() {
 int64_t PreparedDataLoader::size() const { return shard_->size(); }
 
 void PreparedDataLoader::SetEpoch(int64_t epoch) {
-  if (epoch == epoch_ && next_ == 0 && !end_of_epoch_) return;
+  // The current epoch keeps its position, so a resumed or skipped loader
+  // continues where it was (as Accelerate's set_epoch keeps skip_batches).
+  if (epoch == epoch_) return;
   epoch_ = epoch;
   // The options were validated at creation; only the order changes.
   ACCELERATE_CHECK_OK(BuildShards());
@@ -163,6 +171,18 @@ Batch PreparedDataLoader::Load(int64_t k) const {
   return batch;
 }
 
+absl::StatusOr<Batch> PreparedDataLoader::LoadGuarded(int64_t k) const {
+  try {
+    return Load(k);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("loading batch ", k, " failed: ",
+                                            e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("loading batch ", k, " failed: ", e.what()));
+  }
+}
+
 void PreparedDataLoader::StartWorkers() {
   claimed_ = next_;
   stop_ = false;
@@ -181,7 +201,7 @@ void PreparedDataLoader::StartWorkers() {
           if (stop_) return;
           k = claimed_++;
         }
-        Batch batch = Load(k);
+        absl::StatusOr<Batch> batch = LoadGuarded(k);
         {
           std::lock_guard<std::mutex> lock(mu_);
           ready_.emplace(k, std::move(batch));
@@ -233,13 +253,18 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
   if (options_.dispatch_batches && state_.use_distributed()) {
     ACCELERATE_ASSIGN_OR_RETURN(batch, NextDispatched(k));
   } else if (options_.num_workers == 0) {
-    batch = Load(k);
+    ACCELERATE_ASSIGN_OR_RETURN(batch, LoadGuarded(k));
   } else {
     if (workers_.empty()) StartWorkers();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return ready_.count(k) > 0; });
-    batch = std::move(ready_[k]);
-    ready_.erase(k);
+    absl::StatusOr<Batch> loaded;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return ready_.count(k) > 0; });
+      loaded = std::move(ready_.at(k));
+      ready_.erase(k);
+    }
+    if (!loaded.ok()) return loaded.status();
+    batch = *std::move(loaded);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -87,8 +87,11 @@ struct DataLoaderOptions {
   // Accelerate's sharding switches (see ShardOptions).
   bool split_batches = false;
   bool even_batches = true;
-  // Only the main process reads the dataset; each global batch is broadcast
-  // and every process keeps its slice (for data only one process can read).
+  // Only the main process reads the dataset; it broadcasts every process's
+  // batch (for data only one process can read). The batches are the ones
+  // BatchSamplerShard gives each process, so they equal the non-dispatched
+  // ones; Accelerate's dispatcher instead pads the last global batch only to
+  // a multiple of the process count. Needs `even_batches`.
   bool dispatch_batches = false;
   // Background threads loading batches ahead; 0 loads on the caller's
   // thread.
@@ -114,7 +117,7 @@ struct LoaderState {
 class PreparedDataLoader {
  public:
   // `InvalidArgument` for bad options (see ValidateShardOptions) and for
-  // dispatch mode with workers on non-main processes' datasets.
+  // dispatch mode without even batches.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PreparedDataLoader>>
   Create(std::shared_ptr<const MapDataset> dataset,
          const state::PartialState& state, const DataLoaderOptions& options);
@@ -124,7 +127,8 @@ class PreparedDataLoader {
   ~PreparedDataLoader();
 
   // Starts epoch `epoch` from its first batch (the order changes with it
-  // when shuffling).
+  // when shuffling). The current epoch is left where it is, so a loader
+  // resumed with Restore or SkipBatches keeps its position.
   void SetEpoch(int64_t epoch);
 
   // The next batch of this epoch on this process, on the state's device;
@@ -156,6 +160,8 @@ class PreparedDataLoader {
                      const DataLoaderOptions& options);
   absl::Status BuildShards();
   Batch Load(int64_t k) const;
+  // Load, with any exception (from the dataset, say) as a status.
+  absl::StatusOr<Batch> LoadGuarded(int64_t k) const;
   absl::StatusOr<Batch> NextDispatched(int64_t k);
   void StartWorkers();
   void StopWorkers();
@@ -173,7 +179,7 @@ class PreparedDataLoader {
   // Prefetching: workers load batches [next_, next_ + ahead) of the epoch.
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<int64_t, Batch> ready_;
+  std::map<int64_t, absl::StatusOr<Batch>> ready_;
   int64_t claimed_ = 0;  // Next batch index a worker will take.
   bool stop_ = false;
   std::vector<std::thread> workers_;

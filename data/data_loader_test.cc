@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -150,11 +151,47 @@ TEST(PreparedDataLoaderTest, ResumeContinuesWithTheIdenticalBatches) {
   EXPECT_EQ(Epoch(*resumed),
             std::vector<std::vector<int64_t>>(full.begin() + 7, full.end()));
 
+  // SetEpoch of the epoch it is in keeps a resumed loader's position.
+  ASSERT_OK_AND_ASSIGN(auto again, PreparedDataLoader::Create(Numbered(50), *state, options));
+  ASSERT_OK(again->Restore(parsed));
+  again->SetEpoch(2);
+  EXPECT_EQ(Epoch(*again),
+            std::vector<std::vector<int64_t>>(full.begin() + 7, full.end()));
+
   // skip_first_batches: the same batches without loading the skipped ones.
-  loader->SetEpoch(2);
-  loader->SkipBatches(10);
-  EXPECT_EQ(Epoch(*loader),
+  ASSERT_OK_AND_ASSIGN(auto skipper, PreparedDataLoader::Create(Numbered(50), *state, options));
+  skipper->SetEpoch(2);
+  skipper->SkipBatches(10);
+  EXPECT_EQ(Epoch(*skipper),
             std::vector<std::vector<int64_t>>(full.begin() + 10, full.end()));
+}
+
+// A dataset whose reads fail on one batch.
+class Failing final : public MapDataset {
+ public:
+  int64_t size() const override { return 12; }
+  Batch Get(const std::vector<int64_t>& indices) const override {
+    if (indices[0] == 8) throw std::runtime_error("disk error at sample 8");
+    const at::Tensor ids = at::tensor(indices, at::kLong);
+    return {ids.unsqueeze(1), ids};
+  }
+};
+
+TEST(PreparedDataLoaderTest, AReadErrorComesBackAsAStatus) {
+  auto state = SingleProcess();
+  for (int workers : {0, 2}) {
+    DataLoaderOptions options;
+    options.batch_size = 4;
+    options.num_workers = workers;
+    ASSERT_OK_AND_ASSIGN(auto loader, PreparedDataLoader::Create(
+                                          std::make_shared<Failing>(), *state, options));
+    ASSERT_OK(loader->Next().status());
+    ASSERT_OK(loader->Next().status());
+    EXPECT_THAT(loader->Next().status(),
+                StatusIs(absl::StatusCode::kInternal,
+                         HasSubstr("disk error at sample 8")))
+        << workers << " workers";
+  }
 }
 
 TEST(PreparedDataLoaderTest, BadStateAndOptionsAreRejected) {
@@ -175,6 +212,15 @@ TEST(PreparedDataLoaderTest, BadStateAndOptionsAreRejected) {
   EXPECT_THAT(loader->Restore({0, 9, 1}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("9 batches done")));
+  options.dispatch_batches = true;
+  options.even_batches = false;
+  auto two = RunOnRanks(2, [&](const state::PartialState& s) -> absl::Status {
+    return PreparedDataLoader::Create(Numbered(5), s, options).status();
+  });
+  for (const absl::Status& status : two) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("dispatch_batches needs even_batches")));
+  }
   EXPECT_THAT(LoaderState::Parse("epoch=1 batches=2 seed=3"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("batches=2")));
   EXPECT_THAT(LoaderState::Parse("epoch=1"),

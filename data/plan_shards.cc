@@ -86,7 +86,10 @@ int main(int argc, char** argv) {
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.num_processes = absl::GetFlag(FLAGS_num_processes);
   options.split_batches = absl::GetFlag(FLAGS_split_batches);
-  options.even_batches = absl::GetFlag(FLAGS_even_batches);
+  // One process reads the plain sequence, as the loaders do (and as
+  // Accelerate's prepare_data_loader does): nothing is evened or completed.
+  options.even_batches =
+      absl::GetFlag(FLAGS_even_batches) && options.num_processes > 1;
   options.drop_last = absl::GetFlag(FLAGS_drop_last);
   const IndexOrder order = IndexOrder::Create(
       length, {.shuffle = absl::GetFlag(FLAGS_shuffle),
@@ -101,6 +104,9 @@ int main(int argc, char** argv) {
       absl::StatusOr<std::vector<int64_t>> samples =
           IterableShardOrder(length, options);
       if (!samples.ok()) return Fail(samples.status());
+      if (options.num_processes == 1 && !options.drop_last) {
+        samples->resize(static_cast<size_t>(length));  // The plain stream.
+      }
       const int64_t per = options.split_batches
                               ? options.batch_size / options.num_processes
                               : options.batch_size;

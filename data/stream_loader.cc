@@ -43,6 +43,12 @@ PreparedStreamLoader::Create(std::shared_ptr<SampleStream> stream,
   shard.split_batches = options.split_batches;
   // The same checks as the iterable shard plan.
   ACCELERATE_RETURN_IF_ERROR(IterableShardOrder(0, shard).status());
+  if (options.split_batches && options.batch_size < state.num_processes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "split_batches with batch_size ", options.batch_size,
+        " leaves no samples for some of the ", state.num_processes(),
+        " processes"));
+  }
   return std::unique_ptr<PreparedStreamLoader>(
       new PreparedStreamLoader(std::move(stream), state, options));
 }

@@ -46,7 +46,8 @@ int RunRank(const PartialState& state) {
   // Each rank computes the squares of its items; the sum goes over all.
   at::Tensor squares =
       at::tensor(std::vector<int64_t>(mine.begin(), mine.end())).pow(2);
-  auto total = accelerate::state::Reduce(state, squares.sum());
+  auto total = accelerate::state::Reduce(
+      state, squares.sum(), {accelerate::state::Reduction::kSum});
   auto hosts = accelerate::state::GatherObject(
       state, absl::StrCat("rank ", state.process_index(), " pid ", getpid()));
   if (!total.ok() || !hosts.ok()) {

@@ -289,7 +289,18 @@ absl::StatusOr<LaunchConfig> AskConfig(std::istream& in, std::ostream& out,
         "a comma-separated list?",
         "all"));
   }
-  config.set_use_cpu(!gpu);
+  // Accelerate asks about CPU-only training on a machine with GPUs that is
+  // not set up for multi-GPU; multi-CPU is CPU by definition.
+  bool use_cpu = *machine == "multi-CPU" || host.gpu_count == 0;
+  if (!distributed && host.gpu_count > 0) {
+    absl::StatusOr<bool> cpu_only =
+        q.YesNo("Do you want to run your training on CPU only (even if a GPU "
+                "/ Apple Silicon / Ascend NPU device is available)?",
+                false);
+    if (!cpu_only.ok()) return cpu_only.status();
+    use_cpu = *cpu_only;
+  }
+  config.set_use_cpu(use_cpu);
   absl::StatusOr<std::string> precision = q.Choose(
       "Do you wish to use mixed precision?", {"no", "fp16", "bf16", "fp8"}, 0);
   if (!precision.ok()) return precision.status();

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
@@ -309,6 +310,15 @@ void AddFp8Environment(const Fp8Config& fp8,
 LaunchHost LocalHost() {
   LaunchHost host;
   host.gpu_count = CountNvidiaGpus();
+  // As torch.cuda.device_count(): only the GPUs CUDA_VISIBLE_DEVICES lets
+  // through (an empty value hides them all).
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    const std::string text(absl::StripAsciiWhitespace(visible));
+    const int listed =
+        text.empty() ? 0
+                     : static_cast<int>(std::count(text.begin(), text.end(), ',')) + 1;
+    host.gpu_count = std::min(host.gpu_count, listed);
+  }
   host.cpu_cores = CountPhysicalCores();
   host.port_is_free = DefaultPortIsFree;
   host.pick_free_port = DefaultPickFreePort;
@@ -481,7 +491,9 @@ absl::StatusOr<LaunchPlan> ResolveLaunch(const ParsedFlags& flags,
           plan.config_file, ": num_processes ", plan.num_processes,
           " is not a positive count"));
     }
-  } else if (have_config && plan.distributed_type != "NO") {
+  } else if (have_config && plan.distributed_type == "NO") {
+    plan.num_processes = 1;  // As Accelerate's config loader.
+  } else if (have_config) {
     return absl::InvalidArgumentError(absl::StrCat(
         plan.config_file,
         " has no num_processes for distributed_type ", plan.distributed_type,
@@ -528,11 +540,14 @@ absl::StatusOr<LaunchPlan> ResolveLaunch(const ParsedFlags& flags,
 
   // Hardware.
   plan.use_cpu = flags.Switch("cpu") || (config.has_use_cpu() && config.use_cpu());
+  // The config's distributed_type chooses the mode only when no mode flag
+  // does, as in Accelerate.
+  const bool mode_flag = exclusive > 0;
   const bool multi_gpu =
       flags.Switch("multi_gpu") ||
-      (!flags.Switch("cpu") && (plan.distributed_type == "MULTI_GPU"));
+      (!mode_flag && plan.distributed_type == "MULTI_GPU");
   plan.use_fsdp = flags.Switch("use_fsdp") ||
-                  (!flags.Switch("cpu") && plan.distributed_type == "FSDP");
+                  (!mode_flag && plan.distributed_type == "FSDP");
   if (multi_gpu && plan.num_processes < 2) {
     return absl::InvalidArgumentError(
         "You need to use at least 2 processes to use `--multi_gpu`.");
@@ -573,6 +588,7 @@ absl::StatusOr<LaunchPlan> ResolveLaunch(const ParsedFlags& flags,
     plan.defaults_used.push_back(
         "\t`--mixed_precision` was set to a value of `'no'`");
   }
+  plan.mixed_precision = absl::AsciiStrToLower(plan.mixed_precision);
   // PyYAML reads an unquoted `no` as false; so does yaml-cpp's text "false".
   if (plan.mixed_precision == "false") plan.mixed_precision = "no";
   if (!Contains(kMixedPrecision, plan.mixed_precision)) {
@@ -585,7 +601,9 @@ absl::StatusOr<LaunchPlan> ResolveLaunch(const ParsedFlags& flags,
   // Rendezvous address.
   if (std::optional<std::string> ip = flags.Get("main_process_ip")) {
     plan.master_addr = *ip;
-  } else if (config.has_main_process_ip()) {
+  } else if (config.has_main_process_ip() && plan.num_machines > 1) {
+    // On one machine the ranks meet on 127.0.0.1, as Accelerate's launchers
+    // do, whatever address a multi-machine config left behind.
     plan.master_addr = config.main_process_ip();
   } else if (plan.num_machines > 1) {
     return absl::InvalidArgumentError(
@@ -735,6 +753,8 @@ std::map<std::string, std::string> RankEnvironment(const LaunchPlan& plan,
   env["TORCHELASTIC_RUN_ID"] = "none";
   // No agent store: rank 0 serves the rendezvous (ours and torch's env://).
   env["TORCHELASTIC_USE_AGENT_STORE"] = "False";
+  // As torchrun 1.13: NCCL errors end the collective instead of hanging.
+  env["NCCL_ASYNC_ERROR_HANDLING"] = "1";
   return env;
 }
 

@@ -179,6 +179,26 @@ TEST(LauncherTest, NothingIsLeftRunningAfterTheLaunch) {
   }
 }
 
+TEST(LauncherTest, ADetachedDescendantHoldingTheOutputDoesNotHangTheLaunch) {
+  const std::string dir = TmpDir("detached");
+  ProcessResult result = RunAccelerate(
+      {"launch", "--cpu", "--num_processes", "2", RankProgram(), "detached", dir});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_LT(result.elapsed, absl::Seconds(30));
+  EXPECT_TRUE(HasLine(result.output, "[rank1]: rank 1 detached " + [&] {
+    std::ifstream in(dir + "/detached_1.pid");
+    std::string pid;
+    in >> pid;
+    return pid;
+  }()));
+  // The detached sleepers left their session; end them here.
+  for (int rank = 0; rank < 2; ++rank) {
+    std::ifstream in(absl::StrCat(dir, "/detached_", rank, ".pid"));
+    int pid = 0;
+    if (in >> pid && pid > 0) ::kill(pid, SIGKILL);
+  }
+}
+
 TEST(LauncherTest, PythonScriptsRunWithTheInterpreter) {
   const std::string script = TmpDir("python") + "/train.py";
   std::ofstream(script)

@@ -95,7 +95,8 @@ int main() {
       st::BroadcastObject(state, absl::StrCat("from ", rank), 0),
       [](const std::string& s) { return s == "from 0"; });
   check.CheckOk<at::Tensor>(
-      "reduce sum", st::Reduce(state, at::full({4}, rank + 1.0)),
+      "reduce sum",
+      st::Reduce(state, at::full({4}, rank + 1.0), {st::Reduction::kSum}),
       [&](const at::Tensor& t) {
         return t.equal(at::full({4}, n * (n + 1) / 2.0));
       });

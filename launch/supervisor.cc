@@ -77,6 +77,7 @@ class Attempt {
   void Run();
 
   int failed_index() const { return failed_index_; }
+  bool poll_failed() const { return poll_failed_; }
   int received_signal() const { return received_signal_; }
   const Child& child(int index) const { return *children_[index]; }
 
@@ -85,6 +86,7 @@ class Attempt {
   void Relay(Child& child, Stream& stream, bool is_err, bool eof);
   void ReapExited();
   void StopAll(int signal);
+  bool AllExited() const;
   bool AllDone() const;
 
   const SupervisorOptions& options_;
@@ -95,6 +97,7 @@ class Attempt {
   int received_signal_ = 0;
   bool stopping_ = false;
   bool killed_ = false;
+  bool poll_failed_ = false;
   absl::Time kill_deadline_ = absl::InfiniteFuture();
 };
 
@@ -120,7 +123,10 @@ void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    ::setpgid(0, 0);
+    // A session of its own: the rank's process group can be signalled as a
+    // whole, and a rank that reads the terminal gets an error instead of
+    // being stopped as a background job.
+    ::setsid();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);
     for (int sig : kForwardedSignals) ::signal(sig, SIG_DFL);
@@ -145,7 +151,6 @@ void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
     children_.push_back(std::move(child));
     return;
   }
-  ::setpgid(pid, pid);  // Also here, so that it holds before we signal.
   child->pid = pid;
   child->out.fd = out_pipe[0];
   child->err.fd = err_pipe[0];
@@ -201,6 +206,9 @@ void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
     start = newline + 1;
   }
   stream.partial.erase(0, start);
+  // Output without newlines (progress bars redrawn with \r) is passed on
+  // in pieces rather than held without bound.
+  if (stream.partial.size() >= 65536) eof = true;
   if (eof && !stream.partial.empty()) {
     take(stream.partial);
     stream.partial.clear();
@@ -215,7 +223,11 @@ void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
 
 void Attempt::StopAll(int signal) {
   for (auto& child : children_) {
-    if (!child->exited && child->pid > 0) ::kill(-child->pid, signal);
+    if (!child->exited && child->pid > 0) {
+      ::kill(-child->pid, signal);
+      // A stopped rank would never see the signal.
+      if (signal != SIGKILL) ::kill(-child->pid, SIGCONT);
+    }
   }
 }
 
@@ -243,11 +255,17 @@ void Attempt::ReapExited() {
   }
 }
 
-bool Attempt::AllDone() const {
+bool Attempt::AllExited() const {
   for (const auto& child : children_) {
-    if (!child->exited || child->out.fd >= 0 || child->err.fd >= 0) {
-      return false;
-    }
+    if (!child->exited) return false;
+  }
+  return true;
+}
+
+bool Attempt::AllDone() const {
+  if (!AllExited()) return false;
+  for (const auto& child : children_) {
+    if (child->out.fd >= 0 || child->err.fd >= 0) return false;
   }
   return true;
 }
@@ -259,7 +277,26 @@ void Attempt::Run() {
     StopAll(SIGTERM);
   }
   char buffer[65536];
+  // Once every rank has exited, output still in flight is drained for at
+  // most a grace period: a descendant in a session of its own may hold the
+  // pipes open for ever.
+  absl::Time drain_deadline = absl::InfiniteFuture();
   while (!AllDone()) {
+    if (AllExited()) {
+      if (drain_deadline == absl::InfiniteFuture()) {
+        drain_deadline = absl::Now() + options_.grace_period;
+      } else if (absl::Now() >= drain_deadline) {
+        for (auto& child : children_) {
+          for (Stream* stream : {&child->out, &child->err}) {
+            if (stream->fd < 0) continue;
+            Relay(*child, *stream, stream == &child->err, /*eof=*/true);
+            ::close(stream->fd);
+            stream->fd = -1;
+          }
+        }
+        break;
+      }
+    }
     std::vector<pollfd> fds = {{signal_fd_, POLLIN, 0}};
     std::vector<std::pair<Child*, bool>> owners = {{nullptr, false}};
     for (auto& child : children_) {
@@ -279,7 +316,18 @@ void Attempt::Run() {
     }
     const int ready = ::poll(fds.data(), fds.size(),
                              static_cast<int>(absl::ToInt64Milliseconds(wait)));
-    if (ready < 0 && errno != EINTR) break;
+    if (ready < 0 && errno != EINTR) {
+      Say(absl::StrCat("poll failed: ", std::strerror(errno),
+                       "; stopping every rank"));
+      poll_failed_ = true;
+      StopAll(SIGKILL);
+      for (auto& child : children_) {
+        if (child->exited || child->pid < 0) continue;
+        ::waitpid(child->pid, &child->status, 0);
+        child->exited = true;
+      }
+      break;
+    }
 
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo info;
@@ -340,6 +388,8 @@ int ExitCodeOf(int status) {
 int RunSupervised(
     const std::function<std::vector<RankProcess>(int attempt)>& make_ranks,
     const SupervisorOptions& options) {
+  // An inherited SIGCHLD=SIG_IGN would reap the ranks behind our back.
+  ::signal(SIGCHLD, SIG_DFL);
   sigset_t handled, old_mask;
   sigemptyset(&handled);
   sigaddset(&handled, SIGCHLD);
@@ -352,6 +402,10 @@ int RunSupervised(
     Attempt run(options, attempt, signal_fd);
     run.Start(make_ranks(attempt), old_mask);
     run.Run();
+    if (run.poll_failed()) {
+      exit_code = 1;
+      break;
+    }
     if (run.received_signal() != 0) {
       Say(absl::StrCat("stopped every rank after ",
                        strsignal(run.received_signal())));

@@ -25,10 +25,17 @@ std::string OperationName(const PartialState& state, absl::string_view op) {
   return absl::StrCat(op, " on rank ", state.process_index());
 }
 
-at::Tensor BytesToTensor(const std::string& bytes, int64_t length) {
+// Tensors that carry sizes and bytes live on the state's device: NCCL
+// moves only GPU tensors.
+at::TensorOptions On(const PartialState& state, at::ScalarType dtype) {
+  return at::TensorOptions().dtype(dtype).device(state.device());
+}
+
+at::Tensor BytesToTensor(const PartialState& state, const std::string& bytes,
+                         int64_t length) {
   at::Tensor tensor = at::zeros({length}, at::kByte);
   std::memcpy(tensor.data_ptr<uint8_t>(), bytes.data(), bytes.size());
-  return tensor;
+  return tensor.to(state.device());
 }
 
 std::string TensorToBytes(const at::Tensor& tensor, int64_t length) {
@@ -43,8 +50,8 @@ absl::StatusOr<std::vector<int64_t>> AllGatherInts(
     absl::string_view op) {
   const int n = state.num_processes();
   const int64_t width = static_cast<int64_t>(values.size());
-  at::Tensor input = at::tensor(values, at::kLong);
-  at::Tensor output = at::empty({n * width}, at::kLong);
+  at::Tensor input = at::tensor(values, at::kLong).to(state.device());
+  at::Tensor output = at::empty({n * width}, On(state, at::kLong));
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
   std::vector<at::Tensor> inputs = {input};
@@ -54,6 +61,7 @@ absl::StatusOr<std::vector<int64_t>> AllGatherInts(
   }));
   ACCELERATE_RETURN_IF_ERROR(
       WaitForWork(work, input.nbytes(), OperationName(state, op)));
+  output = output.cpu();
   return std::vector<int64_t>(output.data_ptr<int64_t>(),
                               output.data_ptr<int64_t>() + n * width);
 }
@@ -110,10 +118,10 @@ absl::StatusOr<std::vector<std::string>> GatherObject(
   std::vector<std::string> result(n);
   if (longest == 0) return result;
 
-  at::Tensor output = at::empty({n * longest}, at::kByte);
+  at::Tensor output = at::empty({n * longest}, On(state, at::kByte));
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
-  std::vector<at::Tensor> inputs = {BytesToTensor(data, longest)};
+  std::vector<at::Tensor> inputs = {BytesToTensor(state, data, longest)};
   c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(
       RunGuarded(OperationName(state, "gather_object"), [&] {
@@ -146,7 +154,9 @@ absl::StatusOr<std::vector<std::string>> GatherObject(
       std::memcpy(&length, block.data() + pos, sizeof(length));
       pos += sizeof(length);
       if (length > block.size() - pos) {
-        return absl::DataLossError("gather_object: a peer sent a truncated item");
+        return absl::DataLossError(absl::StrCat(
+            "gather_object: an item of ", length, " bytes runs past the ",
+            block.size(), " bytes a peer sent"));
       }
       result.push_back(block.substr(pos, length));
       pos += length;
@@ -165,7 +175,8 @@ absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
   std::vector<at::Tensor> length = {
-      at::tensor({static_cast<int64_t>(data.size())}, at::kLong)};
+      at::tensor({static_cast<int64_t>(data.size())}, at::kLong)
+          .to(state.device())};
   c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
     work = state.process_group()->broadcast(length, options);
@@ -174,8 +185,9 @@ absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
   const int64_t size = length[0].item<int64_t>();
   if (size == 0) return std::string();
   std::vector<at::Tensor> bytes = {
-      state.process_index() == from_process ? BytesToTensor(data, size)
-                                            : at::empty({size}, at::kByte)};
+      state.process_index() == from_process
+          ? BytesToTensor(state, data, size)
+          : at::empty({size}, On(state, at::kByte))};
   ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
     work = state.process_group()->broadcast(bytes, options);
   }));
@@ -231,8 +243,14 @@ absl::Status AllReduceInPlace(const PartialState& state, at::Tensor& tensor,
         "; use sum or convert first"));
   }
   if (!tensor.is_contiguous()) {
-    return absl::InvalidArgumentError(
-        "all_reduce: the tensor must be contiguous to be reduced in place");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "all_reduce: the ", DescribeTensor(tensor),
+        " tensor is not contiguous; it cannot be reduced in place"));
+  }
+  if (options.scale != 1.0 && !at::isFloatingType(tensor.scalar_type())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "reduce: scale ", options.scale, " needs a floating-point tensor, got ",
+        std::string(c10::toString(tensor.scalar_type()))));
   }
   if (state.use_distributed()) {
     std::vector<at::Tensor> tensors = {tensor};
@@ -276,12 +294,16 @@ absl::StatusOr<at::Tensor> PadTensorAcrossProcesses(
     const PartialState& state, const at::Tensor& tensor,
     const PadOptions& options) {
   const int64_t ndim = tensor.dim();
-  if (options.dim >= ndim || options.dim < -ndim) return tensor;
+  const bool has_dim = options.dim < ndim && options.dim >= -ndim;
   if (!state.use_distributed()) return tensor;
   const int64_t dim = options.dim < 0 ? options.dim + ndim : options.dim;
+  // Every process takes part, also one whose tensor lacks the dimension
+  // (which then stays unchanged, as in Accelerate), so nobody waits alone.
   ACCELERATE_ASSIGN_OR_RETURN(
       std::vector<int64_t> gathered,
-      AllGatherInts(state, {ndim, tensor.size(dim)}, "pad_across_processes"));
+      AllGatherInts(state, {ndim, has_dim ? tensor.size(dim) : -1},
+                    "pad_across_processes"));
+  if (!has_dim) return tensor;
   int64_t longest = 0;
   for (int rank = 0; rank < state.num_processes(); ++rank) {
     if (gathered[2 * rank] != ndim) {

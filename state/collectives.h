@@ -6,7 +6,7 @@
 //   absl::StatusOr<at::Tensor> all = Gather(state, predictions);
 //   // Nested vectors and string-keyed maps of tensors work too.
 //   absl::StatusOr<std::map<std::string, at::Tensor>> metrics =
-//       Reduce(state, local_metrics, {.reduction = Reduction::kMean});
+//       Reduce(state, local_metrics);  // The mean, as Accelerate's reduce.
 //   absl::StatusOr<std::vector<std::string>> names =
 //       GatherObject(state, my_name);  // One entry per rank, any lengths.
 //
@@ -44,9 +44,11 @@ enum class Reduction {
 };
 
 struct ReduceOptions {
-  // Sum, or the mean over processes (floating-point tensors only).
-  Reduction reduction = Reduction::kSum;
-  // Multiplies the result. Default 1.
+  // The mean over processes (floating-point tensors only), or the sum.
+  // Default mean, as `accelerate.utils.reduce`.
+  Reduction reduction = Reduction::kMean;
+  // Multiplies the result (floating-point tensors only). Default 1.
+  // (Accelerate applies it on TPUs only; here it applies everywhere.)
   double scale = 1.0;
 };
 
@@ -90,7 +92,9 @@ struct PadOptions {
 [[nodiscard]] absl::StatusOr<std::string> BroadcastObject(
     const PartialState& state, const std::string& data, int from_process = 0);
 
-namespace collectives_internal {
+}  // namespace accelerate::state
+
+namespace accelerate::state_internal {
 
 // Applies `fn` to every tensor of a (nested) vector or string-keyed map of
 // tensors, keeping the structure. Declared before defined so that nesting in
@@ -134,19 +138,23 @@ absl::StatusOr<std::map<std::string, T>> MapTensors(
   return result;
 }
 
-}  // namespace collectives_internal
+}  // namespace accelerate::state_internal
+
+namespace accelerate::state {
 
 // Concatenates every process's tensors along dimension 0, in rank order, on
-// every process (0-dimensional tensors gather into a vector of n values).
+// every process. 0-dimensional tensors gather into a vector of n values, on
+// one process too (Accelerate returns them unchanged there), so the result's
+// shape never depends on the number of processes.
 // REQUIRES: the same shapes on every process (checked in debug mode).
 template <typename T>
 [[nodiscard]] absl::StatusOr<T> Gather(const PartialState& state,
                                        const T& value) {
   auto fn = [&](const at::Tensor& t) { return GatherTensor(state, t); };
-  return collectives_internal::MapTensors(value, fn);
+  return state_internal::MapTensors(value, fn);
 }
 
-// Sums (or averages) every process's tensors; the result is a new tensor on
+// Averages (or sums) every process's tensors; the result is a new tensor on
 // every process.
 template <typename T>
 [[nodiscard]] absl::StatusOr<T> Reduce(const PartialState& state,
@@ -155,7 +163,7 @@ template <typename T>
   auto fn = [&](const at::Tensor& t) {
     return ReduceTensor(state, t, options);
   };
-  return collectives_internal::MapTensors(value, fn);
+  return state_internal::MapTensors(value, fn);
 }
 
 // `from_process`'s tensors on every process. Other processes pass tensors of
@@ -167,7 +175,7 @@ template <typename T>
   auto fn = [&](const at::Tensor& t) {
     return BroadcastTensor(state, t, from_process);
   };
-  return collectives_internal::MapTensors(value, fn);
+  return state_internal::MapTensors(value, fn);
 }
 
 // Pads each tensor along `options.dim` to the largest size any process has
@@ -178,7 +186,7 @@ template <typename T>
   auto fn = [&](const at::Tensor& t) {
     return PadTensorAcrossProcesses(state, t, options);
   };
-  return collectives_internal::MapTensors(value, fn);
+  return state_internal::MapTensors(value, fn);
 }
 
 }  // namespace accelerate::state

@@ -149,8 +149,22 @@ TEST_P(CollectivesTest, ReduceSumsAndAverages) {
   ExpectOnRanks(n, [&](const PartialState& state) -> absl::Status {
     const int rank = state.process_index();
     at::Tensor mine = at::full({3}, rank + 1, at::kFloat);
-    auto sum = Reduce(state, mine);
+    ReduceOptions sum_options;
+    sum_options.reduction = Reduction::kSum;
+    auto sum = Reduce(state, mine, sum_options);
     if (!sum.ok()) return sum.status();
+    // The default is the mean, as accelerate.utils.reduce.
+    auto by_default = Reduce(state, mine);
+    if (!by_default.ok()) return by_default.status();
+    EXPECT_TRUE(TensorsClose(*by_default,
+                             at::full({3}, (n + 1) / 2.0, at::kFloat),
+                             {1e-6, 1e-6}));
+    // Scaling integers is refused instead of throwing.
+    ReduceOptions scaled = sum_options;
+    scaled.scale = 0.5;
+    EXPECT_THAT(Reduce(state, at::ones({1}, at::kLong), scaled),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("scale 0.5"), HasSubstr("Long"))));
     EXPECT_TRUE(TensorsClose(*sum, at::full({3}, n * (n + 1) / 2, at::kFloat),
                              kExact));
     ReduceOptions mean_options;
@@ -234,7 +248,9 @@ TEST(CollectivesDebugModeTest, MatchingShapesPassTheCheck) {
   ExpectOnRanks(
       2,
       [](const PartialState& state) -> absl::Status {
-        auto sum = Reduce(state, at::ones({2, 2}));
+        ReduceOptions sum_options;
+        sum_options.reduction = Reduction::kSum;
+        auto sum = Reduce(state, at::ones({2, 2}), sum_options);
         if (!sum.ok()) return sum.status();
         EXPECT_TRUE(TensorsClose(*sum, at::full({2, 2}, 2.0), kExact));
         return absl::OkStatus();

@@ -71,7 +71,9 @@ int RunCollectives(const PartialState& state) {
   auto text = BroadcastObject(state, absl::StrCat("hello from ", rank), n - 1);
   if (!text.ok()) return 2;
   Report("broadcast_object", *text);
-  Report("reduce_sum", Reduce(state, at::full({2}, rank + 1.0)));
+  ReduceOptions sum;
+  sum.reduction = Reduction::kSum;
+  Report("reduce_sum", Reduce(state, at::full({2}, rank + 1.0), sum));
   ReduceOptions mean;
   mean.reduction = Reduction::kMean;
   Report("reduce_mean", Reduce(state, at::full({1}, rank * 1.0), mean));

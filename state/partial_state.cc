@@ -50,19 +50,26 @@ absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGlooGroup(
     const LaunchInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
     absl::Duration timeout) {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
-  absl::Status status = RunGuarded("joining the gloo process group", [&] {
-    auto options = c10d::ProcessGroupGloo::Options::create(
-        absl::ToChronoMilliseconds(timeout));
-    if (!info.gloo_socket_ifname.empty()) {
+  auto options = c10d::ProcessGroupGloo::Options::create(
+      absl::ToChronoMilliseconds(timeout));
+  if (!info.gloo_socket_ifname.empty()) {
+    absl::Status device = RunGuarded("GLOO_SOCKET_IFNAME", [&] {
       options->devices.push_back(
           c10d::ProcessGroupGloo::createDeviceForInterface(
               info.gloo_socket_ifname));
-    } else if (IsLoopback(info.master_addr)) {
+    });
+    if (!device.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GLOO_SOCKET_IFNAME=\"", info.gloo_socket_ifname,
+          "\" is not a usable network interface: ", device.message()));
+    }
+  }
+  absl::Status status = RunGuarded("joining the gloo process group", [&] {
+    if (options->devices.empty()) {  // Else GLOO_SOCKET_IFNAME's, above.
       options->devices.push_back(
-          c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    } else {
-      options->devices.push_back(
-          c10d::ProcessGroupGloo::createDefaultDevice());
+          IsLoopback(info.master_addr)
+              ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+              : c10d::ProcessGroupGloo::createDefaultDevice());
     }
     // Two threads are enough for the collectives one training step issues
     // and keep the start-up cheap.
@@ -150,10 +157,18 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::Create(
 
 absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
     const LaunchInfo& info, const PartialStateOptions& options) {
-  if (options.timeout <= absl::ZeroDuration()) {
+  if (options.timeout <= absl::ZeroDuration() ||
+      options.timeout > absl::Hours(24 * 365)) {
     return absl::InvalidArgumentError(
         absl::StrCat("timeout ", absl::FormatDuration(options.timeout),
-                     " is not positive"));
+                     " is not between 0 and a year"));
+  }
+  if (info.world_size < 1 || info.rank < 0 || info.rank >= info.world_size ||
+      (info.world_size > 1 && info.master_addr.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "launch info: rank ", info.rank, " of ", info.world_size,
+        " processes with master address \"", info.master_addr,
+        "\" is not a valid position"));
   }
   const bool cpu = options.cpu.value_or(info.use_cpu);
   const bool gpu = !cpu && CudaAvailable();
@@ -163,6 +178,8 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
                                          info.local_rank %
                                          c10::cuda::device_count()));
+    // Kernels and NCCL's communicator go to this rank's GPU, not GPU 0.
+    c10::cuda::set_device(device.index());
   }
 #endif
   Backend backend = Backend::kNone;
@@ -196,6 +213,10 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
         group->process_group, MakeGlooGroup(info, group->store, options.timeout));
   }
   state->group_ = std::move(group);
+  // gloo connects its pairs through the store one by one; until every rank
+  // is through, rank 0 must keep serving it. A barrier over the new group
+  // (which runs on the pairs, not the store) makes sure of that.
+  ACCELERATE_RETURN_IF_ERROR(state->WaitForEveryone());
   return state;
 }
 

@@ -13,7 +13,8 @@ log_dir="${TEST_TMPDIR:-/tmp}/torchrun_logs"
 out="${TEST_TMPDIR:-/tmp}/torchrun_out.txt"
 # torchrun 1.13 on Python 3.11 needs --redirects 2 --tee 1 (an enum change).
 WORKER_TMPDIR="${TEST_TMPDIR:-/tmp}" OMP_NUM_THREADS=1 timeout 120 \
-  "$python" -m torch.distributed.run --standalone --nproc_per_node 2 \
+  "$python" -m torch.distributed.run --nnodes 1 --rdzv_backend c10d \
+  --rdzv_endpoint localhost:0 --nproc_per_node 2 \
   --redirects 2 --tee 1 --log_dir "$log_dir" --no_python \
   "$worker" collectives 60 >"$out" 2>&1 || {
   echo "torchrun failed:"; cat "$out"; find "$log_dir" -name '*.log' -exec cat {} \;

@@ -1,5 +1,6 @@
 #include "testing/distributed_testutil.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 
@@ -26,6 +27,9 @@ std::vector<absl::Status> RunOnRanks(
     const state::PartialStateOptions& options,
     const std::map<std::string, std::string>& extra_env) {
   const int port = PickFreePort();
+  // A failed rank must not leave the others waiting for half an hour.
+  state::PartialStateOptions bounded = options;
+  bounded.timeout = std::min(options.timeout, absl::Seconds(120));
   std::vector<absl::Status> statuses(world_size);
   std::vector<std::thread> threads;
   for (int rank = 0; rank < world_size; ++rank) {
@@ -34,7 +38,7 @@ std::vector<absl::Status> RunOnRanks(
           TorchrunVariables(rank, world_size, port);
       for (const auto& [name, value] : extra_env) vars[name] = value;
       absl::StatusOr<std::unique_ptr<state::PartialState>> created =
-          state::PartialState::Create(options, state::MapEnvironment(vars));
+          state::PartialState::Create(bounded, state::MapEnvironment(vars));
       if (!created.ok()) {
         statuses[rank] = created.status();
         return;

@@ -22,6 +22,7 @@ Subprocess::Subprocess(std::vector<std::string> argv,
 
 Subprocess::~Subprocess() {
   if (pid_ > 0) {
+    ::kill(-pid_, SIGKILL);
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -51,6 +52,7 @@ absl::Status Subprocess::Start() {
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   }
   if (pid_ == 0) {
+    ::setpgid(0, 0);  // A group of its own, killed as a whole.
     ::dup2(fds[1], STDOUT_FILENO);
     ::dup2(fds[1], STDERR_FILENO);
     ::execve(argv_ptrs[0], argv_ptrs.data(), env_ptrs.data());
@@ -76,14 +78,18 @@ absl::Status Subprocess::Start() {
 }
 
 ProcessResult Subprocess::Wait(absl::Duration timeout) {
+  return WaitUntil(start_ + timeout);
+}
+
+ProcessResult Subprocess::WaitUntil(absl::Time deadline) {
   ACCELERATE_CHECK(pid_ > 0) << "Wait needs a started child";
   ProcessResult result;
-  const absl::Time deadline = start_ + timeout;
   int status = 0;
   while (true) {
     const pid_t done = ::waitpid(pid_, &status, WNOHANG);
     if (done == pid_) break;
     if (absl::Now() >= deadline) {
+      ::kill(-pid_, SIGKILL);
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status, 0);
       result.timed_out = true;
@@ -92,6 +98,8 @@ ProcessResult Subprocess::Wait(absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(2));
   }
   result.elapsed = absl::Now() - start_;
+  // Whatever the child left in its group goes too, and with it the pipe.
+  ::kill(-pid_, SIGKILL);
   pid_ = -1;
   // Grandchildren may hold the pipe open; the reader ends when they do.
   if (reader_.joinable()) reader_.join();
@@ -122,10 +130,7 @@ absl::StatusOr<std::vector<ProcessResult>> RunLocalJob(
   }
   std::vector<ProcessResult> results;
   const absl::Time deadline = absl::Now() + timeout;
-  for (auto& child : children) {
-    results.push_back(
-        child->Wait(std::max(deadline - absl::Now(), absl::ZeroDuration())));
-  }
+  for (auto& child : children) results.push_back(child->WaitUntil(deadline));
   return results;
 }
 

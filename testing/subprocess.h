@@ -51,9 +51,12 @@ class Subprocess {
   // Forks and executes the program. `Internal` when fork or pipe fail.
   [[nodiscard]] absl::Status Start();
 
-  // Waits for the child to end, killing it with SIGKILL at `timeout`.
-  // REQUIRES: `Start` succeeded; called once.
+  // Waits for the child to end, killing it (and its process group) with
+  // SIGKILL `timeout` after it started. REQUIRES: `Start` succeeded; called
+  // once (this or WaitUntil).
   ProcessResult Wait(absl::Duration timeout);
+  // As Wait, with an absolute deadline.
+  ProcessResult WaitUntil(absl::Time deadline);
 
   pid_t pid() const { return pid_; }
 

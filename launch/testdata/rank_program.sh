@@ -47,6 +47,11 @@ case "${1:-}" in
     echo "$!" > "$2/grandchild_${rank}.pid"
     echo "rank ${rank} left $!"
     ;;
+  detached)  # detached DIR: a descendant in its own session keeps stdout.
+    setsid sleep 300 &
+    echo "$!" > "$2/detached_${rank}.pid"
+    echo "rank ${rank} detached $!"
+    ;;
   partial)  # output without a final newline
     printf 'no newline from %s' "$rank"
     ;;

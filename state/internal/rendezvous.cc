@@ -21,6 +21,8 @@ namespace accelerate::state_internal {
 namespace {
 
 constexpr char kPrefix[] = "accelerate/rendezvous/";
+// Starts the abort value rank 0 leaves when the rendezvous timed out.
+constexpr char kTimedOut[] = "timeout:";
 
 std::string Where(const state::LaunchInfo& info) {
   return absl::StrCat(info.master_addr, ":", info.master_port);
@@ -103,10 +105,15 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
   absl::Duration pause = absl::Microseconds(200);
   bool done = false;
   bool aborted = false;
+  std::string abort_reason;
   while (true) {
     status = RunGuarded("rendezvous", [&] {
       done = store->check({Key("done")});
       aborted = !done && store->check({Key("abort")});
+      if (aborted) {
+        const std::vector<uint8_t> value = store->get(Key("abort"));
+        abort_reason.assign(value.begin(), value.end());
+      }
     });
     if (!status.ok()) {
       return absl::UnavailableError(absl::StrCat(
@@ -115,6 +122,10 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
     }
     if (done) return store;
     if (aborted) {
+      if (absl::StartsWith(abort_reason, kTimedOut)) {
+        return absl::DeadlineExceededError(
+            abort_reason.substr(std::string(kTimedOut).size()));
+      }
       return absl::InvalidArgumentError(absl::StrCat(
           "rendezvous at ", Where(info),
           " was aborted: two processes claimed the same rank"));
@@ -134,13 +145,22 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
       }
     }
   });
-  return absl::DeadlineExceededError(absl::StrCat(
+  const std::string message = absl::StrCat(
       "rendezvous at ", Where(info), " timed out after ",
       absl::FormatDuration(timeout), ": ", arrived, " of ", info.world_size,
       " processes arrived",
       missing.empty() ? std::string()
                       : absl::StrCat("; missing ranks: ",
-                                     absl::StrJoin(missing, ", "))));
+                                     absl::StrJoin(missing, ", ")));
+  if (options.isServer) {
+    // The ranks that did arrive learn why before the store goes away.
+    const std::string reason = absl::StrCat(kTimedOut, message);
+    RunGuarded("rendezvous", [&] {
+      store->set(Key("abort"), std::vector<uint8_t>(reason.begin(), reason.end()));
+    }).IgnoreError();
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError(message);
 }
 
 }  // namespace accelerate::state_internal
