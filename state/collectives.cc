@@ -94,6 +94,20 @@ absl::Status VerifyAcrossProcesses(const PartialState& state,
       listing));
 }
 
+// gloo moves no bool or bfloat16 tensors; gathers and broadcasts only move
+// bits, so such tensors travel as a same-sized type gloo knows and are
+// viewed back.
+at::ScalarType TransportType(at::ScalarType type) {
+  switch (type) {
+    case at::kBool:
+      return at::kByte;
+    case at::kBFloat16:
+      return at::kHalf;  // Same size; gloo only copies it.
+    default:
+      return type;
+  }
+}
+
 absl::Status CheckProcessIndex(const PartialState& state, int from_process,
                                absl::string_view op) {
   if (from_process < 0 || from_process >= state.num_processes()) {
@@ -204,8 +218,10 @@ absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
   }
   ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, tensor, "gather"));
   const int n = state.num_processes();
+  const at::ScalarType transport = TransportType(tensor.scalar_type());
   at::Tensor input = (tensor.dim() == 0 ? tensor.reshape({1}) : tensor)
-                         .contiguous();
+                         .contiguous()
+                         .view(transport);
   std::vector<int64_t> sizes = input.sizes().vec();
   sizes[0] *= n;
   at::Tensor output = at::empty(sizes, input.options());
@@ -221,7 +237,7 @@ absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
   }));
   ACCELERATE_RETURN_IF_ERROR(
       WaitForWork(work, input.nbytes(), OperationName(state, "gather")));
-  return output;
+  return output.view(tensor.scalar_type());
 }
 
 absl::StatusOr<at::Tensor> ReduceTensor(const PartialState& state,
@@ -279,7 +295,8 @@ absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
   if (!state.use_distributed()) return result;
   c10d::BroadcastOptions options;
   options.rootRank = from_process;
-  std::vector<at::Tensor> tensors = {result};
+  std::vector<at::Tensor> tensors = {
+      result.view(TransportType(result.scalar_type()))};
   c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(
       RunGuarded(OperationName(state, "broadcast"), [&] {

@@ -71,6 +71,30 @@ TEST_P(CollectivesTest, GatherConcatenatesInRankOrder) {
   });
 }
 
+TEST_P(CollectivesTest, GatherAndBroadcastMoveBoolAndBfloat16) {
+  const int n = world_size();
+  ExpectOnRanks(n, [&](const PartialState& state) -> absl::Status {
+    const int rank = state.process_index();
+    at::Tensor flags =
+        at::tensor({rank % 2 == 0 ? 1 : 0, 1}, at::kLong).to(at::kBool);
+    auto all = Gather(state, flags);
+    if (!all.ok()) return all.status();
+    EXPECT_EQ(all->scalar_type(), at::kBool);
+    std::vector<double> expected;
+    for (int r = 0; r < n; ++r) {
+      expected.push_back(r % 2 == 0);
+      expected.push_back(1);
+    }
+    EXPECT_EQ(::accelerate::testing::TensorValues(*all), expected);
+    at::Tensor half = at::full({3}, 0.5 + rank, at::kBFloat16);
+    auto sent = Broadcast(state, half, n - 1);
+    if (!sent.ok()) return sent.status();
+    EXPECT_TRUE(TensorsClose(*sent, at::full({3}, 0.5 + n - 1, at::kBFloat16),
+                             kExact));
+    return absl::OkStatus();
+  });
+}
+
 TEST_P(CollectivesTest, GatherKeepsNestedStructure) {
   const int n = world_size();
   ExpectOnRanks(n, [&](const PartialState& state) -> absl::Status {
