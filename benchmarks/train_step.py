@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Side-by-side training step: the Accelerator (ours) against Python
+DistributedDataParallel (Debian's python3-torch) on 2 processes over gloo,
+the same 3.2M-parameter MLP and batch, and each alone on one process without
+synchronization; alternating rounds, the best of each counts. Writes the
+table between the `train-step` markers of BENCHMARKS.md.
+
+    bazel build //benchmarks:train_step && benchmarks/train_step.py
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+from report import ROOT, free_port, section, write_section
+
+OURS = ROOT / "bazel-bin" / "benchmarks" / "train_step"
+PEER = ROOT / "benchmarks" / "train_step_peer.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def run(argv, world):
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        if world > 1:
+            env.update(RANK=str(rank), WORLD_SIZE=str(world),
+                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        if p.returncode != 0:
+            sys.exit("%s failed:\n%s%s" % (argv, out, err))
+    return json.loads(outs[0][0].strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if not OURS.exists():
+        sys.exit("build first: bazel build //benchmarks:train_step")
+    best = {}
+    for _ in range(args.rounds):
+        for name, argv, world in (("ours2", [str(OURS)], 2),
+                                  ("peer2", [SYSTEM_PYTHON, str(PEER)], 2),
+                                  ("ours1", [str(OURS)], 1),
+                                  ("peer1", [SYSTEM_PYTHON, str(PEER)], 1)):
+            result = run(argv, world)
+            if name not in best or result["step_seconds"] < best[name]["step_seconds"]:
+                best[name] = result
+    ms = lambda name: best[name]["step_seconds"] * 1e3
+    allreduce = best["ours2"]["allreduce_seconds"] * 1e3
+    lines = [
+        "| run | step time | ours / Python |",
+        "|---|---|---|",
+        "| 2 processes, ours (Accelerator, bucketed Reducer) | %.1f ms | %.2f |"
+        % (ms("ours2"), ms("ours2") / ms("peer2")),
+        "| 2 processes, Python DistributedDataParallel | %.1f ms | |" % ms("peer2"),
+        "| 1 process, ours, no sync | %.1f ms | %.2f |"
+        % (ms("ours1"), ms("ours1") / ms("peer1")),
+        "| 1 process, Python, no DDP | %.1f ms | |" % ms("peer1"),
+        "",
+        "Sync overhead (ours, 2 processes minus 1 process): %.1f ms; one "
+        "all-reduce of all %.1f MB of gradients alone: %.1f ms."
+        % (ms("ours2") - ms("ours1"),
+           best["ours2"]["parameters"] * 4 / 1e6, allreduce),
+    ]
+    stamp = "%s, %s, %d cores, OMP_NUM_THREADS=1, best of %d alternating rounds" % (
+        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
+        args.rounds)
+    text = section("train-step", stamp, "\n".join(lines))
+    print(text)
+    if not args.no_write:
+        write_section("train-step", text)
+
+
+if __name__ == "__main__":
+    main()
