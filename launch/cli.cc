@@ -64,6 +64,10 @@ int Launch(const std::vector<std::string>& args, const state::Environment& env,
                  "not support: "
               << absl::StrJoin(plan->unsupported_keys, ", ") << std::endl;
   }
+  if (!plan->unknown_section_keys.empty()) {
+    std::cerr << "accelerate launch: ignoring unknown config keys: "
+              << absl::StrJoin(plan->unknown_section_keys, ", ") << std::endl;
+  }
   if (const std::string warning = DefaultsWarning(*plan); !warning.empty()) {
     std::cerr << warning;
   }

@@ -299,10 +299,14 @@ absl::Status WriteConfigFile(const LaunchConfig& config,
   }
   const std::string temporary = absl::StrCat(path, ".tmp.", ::getpid());
   {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << ConfigToYaml(config);
-    out.flush();
-    if (!out) {
+    const std::string text = ConfigToYaml(config);
+    FILE* out = std::fopen(temporary.c_str(), "w");
+    const bool written =
+        out != nullptr &&
+        std::fwrite(text.data(), 1, text.size(), out) == text.size() &&
+        std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
+    if (out != nullptr) std::fclose(out);
+    if (!written) {
       std::remove(temporary.c_str());
       return absl::UnavailableError(absl::StrCat("cannot write ", temporary));
     }

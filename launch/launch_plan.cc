@@ -303,6 +303,20 @@ void AddFp8Environment(const Fp8Config& fp8,
   if (fp8.has_amax_compute_algorithm()) {
     (*env)["ACCELERATE_FP8_AMAX_COMPUTE_ALGO"] = fp8.amax_compute_algorithm();
   }
+  if (fp8.has_use_autocast_during_eval()) {
+    (*env)["ACCELERATE_FP8_USE_AUTOCAST_DURING_EVAL"] =
+        fp8.use_autocast_during_eval() ? "True" : "False";
+  }
+  if (fp8.has_optimization_level()) {
+    (*env)["ACCELERATE_FP8_OPT_LEVEL"] = fp8.optimization_level();
+  }
+  if (fp8.has_pad_inner_dim()) {
+    (*env)["ACCELERATE_FP8_PAD_INNER_DIM"] = fp8.pad_inner_dim() ? "True" : "False";
+  }
+  if (fp8.has_enable_fsdp_float8_all_gather()) {
+    (*env)["ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"] =
+        fp8.enable_fsdp_float8_all_gather() ? "True" : "False";
+  }
 }
 
 }  // namespace
@@ -455,6 +469,7 @@ absl::StatusOr<LaunchPlan> ResolveLaunch(const ParsedFlags& flags,
                                 LoadConfigFile(plan.config_file));
     config = loaded.config;
     plan.unsupported_keys = loaded.unsupported_keys;
+    plan.unknown_section_keys = loaded.unknown_section_keys;
   }
   const bool have_config = !plan.config_file.empty();
   if (config.has_compute_environment() &&

@@ -85,6 +85,9 @@ struct LaunchPlan {
   std::vector<std::string> defaults_used;
   // Config keys that ask for features this launcher does not provide.
   std::vector<std::string> unsupported_keys;
+  // Keys inside config sections that neither we nor Accelerate know
+  // ("fsdp_config.fsdp_typo").
+  std::vector<std::string> unknown_section_keys;
 };
 
 // Resolves flags, config file and defaults. `InvalidArgument` names the bad
