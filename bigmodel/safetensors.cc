@@ -1,0 +1,393 @@
+#include "bigmodel/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include <ATen/ATen.h>
+#include "state/status_macros.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors data are little-endian; big-endian hosts would "
+              "need byte swapping");
+
+struct DtypePair {
+  const char* name;
+  at::ScalarType type;
+};
+
+constexpr DtypePair kDtypes[] = {
+    {"BOOL", at::kBool},  {"U8", at::kByte},      {"I8", at::kChar},
+    {"I16", at::kShort},  {"F16", at::kHalf},     {"BF16", at::kBFloat16},
+    {"I32", at::kInt},    {"F32", at::kFloat},    {"F64", at::kDouble},
+    {"I64", at::kLong},
+};
+
+absl::StatusOr<at::ScalarType> TorchType(const TensorEntry& entry) {
+  for (const DtypePair& pair : kDtypes) {
+    if (entry.dtype == pair.name) return pair.type;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "safetensors: tensor \"", entry.name, "\" has dtype ", entry.dtype,
+      ", which LibTorch 1.13 has no type for"));
+}
+
+absl::Status Errno(absl::string_view what, const std::string& path) {
+  const int error = errno;
+  const std::string text =
+      absl::StrCat(what, " ", path, ": ", std::strerror(error));
+  if (error == ENOENT) return absl::NotFoundError(text);
+  if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(text);
+  return absl::UnavailableError(text);
+}
+
+// Writes `parts` to `path` through a synced temporary file and a rename.
+absl::Status WriteAtomically(const std::string& path,
+                             const std::vector<absl::string_view>& parts) {
+  const std::string temporary = absl::StrCat(path, ".tmp.", ::getpid());
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return Errno("cannot create", temporary);
+  for (absl::string_view part : parts) {
+    while (!part.empty()) {
+      const ssize_t n = ::write(fd, part.data(), part.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        absl::Status status = Errno("cannot write", temporary);
+        ::close(fd);
+        ::unlink(temporary.c_str());
+        return status;
+      }
+      part.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+  if (::fsync(fd) != 0) {
+    absl::Status status = Errno("cannot sync", temporary);
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  ::close(fd);
+  if (::rename(temporary.c_str(), path.c_str()) != 0) {
+    absl::Status status = Errno("cannot rename into", path);
+    ::unlink(temporary.c_str());
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+std::string Basename(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {
+  for (const DtypePair& pair : kDtypes) {
+    if (pair.type == type) return std::string(pair.name);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("safetensors has no dtype for ", c10::toString(type)));
+}
+
+absl::Status SaveSafetensors(const std::string& path,
+                             const NamedTensors& tensors,
+                             const std::map<std::string, std::string>& metadata) {
+  // Larger elements first, then by name: every tensor starts aligned to its
+  // element size (the header is padded to 8 bytes).
+  std::vector<std::pair<std::string, at::Tensor>> order;
+  std::vector<TensorEntry> entries;
+  for (const auto& [name, tensor] : tensors) {
+    if (!tensor.defined()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor \"", name, "\" is undefined"));
+    }
+    order.emplace_back(name, tensor.detach().to(at::kCPU).contiguous());
+  }
+  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    const size_t sa = a.second.element_size(), sb = b.second.element_size();
+    return sa != sb ? sa > sb : a.first < b.first;
+  });
+  for (const auto& [name, tensor] : order) {
+    TensorEntry entry;
+    entry.name = name;
+    ACCELERATE_ASSIGN_OR_RETURN(entry.dtype, SafetensorsDtype(tensor.scalar_type()));
+    entry.shape = tensor.sizes().vec();
+    entry.end = tensor.nbytes();
+    entries.push_back(std::move(entry));
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(std::string header,
+                              SerializeSafetensorsHeader(entries, metadata));
+  std::vector<absl::string_view> parts = {header};
+  for (const auto& [name, tensor] : order) {
+    parts.emplace_back(static_cast<const char*>(tensor.data_ptr()),
+                       tensor.nbytes());
+  }
+  return WriteAtomically(path, parts);
+}
+
+struct SafetensorsFile::Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, size);
+  }
+};
+
+SafetensorsFile::SafetensorsFile(std::string path, SafetensorsHeader header,
+                                 std::shared_ptr<Mapping> mapping)
+    : path_(std::move(path)),
+      header_(std::move(header)),
+      mapping_(std::move(mapping)) {
+  for (size_t i = 0; i < header_.tensors.size(); ++i) {
+    index_[header_.tensors[i].name] = i;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
+    const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open", path);
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    absl::Status status = Errno("cannot stat", path);
+    ::close(fd);
+    return status;
+  }
+  const uint64_t size = static_cast<uint64_t>(info.st_size);
+  auto mapping = std::make_shared<Mapping>();
+  if (size > 0) {
+    // Private and writable: tensors aliasing it may be written to (copy on
+    // write), the file never changes.
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (base == MAP_FAILED) {
+      absl::Status status = Errno("cannot map", path);
+      ::close(fd);
+      return status;
+    }
+    mapping->base = base;
+    mapping->size = size;
+  }
+  ::close(fd);
+  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsPrefix(
+      absl::string_view(static_cast<const char*>(mapping->base), size), size);
+  if (!header.ok()) {
+    return absl::Status(header.status().code(),
+                        absl::StrCat(path, ": ", header.status().message()));
+  }
+  return std::unique_ptr<SafetensorsFile>(
+      new SafetensorsFile(path, *std::move(header), std::move(mapping)));
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, index] : index_) names.push_back(name);
+  return names;
+}
+
+bool SafetensorsFile::Contains(const std::string& name) const {
+  return index_.count(name) > 0;
+}
+
+absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
+                                                const ReadOptions& options) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(path_, ": no tensor named \"", name, "\""));
+  }
+  const TensorEntry& entry = header_.tensors[it->second];
+  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TorchType(entry));
+  char* data = static_cast<char*>(mapping_->base) + header_.data_start + entry.begin;
+  const size_t element = c10::elementSize(type);
+  const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
+  std::shared_ptr<Mapping> keep = mapping_;
+  at::Tensor view = at::from_blob(
+      data, entry.shape, [keep](void*) {},
+      at::TensorOptions().dtype(type).device(at::kCPU));
+  if (options.device.is_cpu() && !options.copy && aligned) return view;
+  // A copy: to another device, on request, or from unaligned bytes.
+  at::Tensor copy = aligned ? view.clone() : at::empty(entry.shape, type);
+  if (!aligned) std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
+  return options.device.is_cpu() ? copy : copy.to(options.device);
+}
+
+absl::Status SaveShardedSafetensors(const std::string& dir,
+                                    const NamedTensors& tensors,
+                                    const SaveShardedOptions& options) {
+  if (options.max_shard_bytes == 0) {
+    return absl::InvalidArgumentError("max_shard_bytes must be positive");
+  }
+  // Greedy packing in the given order, as transformers' sharding does.
+  std::vector<NamedTensors> shards(1);
+  uint64_t current = 0;
+  uint64_t total = 0;
+  for (const auto& named : tensors) {
+    const uint64_t bytes = named.second.defined() ? named.second.nbytes() : 0;
+    if (!shards.back().empty() && current + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      current = 0;
+    }
+    shards.back().push_back(named);
+    current += bytes;
+    total += bytes;
+  }
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Errno("cannot create", dir);
+  }
+  if (shards.size() == 1) {
+    return SaveSafetensors(absl::StrCat(dir, "/", options.prefix, ".safetensors"),
+                           shards[0], options.metadata);
+  }
+  google::protobuf::Struct index;
+  (*(*index.mutable_fields())["metadata"].mutable_struct_value()->mutable_fields())
+      ["total_size"].set_number_value(static_cast<double>(total));
+  auto* weight_map =
+      (*index.mutable_fields())["weight_map"].mutable_struct_value()->mutable_fields();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const std::string file = absl::StrFormat("%s-%05d-of-%05d.safetensors",
+                                             options.prefix, i + 1, shards.size());
+    ACCELERATE_RETURN_IF_ERROR(SaveSafetensors(absl::StrCat(dir, "/", file),
+                                               shards[i], options.metadata));
+    for (const auto& named : shards[i]) (*weight_map)[named.first].set_string_value(file);
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions print;
+  print.add_whitespace = true;
+  const auto printed = google::protobuf::util::MessageToJsonString(index, &json, print);
+  if (!printed.ok()) return absl::InternalError(std::string(printed.message()));
+  // Written last: a reader never sees an index naming missing shards.
+  return WriteAtomically(
+      absl::StrCat(dir, "/", options.prefix, ".safetensors.index.json"), {json});
+}
+
+absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
+    const std::string& path) {
+  std::unique_ptr<ShardedCheckpoint> checkpoint(new ShardedCheckpoint());
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return Errno("cannot open", path);
+  std::string index_path;
+  if (S_ISDIR(info.st_mode)) {
+    checkpoint->dir_ = path;
+    index_path = path + "/model.safetensors.index.json";
+    if (::access(index_path.c_str(), R_OK) != 0) {
+      const std::string single = path + "/model.safetensors";
+      if (::access(single.c_str(), R_OK) != 0) {
+        return absl::NotFoundError(absl::StrCat(
+            path, " holds neither model.safetensors.index.json nor "
+                  "model.safetensors"));
+      }
+      index_path.clear();
+      ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(single));
+      for (const std::string& name : file->names()) {
+        checkpoint->weight_map_[name] = "model.safetensors";
+      }
+      checkpoint->open_["model.safetensors"] = std::move(file);
+      return checkpoint;
+    }
+  } else if (absl::EndsWith(path, ".safetensors")) {
+    const size_t slash = path.rfind('/');
+    checkpoint->dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
+    ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+    for (const std::string& name : file->names()) {
+      checkpoint->weight_map_[name] = Basename(path);
+    }
+    checkpoint->open_[Basename(path)] = std::move(file);
+    return checkpoint;
+  } else {
+    index_path = path;
+    const size_t slash = path.rfind('/');
+    checkpoint->dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
+  }
+  std::ifstream in(index_path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", index_path));
+  std::stringstream text;
+  text << in.rdbuf();
+  google::protobuf::Struct index;
+  if (!google::protobuf::util::JsonStringToMessage(text.str(), &index).ok()) {
+    return absl::DataLossError(absl::StrCat(index_path, " is not valid JSON"));
+  }
+  auto map = index.fields().find("weight_map");
+  if (map == index.fields().end() ||
+      map->second.kind_case() != google::protobuf::Value::kStructValue) {
+    return absl::DataLossError(absl::StrCat(index_path, " has no weight_map object"));
+  }
+  for (const auto& [name, file] : map->second.struct_value().fields()) {
+    if (file.kind_case() != google::protobuf::Value::kStringValue) {
+      return absl::DataLossError(absl::StrCat(
+          index_path, ": weight_map entry \"", name, "\" is not a file name"));
+    }
+    const std::string& value = file.string_value();
+    // Shards live beside the index: no paths out of the folder.
+    if (value.empty() || absl::StrContains(value, "/") || value == "." ||
+        value == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          index_path, ": weight_map entry \"", name, "\" names \"", value,
+          "\", not a file beside the index"));
+    }
+    checkpoint->weight_map_[name] = value;
+  }
+  return checkpoint;
+}
+
+std::vector<std::string> ShardedCheckpoint::names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, file] : weight_map_) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<std::string> ShardedCheckpoint::FileOf(const std::string& name) const {
+  auto it = weight_map_.find(name);
+  if (it == weight_map_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("the checkpoint has no tensor named \"", name, "\""));
+  }
+  return it->second;
+}
+
+absl::StatusOr<const SafetensorsFile*> ShardedCheckpoint::Shard(
+    const std::string& file) {
+  auto it = open_.find(file);
+  if (it != open_.end()) return it->second.get();
+  ACCELERATE_ASSIGN_OR_RETURN(auto opened,
+                              SafetensorsFile::Open(absl::StrCat(dir_, "/", file)));
+  const SafetensorsFile* raw = opened.get();
+  open_[file] = std::move(opened);
+  return raw;
+}
+
+absl::StatusOr<std::map<std::string, at::Tensor>> ShardedCheckpoint::Load(
+    const std::vector<std::string>& names, const ReadOptions& options) {
+  std::map<std::string, at::Tensor> tensors;
+  for (const std::string& name : names) {
+    ACCELERATE_ASSIGN_OR_RETURN(std::string file, FileOf(name));
+    ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
+    if (!shard->Contains(name)) {
+      return absl::DataLossError(absl::StrCat(
+          "the index puts \"", name, "\" in ", file, ", which does not hold it"));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(tensors[name], shard->Get(name, options));
+  }
+  return tensors;
+}
+
+}  // namespace accelerate::bigmodel

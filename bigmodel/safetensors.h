@@ -1,0 +1,139 @@
+// Reading and writing LibTorch tensors in the safetensors format, single
+// files and Hugging Face sharded checkpoints
+// (`model.safetensors.index.json` with a `weight_map`).
+//
+//   ACCELERATE_RETURN_IF_ERROR(SaveSafetensors(path, {{"w", w}, {"b", b}}));
+//   ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
+//   ACCELERATE_ASSIGN_OR_RETURN(at::Tensor w2, file->Get("w"));  // zero-copy
+//
+//   ACCELERATE_RETURN_IF_ERROR(SaveShardedSafetensors(dir, state_dict,
+//                                                     {.max_shard_bytes = 1 << 30}));
+//   ACCELERATE_ASSIGN_OR_RETURN(auto checkpoint, ShardedCheckpoint::Open(dir));
+//   ACCELERATE_ASSIGN_OR_RETURN(auto some, checkpoint->Load({"layer.0.w"}));
+//
+// Reading maps the file: CPU tensors asked for without a copy alias the
+// mapping (copy-on-write, so writing to them never changes the file) and keep
+// it alive. Writing is atomic: a temporary file is written, synced and
+// renamed over the target. Files are untrusted input (see
+// safetensors_header.h).
+//
+// Thread safety: a SafetensorsFile is immutable after Open and may be read
+// from several threads; a ShardedCheckpoint opens shards lazily and is not
+// thread-safe.
+
+#ifndef ACCELERATE_BIGMODEL_SAFETENSORS_H_
+#define ACCELERATE_BIGMODEL_SAFETENSORS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include "bigmodel/safetensors_header.h"
+
+namespace accelerate::bigmodel {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
+// type the format lacks (complex, quantized).
+[[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);
+
+// Writes `tensors` (any device, any layout) to `path`, with `metadata`.
+[[nodiscard]] absl::Status SaveSafetensors(
+    const std::string& path, const NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata = {});
+
+struct ReadOptions {
+  // Where the tensor goes. CPU tensors alias the mapping unless `copy`.
+  c10::Device device = c10::kCPU;
+  // Copy the bytes instead of aliasing the file.
+  bool copy = false;
+};
+
+class SafetensorsFile {
+ public:
+  // `NotFound` for a missing file, `DataLoss`/`InvalidArgument` for a bad
+  // one.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path);
+
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+  ~SafetensorsFile();
+
+  const SafetensorsHeader& header() const { return header_; }
+  const std::map<std::string, std::string>& metadata() const {
+    return header_.metadata;
+  }
+  std::vector<std::string> names() const;
+  bool Contains(const std::string& name) const;
+
+  // The tensor `name`. `NotFound` for an unknown name, `InvalidArgument` for
+  // a dtype LibTorch 1.13 lacks (U16, U32, U64, F8).
+  [[nodiscard]] absl::StatusOr<at::Tensor> Get(
+      const std::string& name, const ReadOptions& options = {}) const;
+
+ private:
+  struct Mapping;
+  SafetensorsFile(std::string path, SafetensorsHeader header,
+                  std::shared_ptr<Mapping> mapping);
+
+  std::string path_;
+  SafetensorsHeader header_;
+  std::map<std::string, size_t> index_;
+  std::shared_ptr<Mapping> mapping_;
+};
+
+struct SaveShardedOptions {
+  // A shard is closed before it would pass this many tensor bytes (a tensor
+  // larger than this gets a shard of its own). Default 5 GB, as
+  // transformers' `save_pretrained`.
+  uint64_t max_shard_bytes = 5'000'000'000;
+  // File names: `<prefix>.safetensors` for one shard, else
+  // `<prefix>-00001-of-0000N.safetensors` and `<prefix>.safetensors.index.json`.
+  std::string prefix = "model";
+  std::map<std::string, std::string> metadata = {{"format", "pt"}};
+};
+
+// Writes `tensors` into `dir` as one file or as shards with an index, in the
+// order given.
+[[nodiscard]] absl::Status SaveShardedSafetensors(const std::string& dir,
+                                                  const NamedTensors& tensors,
+                                                  const SaveShardedOptions& options = {});
+
+class ShardedCheckpoint {
+ public:
+  // `path` is an index file, a single .safetensors file, or a folder holding
+  // one of `model.safetensors.index.json` / `model.safetensors`. Only the
+  // index is read here; shards open when a tensor in them is loaded.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> Open(
+      const std::string& path);
+
+  std::vector<std::string> names() const;
+  // The shard file holding `name`.
+  [[nodiscard]] absl::StatusOr<std::string> FileOf(const std::string& name) const;
+  // The tensors `names`, opening only the shards that hold them.
+  [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(
+      const std::vector<std::string>& names, const ReadOptions& options = {});
+  // Shards opened so far.
+  int files_opened() const { return static_cast<int>(open_.size()); }
+
+ private:
+  ShardedCheckpoint() = default;
+  absl::StatusOr<const SafetensorsFile*> Shard(const std::string& file);
+
+  std::string dir_;
+  std::map<std::string, std::string> weight_map_;  // tensor -> file name
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;
+};
+
+}  // namespace accelerate::bigmodel
+
+#endif  // ACCELERATE_BIGMODEL_SAFETENSORS_H_

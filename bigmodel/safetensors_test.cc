@@ -1,0 +1,259 @@
+#include "bigmodel/safetensors.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <ATen/ATen.h>
+#include "bigmodel/safetensors_header.h"
+#include "testing/status_matchers.h"
+#include "testing/tensor_testutil.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+using ::accelerate::testing::IsOk;
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::TensorsClose;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr ::accelerate::testing::Tolerance kExact = {0, 0};
+
+std::string Tmp(const std::string& name) {
+  return absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A file built by hand from the format's specification: header length,
+// JSON, bytes.
+std::string HandMade(const std::string& json, const std::string& data) {
+  std::string file(8, '\0');
+  uint64_t n = json.size();
+  for (int i = 0; i < 8; ++i, n >>= 8) file[i] = static_cast<char>(n & 0xff);
+  return file + json + data;
+}
+
+std::string Floats(std::initializer_list<float> values) {
+  std::string bytes;
+  for (float v : values) bytes.append(reinterpret_cast<const char*>(&v), 4);
+  return bytes;
+}
+
+TEST(SafetensorsTest, ReadsAHandMadeFile) {
+  const std::string path = Tmp("hand.safetensors");
+  std::ofstream(path, std::ios::binary) << HandMade(
+      R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})",
+      Floats({1, 2, 3, 4, 5}));
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  EXPECT_THAT(file->names(), ElementsAre("b", "w"));
+  EXPECT_EQ(file->metadata().at("format"), "pt");
+  ASSERT_OK_AND_ASSIGN(at::Tensor w, file->Get("w"));
+  EXPECT_TRUE(TensorsClose(w, at::tensor({1.f, 2.f, 3.f, 4.f}).reshape({2, 2}), kExact));
+  ASSERT_OK_AND_ASSIGN(at::Tensor b, file->Get("b"));
+  EXPECT_TRUE(TensorsClose(b, at::tensor({5.f}), kExact));
+  EXPECT_THAT(file->Get("missing").status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"missing\"")));
+}
+
+TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
+  at::manual_seed(3);
+  const NamedTensors tensors = {
+      {"f32", at::randn({3, 4})},
+      {"f64", at::randn({2}, at::kDouble)},
+      {"f16", at::randn({5}).to(at::kHalf)},
+      {"bf16", at::randn({2, 3}).to(at::kBFloat16)},
+      {"i64", at::arange(7, at::kLong)},
+      {"i32", at::arange(3, at::kInt)},
+      {"i16", at::arange(4, at::kShort)},
+      {"i8", at::arange(-2, 2, at::kChar)},
+      {"u8", at::arange(9, at::kByte)},
+      {"bool", at::arange(4, at::kLong).remainder(2).to(at::kBool)},
+      {"scalar", at::scalar_tensor(2.5)},
+      {"empty", at::zeros({0, 3})},
+      {"strided", at::randn({4, 4}).t()},  // Not contiguous.
+  };
+  const std::string path = Tmp("round.safetensors");
+  ASSERT_OK(SaveSafetensors(path, tensors, {{"format", "pt"}, {"note", "a \"quote\""}}));
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  EXPECT_EQ(file->metadata().at("note"), "a \"quote\"");
+  for (const auto& [name, tensor] : tensors) {
+    ASSERT_OK_AND_ASSIGN(at::Tensor read, file->Get(name));
+    EXPECT_TRUE(TensorsClose(read, tensor, kExact)) << name;
+  }
+  // Every tensor starts aligned to its element size.
+  for (const TensorEntry& entry : file->header().tensors) {
+    EXPECT_EQ((file->header().data_start + entry.begin) % *DtypeSize(entry.dtype), 0u)
+        << entry.name;
+  }
+  EXPECT_EQ(file->header().data_start % 8, 0u);
+}
+
+TEST(SafetensorsTest, CpuReadsAliasTheMappingAndNeverChangeTheFile) {
+  const std::string path = Tmp("alias.safetensors");
+  ASSERT_OK(SaveSafetensors(path, {{"x", at::ones({1000})}}));
+  const std::string before = ReadFile(path);
+  {
+    ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+    ASSERT_OK_AND_ASSIGN(at::Tensor x, file->Get("x"));
+    ASSERT_OK_AND_ASSIGN(at::Tensor again, file->Get("x"));
+    EXPECT_EQ(x.data_ptr(), again.data_ptr());  // Zero copy: the same bytes.
+    ASSERT_OK_AND_ASSIGN(at::Tensor copied, file->Get("x", {.copy = true}));
+    EXPECT_NE(copied.data_ptr(), x.data_ptr());
+    x.fill_(7);  // Copy-on-write: the file keeps its ones.
+    file.reset();  // The tensor keeps the mapping alive.
+    EXPECT_EQ(x.sum().item<float>(), 7000);
+  }
+  EXPECT_EQ(ReadFile(path), before);
+}
+
+struct Corruption {
+  std::string label;
+  std::string file;
+  absl::StatusCode code;
+  std::string message;
+};
+
+TEST(SafetensorsTest, DamagedFilesAreRefusedWithTheProblemNamed) {
+  const std::string ok_json =
+      R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  std::string huge(8, '\0');
+  huge[4] = 1;  // 2^32-byte header.
+  const std::vector<Corruption> cases = {
+      {"short", "abc", absl::StatusCode::kDataLoss, "shorter than the 8-byte"},
+      {"length past end", HandMade(ok_json, Floats({1, 2})).substr(0, 20),
+       absl::StatusCode::kDataLoss, "runs past the end"},
+      {"huge header", huge + "{}", absl::StatusCode::kInvalidArgument,
+       "exceeds the limit"},
+      {"not json", HandMade("{nope", ""), absl::StatusCode::kDataLoss,
+       "not valid JSON"},
+      {"not an object", HandMade("[1,2]", ""), absl::StatusCode::kDataLoss,
+       "not a JSON object"},
+      {"truncated data", HandMade(ok_json, Floats({1})),
+       absl::StatusCode::kDataLoss, "hold 8 bytes but the file has 4"},
+      {"extra data", HandMade(ok_json, Floats({1, 2, 3})),
+       absl::StatusCode::kDataLoss, "hold 8 bytes but the file has 12"},
+      {"unknown dtype",
+       HandMade(R"({"t":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})",
+                Floats({1, 2})),
+       absl::StatusCode::kInvalidArgument, "tensor \"t\" has unknown dtype \"F17\""},
+      {"shape mismatch",
+       HandMade(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                Floats({1, 2})),
+       absl::StatusCode::kDataLoss, "needs 12 bytes, but data_offsets hold 8"},
+      {"overlap",
+       HandMade(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                Floats({1, 2})),
+       absl::StatusCode::kDataLoss, "overlapping"},
+      {"gap",
+       HandMade(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                Floats({1, 2, 3})),
+       absl::StatusCode::kDataLoss, "leaving a gap"},
+      {"negative shape",
+       HandMade(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
+                Floats({1, 2})),
+       absl::StatusCode::kDataLoss, "not a non-negative integer"},
+      {"descending offsets",
+       HandMade(R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", ""),
+       absl::StatusCode::kDataLoss, "two ascending"},
+      {"overflowing shape",
+       HandMade(R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})",
+                Floats({1, 2})),
+       absl::StatusCode::kInvalidArgument, "impossibly large shape"},
+      {"metadata value",
+       HandMade(R"({"__metadata__":{"k":1}})", ""), absl::StatusCode::kDataLoss,
+       "value of \"k\" is not a string"},
+  };
+  for (const Corruption& c : cases) {
+    EXPECT_THAT(ParseSafetensors(c.file).status(),
+                StatusIs(c.code, HasSubstr(c.message)))
+        << c.label;
+    const std::string path = Tmp("bad.safetensors");
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << c.file;
+    EXPECT_THAT(SafetensorsFile::Open(path).status(),
+                StatusIs(c.code, AllOf(HasSubstr(path), HasSubstr(c.message))))
+        << c.label;
+  }
+  EXPECT_THAT(SafetensorsFile::Open(Tmp("does-not-exist")).status(),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(SafetensorsTest, DtypesLibTorchLacksAreNamedOnRead) {
+  const std::string path = Tmp("u16.safetensors");
+  std::ofstream(path, std::ios::binary) << HandMade(
+      R"({"t":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}})", "abcd");
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  EXPECT_THAT(file->Get("t").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("\"t\""), HasSubstr("U16"))));
+}
+
+TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
+  const std::string dir = Tmp("sharded");
+  NamedTensors tensors;
+  for (int i = 0; i < 6; ++i) {
+    tensors.emplace_back(absl::StrCat("layer.", i, ".w"),
+                         at::full({256}, static_cast<float>(i)));  // 1 KiB
+  }
+  ASSERT_OK(SaveShardedSafetensors(dir, tensors, {.max_shard_bytes = 2048}));
+  // Two tensors per shard: three shards and the index.
+  for (int shard = 1; shard <= 3; ++shard) {
+    EXPECT_EQ(::access(absl::StrCat(dir, "/model-0000", shard, "-of-00003.safetensors")
+                           .c_str(),
+                       R_OK),
+              0);
+  }
+  const std::string index = ReadFile(dir + "/model.safetensors.index.json");
+  EXPECT_THAT(index, AllOf(HasSubstr("\"total_size\": 6144"),
+                           HasSubstr("\"layer.5.w\": \"model-00003-of-00003.safetensors\"")));
+  ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
+  EXPECT_EQ(checkpoint->names().size(), 6u);
+  ASSERT_OK_AND_ASSIGN(auto some, checkpoint->Load({"layer.4.w", "layer.5.w"}));
+  EXPECT_EQ(checkpoint->files_opened(), 1);
+  EXPECT_TRUE(TensorsClose(some.at("layer.4.w"), at::full({256}, 4.f), kExact));
+  ASSERT_OK_AND_ASSIGN(auto first, checkpoint->Load({"layer.0.w"}));
+  EXPECT_EQ(checkpoint->files_opened(), 2);
+  EXPECT_THAT(checkpoint->Load({"layer.9.w"}).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("layer.9.w")));
+  // One shard is written without an index, and opens the same way.
+  const std::string single = Tmp("single");
+  ASSERT_OK(SaveShardedSafetensors(single, tensors));
+  ASSERT_OK_AND_ASSIGN(auto one, ShardedCheckpoint::Open(single));
+  EXPECT_EQ(one->names().size(), 6u);
+}
+
+TEST(ShardedCheckpointTest, BadIndexesAreRefused) {
+  const std::string dir = Tmp("badindex");
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/model.safetensors.index.json")
+      << R"({"weight_map": {"w": "../../etc/passwd"}})";
+  EXPECT_THAT(ShardedCheckpoint::Open(dir).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"../../etc/passwd\", not a file beside the index")));
+  std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc)
+      << R"({"weight_map": {"w": "missing.safetensors"}})";
+  ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
+  EXPECT_THAT(checkpoint->Load({"w"}).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.safetensors")));
+  std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc) << "{";
+  EXPECT_THAT(ShardedCheckpoint::Open(dir).status(),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not valid JSON")));
+}
+
+}  // namespace
+}  // namespace accelerate::bigmodel
