@@ -37,7 +37,8 @@ constexpr char kUsage[] =
     "  test     Run the bundled distributed self-check under the current "
     "config.\n"
     "  plan-shards  Print the batches each process sees under Accelerate's "
-    "data sharding, as JSON (plan-shards --help).\n";
+    "data sharding, as JSON (plan-shards --help).\n"
+    "  merge-weights  Merge a sharded safetensors checkpoint into one file.\n";
 
 int Fail(absl::string_view message) {
   std::cerr << message << std::endl;
@@ -489,25 +490,28 @@ std::string BinaryDir() {
   return path.substr(0, path.rfind('/'));
 }
 
-// --- plan-shards ------------------------------------------------------------
+// --- plan-shards, merge-weights ---------------------------------------------
 
-// Replaces this process with //data:plan_shards, which links the data
-// library (and LibTorch) that the launcher itself stays free of.
-int PlanShards(const std::vector<std::string>& args,
-               const state::Environment& env) {
-  const std::string program = env.Get("ACCELERATE_PLAN_SHARDS")
-                                  .value_or(BinaryDir() + "/../data/plan_shards");
+// Replaces this process with a program built beside this one (relative to
+// bazel-bin/launch), which links the libraries (and LibTorch) the launcher
+// itself stays free of. `variable` overrides the path.
+int ExecCompanion(absl::string_view command, const std::string& relative,
+                  const std::string& target, const std::string& variable,
+                  const std::vector<std::string>& args,
+                  const state::Environment& env) {
+  const std::string program =
+      env.Get(variable).value_or(BinaryDir() + "/" + relative);
   if (::access(program.c_str(), X_OK) != 0) {
-    return Fail(absl::StrCat("accelerate plan-shards: ", program,
-                             " is missing; build //data:plan_shards (or set "
-                             "ACCELERATE_PLAN_SHARDS)"));
+    return Fail(absl::StrCat("accelerate ", command, ": ", program,
+                             " is missing; build ", target, " (or set ",
+                             variable, ")"));
   }
   std::vector<std::string> argv = {program};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> pointers = state::CStringArray(argv);
   std::cout.flush();
   ::execv(program.c_str(), pointers.data());
-  return Fail(absl::StrCat("accelerate plan-shards: cannot execute ", program));
+  return Fail(absl::StrCat("accelerate ", command, ": cannot execute ", program));
 }
 
 // --- test -------------------------------------------------------------------
@@ -581,13 +585,21 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
   if (command == "config") return Config(rest, env, input, host);
   if (command == "env") return Env(rest, env, host);
   if (command == "test") return Test(rest, env, host);
-  if (command == "plan-shards") return PlanShards(rest, env);
+  if (command == "plan-shards") {
+    return ExecCompanion(command, "../data/plan_shards", "//data:plan_shards",
+                         "ACCELERATE_PLAN_SHARDS", rest, env);
+  }
+  if (command == "merge-weights") {
+    return ExecCompanion(command, "../bigmodel/merge_weights",
+                         "//bigmodel:merge_weights", "ACCELERATE_MERGE_WEIGHTS",
+                         rest, env);
+  }
   if (command == "--version" || command == "version") {
     std::cout << "accelerate-cpp " << kVersion << std::endl;
     return 0;
   }
   std::cerr << "accelerate: unknown command \"" << command
-            << "\" (one of launch, config, env, test, plan-shards)\n\n"
+            << "\" (one of launch, config, env, test, plan-shards, merge-weights)\n\n"
             << kUsage;
   return 2;
 }

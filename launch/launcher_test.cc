@@ -409,6 +409,34 @@ TEST(CliTest, PlanShardsPrintsTheLibrarysPlan) {
   EXPECT_THAT(bad.output, HasSubstr("3 samples cannot give each of 4 processes"));
 }
 
+TEST(CliTest, MergeWeightsJoinsTheShards) {
+  const std::string dir = TmpDir("merge");
+  // Two shards and an index, written by hand with the sample tool's files.
+  const std::string tool = Runfile("bigmodel/safetensors_tool");
+  for (const char* shard : {"a.safetensors", "b.safetensors"}) {
+    Subprocess sample({tool, "sample", dir + "/" + shard}, {});
+    ASSERT_TRUE(sample.Start().ok());
+    ASSERT_EQ(sample.Wait(absl::Seconds(30)).exit_code, 0);
+  }
+  std::ofstream(dir + "/model.safetensors.index.json")
+      << R"({"metadata": {}, "weight_map": {"f32": "a.safetensors", )"
+      << R"("i64": "b.safetensors", "bool": "b.safetensors"}})";
+  ProcessResult merged = RunAccelerate(
+      {"merge-weights", dir, TmpDir("merged") + "/one.safetensors"});
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_THAT(merged.output, HasSubstr("merged 3 tensors from 2 shard(s)"));
+  Subprocess dump({tool, "dump", TmpDir("merged") + "/one.safetensors"}, {});
+  ASSERT_TRUE(dump.Start().ok());
+  ProcessResult result = dump.Wait(absl::Seconds(30));
+  EXPECT_THAT(result.output, AllOf(HasSubstr("f32 F32 [2,3] 0,0.25,0.5"),
+                                   HasSubstr("i64 I64 [2] -7,9"),
+                                   HasSubstr("bool BOOL [3] 1,0,1")));
+  EXPECT_THAT(result.output, Not(HasSubstr("f64")));
+  ProcessResult missing = RunAccelerate({"merge-weights", TmpDir("nothing"), "x"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.output, HasSubstr("neither model.safetensors.index.json"));
+}
+
 TEST(CliTest, TestCommandRunsTheSelfCheck) {
   ProcessResult result = RunAccelerate({"test"}, {}, absl::Seconds(120));
   ASSERT_EQ(result.exit_code, 0) << result.output;
