@@ -223,7 +223,7 @@ Accelerator::PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
       std::unique_ptr<data::PreparedDataLoader> loader,
       data::PreparedDataLoader::Create(std::move(dataset), *state_, merged));
   std::shared_ptr<data::PreparedDataLoader> shared = std::move(loader);
-  active_loader_ = shared;
+  loaders_.push_back(shared);
   return shared;
 }
 
@@ -251,19 +251,35 @@ Accelerator::DataParallel* Accelerator::Find(const torch::nn::Module& model) {
   return it->second.get();
 }
 
+std::shared_ptr<data::PreparedDataLoader> Accelerator::ActiveLoader() const {
+  std::shared_ptr<data::PreparedDataLoader> active;
+  for (const auto& weak : loaders_) {
+    std::shared_ptr<data::PreparedDataLoader> loader = weak.lock();
+    if (loader != nullptr && loader->last_used() > 0 &&
+        (active == nullptr || loader->last_used() > active->last_used())) {
+      active = loader;
+    }
+  }
+  return active;
+}
+
 AccumulateScope Accelerator::Accumulate(const torch::nn::Module& model) {
-  return Begin(model, /*force_no_sync=*/false);
+  return Begin({&model}, /*force_no_sync=*/false);
+}
+
+AccumulateScope Accelerator::Accumulate(
+    const std::vector<const torch::nn::Module*>& models) {
+  return Begin(models, /*force_no_sync=*/false);
 }
 
 AccumulateScope Accelerator::NoSync(const torch::nn::Module& model) {
-  return Begin(model, /*force_no_sync=*/true);
+  return Begin({&model}, /*force_no_sync=*/true);
 }
 
-AccumulateScope Accelerator::Begin(const torch::nn::Module& model,
-                                   bool force_no_sync) {
-  DataParallel* dp = Find(model);
+AccumulateScope Accelerator::Begin(
+    const std::vector<const torch::nn::Module*>& models, bool force_no_sync) {
   if (!force_no_sync) {
-    std::shared_ptr<data::PreparedDataLoader> loader = active_loader_.lock();
+    std::shared_ptr<data::PreparedDataLoader> loader = ActiveLoader();
     if (loader != nullptr && loader->end_of_epoch()) {
       step_ = 0;
       sync_gradients_ = true;
@@ -272,9 +288,14 @@ AccumulateScope Accelerator::Begin(const torch::nn::Module& model,
       sync_gradients_ = step_ % accumulation_steps_ == 0;
     }
   }
-  dp->sync = !force_no_sync && sync_gradients_;
+  std::vector<void*> previous = open_;
+  open_.clear();
   absl::Status status;
-  if (dp->reducer != nullptr && dp->sync) {
+  for (const torch::nn::Module* model : models) {
+    DataParallel* dp = Find(*model);
+    dp->sync = !force_no_sync && sync_gradients_;
+    open_.push_back(dp);
+    if (dp->reducer == nullptr || !dp->sync || !status.ok()) continue;
     status = Guarded("starting a synchronized step", [&] {
       if (options_.broadcast_buffers && !dp->buffers.empty()) {
         torch::NoGradGuard no_grad;
@@ -285,15 +306,18 @@ AccumulateScope Accelerator::Begin(const torch::nn::Module& model,
           group->broadcast(one)->wait();
         }
       }
-      dp->reducer->rebuild_buckets();
       dp->reducer->prepare_for_forward();
     });
   }
-  open_ = dp;
-  const bool autocast = mixed_precision_ == "bf16" || mixed_precision_ == "fp16";
-  if (autocast) {
+  AccumulateScope::Autocast autocast;
+  if (mixed_precision_ == "bf16" || mixed_precision_ == "fp16") {
     const at::ScalarType dtype =
         mixed_precision_ == "bf16" ? at::kBFloat16 : at::kHalf;
+    autocast.enabled = true;
+    autocast.cpu_was = at::autocast::is_cpu_enabled();
+    autocast.gpu_was = at::autocast::is_enabled();
+    autocast.cpu_dtype_was = at::autocast::get_autocast_cpu_dtype();
+    autocast.gpu_dtype_was = at::autocast::get_autocast_gpu_dtype();
     if (Device().is_cuda()) {
       at::autocast::set_enabled(true);
       at::autocast::set_autocast_gpu_dtype(dtype);
@@ -303,43 +327,51 @@ AccumulateScope Accelerator::Begin(const torch::nn::Module& model,
     }
     at::autocast::increment_nesting();
   }
-  return AccumulateScope(this, std::move(status), autocast);
+  return AccumulateScope(this, std::move(status), std::move(previous), autocast);
 }
 
-void Accelerator::End() { open_ = nullptr; }
+void Accelerator::End(std::vector<void*> previous) { open_ = std::move(previous); }
 
 AccumulateScope::AccumulateScope(Accelerator* accelerator, absl::Status status,
-                                 bool autocast)
-    : accelerator_(accelerator), status_(std::move(status)), autocast_(autocast) {}
+                                 std::vector<void*> previous, Autocast autocast)
+    : accelerator_(accelerator),
+      status_(std::move(status)),
+      previous_(std::move(previous)),
+      autocast_(autocast) {}
 
 AccumulateScope::AccumulateScope(AccumulateScope&& other) noexcept
     : accelerator_(other.accelerator_),
       status_(std::move(other.status_)),
+      previous_(std::move(other.previous_)),
       autocast_(other.autocast_) {
   other.accelerator_ = nullptr;
-  other.autocast_ = false;
+  other.autocast_.enabled = false;
 }
 
 AccumulateScope::~AccumulateScope() {
   if (accelerator_ == nullptr) return;
-  if (autocast_) {
+  if (autocast_.enabled) {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (accelerator_->Device().is_cuda()) {
-      at::autocast::set_enabled(false);
-    } else {
-      at::autocast::set_cpu_enabled(false);
-    }
+    // Back to what was set before the scope (an outer scope's, say).
+    at::autocast::set_cpu_enabled(autocast_.cpu_was);
+    at::autocast::set_enabled(autocast_.gpu_was);
+    at::autocast::set_autocast_cpu_dtype(autocast_.cpu_dtype_was);
+    at::autocast::set_autocast_gpu_dtype(autocast_.gpu_dtype_was);
   }
-  accelerator_->End();
+  accelerator_->End(std::move(previous_));
 }
 
 absl::Status Accelerator::Backward(const at::Tensor& loss) {
-  at::Tensor scaled = loss / accumulation_steps_;
-  if (scaler_ != nullptr) scaled = scaler_->Scale(scaled);
-  // Tell each reducer that this backward synchronizes (or not).
+  if (!loss.defined()) {
+    return absl::InvalidArgumentError("Backward needs a defined loss tensor");
+  }
+  // Tell each reducer whether this backward synchronizes.
   std::vector<DataParallel*> syncing;
-  if (open_ != nullptr) {
-    if (open_->reducer != nullptr && open_->sync) syncing.push_back(open_);
+  if (!open_.empty()) {
+    for (void* open : open_) {
+      auto* dp = static_cast<DataParallel*>(open);
+      if (dp->reducer != nullptr && dp->sync) syncing.push_back(dp);
+    }
   } else {
     // Outside an Accumulate scope every step synchronizes, as under DDP.
     for (auto& [module, dp] : models_) {
@@ -347,6 +379,8 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
     }
   }
   return Guarded("backward", [&] {
+    at::Tensor scaled = loss / accumulation_steps_;
+    if (scaler_ != nullptr) scaled = scaler_->Scale(scaled);
     // Backward runs outside autocast, as PyTorch recommends.
     const bool cpu_autocast = at::autocast::is_cpu_enabled();
     const bool gpu_autocast = at::autocast::is_enabled();
@@ -360,7 +394,11 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
       }
     } restore{cpu_autocast, gpu_autocast};
     for (DataParallel* dp : syncing) {
-      if (open_ == nullptr) dp->reducer->prepare_for_forward();
+      // Before every synchronizing backward, as DDP does before every
+      // forward: after the first pass it settles the bucket order once; it
+      // also checks that the previous reduction finished.
+      dp->reducer->rebuild_buckets();
+      if (open_.empty()) dp->reducer->prepare_for_forward();
       dp->reducer->prepare_for_backward(
           options_.find_unused_parameters ? std::vector<at::Tensor>{loss}
                                           : std::vector<at::Tensor>{});
@@ -372,25 +410,36 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
 absl::StatusOr<double> Accelerator::ClipGradNorm(const torch::nn::Module& model,
                                                  double max_norm,
                                                  double norm_type) {
+  if (scaler_ != nullptr && !sync_gradients_) {
+    return absl::FailedPreconditionError(
+        "clip_grad_norm with fp16 works on synchronized steps only: the "
+        "gradients are still accumulating, scaled");
+  }
   std::vector<at::Tensor> params = Parameters(model);
-  if (scaler_ != nullptr) scaler_->Unscale(params);
   double norm = 0;
   ACCELERATE_RETURN_IF_ERROR(Guarded("clip_grad_norm", [&] {
+    if (scaler_ != nullptr) scaler_->Unscale(params);
     norm = torch::nn::utils::clip_grad_norm_(params, max_norm, norm_type);
   }));
   return norm;
 }
 
-void Accelerator::ClipGradValue(const torch::nn::Module& model,
-                                double clip_value) {
+absl::Status Accelerator::ClipGradValue(const torch::nn::Module& model,
+                                        double clip_value) {
+  if (scaler_ != nullptr && !sync_gradients_) {
+    return absl::FailedPreconditionError(
+        "clip_grad_value with fp16 works on synchronized steps only");
+  }
   std::vector<at::Tensor> params = Parameters(model);
-  if (scaler_ != nullptr) scaler_->Unscale(params);
-  torch::nn::utils::clip_grad_value_(params, clip_value);
+  return Guarded("clip_grad_value", [&] {
+    if (scaler_ != nullptr) scaler_->Unscale(params);
+    torch::nn::utils::clip_grad_value_(params, clip_value);
+  });
 }
 
 absl::StatusOr<at::Tensor> Accelerator::GatherForMetrics(
     const at::Tensor& tensor) {
-  if (std::shared_ptr<data::PreparedDataLoader> loader = active_loader_.lock()) {
+  if (std::shared_ptr<data::PreparedDataLoader> loader = ActiveLoader()) {
     return data::GatherForMetrics(*state_, *loader, tensor);
   }
   return state::Gather(*state_, tensor);
@@ -402,25 +451,28 @@ int64_t Accelerator::buckets_reduced() const {
   return total;
 }
 
-void PreparedOptimizer::step() {
-  if (!accelerator_->sync_gradients()) return;
+absl::Status PreparedOptimizer::step() {
+  if (!accelerator_->sync_gradients()) return absl::OkStatus();
   step_was_skipped_ = false;
-  if (GradScaler* scaler = accelerator_->scaler_.get()) {
-    std::vector<at::Tensor> params;
-    for (const auto& group : optimizer_->param_groups()) {
-      params.insert(params.end(), group.params().begin(), group.params().end());
+  return Guarded("optimizer step", [&] {
+    if (GradScaler* scaler = accelerator_->scaler_.get()) {
+      std::vector<at::Tensor> params;
+      for (const auto& group : optimizer_->param_groups()) {
+        params.insert(params.end(), group.params().begin(),
+                      group.params().end());
+      }
+      if (scaler->Unscale(params)) {
+        optimizer_->step();
+        ++steps_taken_;
+      } else {
+        step_was_skipped_ = true;
+      }
+      scaler->Update();
+      return;
     }
-    if (scaler->Unscale(params)) {
-      optimizer_->step();
-      ++steps_taken_;
-    } else {
-      step_was_skipped_ = true;
-    }
-    scaler->Update();
-    return;
-  }
-  optimizer_->step();
-  ++steps_taken_;
+    optimizer_->step();
+    ++steps_taken_;
+  });
 }
 
 void PreparedOptimizer::zero_grad() {

@@ -53,6 +53,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/schedulers/lr_scheduler.h>
+#include <c10/core/ScalarType.h>
 #include "accelerator/grad_scaler.h"
 #include "data/data_loader.h"
 #include "state/environment.h"
@@ -96,7 +97,9 @@ class PreparedOptimizer {
                     std::shared_ptr<torch::optim::Optimizer> optimizer)
       : accelerator_(accelerator), optimizer_(std::move(optimizer)) {}
 
-  void step();
+  // Steps on synchronized steps; LibTorch's errors (out of memory, say)
+  // come back as a status.
+  [[nodiscard]] absl::Status step();
   void zero_grad();
   // Whether the last synchronized step was skipped (non-finite gradients).
   bool step_was_skipped() const { return step_was_skipped_; }
@@ -149,11 +152,20 @@ class [[nodiscard]] AccumulateScope {
 
  private:
   friend class Accelerator;
+  struct Autocast {
+    bool enabled = false;  // This scope turned autocast on.
+    bool cpu_was = false;
+    bool gpu_was = false;
+    at::ScalarType cpu_dtype_was = at::kBFloat16;
+    at::ScalarType gpu_dtype_was = at::kHalf;
+  };
   AccumulateScope(Accelerator* accelerator, absl::Status status,
-                  bool autocast);
+                  std::vector<void*> previous, Autocast autocast);
   Accelerator* accelerator_;
   absl::Status status_;
-  bool autocast_;
+  // The models open before this scope (restored when it ends).
+  std::vector<void*> previous_;
+  Autocast autocast_;
 };
 
 class Accelerator {
@@ -193,10 +205,12 @@ class Accelerator {
 
   // Opens the scope of one step: gradients synchronize every
   // `gradient_accumulation_steps` steps and always at the end of the data
-  // loader (Accelerate's sync_with_dataloader). REQUIRES: `model` prepared.
+  // loader being iterated (Accelerate's sync_with_dataloader). Every model
+  // the step's losses reach must be named. REQUIRES: the models prepared.
   AccumulateScope Accumulate(const torch::nn::Module& model);
-  // Until the returned scope ends, steps do not synchronize gradients
-  // (Accelerate's no_sync); nothing is sent.
+  AccumulateScope Accumulate(const std::vector<const torch::nn::Module*>& models);
+  // Until the returned scope ends, backward passes through these models do
+  // not synchronize gradients (Accelerate's no_sync); nothing is sent.
   AccumulateScope NoSync(const torch::nn::Module& model);
 
   // Backpropagates `loss` divided by the accumulation steps (scaled for
@@ -205,13 +219,15 @@ class Accelerator {
   [[nodiscard]] absl::Status Backward(const at::Tensor& loss);
 
   // Clips gradients of `model` (after unscaling for fp16); returns the total
-  // norm. Meant for synchronized steps.
+  // norm. With fp16, only on synchronized steps (`FailedPrecondition`
+  // otherwise: the gradients are still being accumulated, scaled).
   [[nodiscard]] absl::StatusOr<double> ClipGradNorm(
       const torch::nn::Module& model, double max_norm, double norm_type = 2.0);
-  void ClipGradValue(const torch::nn::Module& model, double clip_value);
+  [[nodiscard]] absl::Status ClipGradValue(const torch::nn::Module& model,
+                                           double clip_value);
 
   // Gathers from every process and drops the even-batches padding at the end
-  // of the active data loader's epoch.
+  // of the epoch of the loader iterated last.
   [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
       const at::Tensor& tensor);
 
@@ -248,8 +264,11 @@ class Accelerator {
               AcceleratorOptions options, std::string mixed_precision,
               int accumulation_steps);
   DataParallel* Find(const torch::nn::Module& model);
-  AccumulateScope Begin(const torch::nn::Module& model, bool force_no_sync);
-  void End();
+  AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
+                        bool force_no_sync);
+  void End(std::vector<void*> previous);
+  // The prepared loader whose Next() ran last, if any is alive.
+  std::shared_ptr<data::PreparedDataLoader> ActiveLoader() const;
 
   std::unique_ptr<state::PartialState> state_;
   AcceleratorOptions options_;
@@ -259,11 +278,12 @@ class Accelerator {
   std::map<const torch::nn::Module*, std::unique_ptr<DataParallel>> models_;
   std::vector<std::unique_ptr<PreparedOptimizer>> optimizers_;
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
-  std::weak_ptr<data::PreparedDataLoader> active_loader_;
+  std::vector<std::weak_ptr<data::PreparedDataLoader>> loaders_;
   int64_t step_ = 0;
   bool sync_gradients_ = true;
-  // The data-parallel state of the model whose step is open, if any.
-  DataParallel* open_ = nullptr;
+  // The data-parallel states of the models whose step is open (as void*
+  // so the scope can hold them without knowing the type).
+  std::vector<void*> open_;
 };
 
 }  // namespace accelerate

@@ -206,7 +206,7 @@ TEST(AcceleratorTest, OptimizerAndSchedulerStepOnSynchronizedStepsOnly) {
             ACCELERATE_RETURN_IF_ERROR(scope.status());
             ACCELERATE_RETURN_IF_ERROR(acc.Backward(torch::mse_loss(
                 linear->forward(batch->data), batch->target)));
-            opt->step();
+            ACCELERATE_RETURN_IF_ERROR(opt->step());
             sched->step();
             opt->zero_grad();
             syncs.push_back(acc.sync_gradients());
@@ -227,6 +227,65 @@ TEST(AcceleratorTest, OptimizerAndSchedulerStepOnSynchronizedStepsOnly) {
           << "rank " << rank << " split " << split;
     }
   }
+}
+
+TEST(AcceleratorTest, SeveralBackwardPassesAndModelsPerStep) {
+  std::mutex mu;
+  std::map<int, std::vector<torch::Tensor>> grads;
+  std::vector<absl::Status> statuses = OnRanks(
+      2, {}, [&](Accelerator& acc) -> absl::Status {
+        const int rank = acc.State().process_index();
+        auto a = torch::nn::Linear(3, 3);
+        auto b = torch::nn::Linear(3, 1);
+        ACCELERATE_RETURN_IF_ERROR(acc.PrepareModel(a.ptr()).status());
+        ACCELERATE_RETURN_IF_ERROR(acc.PrepareModel(b.ptr()).status());
+        for (int step = 0; step < 4; ++step) {
+          auto scope = acc.Accumulate({a.get(), b.get()});
+          ACCELERATE_RETURN_IF_ERROR(scope.status());
+          const torch::Tensor x = torch::full({2, 3}, rank + 1.0 + step);
+          // Two backward passes in one synchronized step.
+          ACCELERATE_RETURN_IF_ERROR(acc.Backward(b->forward(a->forward(x)).sum()));
+          ACCELERATE_RETURN_IF_ERROR(
+              acc.Backward(b->forward(a->forward(x * 2)).sum()));
+          a->zero_grad();
+          b->zero_grad();
+        }
+        {
+          auto scope = acc.Accumulate({a.get(), b.get()});
+          ACCELERATE_RETURN_IF_ERROR(scope.status());
+          ACCELERATE_RETURN_IF_ERROR(acc.Backward(
+              b->forward(a->forward(torch::full({2, 3}, rank + 1.0))).sum()));
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        grads[rank] = {a->weight.grad().clone(), b->weight.grad().clone()};
+        return absl::OkStatus();
+      });
+  ASSERT_THAT(statuses, Each(IsOk()));
+  // Both models were averaged: the ranks hold the same gradients.
+  EXPECT_TRUE(TensorsClose(grads[0][0], grads[1][0], {1e-6, 1e-6}));
+  EXPECT_TRUE(TensorsClose(grads[0][1], grads[1][1], {1e-6, 1e-6}));
+}
+
+TEST(AcceleratorTest, TheLoaderBeingIteratedEndsTheAccumulation) {
+  AcceleratorOptions options;
+  options.gradient_accumulation_steps = 2;
+  ASSERT_OK_AND_ASSIGN(auto acc, Accelerator::Create(options, state::MapEnvironment()));
+  auto linear = torch::nn::Linear(4, 2);
+  ASSERT_OK(acc->PrepareModel(linear.ptr()).status());
+  data::DataLoaderOptions loader_options;
+  loader_options.batch_size = 4;
+  ASSERT_OK_AND_ASSIGN(auto train, acc->PrepareDataLoader(Twenty(), loader_options));
+  // Prepared after the training loader, and never iterated during training.
+  ASSERT_OK_AND_ASSIGN(auto eval, acc->PrepareDataLoader(Twenty(), loader_options));
+  std::vector<bool> syncs;
+  while (true) {
+    ASSERT_OK_AND_ASSIGN(auto batch, train->Next());
+    if (!batch.has_value()) break;
+    auto scope = acc->Accumulate(*linear);
+    ASSERT_OK(acc->Backward(linear->forward(batch->data).sum()));
+    syncs.push_back(acc->sync_gradients());
+  }
+  EXPECT_THAT(syncs, ElementsAre(false, true, false, true, true));
 }
 
 TEST(AcceleratorTest, OptionsComeFromTheLauncherEnvironment) {

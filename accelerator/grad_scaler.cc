@@ -5,7 +5,9 @@
 namespace accelerate {
 
 at::Tensor GradScaler::Scale(const at::Tensor& loss) const {
-  return loss * scale_;
+  // In float32 whatever the loss's type, as PyTorch's fp32 scale tensor
+  // promotes it: an fp16 loss times 65536 would overflow.
+  return loss.to(at::kFloat) * scale_;
 }
 
 bool GradScaler::Unscale(const std::vector<at::Tensor>& params) {

@@ -14,12 +14,11 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
-from report import ROOT, free_port, section, write_section
+from report import ROOT, free_port, section, spawn_ranks, write_section
 
 ACCELERATE = ROOT / "bazel-bin" / "launch" / "accelerate"
 OURS = ROOT / "bazel-bin" / "benchmarks" / "first_barrier"
@@ -46,20 +45,8 @@ def timed_launch(argv, env=None):
 
 def timed_direct(argv):
     """Starts 2 ranks directly with torchrun's variables."""
-    port = free_port()
     start = time.time_ns()
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2",
-                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=300) for p in procs]
-    if any(p.returncode for p in procs):
-        sys.exit("direct run of %s failed: %s" % (argv, outputs))
-    return (barrier_ns(outputs[0][0]) - start) / 1e6
+    return (barrier_ns(spawn_ranks(argv, 2)) - start) / 1e6
 
 
 def main():

@@ -1,7 +1,10 @@
 """Shared by the side-by-side benchmark scripts: free ports, and replacing one
 marked section of BENCHMARKS.md."""
+import os
 import pathlib
 import socket
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -30,3 +33,26 @@ def write_section(name, text):
     else:
         content += "\n" + text + "\n"
     path.write_text(content)
+
+
+def spawn_ranks(argv, world, env=None):
+    """Runs `world` copies of argv as one job on this machine (torchrun's
+    variables, a free port, OMP_NUM_THREADS=1; none for one process) and
+    returns rank 0's stdout. Exits naming the rank that failed."""
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        rank_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+        if world > 1:
+            rank_env.update(RANK=str(rank), WORLD_SIZE=str(world),
+                            LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen(argv, env=rank_env,
+                                      stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for rank, (p, (out, err)) in enumerate(zip(procs, outputs)):
+        if p.returncode != 0:
+            sys.exit("rank %d of %s failed (%d):\n%s%s"
+                     % (rank, argv[0], p.returncode, out, err))
+    return outputs[0][0]

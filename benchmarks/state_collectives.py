@@ -14,10 +14,9 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 
-from report import ROOT, free_port, section, write_section
+from report import ROOT, section, spawn_ranks, write_section
 
 OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
 PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
@@ -26,27 +25,8 @@ WORLD = 2
 
 
 
-def run_job(argv):
-    """Runs WORLD copies of argv as one job; returns rank 0's stdout."""
-    port = free_port()
-    procs = []
-    for rank in range(WORLD):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(WORLD),
-                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(WORLD),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
-                   OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=900) for p in procs]
-    for rank, (p, (out, err)) in enumerate(zip(procs, outputs)):
-        if p.returncode != 0:
-            sys.exit("rank %d of %s failed (%d):\n%s%s"
-                     % (rank, argv[0], p.returncode, out, err))
-    return outputs[0][0]
-
-
 def ours():
-    report = json.loads(run_job([str(OURS), "--benchmark_format=json"]))
+    report = json.loads(spawn_ranks([str(OURS), "--benchmark_format=json"], WORLD))
     results = {}
     for b in report["benchmarks"]:
         name = b["name"].split("/iterations")[0].split("/real_time")[0]
@@ -56,7 +36,7 @@ def ours():
 
 
 def peer():
-    out = run_job([SYSTEM_PYTHON, str(PEER)])
+    out = spawn_ranks([SYSTEM_PYTHON, str(PEER)], WORLD)
     return {r["name"]: r["seconds"]
             for r in map(json.loads, out.strip().splitlines())}
 

@@ -58,8 +58,8 @@ int main() {
     return Fail(prepared.status());
   }
   accelerate::PreparedOptimizer* opt = acc.PrepareOptimizer(sgd);
-  const torch::Tensor x = torch::randn({64, 1024});
-  const torch::Tensor y = torch::randint(0, 10, {64});
+  const torch::Tensor x = torch::randn({64, 1024}).to(acc.Device());
+  const torch::Tensor y = torch::randint(0, 10, {64}).to(acc.Device());
   int64_t parameters = 0;
   for (const auto& p : model->parameters()) parameters += p.numel();
 
@@ -73,7 +73,7 @@ int main() {
     if (!scope.status().ok()) return Fail(scope.status());
     const torch::Tensor loss = torch::cross_entropy_loss(model->forward(x), y);
     if (absl::Status s = acc.Backward(loss); !s.ok()) return Fail(s);
-    opt->step();
+    if (absl::Status s = opt->step(); !s.ok()) return Fail(s);
     opt->zero_grad();
   }
   if (absl::Status s = acc.WaitForEveryone(); !s.ok()) return Fail(s);
@@ -82,7 +82,7 @@ int main() {
   // One all-reduce of all gradient bytes, for comparison.
   double allreduce_seconds = 0;
   if (acc.State().use_distributed()) {
-    torch::Tensor flat = torch::ones({parameters});
+    torch::Tensor flat = torch::ones({parameters}).to(acc.Device());
     for (int i = 0; i < kWarmup + 10; ++i) {
       if (i == kWarmup) start = Now();
       if (absl::Status s = accelerate::state::AllReduceInPlace(acc.State(), flat);

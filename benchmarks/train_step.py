@@ -12,10 +12,9 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 
-from report import ROOT, free_port, section, write_section
+from report import ROOT, section, spawn_ranks, write_section
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "train_step"
 PEER = ROOT / "benchmarks" / "train_step_peer.py"
@@ -23,21 +22,9 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def run(argv, world):
-    port = free_port()
-    procs = []
-    for rank in range(world):
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        if world > 1:
-            env.update(RANK=str(rank), WORLD_SIZE=str(world),
-                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        if p.returncode != 0:
-            sys.exit("%s failed:\n%s%s" % (argv, out, err))
-    return json.loads(outs[0][0].strip().splitlines()[-1])
+    # Over gloo on CPU, like the peer, even where GPUs exist.
+    return json.loads(spawn_ranks(argv, world, {"ACCELERATE_USE_CPU": "1"})
+                      .strip().splitlines()[-1])
 
 
 def main():

@@ -1,8 +1,10 @@
 #include "data/data_loader.h"
 
+#include <atomic>
 #include <sstream>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -229,10 +231,22 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
   Batch mine;
   for (int p = 0; p < state_.num_processes(); ++p) {
     Batch batch;
-    if (state_.is_main_process()) batch = dataset_->Get(all_shards_[p].Batch(k));
-    std::string extra;
+    std::string extra = "ok";
+    if (state_.is_main_process()) {
+      try {
+        batch = dataset_->Get(all_shards_[p].Batch(k));
+      } catch (const std::exception& e) {
+        // Everyone hears of the failure instead of waiting for a batch.
+        batch = {at::zeros({0}), at::zeros({0})};
+        extra = absl::StrCat("error: loading batch ", k, " for process ", p,
+                             " failed: ", e.what());
+      }
+    }
     ACCELERATE_ASSIGN_OR_RETURN(
         batch, data_internal::BroadcastBatch(state_, std::move(batch), &extra));
+    if (absl::StartsWith(extra, "error: ")) {
+      return absl::InternalError(extra.substr(7));
+    }
     if (p == state_.process_index()) mine = std::move(batch);
   }
   mine.data = mine.data.to(state_.device());
@@ -241,6 +255,8 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
 }
 
 absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
+  static std::atomic<int64_t> clock{0};
+  last_used_ = ++clock;
   if (next_ >= size()) {
     // The epoch is over: say so once, and move on to the next epoch (as
     // Accelerate's seedable sampler does after a full pass).
@@ -260,10 +276,13 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return ready_.count(k) > 0; });
+      if (!ready_.at(k).ok()) {
+        // Kept, so that asking again gives the same error, not a hang.
+        return ready_.at(k).status();
+      }
       loaded = std::move(ready_.at(k));
       ready_.erase(k);
     }
-    if (!loaded.ok()) return loaded.status();
     batch = *std::move(loaded);
   }
   {
@@ -276,14 +295,21 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
 }
 
 absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
-                                            const PreparedDataLoader& loader,
-                                            const at::Tensor& tensor) {
+                                            const at::Tensor& tensor,
+                                            bool end_of_epoch,
+                                            int64_t remainder) {
   ACCELERATE_ASSIGN_OR_RETURN(at::Tensor all, state::Gather(state, tensor));
-  if (loader.end_of_epoch() && loader.remainder() > 0 &&
-      all.size(0) > loader.remainder()) {
-    return all.slice(0, 0, loader.remainder());
+  if (end_of_epoch && remainder > 0 && all.size(0) > remainder) {
+    return all.slice(0, 0, remainder);
   }
   return all;
+}
+
+absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
+                                            const PreparedDataLoader& loader,
+                                            const at::Tensor& tensor) {
+  return GatherForMetrics(state, tensor, loader.end_of_epoch(),
+                          loader.remainder());
 }
 
 }  // namespace accelerate::data

@@ -153,6 +153,9 @@ class PreparedDataLoader {
   // BatchSamplerShard::remainder.
   int64_t remainder() const { return shard_->remainder(); }
   int64_t epoch() const { return epoch_; }
+  // When Next() last ran, on a clock shared by all loaders of the process
+  // (0: never), so that the loader being iterated can be told apart.
+  int64_t last_used() const { return last_used_; }
 
  private:
   PreparedDataLoader(std::shared_ptr<const MapDataset> dataset,
@@ -171,6 +174,7 @@ class PreparedDataLoader {
   DataLoaderOptions options_;
   int64_t epoch_ = 0;
   int64_t next_ = 0;
+  int64_t last_used_ = 0;
   bool end_of_epoch_ = false;
   // This process's shard, and in dispatch mode every process's.
   std::optional<BatchSamplerShard> shard_;
@@ -191,6 +195,12 @@ class PreparedDataLoader {
 [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
     const state::PartialState& state, const PreparedDataLoader& loader,
     const at::Tensor& tensor);
+
+// The same for any loader: keeps the first `remainder` gathered samples when
+// `end_of_epoch` and `remainder > 0`.
+[[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
+    const state::PartialState& state, const at::Tensor& tensor,
+    bool end_of_epoch, int64_t remainder);
 
 }  // namespace accelerate::data
 

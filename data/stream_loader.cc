@@ -189,12 +189,8 @@ absl::Status PreparedStreamLoader::SkipBatches(int64_t n) {
 absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
                                             const PreparedStreamLoader& loader,
                                             const at::Tensor& tensor) {
-  ACCELERATE_ASSIGN_OR_RETURN(at::Tensor all, state::Gather(state, tensor));
-  if (loader.end_of_epoch() && loader.remainder() > 0 &&
-      all.size(0) > loader.remainder()) {
-    return all.slice(0, 0, loader.remainder());
-  }
-  return all;
+  return GatherForMetrics(state, tensor, loader.end_of_epoch(),
+                          loader.remainder());
 }
 
 }  // namespace accelerate::data

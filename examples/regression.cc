@@ -95,7 +95,10 @@ int Run() {
                   << done << std::endl;
         return 1;
       }
-      opt->step();
+      if (absl::Status stepped = opt->step(); !stepped.ok()) {
+        std::cerr << "regression: " << stepped << std::endl;
+        return 1;
+      }
       opt->zero_grad();
       ++step;
     }

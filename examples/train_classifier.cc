@@ -9,6 +9,7 @@
 // (gathered from every process, without the padding duplicates), then prints
 // the final metrics as one JSON line.
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -70,8 +71,17 @@ int Run() {
   auto optimizer = std::make_shared<torch::optim::SGD>(
       model->parameters(),
       torch::optim::SGDOptions(absl::GetFlag(FLAGS_lr)).momentum(0.9));
+  // A tenth of the learning rate for the second half of the optimizer steps
+  // (the scheduler counts num_processes per step, so this holds for any
+  // number of processes).
+  const int64_t steps_per_epoch =
+      (absl::GetFlag(FLAGS_samples) + absl::GetFlag(FLAGS_batch_size) - 1) /
+      absl::GetFlag(FLAGS_batch_size);
   auto scheduler = std::make_shared<torch::optim::StepLR>(
-      *optimizer, /*step_size=*/absl::GetFlag(FLAGS_epochs) * 1000, 0.1);
+      *optimizer,
+      /*step_size=*/std::max<int64_t>(1, absl::GetFlag(FLAGS_epochs) *
+                                             steps_per_epoch / 2),
+      0.1);
   accelerate::data::DataLoaderOptions train_options;
   train_options.batch_size = absl::GetFlag(FLAGS_batch_size);
   train_options.shuffle = true;
@@ -99,7 +109,7 @@ int Run() {
       const torch::Tensor loss = torch::cross_entropy_loss(
           model->forward((**batch).data), (**batch).target);
       CHECK_OK_OR_RETURN(acc.Backward(loss));
-      opt->step();
+      CHECK_OK_OR_RETURN(opt->step());
       sched->step();
       opt->zero_grad();
       loss_sum += loss.item<double>();

@@ -224,7 +224,11 @@ void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
 void Attempt::StopAll(int signal) {
   for (auto& child : children_) {
     if (!child->exited && child->pid > 0) {
-      ::kill(-child->pid, signal);
+      // A rank that has not reached setsid() yet has no group of its own:
+      // signal the process itself (the signal waits until it unblocks).
+      if (::kill(-child->pid, signal) != 0 && errno == ESRCH) {
+        ::kill(child->pid, signal);
+      }
       // A stopped rank would never see the signal.
       if (signal != SIGKILL) ::kill(-child->pid, SIGCONT);
     }

@@ -86,8 +86,14 @@ ProcessResult Subprocess::WaitUntil(absl::Time deadline) {
   ProcessResult result;
   int status = 0;
   while (true) {
-    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-    if (done == pid_) break;
+    siginfo_t info{};
+    if (::waitid(P_PID, pid_, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid_) {
+      // Exited but not reaped: its group can still be named safely.
+      ::kill(-pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
     if (absl::Now() >= deadline) {
       ::kill(-pid_, SIGKILL);
       ::kill(pid_, SIGKILL);
@@ -98,8 +104,6 @@ ProcessResult Subprocess::WaitUntil(absl::Time deadline) {
     absl::SleepFor(absl::Milliseconds(2));
   }
   result.elapsed = absl::Now() - start_;
-  // Whatever the child left in its group goes too, and with it the pipe.
-  ::kill(-pid_, SIGKILL);
   pid_ = -1;
   // Grandchildren may hold the pipe open; the reader ends when they do.
   if (reader_.joinable()) reader_.join();

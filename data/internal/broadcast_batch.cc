@@ -59,6 +59,9 @@ absl::StatusOr<data::Batch> BroadcastBatch(const state::PartialState& state,
     ACCELERATE_ASSIGN_OR_RETURN(batch.data, EmptyFromShape(parts[0]));
     ACCELERATE_ASSIGN_OR_RETURN(batch.target, EmptyFromShape(parts[1]));
   }
+  // On the state's device: NCCL moves only GPU tensors.
+  batch.data = batch.data.to(state.device());
+  batch.target = batch.target.to(state.device());
   ACCELERATE_ASSIGN_OR_RETURN(batch.data, state::Broadcast(state, batch.data));
   ACCELERATE_ASSIGN_OR_RETURN(batch.target, state::Broadcast(state, batch.target));
   return batch;
