@@ -5,7 +5,7 @@
 # ("state|third_party"). The root package's build settings (//:cuda,
 # //:cuda_enabled) are always allowed. To see it fail:
 #   printf '//state:state\n//data:data\n' > /tmp/deps &&
-#   state/layering_check.sh /tmp/deps //state:state 'state|third_party'
+#   tools/layering_check.sh /tmp/deps //state:state 'state|third_party'
 set -euo pipefail
 deps_file="$1"
 self="$2"
