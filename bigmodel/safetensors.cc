@@ -375,6 +375,25 @@ absl::StatusOr<const SafetensorsFile*> ShardedCheckpoint::Shard(
   return raw;
 }
 
+absl::StatusOr<std::vector<TensorEntry>> ShardedCheckpoint::Entries() {
+  std::vector<std::string> files;
+  for (const auto& [name, file] : weight_map_) {
+    if (std::find(files.begin(), files.end(), file) == files.end()) {
+      files.push_back(file);
+    }
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<TensorEntry> entries;
+  for (const std::string& file : files) {
+    ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
+    for (const TensorEntry& entry : shard->header().tensors) {
+      auto it = weight_map_.find(entry.name);
+      if (it != weight_map_.end() && it->second == file) entries.push_back(entry);
+    }
+  }
+  return entries;
+}
+
 absl::StatusOr<std::map<std::string, at::Tensor>> ShardedCheckpoint::Load(
     const std::vector<std::string>& names, const ReadOptions& options) {
   std::map<std::string, at::Tensor> tensors;

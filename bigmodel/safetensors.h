@@ -122,6 +122,9 @@ class ShardedCheckpoint {
   // The tensors `names`, opening only the shards that hold them.
   [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(
       const std::vector<std::string>& names, const ReadOptions& options = {});
+  // Every tensor's name, dtype and shape (shard by shard, in data order),
+  // reading only the headers.
+  [[nodiscard]] absl::StatusOr<std::vector<TensorEntry>> Entries();
   // Shards opened so far.
   int files_opened() const { return static_cast<int>(open_.size()); }
 

@@ -38,6 +38,8 @@ constexpr char kUsage[] =
     "config.\n"
     "  plan-shards  Print the batches each process sees under Accelerate's "
     "data sharding, as JSON (plan-shards --help).\n"
+    "  estimate-memory  Accelerate's memory table for a local safetensors "
+    "checkpoint.\n"
     "  merge-weights  Merge a sharded safetensors checkpoint into one file.\n";
 
 int Fail(absl::string_view message) {
@@ -589,6 +591,11 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
     return ExecCompanion(command, "../data/plan_shards", "//data:plan_shards",
                          "ACCELERATE_PLAN_SHARDS", rest, env);
   }
+  if (command == "estimate-memory") {
+    return ExecCompanion(command, "../bigmodel/estimate_memory",
+                         "//bigmodel:estimate_memory",
+                         "ACCELERATE_ESTIMATE_MEMORY", rest, env);
+  }
   if (command == "merge-weights") {
     return ExecCompanion(command, "../bigmodel/merge_weights",
                          "//bigmodel:merge_weights", "ACCELERATE_MERGE_WEIGHTS",
@@ -599,7 +606,7 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
     return 0;
   }
   std::cerr << "accelerate: unknown command \"" << command
-            << "\" (one of launch, config, env, test, plan-shards, merge-weights)\n\n"
+            << "\" (one of launch, config, env, test, plan-shards, estimate-memory, merge-weights)\n\n"
             << kUsage;
   return 2;
 }

@@ -432,6 +432,17 @@ TEST(CliTest, MergeWeightsJoinsTheShards) {
                                    HasSubstr("i64 I64 [2] -7,9"),
                                    HasSubstr("bool BOOL [3] 1,0,1")));
   EXPECT_THAT(result.output, Not(HasSubstr("f64")));
+  ProcessResult estimate = RunAccelerate(
+      {"estimate-memory", TmpDir("merged") + "/one.safetensors", "--dtypes",
+       "float32", "int8"});
+  ASSERT_EQ(estimate.exit_code, 0) << estimate.output;
+  // f32 [2,3] + i64 [2] + bool [3]: 24 + 16 + 3 = 43 bytes; the largest
+  // layer is f32's 24.
+  EXPECT_THAT(estimate.output,
+              AllOf(HasSubstr("Memory Usage for loading"),
+                    HasSubstr("│float32│   24 bytes  │  43 bytes │"),
+                    HasSubstr(" 172 bytes "), HasSubstr("│  int8 │  6.0 bytes  │10.75 bytes│"),
+                    HasSubstr(" N/A ")));
   ProcessResult missing = RunAccelerate({"merge-weights", TmpDir("nothing"), "x"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.output, HasSubstr("neither model.safetensors.index.json"));
