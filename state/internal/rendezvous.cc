@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,42 +76,53 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
     return absl::StrCat(kPrefix, name);
   };
 
-  // Check in: claim our rank once, then count arrivals; the last to arrive
-  // marks the rendezvous complete.
+  // One key settles how the rendezvous ends, first writer wins: "done" from
+  // the last rank to arrive, "dup" from a rank claimed twice, or
+  // "timeout:<why>" from a rank whose deadline passed. Every rank reads the
+  // same outcome, so none proceeds while another gives up.
+  const std::string outcome_key = Key("outcome");
+  const auto settle = [&](const std::string& proposal) {
+    const std::vector<uint8_t> won = store->compareSet(
+        outcome_key, {}, std::vector<uint8_t>(proposal.begin(), proposal.end()));
+    return std::string(won.begin(), won.end());
+  };
+  const auto result = [&](const std::string& outcome)
+      -> absl::StatusOr<c10::intrusive_ptr<c10d::Store>> {
+    if (outcome == "done") return store;
+    if (absl::StartsWith(outcome, kTimedOut)) {
+      return absl::DeadlineExceededError(
+          outcome.substr(std::string(kTimedOut).size()));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rendezvous at ", Where(info),
+        " was aborted: two processes claimed the same rank; check RANK (or "
+        "the MPI/SLURM rank) of each process"));
+  };
+
+  // Check in: claim our rank once, then count arrivals.
+  std::string outcome;
   status = RunGuarded("rendezvous", [&] {
     const int64_t claims = store->add(Key(absl::StrCat("rank/", info.rank)), 1);
     if (claims > 1) {
-      store->set(Key("abort"),
-                 std::vector<uint8_t>{'d', 'u', 'p'});  // Wakes everyone.
-      throw std::invalid_argument(absl::StrCat(
-          "two processes claim rank ", info.rank,
-          "; check RANK (or the MPI/SLURM rank) of each process"));
+      outcome = settle("dup");
+      return;
     }
-    if (store->add(Key("arrived"), 1) == info.world_size) {
-      store->set(Key("done"), std::vector<uint8_t>{'1'});
-    }
+    if (store->add(Key("arrived"), 1) == info.world_size) outcome = settle("done");
   });
   if (!status.ok()) {
-    if (absl::StrContains(status.message(), "two processes claim")) {
-      return absl::InvalidArgumentError(status.message());
-    }
     return absl::UnavailableError(absl::StrCat(
         "rendezvous at ", Where(info), " lost the store: ", status.message()));
   }
+  if (!outcome.empty()) return result(outcome);
 
-  // Wait for the others, polling with a short back-off so that a complete
+  // Wait for the outcome, polling with a short back-off so that a complete
   // rendezvous is noticed within milliseconds.
   absl::Duration pause = absl::Microseconds(200);
-  bool done = false;
-  bool aborted = false;
-  std::string abort_reason;
-  while (true) {
+  while (absl::Now() < deadline) {
     status = RunGuarded("rendezvous", [&] {
-      done = store->check({Key("done")});
-      aborted = !done && store->check({Key("abort")});
-      if (aborted) {
-        const std::vector<uint8_t> value = store->get(Key("abort"));
-        abort_reason.assign(value.begin(), value.end());
+      if (store->check({outcome_key})) {
+        const std::vector<uint8_t> value = store->get(outcome_key);
+        outcome.assign(value.begin(), value.end());
       }
     });
     if (!status.ok()) {
@@ -120,17 +130,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
           "rendezvous at ", Where(info),
           " lost the store (did rank 0 exit?): ", status.message()));
     }
-    if (done) return store;
-    if (aborted) {
-      if (absl::StartsWith(abort_reason, kTimedOut)) {
-        return absl::DeadlineExceededError(
-            abort_reason.substr(std::string(kTimedOut).size()));
-      }
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rendezvous at ", Where(info),
-          " was aborted: two processes claimed the same rank"));
-    }
-    if (absl::Now() >= deadline) break;
+    if (!outcome.empty()) return result(outcome);
     absl::SleepFor(pause);
     pause = std::min(pause * 2, absl::Milliseconds(10));
   }
@@ -144,23 +144,23 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
         missing.push_back(rank);
       }
     }
+    outcome = settle(absl::StrCat(
+        kTimedOut, "rendezvous at ", Where(info), " timed out after ",
+        absl::FormatDuration(timeout), ": ", arrived, " of ", info.world_size,
+        " processes arrived",
+        missing.empty() ? std::string()
+                        : absl::StrCat("; missing ranks: ",
+                                       absl::StrJoin(missing, ", "))));
   });
-  const std::string message = absl::StrCat(
-      "rendezvous at ", Where(info), " timed out after ",
-      absl::FormatDuration(timeout), ": ", arrived, " of ", info.world_size,
-      " processes arrived",
-      missing.empty() ? std::string()
-                      : absl::StrCat("; missing ranks: ",
-                                     absl::StrJoin(missing, ", ")));
-  if (options.isServer) {
-    // The ranks that did arrive learn why before the store goes away.
-    const std::string reason = absl::StrCat(kTimedOut, message);
-    RunGuarded("rendezvous", [&] {
-      store->set(Key("abort"), std::vector<uint8_t>(reason.begin(), reason.end()));
-    }).IgnoreError();
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "rendezvous at ", Where(info), " lost the store: ", status.message()));
+  }
+  if (options.isServer && outcome != "done") {
+    // The ranks that did arrive read the outcome before the store goes away.
     absl::SleepFor(absl::Milliseconds(100));
   }
-  return absl::DeadlineExceededError(message);
+  return result(outcome);
 }
 
 }  // namespace accelerate::state_internal
