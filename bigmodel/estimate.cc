@@ -87,9 +87,32 @@ ModelSizes ComputeModelSizes(const std::vector<TensorEntry>& tensors) {
     const Node* child = root.children.at(name).get();
     queue.push_back({name, child, child->bytes});
   }
+  // A module whose children are all numbered is a list of blocks (a
+  // transformer's layers): each block counts as one layer, as Accelerate's
+  // no-split classes (e.g. LlamaDecoderLayer) make them count.
+  const auto is_list = [](const Node* node) {
+    if (node == nullptr || node->children.empty() || !node->tensors.empty()) {
+      return false;
+    }
+    for (const std::string& name : node->order) {
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+        return false;
+      }
+    }
+    return true;
+  };
   while (!queue.empty()) {
     const Item item = queue.front();
     queue.erase(queue.begin());
+    if (is_list(item.node)) {
+      std::vector<Item> blocks;
+      for (const std::string& name : item.node->order) {
+        const Node* child = item.node->children.at(name).get();
+        blocks.push_back({absl::StrCat(item.name, ".", name), nullptr, child->bytes});
+      }
+      queue.insert(queue.begin(), blocks.begin(), blocks.end());
+      continue;
+    }
     if (item.node == nullptr || item.node->children.empty()) {
       if (item.bytes > sizes.largest_layer_bytes) {
         sizes.largest_layer_bytes = item.bytes;
@@ -146,9 +169,10 @@ std::string ConvertBytes(double size, bool integral) {
   for (const char* unit : units) {
     if (size < 1024.0) {
       if (integral) return absl::StrCat(static_cast<int64_t>(size), " ", unit);
-      // Python's str(round(x, 2)): the shortest form, at least one decimal.
+      // Python's str(round(x, 2)): rounded from the exact binary value
+      // (as printf does), the shortest form, at least one decimal.
       char text[64];
-      std::snprintf(text, sizeof(text), "%.2f", std::round(size * 100) / 100);
+      std::snprintf(text, sizeof(text), "%.2f", size);
       std::string s = text;
       while (s.back() == '0' && s[s.size() - 2] != '.') s.pop_back();
       return absl::StrCat(s, " ", unit);
@@ -157,7 +181,7 @@ std::string ConvertBytes(double size, bool integral) {
     integral = false;
   }
   char text[64];
-  std::snprintf(text, sizeof(text), "%.2f", std::round(size * 100) / 100);
+  std::snprintf(text, sizeof(text), "%.2f", size);
   std::string s = text;
   while (s.back() == '0' && s[s.size() - 2] != '.') s.pop_back();
   return absl::StrCat(s, " PB");
@@ -195,9 +219,10 @@ std::string MemoryTable(const std::vector<MemoryRow>& rows,
   std::string separator = make_row("├", "┼", "┤");
   size_t sum = 0;
   for (size_t w : widths) sum += w;
-  if (title.size() > sum) {
-    diff = Columns(separator) > title.size() ? Columns(separator) - title.size()
-                                             : title.size() - Columns(separator);
+  const size_t title_columns = Columns(title);
+  if (title_columns > sum) {
+    diff = Columns(separator) > title_columns ? Columns(separator) - title_columns
+                                              : title_columns - Columns(separator);
     widths.back() += diff;
   }
   separator = make_row("├", "┼", "┤");

@@ -4,9 +4,11 @@
 // names and shapes alone (nothing is loaded).
 //
 // The model is taken as Accelerate's empty model would be: floating-point
-// tensors in float32, others in their own dtype; modules are the dotted
-// prefixes of the tensor names, and a layer is a module with no child
-// modules (or a top-level tensor).
+// tensors in float32, others in their own dtype (bool as a byte, where
+// Accelerate counts an eighth); modules are the dotted prefixes of the
+// tensor names, and a layer is a module with no child modules, a top-level
+// tensor, or one numbered block of a list (`layers.7`), standing in for the
+// no-split block classes transformers models declare.
 //
 //   std::vector<MemoryRow> rows = EstimateMemory(entries, {"float32", "int8"});
 //   std::cout << MemoryTable(rows, "Memory Usage for loading `./ckpt`");

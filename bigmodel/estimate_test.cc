@@ -48,6 +48,22 @@ TEST(EstimateTest, SizesCountFloat32AndFindTheLargestLeafModule) {
   EXPECT_THAT(sizes.largest_layers, ElementsAre("embed"));
 }
 
+TEST(EstimateTest, NumberedBlocksCountAsOneLayer) {
+  // Two decoder blocks of three linears each: a block (3 * 64 = 192 floats)
+  // is larger than any single tensor (the 100-float embedding).
+  std::vector<TensorEntry> model = {Entry("embed.weight", {100})};
+  for (int block = 0; block < 2; ++block) {
+    for (const char* part : {"q", "k", "v"}) {
+      model.push_back(Entry("layers." + std::to_string(block) + ".attn." + part +
+                                ".weight",
+                            {64}));
+    }
+  }
+  const ModelSizes sizes = ComputeModelSizes(model);
+  EXPECT_EQ(sizes.largest_layer_bytes, 192 * 4);
+  EXPECT_THAT(sizes.largest_layers, ElementsAre("layers.0", "layers.1"));
+}
+
 TEST(EstimateTest, TiedLargestLayersAreAllNamed) {
   const ModelSizes sizes = ComputeModelSizes(
       {Entry("a.w", {8}), Entry("b.inner.w", {8}), Entry("c", {2})});
@@ -75,6 +91,9 @@ TEST(EstimateTest, ConvertBytesMatchesPython) {
   EXPECT_EQ(ConvertBytes(438498304), "418.18 MB");
   EXPECT_EQ(ConvertBytes(2048, true), "2.0 KB");
   EXPECT_EQ(ConvertBytes(1024.0 * 1024 * 1024 * 1.61), "1.61 GB");
+  // Python rounds the exact binary value: 1.125 -> 1.12, 2.675 -> 2.67.
+  EXPECT_EQ(ConvertBytes(1152), "1.12 KB");
+  EXPECT_EQ(ConvertBytes(2739.2), "2.67 KB");
 }
 
 TEST(EstimateTest, TableHasAcceleratesLayout) {

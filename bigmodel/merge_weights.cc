@@ -14,11 +14,13 @@
 
 int main(int argc, char** argv) {
   using namespace accelerate::bigmodel;  // NOLINT: a small program.
-  if (argc != 3 || std::string(argv[1]) == "--help" ||
-      std::string(argv[1]) == "-h") {
-    std::cerr << "usage: accelerate merge-weights CHECKPOINT OUTPUT\n"
-                 "Merges a sharded safetensors checkpoint into one file.\n";
-    return argc == 2 ? 0 : 64;
+  const bool help = argc == 2 && (std::string(argv[1]) == "--help" ||
+                                  std::string(argv[1]) == "-h");
+  if (argc != 3) {
+    (help ? std::cout : std::cerr)
+        << "usage: accelerate merge-weights CHECKPOINT OUTPUT\n"
+           "Merges a sharded safetensors checkpoint into one file.\n";
+    return help ? 0 : 2;
   }
   std::string output = argv[2];
   if (!absl::EndsWith(output, ".safetensors")) {

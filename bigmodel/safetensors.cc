@@ -165,7 +165,8 @@ SafetensorsFile::~SafetensorsFile() = default;
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO named by a hostile index must not hang the open.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Errno("cannot open", path);
   struct stat info {};
   if (::fstat(fd, &info) != 0) {
@@ -173,12 +174,20 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     ::close(fd);
     return status;
   }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a regular file"));
+  }
   const uint64_t size = static_cast<uint64_t>(info.st_size);
   auto mapping = std::make_shared<Mapping>();
   if (size > 0) {
     // Private and writable: tensors aliasing it may be written to (copy on
     // write), the file never changes.
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    // MAP_NORESERVE: a private writable mapping would otherwise be charged
+    // against memory, and files larger than RAM could not be opened.
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (base == MAP_FAILED) {
       absl::Status status = Errno("cannot map", path);
       ::close(fd);
@@ -227,7 +236,9 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
   if (options.device.is_cpu() && !options.copy && aligned) return view;
   // A copy: to another device, on request, or from unaligned bytes.
   at::Tensor copy = aligned ? view.clone() : at::empty(entry.shape, type);
-  if (!aligned) std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
+  if (!aligned && entry.end > entry.begin) {
+    std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
+  }
   return options.device.is_cpu() ? copy : copy.to(options.device);
 }
 
@@ -254,10 +265,16 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return Errno("cannot create", dir);
   }
+  // A checkpoint of the other form left in the folder would be read
+  // instead of (or mixed with) this one.
+  const std::string single = absl::StrCat(dir, "/", options.prefix, ".safetensors");
+  const std::string index_path =
+      absl::StrCat(dir, "/", options.prefix, ".safetensors.index.json");
   if (shards.size() == 1) {
-    return SaveSafetensors(absl::StrCat(dir, "/", options.prefix, ".safetensors"),
-                           shards[0], options.metadata);
+    ::unlink(index_path.c_str());
+    return SaveSafetensors(single, shards[0], options.metadata);
   }
+  ::unlink(single.c_str());
   google::protobuf::Struct index;
   (*(*index.mutable_fields())["metadata"].mutable_struct_value()->mutable_fields())
       ["total_size"].set_number_value(static_cast<double>(total));
@@ -276,8 +293,7 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   const auto printed = google::protobuf::util::MessageToJsonString(index, &json, print);
   if (!printed.ok()) return absl::InternalError(std::string(printed.message()));
   // Written last: a reader never sees an index naming missing shards.
-  return WriteAtomically(
-      absl::StrCat(dir, "/", options.prefix, ".safetensors.index.json"), {json});
+  return WriteAtomically(index_path, {json});
 }
 
 absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
@@ -289,9 +305,11 @@ absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
   if (S_ISDIR(info.st_mode)) {
     checkpoint->dir_ = path;
     index_path = path + "/model.safetensors.index.json";
-    if (::access(index_path.c_str(), R_OK) != 0) {
-      const std::string single = path + "/model.safetensors";
-      if (::access(single.c_str(), R_OK) != 0) {
+    const std::string single = path + "/model.safetensors";
+    // A single file wins over an index, as in transformers.
+    const bool has_single = ::access(single.c_str(), R_OK) == 0;
+    if (has_single || ::access(index_path.c_str(), R_OK) != 0) {
+      if (!has_single) {
         return absl::NotFoundError(absl::StrCat(
             path, " holds neither model.safetensors.index.json nor "
                   "model.safetensors"));
@@ -389,6 +407,15 @@ absl::StatusOr<std::vector<TensorEntry>> ShardedCheckpoint::Entries() {
     for (const TensorEntry& entry : shard->header().tensors) {
       auto it = weight_map_.find(entry.name);
       if (it != weight_map_.end() && it->second == file) entries.push_back(entry);
+    }
+  }
+  if (entries.size() != weight_map_.size()) {
+    for (const auto& [name, file] : weight_map_) {
+      ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
+      if (!shard->Contains(name)) {
+        return absl::DataLossError(absl::StrCat(
+            "the index puts \"", name, "\" in ", file, ", which does not hold it"));
+      }
     }
   }
   return entries;

@@ -35,7 +35,8 @@ absl::Status Damaged(absl::string_view what) {
 std::optional<uint64_t> AsIndex(const Value& value) {
   if (value.kind_case() != Value::kNumberValue) return std::nullopt;
   const double d = value.number_value();
-  if (!(d >= 0) || d > 9007199254740992.0 || std::floor(d) != d) {
+  // Below 2^53: larger JSON integers arrive rounded and cannot be trusted.
+  if (!(d >= 0) || d >= 9007199254740992.0 || std::floor(d) != d) {
     return std::nullopt;
   }
   return static_cast<uint64_t>(d);

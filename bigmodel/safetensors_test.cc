@@ -230,6 +230,14 @@ TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
   EXPECT_EQ(checkpoint->files_opened(), 2);
   EXPECT_THAT(checkpoint->Load({"layer.9.w"}).status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("layer.9.w")));
+  // Saving the same folder again as one file leaves no stale index behind.
+  NamedTensors updated = {{"layer.0.w", at::full({4}, 9.f)}};
+  ASSERT_OK(SaveShardedSafetensors(dir, updated));
+  EXPECT_NE(::access((dir + "/model.safetensors.index.json").c_str(), F_OK), 0);
+  ASSERT_OK_AND_ASSIGN(auto fresh, ShardedCheckpoint::Open(dir));
+  EXPECT_EQ(fresh->names().size(), 1u);
+  ASSERT_OK_AND_ASSIGN(auto nine, fresh->Load({"layer.0.w"}));
+  EXPECT_TRUE(TensorsClose(nine.at("layer.0.w"), at::full({4}, 9.f), kExact));
   // One shard is written without an index, and opens the same way.
   const std::string single = Tmp("single");
   ASSERT_OK(SaveShardedSafetensors(single, tensors));
