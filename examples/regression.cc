@@ -4,8 +4,9 @@
 // Two processes with a per-process batch of 8 must end where one process
 // with a batch of 16 ends, with and without gradient accumulation.
 //
-//   accelerate launch --num_processes 2 bazel-bin/examples/regression \
+//   accelerate launch --num_processes 2 bazel-bin/examples/regression
 //       --batch_size 8 --epochs 3 --gradient_accumulation_steps 2
+//   (one command line)
 //
 // On exit the main process prints {"a": <a>, "b": <b>} with full precision.
 

@@ -1,8 +1,8 @@
 // A 2-process tour of `//state`: join the process group, split work between
 // processes, and combine the results with collectives.
 //
-//   bazel-bin/launch/accelerate launch --num_processes 2 \
-//       bazel-bin/examples/state_demo --num_items=10
+//   bazel-bin/launch/accelerate launch --num_processes 2
+//       bazel-bin/examples/state_demo --num_items=10   (one command line)
 //
 // Each copy is one rank; it runs the same under torchrun, mpirun or srun,
 // and alone as a single process.

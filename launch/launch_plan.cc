@@ -69,10 +69,6 @@ absl::StatusOr<int> FlagInt(const ParsedFlags& flags, const char* name,
   return value;
 }
 
-absl::StatusOr<bool> FlagBool(const ParsedFlags& flags, const char* name) {
-  return state::ParseBoolFlag(absl::StrCat("--", name), *flags.Get(name));
-}
-
 std::string Lower(bool value) { return value ? "true" : "false"; }
 
 bool DefaultPortIsFree(int port) {
