@@ -104,6 +104,16 @@ TEST(LauncherTest, QuietDropsThePrefixAndPartialLinesArePrinted) {
   EXPECT_THAT(result.output, Not(HasSubstr("[rank")));
 }
 
+TEST(LauncherTest, ProgressBarRedrawsArePassedOnWithThePrefix) {
+  ProcessResult result = RunAccelerate(
+      {"launch", "--cpu", "--num_processes", "1", RankProgram(), "progress"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr("[rank0]: 10%\r[rank0]: 50%\r[rank0]: 100%\n"));
+  // CRLF ends one line.
+  EXPECT_THAT(result.output, HasSubstr("[rank0]: windows line\n"));
+}
+
 TEST(LauncherTest, AFailingRankStopsTheOthersAndIsSummarized) {
   ProcessResult result = RunAccelerate(
       {"launch", "--cpu", "--num_processes", "3", RankProgram(), "fail", "1", "3"});

@@ -188,10 +188,13 @@ void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
       options_.prefix_output ? absl::StrCat("[rank", child.rank, "]: ") : "";
   std::string batch;  // Prefixed, for the console.
   std::string raw;    // The rank's own bytes, for its log file.
-  const auto take = [&](absl::string_view line) {
-    absl::StrAppend(&batch, prefix, line, "\n");
-    if (stream.log) absl::StrAppend(&raw, line, "\n");
-    if (is_err) {
+  // A line ends with \n, or with \r for progress bars that redraw
+  // themselves: each redraw is passed on at once, with the prefix, and keeps
+  // its \r so that terminals overwrite it in place.
+  const auto take = [&](absl::string_view line, char end) {
+    absl::StrAppend(&batch, prefix, line, absl::string_view(&end, 1));
+    if (stream.log) absl::StrAppend(&raw, line, absl::string_view(&end, 1));
+    if (is_err && end == '\n') {
       child.err_tail.emplace_back(line);
       while (static_cast<int>(child.err_tail.size()) > options_.tail_lines) {
         child.err_tail.pop_front();
@@ -199,18 +202,26 @@ void Attempt::Relay(Child& child, Stream& stream, bool is_err, bool eof) {
     }
   };
   size_t start = 0;
-  for (size_t newline = stream.partial.find('\n');
-       newline != std::string::npos;
-       newline = stream.partial.find('\n', start)) {
-    take(absl::string_view(stream.partial).substr(start, newline - start));
-    start = newline + 1;
+  for (size_t end = stream.partial.find_first_of("\r\n");
+       end != std::string::npos;
+       end = stream.partial.find_first_of("\r\n", start)) {
+    const absl::string_view line =
+        absl::string_view(stream.partial).substr(start, end - start);
+    if (stream.partial[end] == '\r' && end + 1 < stream.partial.size() &&
+        stream.partial[end + 1] == '\n') {
+      take(line, '\n');  // A CRLF line end.
+      start = end + 2;
+      continue;
+    }
+    take(line, stream.partial[end]);
+    start = end + 1;
   }
   stream.partial.erase(0, start);
-  // Output without newlines (progress bars redrawn with \r) is passed on
-  // in pieces rather than held without bound.
+  // Output without any line end is passed on in pieces rather than held
+  // without bound.
   if (stream.partial.size() >= 65536) eof = true;
   if (eof && !stream.partial.empty()) {
-    take(stream.partial);
+    take(stream.partial, '\n');
     stream.partial.clear();
   }
   if (batch.empty()) return;

@@ -52,6 +52,10 @@ case "${1:-}" in
     echo "$!" > "$2/detached_${rank}.pid"
     echo "rank ${rank} detached $!"
     ;;
+  progress)  # a progress bar redrawn with \r, then a newline
+    printf '10%%\r50%%\r100%%\n'
+    printf 'windows line\r\n' >&2
+    ;;
   partial)  # output without a final newline
     printf 'no newline from %s' "$rank"
     ;;
