@@ -12,6 +12,8 @@
 //
 //   std::vector<MemoryRow> rows = EstimateMemory(entries, {"float32", "int8"});
 //   std::cout << MemoryTable(rows, "Memory Usage for loading `./ckpt`");
+//
+// Thread safety: pure functions.
 
 #ifndef ACCELERATE_BIGMODEL_ESTIMATE_H_
 #define ACCELERATE_BIGMODEL_ESTIMATE_H_

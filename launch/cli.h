@@ -6,6 +6,9 @@
 //         std::vector<std::string>(argv + 1, argv + argc),
 //         accelerate::state::ProcessEnvironment(), std::cin);
 //   }
+//
+// Thread safety: call from the main thread (`launch` handles signals and
+// `plan-shards`, `merge-weights`, `estimate-memory` replace the process).
 
 #ifndef ACCELERATE_LAUNCH_CLI_H_
 #define ACCELERATE_LAUNCH_CLI_H_

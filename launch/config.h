@@ -13,6 +13,9 @@
 // do not run (DeepSpeed, Megatron-LM, TPU, dynamo, ...) are listed in
 // `unsupported_keys` when they ask for something, and any other key is an
 // error naming it.
+//
+// Thread safety: the functions keep no state; concurrent writes to one path
+// each land whole (the last rename wins).
 
 #ifndef ACCELERATE_LAUNCH_CONFIG_H_
 #define ACCELERATE_LAUNCH_CONFIG_H_

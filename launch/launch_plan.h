@@ -14,6 +14,8 @@
 // the default file unless --cpu), then defaults; the defaults used for
 // num_processes, num_machines and mixed_precision are listed in
 // `defaults_used` for Accelerate's warning.
+//
+// Thread safety: pure functions of their arguments (and the config file).
 
 #ifndef ACCELERATE_LAUNCH_LAUNCH_PLAN_H_
 #define ACCELERATE_LAUNCH_LAUNCH_PLAN_H_

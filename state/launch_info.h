@@ -21,6 +21,8 @@
 //   absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(ProcessEnvironment());
 //   if (!info.ok()) { std::cerr << info.status(); return 1; }
 //   std::cout << "rank " << info->rank << " of " << info->world_size;
+//
+// Thread safety: pure functions of the environment they are given.
 
 #ifndef ACCELERATE_STATE_LAUNCH_INFO_H_
 #define ACCELERATE_STATE_LAUNCH_INFO_H_
