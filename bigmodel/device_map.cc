@@ -1,0 +1,355 @@
+#include "bigmodel/device_map.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "state/status_macros.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+// One thing to place: a module or a tensor (a module's own parameter or
+// buffer), by full name.
+struct Item {
+  std::string name;
+  const ModuleTree* module = nullptr;  // Null for a tensor.
+};
+
+std::string Join(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : absl::StrCat(prefix, ".", name);
+}
+
+// Accelerate's order for a module's contents: its own parameters, then its
+// children (the top level also lists its own buffers last).
+std::vector<Item> Contents(const ModuleTree& module, const std::string& path,
+                           bool with_buffers) {
+  std::vector<Item> items;
+  for (const TensorSpec& p : module.params)
+    items.push_back({Join(path, p.name), nullptr});
+  for (const ModuleTree& c : module.children)
+    items.push_back({Join(path, c.name), &c});
+  if (with_buffers) {
+    for (const TensorSpec& b : module.buffers)
+      items.push_back({Join(path, b.name), nullptr});
+  }
+  return items;
+}
+
+bool NoSplit(const ModuleTree& module,
+             const std::vector<std::string>& classes) {
+  return std::find(classes.begin(), classes.end(), module.class_name) !=
+         classes.end();
+}
+
+int64_t Size(const std::map<std::string, int64_t>& sizes,
+             const std::string& name) {
+  auto it = sizes.find(name);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+// Accelerate's get_max_layer_size over the modules among `items`.
+std::pair<int64_t, std::vector<std::string>> MaxLayer(
+    const std::deque<Item>& items, const std::map<std::string, int64_t>& sizes,
+    const std::vector<std::string>& no_split, bool modules_only) {
+  int64_t max_size = 0;
+  std::vector<std::string> names;
+  std::deque<Item> queue;
+  for (const Item& item : items) {
+    if (!modules_only || item.module != nullptr) queue.push_back(item);
+  }
+  while (!queue.empty()) {
+    Item item = queue.front();
+    queue.pop_front();
+    if (item.module == nullptr || item.module->children.empty() ||
+        NoSplit(*item.module, no_split)) {
+      const int64_t size = Size(sizes, item.name);
+      if (size > max_size) {
+        max_size = size;
+        names = {item.name};
+      } else if (size == max_size) {
+        names.push_back(item.name);
+      }
+      continue;
+    }
+    std::vector<Item> children;
+    for (const ModuleTree& c : item.module->children) {
+      children.push_back({Join(item.name, c.name), &c});
+    }
+    queue.insert(queue.begin(), children.begin(), children.end());
+  }
+  return {max_size, names};
+}
+
+// Groups of names that are one tensor (find_tied_parameters).
+std::vector<std::vector<std::string>> TiedGroups(const ModuleTree& tree) {
+  std::map<std::string, std::vector<std::string>> groups;
+  std::vector<std::string> order;
+  std::vector<std::pair<const ModuleTree*, std::string>> stack = {{&tree, ""}};
+  while (!stack.empty()) {
+    auto [module, path] = stack.back();
+    stack.pop_back();
+    for (const TensorSpec& p : module->params) {
+      if (p.tied_to.empty()) continue;
+      auto& group = groups[p.tied_to];
+      if (group.empty()) {
+        group.push_back(p.tied_to);
+        order.push_back(p.tied_to);
+      }
+      group.push_back(Join(path, p.name));
+    }
+    for (auto it = module->children.rbegin(); it != module->children.rend();
+         ++it) {
+      stack.push_back({&*it, Join(path, it->name)});
+    }
+  }
+  std::vector<std::vector<std::string>> result;
+  for (const std::string& key : order) result.push_back(groups[key]);
+  return result;
+}
+
+bool Under(const std::string& name, const std::string& module) {
+  return absl::StartsWith(absl::StrCat(name, "."), absl::StrCat(module, "."));
+}
+
+// Accelerate's clean_device_map: a prefix whose entries all share one
+// device becomes one entry.
+void Clean(DeviceMap& map, const std::string& module) {
+  const std::string prefix = module.empty() ? "" : module + ".";
+  std::vector<std::string> values;
+  for (const auto& [k, v] : map) {
+    if (absl::StartsWith(k, prefix)) values.push_back(v);
+  }
+  if (values.size() > 1 &&
+      std::all_of(values.begin(), values.end(),
+                  [&](const std::string& v) { return v == values[0]; })) {
+    const std::string device = values[0];
+    size_t first = map.size();
+    for (size_t i = 0; i < map.size(); ++i) {
+      if (absl::StartsWith(map[i].first, prefix)) {
+        first = std::min(first, i);
+      }
+    }
+    map.erase(std::remove_if(map.begin(), map.end(),
+                             [&](const auto& e) {
+                               return absl::StartsWith(e.first, prefix);
+                             }),
+              map.end());
+    map.insert(map.begin() + std::min(first, map.size()), {module, device});
+  }
+  const size_t depth =
+      module.empty() ? 1 : std::count(module.begin(), module.end(), '.') + 2;
+  std::vector<std::string> children;
+  for (const auto& [k, v] : map) {
+    if (!absl::StartsWith(k, prefix) || k.size() <= module.size()) continue;
+    std::vector<std::string> parts = absl::StrSplit(k, '.');
+    if (parts.size() < depth) continue;
+    parts.resize(depth);
+    const std::string child = absl::StrJoin(parts, ".");
+    if (std::find(children.begin(), children.end(), child) == children.end()) {
+      children.push_back(child);
+    }
+  }
+  for (const std::string& child : children) Clean(map, child);
+}
+
+}  // namespace
+
+absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
+  MaxMemory memory;
+  for (absl::string_view entry : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv =
+        absl::StrSplit(entry, absl::MaxSplits('=', 1));
+    if (kv.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_memory entry \"", entry, "\" is not DEVICE=SIZE"));
+    }
+    const std::string device(absl::StripAsciiWhitespace(kv[0]));
+    int index = 0;
+    if (device != "cpu" && device != "disk" &&
+        !(absl::SimpleAtoi(device, &index) && index >= 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_memory device \"", device,
+                       "\" is not a GPU index, cpu or disk"));
+    }
+    std::string size(absl::StripAsciiWhitespace(kv[1]));
+    static const std::vector<std::pair<std::string, double>> kUnits = {
+        {"TIB", 1024.0 * 1024 * 1024 * 1024},
+        {"GIB", 1024.0 * 1024 * 1024},
+        {"MIB", 1024.0 * 1024},
+        {"KIB", 1024.0},
+        {"TB", 1e12},
+        {"GB", 1e9},
+        {"MB", 1e6},
+        {"KB", 1e3},
+        {"B", 1}};
+    double multiplier = 1;
+    const std::string upper = absl::AsciiStrToUpper(size);
+    for (const auto& [unit, factor] : kUnits) {
+      if (absl::EndsWith(upper, unit)) {
+        multiplier = factor;
+        size = size.substr(0, size.size() - unit.size());
+        break;
+      }
+    }
+    double value = 0;
+    if (!absl::SimpleAtod(size, &value) || value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "max_memory size \"", kv[1], "\" for ", device,
+          " is not a size (bytes, or with KB/MB/GB/TB or KiB/MiB/GiB/TiB)"));
+    }
+    memory.emplace_back(device, static_cast<int64_t>(value * multiplier));
+  }
+  if (memory.empty()) {
+    return absl::InvalidArgumentError("max_memory is empty");
+  }
+  // GPUs first (by index), then cpu, then disk, as Accelerate orders them.
+  std::stable_sort(memory.begin(), memory.end(),
+                   [](const auto& a, const auto& b) {
+                     const auto rank = [](const std::string& d) {
+                       return d == "disk" ? 2 : d == "cpu" ? 1 : 0;
+                     };
+                     if (rank(a.first) != rank(b.first))
+                       return rank(a.first) < rank(b.first);
+                     if (rank(a.first) == 0)
+                       return std::stoi(a.first) < std::stoi(b.first);
+                     return false;
+                   });
+  return memory;
+}
+
+absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
+                                             const DeviceMapOptions& options) {
+  std::vector<std::string> devices;
+  std::map<std::string, int64_t> max_memory;
+  for (const auto& [device, bytes] : options.max_memory) {
+    devices.push_back(device);
+    max_memory[device] = bytes;
+  }
+  if (std::find(devices.begin(), devices.end(), "disk") == devices.end()) {
+    devices.push_back("disk");
+  }
+  std::vector<std::string> gpus;
+  for (const std::string& d : devices) {
+    if (d != "cpu" && d != "disk") gpus.push_back(d);
+  }
+  std::set<std::string> main_devices = {"cpu"};
+  if (!gpus.empty()) main_devices.insert(gpus[0]);
+  if (options.dtype.has_value() && !DtypeBytes(*options.dtype).has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype \"", *options.dtype, "\" is not a known dtype"));
+  }
+  const std::map<std::string, int64_t> sizes =
+      ComputeModuleSizes(tree, options.dtype);
+  const std::vector<std::vector<std::string>> tied = TiedGroups(tree);
+  const auto& no_split = options.no_split_module_classes;
+
+  DeviceMap map;
+  std::map<std::string, int64_t> used;
+  size_t current = 0;
+  std::vector<Item> top = Contents(tree, "", /*with_buffers=*/true);
+  std::deque<Item> queue(top.begin(), top.end());
+  auto [max_layer, max_layer_names] = MaxLayer(queue, sizes, no_split, false);
+
+  while (!queue.empty()) {
+    Item item = queue.front();
+    queue.pop_front();
+    max_layer_names.erase(
+        std::remove_if(
+            max_layer_names.begin(), max_layer_names.end(),
+            [&](const std::string& n) { return Under(n, item.name); }),
+        max_layer_names.end());
+    if (max_layer_names.empty()) {
+      std::tie(max_layer, max_layer_names) =
+          MaxLayer(queue, sizes, no_split, true);
+    }
+    const int64_t module_size = Size(sizes, item.name);
+    // Parameters tied to ones outside this module, and the modules holding
+    // them among those still to place.
+    std::vector<std::string> tied_params;
+    for (const auto& group : tied) {
+      const bool some_inside = std::any_of(
+          group.begin(), group.end(),
+          [&](const std::string& k) { return Under(k, item.name); });
+      const bool all_inside = std::all_of(
+          group.begin(), group.end(),
+          [&](const std::string& k) { return Under(k, item.name); });
+      if (!some_inside || all_inside) continue;
+      for (const std::string& p : group) {
+        if (!Under(p, item.name)) tied_params.push_back(p);
+      }
+    }
+    int64_t size_with_ties = module_size;
+    std::vector<std::string> tied_modules;
+    for (const std::string& p : tied_params) {
+      for (const Item& other : queue) {
+        if (absl::StartsWith(p, other.name + ".")) {
+          tied_modules.push_back(other.name);
+          size_with_ties += Size(sizes, other.name) - Size(sizes, p);
+          break;
+        }
+      }
+    }
+    if (current >= devices.size()) {
+      return absl::InternalError("device map: ran past the last device");
+    }
+    const std::string& device = devices[current];
+    const bool bounded = device != "disk";
+    int64_t max_size = bounded ? max_memory[device] : 0;
+    int64_t reserved = 0;
+    if (main_devices.count(device) > 0 && bounded) {
+      max_size -= max_layer;
+      reserved = max_layer;
+    }
+    if (!bounded || used[device] + size_with_ties <= max_size) {
+      used[device] += size_with_ties;
+      map.emplace_back(item.name, device);
+      for (const std::string& name : tied_modules) {
+        queue.erase(
+            std::remove_if(queue.begin(), queue.end(),
+                           [&](const Item& i) { return i.name == name; }),
+            queue.end());
+        map.emplace_back(name, device);
+      }
+      continue;
+    }
+    // Too big here: split it if it may be split, else try the next device.
+    if (used[device] + module_size >= max_size) {
+      const bool splittable = item.module != nullptr &&
+                              !item.module->children.empty() &&
+                              !NoSplit(*item.module, no_split);
+      if (splittable) {
+        std::vector<Item> parts =
+            Contents(*item.module, item.name, /*with_buffers=*/false);
+        queue.insert(queue.begin(), parts.begin(), parts.end());
+        std::tie(max_layer, max_layer_names) =
+            MaxLayer(queue, sizes, no_split, true);
+        continue;
+      }
+    }
+    used[device] += reserved;
+    ++current;
+    queue.push_front(item);
+  }
+  Clean(map, "");
+  return map;
+}
+
+std::string DeviceMapToJson(const DeviceMap& map) {
+  std::vector<std::string> entries;
+  for (const auto& [name, device] : map) {
+    const bool gpu = device != "cpu" && device != "disk";
+    entries.push_back(absl::StrCat(
+        "\"", name, "\": ", gpu ? device : absl::StrCat("\"", device, "\"")));
+  }
+  return absl::StrCat("{\"device_map\": {", absl::StrJoin(entries, ", "), "}}");
+}
+
+}  // namespace accelerate::bigmodel

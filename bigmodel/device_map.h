@@ -1,0 +1,60 @@
+// Accelerate's `infer_auto_device_map` over a module tree (module_tree.h):
+// modules are placed in order on the first device with room — GPUs in the
+// order given, then "cpu", then "disk" — keeping tied parameters together,
+// splitting only modules that have children and whose class is not in
+// `no_split_module_classes`, and reserving room for the largest layer on the
+// main devices (the first GPU and the CPU), which must be able to hold any
+// offloaded layer while it runs.
+//
+//   ACCELERATE_ASSIGN_OR_RETURN(auto memory,
+//   ParseMaxMemory("0=10GiB,cpu=30GB")); ACCELERATE_ASSIGN_OR_RETURN(DeviceMap
+//   map, InferAutoDeviceMap(tree, {memory})); std::cout <<
+//   DeviceMapToJson(map);  // {"device_map": {"embed": 0, ...}}
+//
+// Thread safety: pure functions.
+
+#ifndef ACCELERATE_BIGMODEL_DEVICE_MAP_H_
+#define ACCELERATE_BIGMODEL_DEVICE_MAP_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bigmodel/module_tree.h"
+
+namespace accelerate::bigmodel {
+
+// Devices with their byte budgets, in placement order: GPU indices ("0",
+// "1", ...), "cpu", "disk".
+using MaxMemory = std::vector<std::pair<std::string, int64_t>>;
+
+// Parses "0=10GiB,1=10GiB,cpu=30GB,disk=1TB": sizes in bytes or with
+// Accelerate's units (KB/MB/GB/TB = 10^3.., KiB/MiB/GiB/TiB = 2^10..).
+// `InvalidArgument` names the bad entry.
+[[nodiscard]] absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text);
+
+struct DeviceMapOptions {
+  MaxMemory max_memory;
+  // Class names of modules never split across devices.
+  std::vector<std::string> no_split_module_classes;
+  // Count floating-point tensors in this dtype ("float16", ...).
+  std::optional<std::string> dtype;
+};
+
+// Module (or tensor) full name -> device ("0", "cpu", "disk"), in placement
+// order, with fully placed subtrees merged into their parent as Accelerate's
+// clean_device_map does.
+using DeviceMap = std::vector<std::pair<std::string, std::string>>;
+
+[[nodiscard]] absl::StatusOr<DeviceMap> InferAutoDeviceMap(
+    const ModuleTree& tree, const DeviceMapOptions& options);
+
+// {"device_map": {"name": 0, "other": "cpu", ...}} (GPU indices as numbers).
+std::string DeviceMapToJson(const DeviceMap& map);
+
+}  // namespace accelerate::bigmodel
+
+#endif  // ACCELERATE_BIGMODEL_DEVICE_MAP_H_

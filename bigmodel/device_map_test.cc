@@ -1,0 +1,153 @@
+#include "bigmodel/device_map.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "bigmodel/module_tree.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+using ::accelerate::testing::IsOkAndHolds;
+using ::accelerate::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+// A leaf module holding one float32 parameter of `floats` elements.
+ModuleTree Leaf(const std::string& name, int64_t floats,
+                const std::string& tied_to = "") {
+  ModuleTree leaf;
+  leaf.name = name;
+  leaf.class_name = "Linear";
+  leaf.params.push_back({"weight", {floats}, "float32", tied_to});
+  return leaf;
+}
+
+ModuleTree Root(std::vector<ModuleTree> children) {
+  ModuleTree root;
+  root.class_name = "Net";
+  root.children = std::move(children);
+  return root;
+}
+
+DeviceMapOptions Memory(const std::string& spec) {
+  DeviceMapOptions options;
+  options.max_memory = *ParseMaxMemory(spec);
+  return options;
+}
+
+TEST(DeviceMapTest, ParsesMaxMemoryWithAcceleratesUnits) {
+  EXPECT_THAT(
+      ParseMaxMemory("cpu=30GB,1=10GiB,0=512MiB,disk=1TB"),
+      IsOkAndHolds(ElementsAre(Pair("0", 512LL << 20), Pair("1", 10LL << 30),
+                               Pair("cpu", 30'000'000'000LL),
+                               Pair("disk", 1'000'000'000'000LL))));
+  EXPECT_THAT(ParseMaxMemory("0=1000"),
+              IsOkAndHolds(ElementsAre(Pair("0", 1000))));
+  EXPECT_THAT(
+      ParseMaxMemory("gpu=1GB").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"gpu\"")));
+  EXPECT_THAT(
+      ParseMaxMemory("cpu=lots").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"lots\"")));
+  EXPECT_THAT(
+      ParseMaxMemory("cpu").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("DEVICE=SIZE")));
+}
+
+TEST(DeviceMapTest, AModelThatFitsGoesWhole) {
+  const ModuleTree model = Root({Leaf("a", 100), Leaf("b", 100)});
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=1MB")),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+}
+
+// Three 400-byte layers. GPU 0 and the CPU (the main devices) keep room for
+// the largest layer still to place: a fits on GPU 0 beside 400 reserved
+// bytes, b does not and goes to the CPU; for c nothing remains to reserve
+// for (Accelerate recomputes the largest layer among the modules left), so
+// it joins b.
+TEST(DeviceMapTest, MainDevicesReserveRoomForTheLargestLayer) {
+  const ModuleTree model =
+      Root({Leaf("a", 100), Leaf("b", 100), Leaf("c", 100)});
+  ASSERT_OK_AND_ASSIGN(DeviceMap map,
+                       InferAutoDeviceMap(model, Memory("0=1000,cpu=1000")));
+  EXPECT_THAT(map,
+              ElementsAre(Pair("a", "0"), Pair("b", "cpu"), Pair("c", "cpu")));
+  EXPECT_EQ(DeviceMapToJson(map),
+            R"({"device_map": {"a": 0, "b": "cpu", "c": "cpu"}})");
+  // Without room anywhere but GPU 0, the rest goes to disk.
+  ASSERT_OK_AND_ASSIGN(map, InferAutoDeviceMap(model, Memory("0=1000")));
+  EXPECT_THAT(
+      map, ElementsAre(Pair("a", "0"), Pair("b", "disk"), Pair("c", "disk")));
+  // A second GPU is not a main device: no reservation there.
+  ASSERT_OK_AND_ASSIGN(map, InferAutoDeviceMap(model, Memory("0=1000,1=800")));
+  EXPECT_THAT(map, ElementsAre(Pair("a", "0"), Pair("b", "1"), Pair("c", "1")));
+}
+
+// A block of two 400-byte layers and a 400-byte layer z, on a 1100-byte GPU
+// that keeps 400 for the largest layer: the block is split and x stays on
+// the GPU; as a no-split class the block moves on whole.
+TEST(DeviceMapTest, ModulesSplitUnlessTheirClassMayNotBe) {
+  ModuleTree block;
+  block.name = "blk";
+  block.class_name = "Block";
+  block.children = {Leaf("x", 100), Leaf("y", 100)};
+  const ModuleTree model = Root({block, Leaf("z", 100)});
+  ASSERT_OK_AND_ASSIGN(DeviceMap split,
+                       InferAutoDeviceMap(model, Memory("0=1100")));
+  EXPECT_THAT(split, ElementsAre(Pair("blk.x", "0"), Pair("blk.y", "disk"),
+                                 Pair("z", "disk")));
+  DeviceMapOptions options = Memory("0=1100");
+  options.no_split_module_classes = {"Block"};
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "disk"))));
+}
+
+// A tied weight is counted once, in the module that owns it (as
+// named_parameters() deduplicates it). Untied, the head (400-byte weight and
+// 400-byte bias) is the largest layer and GPU 0 keeps 800 of its 1500 bytes
+// free: embed fits, mid and head go to the CPU. Tied to embed's weight, the
+// head costs only its bias, the largest layer is 400, and the head is placed
+// right after embed, beside it on GPU 0, before mid.
+TEST(DeviceMapTest, TiedParametersStayTogether) {
+  ModuleTree head = Leaf("head", 100, "embed.weight");
+  head.params.push_back({"bias", {100}, "float32", ""});
+  const ModuleTree tied = Root({Leaf("embed", 100), Leaf("mid", 100), head});
+  ASSERT_OK_AND_ASSIGN(DeviceMap tied_map,
+                       InferAutoDeviceMap(tied, Memory("0=1500,cpu=2000")));
+  EXPECT_THAT(tied_map, ElementsAre(Pair("embed", "0"), Pair("head", "0"),
+                                    Pair("mid", "cpu")));
+  ModuleTree free_head = Leaf("head", 100);
+  free_head.params.push_back({"bias", {100}, "float32", ""});
+  const ModuleTree untied =
+      Root({Leaf("embed", 100), Leaf("mid", 100), free_head});
+  EXPECT_THAT(InferAutoDeviceMap(untied, Memory("0=1500,cpu=2000")),
+              IsOkAndHolds(ElementsAre(Pair("embed", "0"), Pair("mid", "cpu"),
+                                       Pair("head", "cpu"))));
+}
+
+TEST(DeviceMapTest, DtypeOverrideChangesTheFit) {
+  const ModuleTree model =
+      Root({Leaf("a", 100), Leaf("b", 100), Leaf("c", 100)});
+  DeviceMapOptions options = Memory("0=700");
+  // float32: 400-byte layers, 300 left after the reservation: none fits.
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "disk"))));
+  // float16: 200-byte layers all fit.
+  options.dtype = "float16";
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+  options.dtype = "float17";
+  EXPECT_THAT(
+      InferAutoDeviceMap(model, options).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("float17")));
+}
+
+}  // namespace
+}  // namespace accelerate::bigmodel
