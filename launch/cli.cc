@@ -40,7 +40,9 @@ constexpr char kUsage[] =
     "data sharding, as JSON (plan-shards --help).\n"
     "  estimate-memory  Accelerate's memory table for a local safetensors "
     "checkpoint.\n"
-    "  merge-weights  Merge a sharded safetensors checkpoint into one file.\n";
+    "  merge-weights  Merge a sharded safetensors checkpoint into one file.\n"
+    "  plan-device-map  Where Accelerate's automatic device map puts a model "
+    "under memory limits, as JSON.\n";
 
 int Fail(absl::string_view message) {
   std::cerr << message << std::endl;
@@ -596,6 +598,11 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
                          "//bigmodel:estimate_memory",
                          "ACCELERATE_ESTIMATE_MEMORY", rest, env);
   }
+  if (command == "plan-device-map") {
+    return ExecCompanion(command, "../bigmodel/plan_device_map",
+                         "//bigmodel:plan_device_map",
+                         "ACCELERATE_PLAN_DEVICE_MAP", rest, env);
+  }
   if (command == "merge-weights") {
     return ExecCompanion(command, "../bigmodel/merge_weights",
                          "//bigmodel:merge_weights", "ACCELERATE_MERGE_WEIGHTS",
@@ -606,7 +613,8 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
     return 0;
   }
   std::cerr << "accelerate: unknown command \"" << command
-            << "\" (one of launch, config, env, test, plan-shards, estimate-memory, merge-weights)\n\n"
+            << "\" (one of launch, config, env, test, plan-shards, "
+               "estimate-memory, merge-weights, plan-device-map)\n\n"
             << kUsage;
   return 2;
 }

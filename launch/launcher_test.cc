@@ -458,6 +458,37 @@ TEST(CliTest, MergeWeightsJoinsTheShards) {
   EXPECT_THAT(missing.output, HasSubstr("neither model.safetensors.index.json"));
 }
 
+TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
+  const std::string path = TmpDir("tree") + "/model.json";
+  std::ofstream(path)
+      << R"({"name": "", "class": "Net", "params": [], "buffers": [],
+      "children": [
+        {"name": "a", "class": "Linear", "params": [{"name": "weight", "shape": [100],
+         "dtype": "float32"}], "buffers": [], "children": []},
+        {"name": "b", "class": "Linear", "params": [{"name": "weight", "shape": [100],
+         "dtype": "float32"}], "buffers": [], "children": []},
+        {"name": "c", "class": "Linear", "params": [{"name": "weight", "shape": [100],
+         "dtype": "float32"}], "buffers": [], "children": []}]})";
+  // GPU 0 keeps 400 bytes for the largest layer, so only a fits; GPU 1 is
+  // not a main device and takes the rest.
+  ProcessResult result =
+      RunAccelerate({"plan-device-map", path, "--max_memory", "0=1000,1=800"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr(R"({"device_map": {"a": 0, "b": 1, "c": 1}})"));
+  result = RunAccelerate({"plan-device-map", path, "--max_memory",
+                          "0=1000,1=800", "--dtype", "float16"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": 0}})"));
+  ProcessResult bad =
+      RunAccelerate({"plan-device-map", path, "--max_memory", "0=lots"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.output, HasSubstr("\"lots\""));
+  ProcessResult no_memory = RunAccelerate({"plan-device-map", path});
+  EXPECT_EQ(no_memory.exit_code, 2);
+  EXPECT_THAT(no_memory.output, HasSubstr("--max_memory is required"));
+}
+
 TEST(CliTest, TestCommandRunsTheSelfCheck) {
   ProcessResult result = RunAccelerate({"test"}, {}, absl::Seconds(120));
   ASSERT_EQ(result.exit_code, 0) << result.output;

@@ -1,0 +1,158 @@
+// `accelerate plan-device-map MODEL --max_memory 0=10GiB,cpu=30GB [...]`:
+// prints where Accelerate's infer_auto_device_map would place a model, as
+// {"device_map": {"<module path>": <device>, ...}}. MODEL is a module tree in
+// JSON (module_tree.h) or a local safetensors checkpoint (a file, an index or
+// a folder holding one), whose tensor names give the modules.
+
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "bigmodel/device_map.h"
+#include "bigmodel/module_tree.h"
+#include "bigmodel/safetensors.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: accelerate plan-device-map MODEL --max_memory DEVICE=SIZE,... "
+    "[--no_split_module_classes CLASS ...] [--dtype DTYPE]\n"
+    "MODEL is a module tree in JSON (.json) or a local safetensors checkpoint\n"
+    "(file, index or folder). Devices: GPU indices, cpu, disk; sizes in bytes\n"
+    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..).\n";
+
+int Fail(const std::string& message) {
+  std::cerr << "plan-device-map: " << message << std::endl;
+  return 2;
+}
+
+// Safetensors dtype codes to PyTorch's names.
+absl::StatusOr<std::string> TorchDtype(const std::string& code) {
+  static const std::map<std::string, std::string> kNames = {
+      {"F64", "float64"},   {"F32", "float32"}, {"F16", "float16"},
+      {"BF16", "bfloat16"}, {"I64", "int64"},   {"I32", "int32"},
+      {"I16", "int16"},     {"I8", "int8"},     {"U8", "uint8"},
+      {"BOOL", "bool"}};
+  auto it = kNames.find(code);
+  if (it == kNames.end()) {
+    return absl::InvalidArgumentError("tensor dtype \"" + code +
+                                      "\" has no PyTorch equivalent");
+  }
+  return it->second;
+}
+
+// The module tree a checkpoint's tensor names imply: "a.b.weight" is the
+// parameter "weight" of module "b" inside module "a", modules in the order
+// their first tensor appears.
+absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
+  auto opened = ShardedCheckpoint::Open(path);
+  if (!opened.ok()) return opened.status();
+  auto entries = (*opened)->Entries();
+  if (!entries.ok()) return entries.status();
+  ModuleTree root;
+  for (const TensorEntry& entry : *entries) {
+    std::vector<std::string> parts = absl::StrSplit(entry.name, '.');
+    ModuleTree* node = &root;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      ModuleTree* child = nullptr;
+      for (ModuleTree& c : node->children) {
+        if (c.name == parts[i]) child = &c;
+      }
+      if (child == nullptr) {
+        node->children.push_back({});
+        child = &node->children.back();
+        child->name = parts[i];
+      }
+      node = child;
+    }
+    auto dtype = TorchDtype(entry.dtype);
+    if (!dtype.ok()) {
+      return absl::InvalidArgumentError(entry.name + ": " +
+                                        std::string(dtype.status().message()));
+    }
+    node->params.push_back({parts.back(), entry.shape, *dtype, ""});
+  }
+  return root;
+}
+
+int Main(int argc, char** argv) {
+  std::string model;
+  std::string max_memory;
+  DeviceMapOptions options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (arg == "--max_memory" || arg == "--max-memory") {
+      if (!value(&max_memory))
+        return Fail("--max_memory needs DEVICE=SIZE,...");
+    } else if (arg == "--dtype") {
+      std::string dtype;
+      if (!value(&dtype)) return Fail("--dtype needs a dtype");
+      options.dtype = dtype;
+    } else if (arg == "--no_split_module_classes" ||
+               arg == "--no-split-module-classes") {
+      const size_t before = options.no_split_module_classes.size();
+      while (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
+        for (absl::string_view c :
+             absl::StrSplit(argv[++i], ',', absl::SkipEmpty())) {
+          options.no_split_module_classes.emplace_back(c);
+        }
+      }
+      if (options.no_split_module_classes.size() == before) {
+        return Fail("--no_split_module_classes needs at least one class name");
+      }
+    } else if (arg == "--offload_buffers" || arg == "--fallback_allocation") {
+      return Fail(arg + " is not supported yet");
+    } else if (absl::StartsWith(arg, "-")) {
+      return Fail("unknown flag " + arg);
+    } else if (model.empty()) {
+      model = arg;
+    } else {
+      return Fail("unexpected argument \"" + arg + "\"");
+    }
+  }
+  if (model.empty())
+    return Fail("give a model (module tree JSON or safetensors checkpoint)");
+  if (max_memory.empty())
+    return Fail("--max_memory is required (e.g. 0=10GiB,cpu=30GB)");
+  auto memory = ParseMaxMemory(max_memory);
+  if (!memory.ok()) return Fail(std::string(memory.status().message()));
+  options.max_memory = *memory;
+
+  absl::StatusOr<ModuleTree> tree;
+  if (absl::EndsWith(model, ".json") && !absl::EndsWith(model, ".index.json")) {
+    std::ifstream in(model);
+    if (!in) return Fail("cannot read module tree \"" + model + "\"");
+    std::stringstream text;
+    text << in.rdbuf();
+    tree = ParseModuleTree(text.str());
+  } else {
+    tree = TreeFromCheckpoint(model);
+  }
+  if (!tree.ok())
+    return Fail(model + ": " + std::string(tree.status().message()));
+  auto map = InferAutoDeviceMap(*tree, options);
+  if (!map.ok()) return Fail(std::string(map.status().message()));
+  std::cout << DeviceMapToJson(*map) << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace accelerate::bigmodel
+
+int main(int argc, char** argv) {
+  return accelerate::bigmodel::Main(argc, argv);
+}
