@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -55,38 +56,82 @@ int64_t Size(const std::map<std::string, int64_t>& sizes,
   return it == sizes.end() ? 0 : it->second;
 }
 
-// Accelerate's get_max_layer_size over the modules among `items`.
-std::pair<int64_t, std::vector<std::string>> MaxLayer(
-    const std::deque<Item>& items, const std::map<std::string, int64_t>& sizes,
-    const std::vector<std::string>& no_split, bool modules_only) {
-  int64_t max_size = 0;
-  std::vector<std::string> names;
-  std::deque<Item> queue;
-  for (const Item& item : items) {
-    if (!modules_only || item.module != nullptr) queue.push_back(item);
-  }
-  while (!queue.empty()) {
-    Item item = queue.front();
-    queue.pop_front();
-    if (item.module == nullptr || item.module->children.empty() ||
-        NoSplit(*item.module, no_split)) {
-      const int64_t size = Size(sizes, item.name);
-      if (size > max_size) {
-        max_size = size;
-        names = {item.name};
-      } else if (size == max_size) {
-        names.push_back(item.name);
-      }
-      continue;
-    }
-    std::vector<Item> children;
-    for (const ModuleTree& c : item.module->children) {
-      children.push_back({Join(item.name, c.name), &c});
-    }
-    queue.insert(queue.begin(), children.begin(), children.end());
-  }
-  return {max_size, names};
+// Erases `name` and every key under it ("name.…") from a sorted container.
+template <typename Sorted, typename OnErase>
+void EraseUnder(Sorted& keys, const std::string& name, OnErase on_erase) {
+  auto erase = [&](auto first, auto last) {
+    for (auto it = first; it != last; ++it) on_erase(*it);
+    keys.erase(first, last);
+  };
+  auto exact = keys.find(name);
+  if (exact != keys.end()) erase(exact, std::next(exact));
+  // Keys under name sort between "name." and "name/" ('/' follows '.').
+  erase(keys.lower_bound(name + "."), keys.lower_bound(name + "/"));
 }
+
+// The layers (Accelerate's get_max_layer_size: modules without children or
+// of a no-split class, found through children; tensors count as themselves)
+// of the items still to place, kept sorted by size so that the largest is
+// found in logarithmic time rather than by walking every remaining module.
+class LayerIndex {
+ public:
+  LayerIndex(const std::map<std::string, int64_t>& sizes,
+             const std::vector<std::string>& no_split)
+      : sizes_(sizes), no_split_(no_split) {}
+
+  void Add(const Item& item) {
+    std::vector<Item> stack = {item};
+    while (!stack.empty()) {
+      Item next = stack.back();
+      stack.pop_back();
+      if (next.module == nullptr || next.module->children.empty() ||
+          NoSplit(*next.module, no_split_)) {
+        const int64_t size = Size(sizes_, next.name);
+        const bool tensor = next.module == nullptr;
+        by_name_[next.name] = {size, tensor};
+        (tensor ? tensors_ : modules_).insert({size, next.name});
+        continue;
+      }
+      for (const ModuleTree& c : next.module->children) {
+        stack.push_back({Join(next.name, c.name), &c});
+      }
+    }
+  }
+
+  void Remove(const std::string& name) {
+    EraseUnder(by_name_, name, [&](const auto& entry) {
+      const auto& [size, tensor] = entry.second;
+      (tensor ? tensors_ : modules_).erase({size, entry.first});
+    });
+  }
+
+  // The largest layer size and every layer of that size; tensor items are
+  // left out with `modules_only`, as Accelerate does after the first time.
+  std::pair<int64_t, std::set<std::string>> Max(bool modules_only) const {
+    int64_t max_size = 0;
+    if (!modules_.empty()) max_size = modules_.rbegin()->first;
+    if (!modules_only && !tensors_.empty()) {
+      max_size = std::max(max_size, tensors_.rbegin()->first);
+    }
+    std::set<std::string> names;
+    auto collect = [&](const std::set<std::pair<int64_t, std::string>>& set) {
+      for (auto it = set.rbegin(); it != set.rend() && it->first == max_size;
+           ++it) {
+        names.insert(it->second);
+      }
+    };
+    collect(modules_);
+    if (!modules_only) collect(tensors_);
+    return {max_size, std::move(names)};
+  }
+
+ private:
+  const std::map<std::string, int64_t>& sizes_;
+  const std::vector<std::string>& no_split_;
+  std::map<std::string, std::pair<int64_t, bool>> by_name_;
+  std::set<std::pair<int64_t, std::string>> modules_;
+  std::set<std::pair<int64_t, std::string>> tensors_;
+};
 
 // Groups of names that are one tensor (find_tied_parameters).
 std::vector<std::vector<std::string>> TiedGroups(const ModuleTree& tree) {
@@ -119,45 +164,74 @@ bool Under(const std::string& name, const std::string& module) {
   return absl::StartsWith(absl::StrCat(name, "."), absl::StrCat(module, "."));
 }
 
-// Accelerate's clean_device_map: a prefix whose entries all share one
-// device becomes one entry.
-void Clean(DeviceMap& map, const std::string& module) {
-  const std::string prefix = module.empty() ? "" : module + ".";
-  std::vector<std::string> values;
-  for (const auto& [k, v] : map) {
-    if (absl::StartsWith(k, prefix)) values.push_back(v);
-  }
-  if (values.size() > 1 &&
-      std::all_of(values.begin(), values.end(),
-                  [&](const std::string& v) { return v == values[0]; })) {
-    const std::string device = values[0];
-    size_t first = map.size();
-    for (size_t i = 0; i < map.size(); ++i) {
-      if (absl::StartsWith(map[i].first, prefix)) {
-        first = std::min(first, i);
+// Accelerate's clean_device_map: the outermost prefixes whose (two or more)
+// entries all share one device become one entry each, placed where their
+// first entry was. One pass over a trie of the names.
+void Clean(DeviceMap& map) {
+  struct Node {
+    std::map<std::string, int> children;  // Segment -> node index.
+    // Children in order of appearance, with their segments.
+    std::vector<std::pair<std::string, int>> order;
+    int count = 0;       // Entries at or under this node.
+    std::string device;  // Shared device, "" when mixed.
+    size_t first = 0;    // Index of the first entry under it.
+    int entry = -1;      // The map entry named by this node.
+  };
+  std::vector<Node> nodes(1);
+  for (size_t i = 0; i < map.size(); ++i) {
+    int node = 0;
+    auto visit = [&](int n) {
+      Node& at = nodes[n];
+      if (at.count == 0) {
+        at.device = map[i].second;
+        at.first = i;
+      } else if (at.device != map[i].second) {
+        at.device.clear();
+      }
+      ++at.count;
+    };
+    visit(0);
+    if (!map[i].first.empty()) {
+      for (absl::string_view part : absl::StrSplit(map[i].first, '.')) {
+        const std::string segment(part);
+        auto it = nodes[node].children.find(segment);
+        int child;
+        if (it == nodes[node].children.end()) {
+          child = static_cast<int>(nodes.size());
+          nodes[node].children.emplace(segment, child);
+          nodes[node].order.emplace_back(segment, child);
+          nodes.emplace_back();
+        } else {
+          child = it->second;
+        }
+        node = child;
+        visit(node);
       }
     }
-    map.erase(std::remove_if(map.begin(), map.end(),
-                             [&](const auto& e) {
-                               return absl::StartsWith(e.first, prefix);
-                             }),
-              map.end());
-    map.insert(map.begin() + std::min(first, map.size()), {module, device});
+    nodes[node].entry = static_cast<int>(i);
   }
-  const size_t depth =
-      module.empty() ? 1 : std::count(module.begin(), module.end(), '.') + 2;
-  std::vector<std::string> children;
-  for (const auto& [k, v] : map) {
-    if (!absl::StartsWith(k, prefix) || k.size() <= module.size()) continue;
-    std::vector<std::string> parts = absl::StrSplit(k, '.');
-    if (parts.size() < depth) continue;
-    parts.resize(depth);
-    const std::string child = absl::StrJoin(parts, ".");
-    if (std::find(children.begin(), children.end(), child) == children.end()) {
-      children.push_back(child);
+  // (first index, name, device) of the entries to keep.
+  std::vector<std::tuple<size_t, std::string, std::string>> kept;
+  std::vector<std::pair<int, std::string>> stack = {{0, ""}};
+  while (!stack.empty()) {
+    auto [n, name] = stack.back();
+    stack.pop_back();
+    const Node& node = nodes[n];
+    if (node.count > 1 && !node.device.empty()) {
+      kept.emplace_back(node.first, name, node.device);
+      continue;
+    }
+    if (node.entry >= 0) {
+      kept.emplace_back(node.entry, map[node.entry].first,
+                        map[node.entry].second);
+    }
+    for (const auto& [segment, child] : node.order) {
+      stack.push_back({child, name.empty() ? segment : name + "." + segment});
     }
   }
-  for (const std::string& child : children) Clean(map, child);
+  std::sort(kept.begin(), kept.end());
+  map.clear();
+  for (auto& [first, name, device] : kept) map.emplace_back(name, device);
 }
 
 }  // namespace
@@ -256,19 +330,17 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   size_t current = 0;
   std::vector<Item> top = Contents(tree, "", /*with_buffers=*/true);
   std::deque<Item> queue(top.begin(), top.end());
-  auto [max_layer, max_layer_names] = MaxLayer(queue, sizes, no_split, false);
+  LayerIndex layers(sizes, no_split);
+  for (const Item& item : queue) layers.Add(item);
+  auto [max_layer, max_layer_names] = layers.Max(/*modules_only=*/false);
 
   while (!queue.empty()) {
     Item item = queue.front();
     queue.pop_front();
-    max_layer_names.erase(
-        std::remove_if(
-            max_layer_names.begin(), max_layer_names.end(),
-            [&](const std::string& n) { return Under(n, item.name); }),
-        max_layer_names.end());
+    layers.Remove(item.name);
+    EraseUnder(max_layer_names, item.name, [](const std::string&) {});
     if (max_layer_names.empty()) {
-      std::tie(max_layer, max_layer_names) =
-          MaxLayer(queue, sizes, no_split, true);
+      std::tie(max_layer, max_layer_names) = layers.Max(/*modules_only=*/true);
     }
     const int64_t module_size = Size(sizes, item.name);
     // Parameters tied to ones outside this module, and the modules holding
@@ -316,6 +388,7 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
             std::remove_if(queue.begin(), queue.end(),
                            [&](const Item& i) { return i.name == name; }),
             queue.end());
+        layers.Remove(name);
         map.emplace_back(name, device);
       }
       continue;
@@ -329,16 +402,18 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
         std::vector<Item> parts =
             Contents(*item.module, item.name, /*with_buffers=*/false);
         queue.insert(queue.begin(), parts.begin(), parts.end());
+        for (const Item& part : parts) layers.Add(part);
         std::tie(max_layer, max_layer_names) =
-            MaxLayer(queue, sizes, no_split, true);
+            layers.Max(/*modules_only=*/true);
         continue;
       }
     }
     used[device] += reserved;
     ++current;
     queue.push_front(item);
+    layers.Add(item);
   }
-  Clean(map, "");
+  Clean(map);
   return map;
 }
 

@@ -109,6 +109,19 @@ TEST(DeviceMapTest, ModulesSplitUnlessTheirClassMayNotBe) {
               IsOkAndHolds(ElementsAre(Pair("", "disk"))));
 }
 
+// Once blk is popped nothing is left to reserve for, yet a and blk (1200
+// bytes) overflow GPU 0, so blk is split; its layers then land on the CPU
+// together and merge back into one "blk" entry (clean_device_map).
+TEST(DeviceMapTest, SplitPartsOnOneDeviceMergeBack) {
+  ModuleTree block;
+  block.name = "blk";
+  block.class_name = "Block";
+  block.children = {Leaf("x", 100), Leaf("y", 100)};
+  const ModuleTree model = Root({Leaf("a", 100), block});
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=1000,cpu=5000")),
+              IsOkAndHolds(ElementsAre(Pair("a", "0"), Pair("blk", "cpu"))));
+}
+
 // A tied weight is counted once, in the module that owns it (as
 // named_parameters() deduplicates it). Untied, the head (400-byte weight and
 // 400-byte bias) is the largest layer and GPU 0 keeps 800 of its 1500 bytes
