@@ -363,8 +363,14 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
     for (const std::string& p : tied_params) {
       for (const Item& other : queue) {
         if (absl::StartsWith(p, other.name + ".")) {
-          tied_modules.push_back(other.name);
-          size_with_ties += Size(sizes, other.name) - Size(sizes, p);
+          // A module holding several tied tensors counts once (Accelerate
+          // counts it once per tensor and lists it twice).
+          if (std::find(tied_modules.begin(), tied_modules.end(), other.name) ==
+              tied_modules.end()) {
+            tied_modules.push_back(other.name);
+            size_with_ties += Size(sizes, other.name);
+          }
+          size_with_ties -= Size(sizes, p);
           break;
         }
       }

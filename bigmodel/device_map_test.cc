@@ -145,6 +145,25 @@ TEST(DeviceMapTest, TiedParametersStayTogether) {
                                        Pair("head", "cpu"))));
 }
 
+// The head shares both of embed's weights: it comes along once (its own
+// 400-byte bias; embed is 800), 1200 bytes in all, which fits in GPU 0's
+// 1650 less the 400 kept for the head as the largest layer left. Accelerate
+// counts the head once per shared tensor (1600) and would move both to the
+// CPU.
+TEST(DeviceMapTest, AModuleTiedTwiceComesAlongOnce) {
+  ModuleTree embed = Leaf("embed", 100);
+  embed.params.push_back({"weight2", {100}, "float32", ""});
+  ModuleTree head;
+  head.name = "head";
+  head.class_name = "Linear";
+  head.params = {{"a", {100}, "float32", "embed.weight"},
+                 {"b", {100}, "float32", "embed.weight2"},
+                 {"bias", {100}, "float32", ""}};
+  const ModuleTree model = Root({embed, head});
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=1650,cpu=5000")),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+}
+
 TEST(DeviceMapTest, DtypeOverrideChangesTheFit) {
   const ModuleTree model =
       Root({Leaf("a", 100), Leaf("b", 100), Leaf("c", 100)});
