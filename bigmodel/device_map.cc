@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <map>
+#include <memory>
 #include <set>
 #include <tuple>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "re2/re2.h"
 #include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
@@ -44,10 +46,42 @@ std::vector<Item> Contents(const ModuleTree& module, const std::string& path,
   return items;
 }
 
-bool NoSplit(const ModuleTree& module,
-             const std::vector<std::string>& classes) {
-  return std::find(classes.begin(), classes.end(), module.class_name) !=
-         classes.end();
+// Class names of modules never split: exact names or RE2 patterns that
+// match a whole class name, with the answer kept per class name.
+class NoSplitClasses {
+ public:
+  static absl::StatusOr<NoSplitClasses> Compile(
+      const std::vector<std::string>& patterns) {
+    NoSplitClasses classes;
+    for (const std::string& pattern : patterns) {
+      auto re = std::make_shared<RE2>(pattern, RE2::Quiet);
+      if (!re->ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("no_split_module_classes pattern \"", pattern,
+                         "\" is not valid RE2: ", re->error()));
+      }
+      classes.patterns_.push_back(std::move(re));
+    }
+    return classes;
+  }
+
+  bool Contains(const ModuleTree& module) const {
+    auto [it, inserted] = cache_.try_emplace(module.class_name, false);
+    if (inserted) {
+      for (const auto& re : patterns_) {
+        if (RE2::FullMatch(module.class_name, *re)) it->second = true;
+      }
+    }
+    return it->second;
+  }
+
+ private:
+  std::vector<std::shared_ptr<RE2>> patterns_;
+  mutable std::map<std::string, bool> cache_;
+};
+
+bool NoSplit(const ModuleTree& module, const NoSplitClasses& classes) {
+  return classes.Contains(module);
 }
 
 int64_t Size(const std::map<std::string, int64_t>& sizes,
@@ -76,7 +110,7 @@ void EraseUnder(Sorted& keys, const std::string& name, OnErase on_erase) {
 class LayerIndex {
  public:
   LayerIndex(const std::map<std::string, int64_t>& sizes,
-             const std::vector<std::string>& no_split)
+             const NoSplitClasses& no_split)
       : sizes_(sizes), no_split_(no_split) {}
 
   void Add(const Item& item) {
@@ -127,7 +161,7 @@ class LayerIndex {
 
  private:
   const std::map<std::string, int64_t>& sizes_;
-  const std::vector<std::string>& no_split_;
+  const NoSplitClasses& no_split_;
   std::map<std::string, std::pair<int64_t, bool>> by_name_;
   std::set<std::pair<int64_t, std::string>> modules_;
   std::set<std::pair<int64_t, std::string>> tensors_;
@@ -323,7 +357,9 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   const std::map<std::string, int64_t> sizes =
       ComputeModuleSizes(tree, options.dtype);
   const std::vector<std::vector<std::string>> tied = TiedGroups(tree);
-  const auto& no_split = options.no_split_module_classes;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      const NoSplitClasses no_split,
+      NoSplitClasses::Compile(options.no_split_module_classes));
 
   DeviceMap map;
   std::map<std::string, int64_t> used;

@@ -39,7 +39,9 @@ using MaxMemory = std::vector<std::pair<std::string, int64_t>>;
 
 struct DeviceMapOptions {
   MaxMemory max_memory;
-  // Class names of modules never split across devices.
+  // Class names of modules never split across devices: exact names or RE2
+  // patterns matching the whole name ("Block|.*DecoderLayer"). A bad pattern
+  // is an `InvalidArgument` naming it.
   std::vector<std::string> no_split_module_classes;
   // Count floating-point tensors in this dtype ("float16", ...).
   std::optional<std::string> dtype;

@@ -107,6 +107,16 @@ TEST(DeviceMapTest, ModulesSplitUnlessTheirClassMayNotBe) {
   options.no_split_module_classes = {"Block"};
   EXPECT_THAT(InferAutoDeviceMap(model, options),
               IsOkAndHolds(ElementsAre(Pair("", "disk"))));
+  // Patterns match whole class names.
+  options.no_split_module_classes = {"Bl.*"};
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "disk"))));
+  options.no_split_module_classes = {"Bl"};
+  EXPECT_THAT(InferAutoDeviceMap(model, options), IsOkAndHolds(split));
+  options.no_split_module_classes = {"Block("};
+  EXPECT_THAT(
+      InferAutoDeviceMap(model, options).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"Block(\"")));
 }
 
 // Once blk is popped nothing is left to reserve for, yet a and blk (1200
