@@ -333,6 +333,91 @@ absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
   return memory;
 }
 
+namespace {
+
+// Names in `sizes` with nothing under them.
+std::set<std::string> Leaves(const std::map<std::string, int64_t>& sizes) {
+  std::set<std::string> leaves;
+  for (const auto& [name, size] : sizes) {
+    if (name.empty()) continue;
+    auto next = sizes.lower_bound(name + ".");
+    if (next == sizes.end() || next->first >= name + "/") leaves.insert(name);
+  }
+  return leaves;
+}
+
+}  // namespace
+
+absl::StatusOr<MaxMemory> GetBalancedMemory(const ModuleTree& tree,
+                                            const DeviceMapOptions& options,
+                                            bool low_zero) {
+  if (options.dtype.has_value() && !DtypeBytes(*options.dtype).has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype \"", *options.dtype, "\" is not a known dtype"));
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(
+      const NoSplitClasses no_split,
+      NoSplitClasses::Compile(options.no_split_module_classes));
+  MaxMemory memory = options.max_memory;
+  std::vector<size_t> gpus;  // Indices into `memory`, in GPU order.
+  for (size_t i = 0; i < memory.size(); ++i) {
+    const std::string& device = memory[i].first;
+    if (device != "cpu" && device != "disk" && memory[i].second > 0) {
+      gpus.push_back(i);
+    }
+  }
+  if (gpus.empty()) return memory;
+  if (gpus.size() == 1) low_zero = false;
+  std::map<std::string, int64_t> sizes =
+      ComputeModuleSizes(tree, options.dtype);
+  const int64_t total = sizes[""];
+  int64_t per_gpu =
+      total / static_cast<int64_t>(low_zero ? gpus.size() - 1 : gpus.size());
+
+  // Spread evenly, GPUs would each take slightly less than their share and
+  // leave the last layers to offload, so each gets a margin: 1.25 times the
+  // larger of the first no-split block's size and the mean size of the
+  // modules that hold tensors directly.
+  int64_t block = 0;
+  std::vector<std::pair<const ModuleTree*, std::string>> stack = {{&tree, ""}};
+  std::set<std::string> classes_seen;
+  while (!stack.empty()) {
+    auto [module, path] = stack.back();
+    stack.pop_back();
+    // Modules without tensors have no size (Accelerate never sees them).
+    auto size = sizes.find(path);
+    if (!path.empty() && size != sizes.end() && NoSplit(*module, no_split) &&
+        classes_seen.insert(module->class_name).second) {
+      block = std::max(block, size->second);
+    }
+    for (auto it = module->children.rbegin(); it != module->children.rend();
+         ++it) {
+      stack.push_back({&*it, Join(path, it->name)});
+    }
+  }
+  for (const std::string& tensor : Leaves(sizes)) sizes.erase(tensor);
+  const std::set<std::string> final_modules = Leaves(sizes);
+  int64_t sum = 0;
+  for (const std::string& name : final_modules) sum += sizes[name];
+  const int64_t mean =
+      sum / std::max<int64_t>(static_cast<int64_t>(final_modules.size()), 1);
+  per_gpu +=
+      static_cast<int64_t>(1.25 * static_cast<double>(std::max(block, mean)));
+
+  // The last GPU keeps its whole budget in case the margin falls short.
+  for (size_t g = 0; g + 1 < gpus.size(); ++g) {
+    if (low_zero && g == 0) continue;
+    memory[gpus[g]].second = std::min(per_gpu, memory[gpus[g]].second);
+  }
+  if (low_zero) {
+    int64_t others = 0;
+    for (size_t g = 1; g < gpus.size(); ++g) others += memory[gpus[g]].second;
+    memory[gpus[0]].second =
+        std::min(std::max<int64_t>(0, total - others), memory[gpus[0]].second);
+  }
+  return memory;
+}
+
 absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
                                              const DeviceMapOptions& options) {
   std::vector<std::string> devices;

@@ -55,6 +55,16 @@ using DeviceMap = std::vector<std::pair<std::string, std::string>>;
 [[nodiscard]] absl::StatusOr<DeviceMap> InferAutoDeviceMap(
     const ModuleTree& tree, const DeviceMapOptions& options);
 
+// Accelerate's get_balanced_memory: lowers the budgets of all GPUs but the
+// last to an even share of the model plus a margin (1.25 times the larger of
+// the first no-split block and the mean module size), so that
+// InferAutoDeviceMap spreads the model over the GPUs instead of filling the
+// first. `low_zero` ("balanced_low_0") keeps GPU 0 as free as the others
+// allow, for generation outputs. The returned budgets are meant for
+// InferAutoDeviceMap with the same options.
+[[nodiscard]] absl::StatusOr<MaxMemory> GetBalancedMemory(
+    const ModuleTree& tree, const DeviceMapOptions& options, bool low_zero);
+
 // {"device_map": {"name": 0, "other": "cpu", ...}} (GPU indices as numbers).
 std::string DeviceMapToJson(const DeviceMap& map);
 

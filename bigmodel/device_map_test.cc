@@ -174,6 +174,59 @@ TEST(DeviceMapTest, AModuleTiedTwiceComesAlongOnce) {
               IsOkAndHolds(ElementsAre(Pair("", "0"))));
 }
 
+// Four 800-byte blocks (two 400-byte leaves each), 3200 bytes in all.
+ModuleTree FourBlocks() {
+  std::vector<ModuleTree> blocks;
+  for (int b = 0; b < 4; ++b) {
+    ModuleTree block;
+    block.name = "b" + std::to_string(b);
+    block.class_name = "Block";
+    block.children = {Leaf("x", 100), Leaf("y", 100)};
+    blocks.push_back(block);
+  }
+  return Root(blocks);
+}
+
+// Two GPUs: 3200 / 2 plus 1.25 x the 800-byte no-split block = 2600 for GPU
+// 0; the last GPU keeps its budget. GPU 0 keeps 800 for the largest layer,
+// so two blocks land on each GPU, where sequential placement puts all four on
+// GPU 0.
+TEST(DeviceMapTest, BalancedMemorySpreadsOverTheGpus) {
+  const ModuleTree model = FourBlocks();
+  DeviceMapOptions options = Memory("0=10000,1=10000");
+  options.no_split_module_classes = {"Block"};
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+  ASSERT_OK_AND_ASSIGN(MaxMemory balanced,
+                       GetBalancedMemory(model, options, /*low_zero=*/false));
+  EXPECT_THAT(balanced, ElementsAre(Pair("0", 2600), Pair("1", 10000)));
+  options.max_memory = balanced;
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("b0", "0"), Pair("b1", "0"),
+                                       Pair("b2", "1"), Pair("b3", "1"))));
+  // balanced_low_0: GPU 0 gets what the others cannot hold (nothing here).
+  options.max_memory = *ParseMaxMemory("0=10000,1=10000");
+  EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/true),
+              IsOkAndHolds(ElementsAre(Pair("0", 0), Pair("1", 10000))));
+  options.max_memory = *ParseMaxMemory("0=10000,1=3000");
+  EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/true),
+              IsOkAndHolds(ElementsAre(Pair("0", 200), Pair("1", 3000))));
+  // Three GPUs: 3200 / 3 + 1000 = 2066 for all but the last.
+  options.max_memory = *ParseMaxMemory("0=10000,1=10000,2=10000,cpu=99");
+  EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/false),
+              IsOkAndHolds(ElementsAre(Pair("0", 2066), Pair("1", 2066),
+                                       Pair("2", 10000), Pair("cpu", 99))));
+  // Without no-split classes the margin is 1.25 x the mean leaf module (400).
+  options.no_split_module_classes.clear();
+  options.max_memory = *ParseMaxMemory("0=10000,1=10000");
+  EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/false),
+              IsOkAndHolds(ElementsAre(Pair("0", 2100), Pair("1", 10000))));
+  // One GPU: nothing to balance.
+  options.max_memory = *ParseMaxMemory("0=10000,cpu=5");
+  EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/true),
+              IsOkAndHolds(ElementsAre(Pair("0", 10000), Pair("cpu", 5))));
+}
+
 TEST(DeviceMapTest, DtypeOverrideChangesTheFit) {
   const ModuleTree model =
       Root({Leaf("a", 100), Leaf("b", 100), Leaf("c", 100)});

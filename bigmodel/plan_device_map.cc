@@ -23,9 +23,13 @@ namespace {
 constexpr char kUsage[] =
     "usage: accelerate plan-device-map MODEL --max_memory DEVICE=SIZE,... "
     "[--no_split_module_classes CLASS ...] [--dtype DTYPE]\n"
+    "    [--device_map {sequential,auto,balanced,balanced_low_0}]\n"
     "MODEL is a module tree in JSON (.json) or a local safetensors checkpoint\n"
     "(file, index or folder). Devices: GPU indices, cpu, disk; sizes in bytes\n"
-    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..).\n";
+    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..).\n"
+    "sequential (the default) fills devices in order; auto and balanced first\n"
+    "spread the model evenly over the GPUs (balanced_low_0: GPU 0 kept "
+    "free).\n";
 
 int Fail(const std::string& message) {
   std::cerr << "plan-device-map: " << message << std::endl;
@@ -84,6 +88,7 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
 int Main(int argc, char** argv) {
   std::string model;
   std::string max_memory;
+  std::string strategy = "sequential";
   DeviceMapOptions options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -98,6 +103,14 @@ int Main(int argc, char** argv) {
     } else if (arg == "--max_memory" || arg == "--max-memory") {
       if (!value(&max_memory))
         return Fail("--max_memory needs DEVICE=SIZE,...");
+    } else if (arg == "--device_map" || arg == "--device-map") {
+      if (!value(&strategy)) return Fail("--device_map needs a strategy");
+      if (strategy != "sequential" && strategy != "auto" &&
+          strategy != "balanced" && strategy != "balanced_low_0") {
+        return Fail(
+            "--device_map \"" + strategy +
+            "\" is not one of sequential, auto, balanced, balanced_low_0");
+      }
     } else if (arg == "--dtype") {
       std::string dtype;
       if (!value(&dtype)) return Fail("--dtype needs a dtype");
@@ -144,6 +157,13 @@ int Main(int argc, char** argv) {
   }
   if (!tree.ok())
     return Fail(model + ": " + std::string(tree.status().message()));
+  if (strategy != "sequential") {
+    // As load_checkpoint_and_dispatch: anything but "sequential" balances.
+    auto balanced =
+        GetBalancedMemory(*tree, options, strategy == "balanced_low_0");
+    if (!balanced.ok()) return Fail(std::string(balanced.status().message()));
+    options.max_memory = *balanced;
+  }
   auto map = InferAutoDeviceMap(*tree, options);
   if (!map.ok()) return Fail(std::string(map.status().message()));
   std::cout << DeviceMapToJson(*map) << std::endl;

@@ -480,6 +480,16 @@ TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
                           "0=1000,1=800", "--dtype", "float16"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": 0}})"));
+  // Balanced over the two GPUs: GPU 0 keeps 1200 / 2 + 1.25 x 400 = 1100,
+  // 400 of it for the largest layer: only a fits there.
+  result = RunAccelerate({"plan-device-map", path, "--max_memory", "0=5000,1=5000",
+                          "--device_map", "balanced"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"a": 0, "b": 1, "c": 1}})"));
+  result = RunAccelerate({"plan-device-map", path, "--max_memory", "0=5000", "--device_map",
+                          "even"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.output, HasSubstr("--device_map \"even\""));
   ProcessResult bad =
       RunAccelerate({"plan-device-map", path, "--max_memory", "0=lots"});
   EXPECT_EQ(bad.exit_code, 2);
