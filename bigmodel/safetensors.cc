@@ -58,9 +58,15 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
   return absl::UnavailableError(text);
 }
 
-// Writes `parts` to `path` through a synced temporary file and a rename.
-absl::Status WriteAtomically(const std::string& path,
-                             const std::vector<absl::string_view>& parts) {
+std::string Basename(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::vector<absl::string_view>& parts) {
   const std::string temporary = absl::StrCat(path, ".tmp.", ::getpid());
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return Errno("cannot create", temporary);
@@ -91,13 +97,6 @@ absl::Status WriteAtomically(const std::string& path,
   }
   return absl::OkStatus();
 }
-
-std::string Basename(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-}  // namespace
 
 absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {
   for (const DtypePair& pair : kDtypes) {
@@ -140,7 +139,7 @@ absl::Status SaveSafetensors(const std::string& path,
     parts.emplace_back(static_cast<const char*>(tensor.data_ptr()),
                        tensor.nbytes());
   }
-  return WriteAtomically(path, parts);
+  return WriteFileAtomically(path, parts);
 }
 
 struct SafetensorsFile::Mapping {
@@ -293,7 +292,7 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   const auto printed = google::protobuf::util::MessageToJsonString(index, &json, print);
   if (!printed.ok()) return absl::InternalError(std::string(printed.message()));
   // Written last: a reader never sees an index naming missing shards.
-  return WriteAtomically(index_path, {json});
+  return WriteFileAtomically(index_path, {json});
 }
 
 absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(

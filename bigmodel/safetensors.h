@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 #include "bigmodel/safetensors_header.h"
@@ -40,6 +41,11 @@
 namespace accelerate::bigmodel {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Writes `parts` to `path` through a synced temporary file in the same
+// folder and a rename: readers see the old file or the new one, never part.
+[[nodiscard]] absl::Status WriteFileAtomically(
+    const std::string& path, const std::vector<absl::string_view>& parts);
 
 // The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
 // type the format lacks (complex, quantized).

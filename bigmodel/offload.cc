@@ -1,0 +1,275 @@
+#include "bigmodel/offload.h"
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "state/status_macros.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+using ::google::protobuf::Struct;
+using ::google::protobuf::Value;
+
+struct DtypeName {
+  const char* name;  // numpy's name, as Accelerate writes it.
+  at::ScalarType type;
+};
+
+constexpr DtypeName kDtypes[] = {
+    {"bool", at::kBool},      {"uint8", at::kByte},
+    {"int8", at::kChar},      {"int16", at::kShort},
+    {"int32", at::kInt},      {"int64", at::kLong},
+    {"float16", at::kHalf},   {"float32", at::kFloat},
+    {"float64", at::kDouble}, {"bfloat16", at::kBFloat16}};
+
+absl::StatusOr<at::ScalarType> TypeOf(const std::string& name,
+                                      const std::string& dtype) {
+  for (const DtypeName& d : kDtypes) {
+    if (dtype == d.name) return d.type;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "offload index: \"", name, "\" has unknown dtype \"", dtype, "\""));
+}
+
+absl::StatusOr<std::string> NameOf(const std::string& name,
+                                   at::ScalarType type) {
+  for (const DtypeName& d : kDtypes) {
+    if (type == d.type) return std::string(d.name);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot offload \"", name, "\": dtype ", c10::toString(type),
+                   " has no name in Accelerate's format"));
+}
+
+std::string IndexPath(const std::string& dir) { return dir + "/index.json"; }
+
+absl::Status Ensure(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot create offload folder ", dir, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Struct> ReadIndex(const std::string& dir, bool missing_ok) {
+  Struct index;
+  std::ifstream in(IndexPath(dir));
+  if (!in) {
+    if (missing_ok) return index;
+    return absl::NotFoundError(
+        absl::StrCat("no offload index ", IndexPath(dir)));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &index);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(IndexPath(dir),
+                     " is not a JSON object: ", parsed.message().as_string()));
+  }
+  return index;
+}
+
+absl::Status WriteIndex(const std::string& dir, const Struct& index) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  auto printed =
+      google::protobuf::util::MessageToJsonString(index, &json, options);
+  if (!printed.ok()) return absl::InternalError(printed.message().as_string());
+  return WriteFileAtomically(IndexPath(dir), {json});
+}
+
+absl::Status CheckName(const std::string& name) {
+  if (name.empty() || name.find('/') != std::string::npos || name == "." ||
+      name == ".." || name == "index.json") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot offload \"", name, "\": not usable as a file name"));
+  }
+  return absl::OkStatus();
+}
+
+struct Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base != nullptr) ::munmap(base, size);
+  }
+};
+
+}  // namespace
+
+absl::Status OffloadTensors(const std::string& dir,
+                            const NamedTensors& tensors) {
+  ACCELERATE_RETURN_IF_ERROR(Ensure(dir));
+  ACCELERATE_ASSIGN_OR_RETURN(Struct index,
+                              ReadIndex(dir, /*missing_ok=*/true));
+  for (const auto& [name, tensor] : tensors) {
+    ACCELERATE_RETURN_IF_ERROR(CheckName(name));
+    ACCELERATE_ASSIGN_OR_RETURN(std::string dtype,
+                                NameOf(name, tensor.scalar_type()));
+    const at::Tensor data = tensor.detach().to(at::kCPU).contiguous();
+    const size_t bytes =
+        static_cast<size_t>(data.numel()) * data.element_size();
+    ACCELERATE_RETURN_IF_ERROR(WriteFileAtomically(
+        absl::StrCat(dir, "/", name, ".dat"),
+        {absl::string_view(static_cast<const char*>(data.data_ptr()), bytes)}));
+    Struct entry;
+    (*entry.mutable_fields())["dtype"].set_string_value(dtype);
+    auto* shape = (*entry.mutable_fields())["shape"].mutable_list_value();
+    for (int64_t d : data.sizes())
+      shape->add_values()->set_number_value(static_cast<double>(d));
+    *(*index.mutable_fields())[name].mutable_struct_value() = entry;
+  }
+  return WriteIndex(dir, index);
+}
+
+absl::Status OffloadPointers(const std::string& dir, const std::string& file,
+                             const std::vector<std::string>& names) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> source,
+                              SafetensorsFile::Open(file));
+  ACCELERATE_RETURN_IF_ERROR(Ensure(dir));
+  ACCELERATE_ASSIGN_OR_RETURN(Struct index,
+                              ReadIndex(dir, /*missing_ok=*/true));
+  for (const std::string& name : names) {
+    ACCELERATE_ASSIGN_OR_RETURN(at::Tensor tensor, source->Get(name));
+    ACCELERATE_ASSIGN_OR_RETURN(std::string dtype,
+                                NameOf(name, tensor.scalar_type()));
+    Struct entry;
+    (*entry.mutable_fields())["safetensors_file"].set_string_value(file);
+    (*entry.mutable_fields())["weight_name"].set_string_value(name);
+    (*entry.mutable_fields())["dtype"].set_string_value(dtype);
+    *(*index.mutable_fields())[name].mutable_struct_value() = entry;
+  }
+  return WriteIndex(dir, index);
+}
+
+absl::StatusOr<std::unique_ptr<OffloadedWeights>> OffloadedWeights::Open(
+    const std::string& dir) {
+  ACCELERATE_ASSIGN_OR_RETURN(Struct index,
+                              ReadIndex(dir, /*missing_ok=*/false));
+  std::unique_ptr<OffloadedWeights> weights(new OffloadedWeights(dir));
+  for (const auto& [name, value] : index.fields()) {
+    const auto bad = [&](absl::string_view problem) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(IndexPath(dir), ": entry \"", name, "\" ", problem));
+    };
+    if (value.kind_case() != Value::kStructValue)
+      return bad("is not an object");
+    const auto& fields = value.struct_value().fields();
+    Entry entry;
+    auto dtype = fields.find("dtype");
+    if (dtype != fields.end()) {
+      if (dtype->second.kind_case() != Value::kStringValue)
+        return bad("has a non-string dtype");
+      entry.dtype = dtype->second.string_value();
+      ACCELERATE_RETURN_IF_ERROR(TypeOf(name, entry.dtype).status());
+    }
+    auto file = fields.find("safetensors_file");
+    if (file != fields.end() &&
+        file->second.kind_case() == Value::kStringValue) {
+      entry.safetensors_file = file->second.string_value();
+      auto weight = fields.find("weight_name");
+      entry.weight_name =
+          weight != fields.end() &&
+                  weight->second.kind_case() == Value::kStringValue
+              ? weight->second.string_value()
+              : name;
+    } else {
+      ACCELERATE_RETURN_IF_ERROR(CheckName(name));
+      if (entry.dtype.empty()) return bad("has no dtype");
+      auto shape = fields.find("shape");
+      if (shape == fields.end() ||
+          shape->second.kind_case() != Value::kListValue) {
+        return bad("has no shape list");
+      }
+      for (const Value& d : shape->second.list_value().values()) {
+        const double n = d.number_value();
+        if (d.kind_case() != Value::kNumberValue || n < 0 ||
+            n != static_cast<int64_t>(n) || n > 9.0e15) {
+          return bad("has a shape that is not a list of sizes");
+        }
+        entry.shape.push_back(static_cast<int64_t>(n));
+      }
+    }
+    weights->entries_.emplace(name, std::move(entry));
+  }
+  return weights;
+}
+
+std::vector<std::string> OffloadedWeights::names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, entry] : entries_) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<at::Tensor> OffloadedWeights::Get(const std::string& name) {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat(dir_, ": no offloaded weight \"", name, "\""));
+  }
+  const Entry& entry = it->second;
+  if (!entry.safetensors_file.empty()) {
+    std::unique_ptr<SafetensorsFile>& file = files_[entry.safetensors_file];
+    if (file == nullptr) {
+      ACCELERATE_ASSIGN_OR_RETURN(
+          file, SafetensorsFile::Open(entry.safetensors_file));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(at::Tensor tensor,
+                                file->Get(entry.weight_name));
+    if (entry.dtype.empty()) return tensor;
+    ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TypeOf(name, entry.dtype));
+    return tensor.scalar_type() == type ? tensor : tensor.to(type);
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TypeOf(name, entry.dtype));
+  int64_t numel = 1;
+  for (int64_t d : entry.shape) numel *= d;
+  const size_t expected = static_cast<size_t>(numel) * c10::elementSize(type);
+  const std::string path = absl::StrCat(dir_, "/", name, ".dat");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  struct stat info;
+  if (::fstat(fd, &info) != 0 ||
+      static_cast<size_t>(info.st_size) != expected) {
+    ::close(fd);
+    return absl::DataLossError(
+        absl::StrCat(path, " holds ", info.st_size, " bytes; its entry (",
+                     entry.dtype, ", ", numel, " elements) needs ", expected));
+  }
+  auto mapping = std::make_shared<Mapping>();
+  if (expected > 0) {
+    void* base = ::mmap(nullptr, expected, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (base == MAP_FAILED) {
+      ::close(fd);
+      return absl::UnavailableError(
+          absl::StrCat("cannot map ", path, ": ", std::strerror(errno)));
+    }
+    mapping->base = base;
+    mapping->size = expected;
+  }
+  ::close(fd);
+  if (expected == 0)
+    return at::empty(entry.shape, at::TensorOptions().dtype(type));
+  return at::from_blob(
+      mapping->base, entry.shape, [mapping](void*) {},
+      at::TensorOptions().dtype(type));
+}
+
+}  // namespace accelerate::bigmodel
