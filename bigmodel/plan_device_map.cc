@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -51,6 +52,23 @@ absl::StatusOr<std::string> TorchDtype(const std::string& code) {
   return it->second;
 }
 
+// A module being assembled from tensor names, children found by name.
+struct Node {
+  std::vector<TensorSpec> params;
+  std::vector<std::string> order;  // Children in order of appearance.
+  std::map<std::string, std::unique_ptr<Node>> children;
+};
+
+ModuleTree ToTree(Node& node, const std::string& name) {
+  ModuleTree tree;
+  tree.name = name;
+  tree.params = std::move(node.params);
+  for (const std::string& child : node.order) {
+    tree.children.push_back(ToTree(*node.children[child], child));
+  }
+  return tree;
+}
+
 // The module tree a checkpoint's tensor names imply: "a.b.weight" is the
 // parameter "weight" of module "b" inside module "a", modules in the order
 // their first tensor appears.
@@ -59,21 +77,17 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
   if (!opened.ok()) return opened.status();
   auto entries = (*opened)->Entries();
   if (!entries.ok()) return entries.status();
-  ModuleTree root;
+  Node root;
   for (const TensorEntry& entry : *entries) {
     std::vector<std::string> parts = absl::StrSplit(entry.name, '.');
-    ModuleTree* node = &root;
+    Node* node = &root;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      ModuleTree* child = nullptr;
-      for (ModuleTree& c : node->children) {
-        if (c.name == parts[i]) child = &c;
-      }
+      std::unique_ptr<Node>& child = node->children[parts[i]];
       if (child == nullptr) {
-        node->children.push_back({});
-        child = &node->children.back();
-        child->name = parts[i];
+        child = std::make_unique<Node>();
+        node->order.push_back(parts[i]);
       }
-      node = child;
+      node = child.get();
     }
     auto dtype = TorchDtype(entry.dtype);
     if (!dtype.ok()) {
@@ -82,7 +96,7 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
     }
     node->params.push_back({parts.back(), entry.shape, *dtype, ""});
   }
-  return root;
+  return ToTree(root, "");
 }
 
 int Main(int argc, char** argv) {
