@@ -1,6 +1,7 @@
 #include "bigmodel/device_map.h"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "re2/re2.h"
@@ -170,6 +172,7 @@ class LayerIndex {
 // Groups of names that are one tensor (find_tied_parameters).
 std::vector<std::vector<std::string>> TiedGroups(const ModuleTree& tree) {
   std::map<std::string, std::vector<std::string>> groups;
+  std::map<std::string, std::string> key_of;  // Tied name -> its group's key.
   std::vector<std::string> order;
   std::vector<std::pair<const ModuleTree*, std::string>> stack = {{&tree, ""}};
   while (!stack.empty()) {
@@ -177,12 +180,17 @@ std::vector<std::vector<std::string>> TiedGroups(const ModuleTree& tree) {
     stack.pop_back();
     for (const TensorSpec& p : module->params) {
       if (p.tied_to.empty()) continue;
-      auto& group = groups[p.tied_to];
+      // A chain (c tied to b, b tied to a) is one group, keyed by a.
+      auto known = key_of.find(p.tied_to);
+      const std::string key = known == key_of.end() ? p.tied_to : known->second;
+      auto& group = groups[key];
       if (group.empty()) {
-        group.push_back(p.tied_to);
-        order.push_back(p.tied_to);
+        group.push_back(key);
+        order.push_back(key);
       }
-      group.push_back(Join(path, p.name));
+      const std::string name = Join(path, p.name);
+      group.push_back(name);
+      key_of[name] = key;
     }
     for (auto it = module->children.rbegin(); it != module->children.rend();
          ++it) {
@@ -279,13 +287,23 @@ absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_memory entry \"", entry, "\" is not DEVICE=SIZE"));
     }
-    const std::string device(absl::StripAsciiWhitespace(kv[0]));
+    std::string device(absl::StripAsciiWhitespace(kv[0]));
     int index = 0;
-    if (device != "cpu" && device != "disk" &&
-        !(absl::SimpleAtoi(device, &index) && index >= 0)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_memory device \"", device,
-                       "\" is not a GPU index, cpu or disk"));
+    if (device != "cpu" && device != "disk") {
+      if (device.empty() ||
+          !std::all_of(device.begin(), device.end(), absl::ascii_isdigit) ||
+          !absl::SimpleAtoi(device, &index)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("max_memory device \"", device,
+                         "\" is not a GPU index, cpu or disk"));
+      }
+      device = absl::StrCat(index);  // "01" is GPU 1.
+    }
+    for (const auto& [seen, bytes] : memory) {
+      if (seen == device) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "max_memory names device ", device, " twice (\"", entry, "\")"));
+      }
     }
     std::string size(absl::StripAsciiWhitespace(kv[1]));
     static const std::vector<std::pair<std::string, double>> kUnits = {
@@ -303,12 +321,17 @@ absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
     for (const auto& [unit, factor] : kUnits) {
       if (absl::EndsWith(upper, unit)) {
         multiplier = factor;
+        // As Accelerate: "10Gb" (a lowercase b after a decimal unit) is bits.
+        if (unit.size() == 2 && absl::EndsWith(size, "b")) {
+          multiplier /= 8;
+        }
         size = size.substr(0, size.size() - unit.size());
         break;
       }
     }
     double value = 0;
-    if (!absl::SimpleAtod(size, &value) || value < 0) {
+    if (!absl::SimpleAtod(size, &value) || !std::isfinite(value) || value < 0 ||
+        value * multiplier >= 9.2e18) {
       return absl::InvalidArgumentError(absl::StrCat(
           "max_memory size \"", kv[1], "\" for ", device,
           " is not a size (bytes, or with KB/MB/GB/TB or KiB/MiB/GiB/TiB)"));
@@ -334,6 +357,18 @@ absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
 }
 
 namespace {
+
+// Drops the modules under (and including) `module` that hold no tensor;
+// returns whether `module` holds one.
+bool EraseTensorless(const ModuleTree& module, const std::string& path,
+                     std::map<std::string, int64_t>& sizes) {
+  bool holds = !module.params.empty() || !module.buffers.empty();
+  for (const ModuleTree& child : module.children) {
+    holds = EraseTensorless(child, Join(path, child.name), sizes) || holds;
+  }
+  if (!holds && !path.empty()) sizes.erase(path);
+  return holds;
+}
 
 // Names in `sizes` with nothing under them.
 std::set<std::string> Leaves(const std::map<std::string, int64_t>& sizes) {
@@ -370,6 +405,9 @@ absl::StatusOr<MaxMemory> GetBalancedMemory(const ModuleTree& tree,
   if (gpus.size() == 1) low_zero = false;
   std::map<std::string, int64_t> sizes =
       ComputeModuleSizes(tree, options.dtype);
+  // As Accelerate's sizes, which come from the tensors: modules holding no
+  // tensor at any depth are not there.
+  EraseTensorless(tree, "", sizes);
   const int64_t total = sizes[""];
   int64_t per_gpu =
       total / static_cast<int64_t>(low_zero ? gpus.size() - 1 : gpus.size());
@@ -544,12 +582,32 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   return map;
 }
 
+namespace {
+
+std::string JsonEscape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string DeviceMapToJson(const DeviceMap& map) {
   std::vector<std::string> entries;
   for (const auto& [name, device] : map) {
     const bool gpu = device != "cpu" && device != "disk";
-    entries.push_back(absl::StrCat(
-        "\"", name, "\": ", gpu ? device : absl::StrCat("\"", device, "\"")));
+    entries.push_back(
+        absl::StrCat("\"", JsonEscape(name),
+                     "\": ", gpu ? device : absl::StrCat("\"", device, "\"")));
   }
   return absl::StrCat("{\"device_map\": {", absl::StrJoin(entries, ", "), "}}");
 }

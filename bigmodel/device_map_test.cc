@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "bigmodel/module_tree.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -56,6 +57,21 @@ TEST(DeviceMapTest, ParsesMaxMemoryWithAcceleratesUnits) {
   EXPECT_THAT(
       ParseMaxMemory("cpu=lots").status(),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"lots\"")));
+  // Lowercase b after a decimal unit means bits, as in Accelerate.
+  EXPECT_THAT(ParseMaxMemory("cpu=8Kb"),
+              IsOkAndHolds(ElementsAre(Pair("cpu", 1000))));
+  // GPU indices are canonical and named once.
+  EXPECT_THAT(ParseMaxMemory("01=5"), IsOkAndHolds(ElementsAre(Pair("1", 5))));
+  EXPECT_THAT(ParseMaxMemory("0=5,00=6").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("device 0 twice")));
+  EXPECT_THAT(
+      ParseMaxMemory("+1=5").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"+1\"")));
+  for (const char* size : {"inf", "nan", "1e19", "-1"}) {
+    EXPECT_THAT(ParseMaxMemory(absl::StrCat("cpu=", size)).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(size)));
+  }
   EXPECT_THAT(
       ParseMaxMemory("cpu").status(),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("DEVICE=SIZE")));
@@ -221,10 +237,43 @@ TEST(DeviceMapTest, BalancedMemorySpreadsOverTheGpus) {
   options.max_memory = *ParseMaxMemory("0=10000,1=10000");
   EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/false),
               IsOkAndHolds(ElementsAre(Pair("0", 2100), Pair("1", 10000))));
+  // A module holding no tensors (an activation in its own container) is not
+  // a module of the mean, as in Accelerate: still 2100.
+  ModuleTree activation;
+  activation.name = "act";
+  activation.class_name = "Sequential";
+  ModuleTree relu;
+  relu.name = "0";
+  relu.class_name = "ReLU";
+  activation.children = {relu};
+  ModuleTree with_activation = model;
+  with_activation.children.push_back(activation);
+  EXPECT_THAT(GetBalancedMemory(with_activation, options, /*low_zero=*/false),
+              IsOkAndHolds(ElementsAre(Pair("0", 2100), Pair("1", 10000))));
   // One GPU: nothing to balance.
   options.max_memory = *ParseMaxMemory("0=10000,cpu=5");
   EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/true),
               IsOkAndHolds(ElementsAre(Pair("0", 10000), Pair("cpu", 5))));
+}
+
+// c is tied to b, which is tied to a: one tensor, one group. b and c each
+// add a 400-byte bias, so a brings 1200 bytes, more than GPU 0's 1300 less
+// the 400 kept for the largest layer: all three (then mid) go to the CPU.
+// Split into two groups, a and b alone (800) would have stayed on GPU 0.
+TEST(DeviceMapTest, ChainsOfTiedWeightsAreOneGroup) {
+  ModuleTree b = Leaf("b", 100, "a.weight");
+  b.params.push_back({"bias", {100}, "float32", ""});
+  ModuleTree c = Leaf("c", 100, "b.weight");
+  c.params.push_back({"bias", {100}, "float32", ""});
+  const ModuleTree model = Root({Leaf("a", 100), b, Leaf("mid", 100), c});
+  ASSERT_OK_AND_ASSIGN(DeviceMap map,
+                       InferAutoDeviceMap(model, Memory("0=1300,cpu=5000")));
+  EXPECT_THAT(map, ElementsAre(Pair("", "cpu"))) << DeviceMapToJson(map);
+}
+
+TEST(DeviceMapTest, JsonEscapesNames) {
+  EXPECT_EQ(DeviceMapToJson({{"a\"b\\c", "cpu"}, {"x\ny", "0"}}),
+            R"({"device_map": {"a\"b\\c": "cpu", "x\u000ay": 0}})");
 }
 
 TEST(DeviceMapTest, DtypeOverrideChangesTheFit) {

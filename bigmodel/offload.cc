@@ -67,9 +67,15 @@ absl::StatusOr<Struct> ReadIndex(const std::string& dir, bool missing_ok) {
   Struct index;
   std::ifstream in(IndexPath(dir));
   if (!in) {
-    if (missing_ok) return index;
-    return absl::NotFoundError(
-        absl::StrCat("no offload index ", IndexPath(dir)));
+    // Only a missing index starts empty: an unreadable one must not be
+    // replaced by the new entries alone.
+    struct stat info;
+    if (::stat(IndexPath(dir).c_str(), &info) != 0 && errno == ENOENT) {
+      if (missing_ok) return index;
+      return absl::NotFoundError(
+          absl::StrCat("no offload index ", IndexPath(dir)));
+    }
+    return absl::UnavailableError(absl::StrCat("cannot read ", IndexPath(dir)));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -236,8 +242,21 @@ absl::StatusOr<at::Tensor> OffloadedWeights::Get(const std::string& name) {
   }
   ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TypeOf(name, entry.dtype));
   int64_t numel = 1;
-  for (int64_t d : entry.shape) numel *= d;
-  const size_t expected = static_cast<size_t>(numel) * c10::elementSize(type);
+  int64_t bytes = 0;
+  for (int64_t d : entry.shape) {
+    if (__builtin_mul_overflow(numel, d, &numel)) {
+      numel = -1;
+      break;
+    }
+  }
+  if (numel < 0 ||
+      __builtin_mul_overflow(
+          numel, static_cast<int64_t>(c10::elementSize(type)), &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(IndexPath(dir_), ": entry \"", name,
+                     "\" has a shape too large to hold"));
+  }
+  const size_t expected = static_cast<size_t>(bytes);
   const std::string path = absl::StrCat(dir_, "/", name, ".dat");
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -245,8 +264,13 @@ absl::StatusOr<at::Tensor> OffloadedWeights::Get(const std::string& name) {
         absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
   }
   struct stat info;
-  if (::fstat(fd, &info) != 0 ||
-      static_cast<size_t>(info.st_size) != expected) {
+  if (::fstat(fd, &info) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot stat ", path, ": ", std::strerror(error)));
+  }
+  if (static_cast<size_t>(info.st_size) != expected) {
     ::close(fd);
     return absl::DataLossError(
         absl::StrCat(path, " holds ", info.st_size, " bytes; its entry (",

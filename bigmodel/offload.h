@@ -4,7 +4,8 @@
 // An entry may instead point into a safetensors file
 // ({"safetensors_file": path, "weight_name": name, "dtype": ...}), so weights
 // already on disk in that format are not copied. Folders written by Python
-// Accelerate's offload_state_dict read here and the other way round.
+// Accelerate's offload_state_dict read here and the other way round (except
+// tensors with no elements: numpy cannot map their empty .dat files).
 //
 //   ACCELERATE_RETURN_IF_ERROR(OffloadTensors(dir, {{"lm_head.weight", w}}));
 //   ACCELERATE_ASSIGN_OR_RETURN(auto weights, OffloadedWeights::Open(dir));

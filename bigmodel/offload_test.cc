@@ -19,8 +19,8 @@ namespace accelerate::bigmodel {
 namespace {
 
 using ::accelerate::testing::ProcessResult;
-using ::accelerate::testing::Subprocess;
 using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::Subprocess;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
@@ -120,6 +120,14 @@ TEST(OffloadTest, BadFoldersAndTensorsAreErrorsNamingThem) {
       << R"({"t": {"dtype": "float32", "shape": [-1]}})";
   EXPECT_THAT(OffloadedWeights::Open(dir).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"t\"")));
+  // 2^62 + 1 float32 elements: the byte count would wrap to 4.
+  std::ofstream(dir + "/index.json", std::ios::trunc)
+      << R"({"t": {"dtype": "float32", "shape": [5, 5581, 8681, 49477, 384773]}})";
+  std::ofstream(dir + "/t.dat", std::ios::trunc) << "abcd";
+  ASSERT_OK_AND_ASSIGN(weights, OffloadedWeights::Open(dir));
+  EXPECT_THAT(
+      weights->Get("t").status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("too large")));
   std::ofstream(dir + "/index.json", std::ios::trunc) << "[1, 2]";
   EXPECT_THAT(OffloadedWeights::Open(dir).status(),
               StatusIs(absl::StatusCode::kInvalidArgument));

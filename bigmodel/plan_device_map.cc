@@ -4,6 +4,7 @@
 // JSON (module_tree.h) or a local safetensors checkpoint (a file, an index or
 // a folder holding one), whose tensor names give the modules.
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "bigmodel/device_map.h"
@@ -59,10 +61,24 @@ struct Node {
   std::map<std::string, std::unique_ptr<Node>> children;
 };
 
+// Numbered siblings in numeric order ("h.2" before "h.10"), then the rest by
+// name: safetensors files keep tensors sorted by dtype and name, not by the
+// model's registration order, which only a module-tree JSON carries.
+bool SiblingLess(const std::string& a, const std::string& b) {
+  const auto numeric = [](const std::string& s) {
+    return !s.empty() && s.size() < 18 &&
+           std::all_of(s.begin(), s.end(), absl::ascii_isdigit);
+  };
+  if (numeric(a) && numeric(b)) return std::stoll(a) < std::stoll(b);
+  if (numeric(a) != numeric(b)) return numeric(a);
+  return a < b;
+}
+
 ModuleTree ToTree(Node& node, const std::string& name) {
   ModuleTree tree;
   tree.name = name;
   tree.params = std::move(node.params);
+  std::sort(node.order.begin(), node.order.end(), SiblingLess);
   for (const std::string& child : node.order) {
     tree.children.push_back(ToTree(*node.children[child], child));
   }
@@ -70,8 +86,7 @@ ModuleTree ToTree(Node& node, const std::string& name) {
 }
 
 // The module tree a checkpoint's tensor names imply: "a.b.weight" is the
-// parameter "weight" of module "b" inside module "a", modules in the order
-// their first tensor appears.
+// parameter "weight" of module "b" inside module "a".
 absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
   auto opened = ShardedCheckpoint::Open(path);
   if (!opened.ok()) return opened.status();
@@ -80,6 +95,11 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
   Node root;
   for (const TensorEntry& entry : *entries) {
     std::vector<std::string> parts = absl::StrSplit(entry.name, '.');
+    if (std::any_of(parts.begin(), parts.end(),
+                    [](const std::string& p) { return p.empty(); })) {
+      return absl::InvalidArgumentError("tensor name \"" + entry.name +
+                                        "\" has an empty part");
+    }
     Node* node = &root;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       std::unique_ptr<Node>& child = node->children[parts[i]];
@@ -95,6 +115,22 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
                                         std::string(dtype.status().message()));
     }
     node->params.push_back({parts.back(), entry.shape, *dtype, ""});
+  }
+  // A name that is both a tensor and a module ("a" and "a.b").
+  std::vector<std::pair<const Node*, std::string>> stack = {{&root, ""}};
+  while (!stack.empty()) {
+    auto [node, path] = stack.back();
+    stack.pop_back();
+    for (const TensorSpec& p : node->params) {
+      if (node->children.count(p.name) > 0) {
+        return absl::InvalidArgumentError(
+            "\"" + (path.empty() ? p.name : path + "." + p.name) +
+            "\" is both a tensor and a module");
+      }
+    }
+    for (const auto& [name, child] : node->children) {
+      stack.push_back({child.get(), path.empty() ? name : path + "." + name});
+    }
   }
   return ToTree(root, "");
 }
