@@ -480,6 +480,11 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   const std::map<std::string, int64_t> sizes =
       ComputeModuleSizes(tree, options.dtype);
   const std::vector<std::vector<std::string>> tied = TiedGroups(tree);
+  // Tied name -> its group, to find an item's groups by name range.
+  std::map<std::string, size_t> tied_group_of;
+  for (size_t g = 0; g < tied.size(); ++g) {
+    for (const std::string& name : tied[g]) tied_group_of[name] = g;
+  }
   ACCELERATE_ASSIGN_OR_RETURN(
       const NoSplitClasses no_split,
       NoSplitClasses::Compile(options.no_split_module_classes));
@@ -505,15 +510,18 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
     // Parameters tied to ones outside this module, and the modules holding
     // them among those still to place.
     std::vector<std::string> tied_params;
-    for (const auto& group : tied) {
-      const bool some_inside = std::any_of(
-          group.begin(), group.end(),
-          [&](const std::string& k) { return Under(k, item.name); });
-      const bool all_inside = std::all_of(
-          group.begin(), group.end(),
-          [&](const std::string& k) { return Under(k, item.name); });
-      if (!some_inside || all_inside) continue;
-      for (const std::string& p : group) {
+    std::set<size_t> touched;  // Groups with a name inside this item.
+    {
+      auto add = [&](auto first, auto last) {
+        for (auto it = first; it != last; ++it) touched.insert(it->second);
+      };
+      auto exact = tied_group_of.find(item.name);
+      if (exact != tied_group_of.end()) add(exact, std::next(exact));
+      add(tied_group_of.lower_bound(item.name + "."),
+          tied_group_of.lower_bound(item.name + "/"));
+    }
+    for (size_t g : touched) {
+      for (const std::string& p : tied[g]) {
         if (!Under(p, item.name)) tied_params.push_back(p);
       }
     }
