@@ -1,10 +1,7 @@
 #include "bigmodel/offload.h"
 
 #include <ATen/ATen.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -106,14 +103,6 @@ absl::Status CheckName(const std::string& name) {
   }
   return absl::OkStatus();
 }
-
-struct Mapping {
-  void* base = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (base != nullptr) ::munmap(base, size);
-  }
-};
 
 }  // namespace
 
@@ -258,39 +247,16 @@ absl::StatusOr<at::Tensor> OffloadedWeights::Get(const std::string& name) {
   }
   const size_t expected = static_cast<size_t>(bytes);
   const std::string path = absl::StrCat(dir_, "/", name, ".dat");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(
-        absl::StrCat("cannot stat ", path, ": ", std::strerror(error)));
-  }
-  if (static_cast<size_t>(info.st_size) != expected) {
-    ::close(fd);
+  ACCELERATE_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> mapping,
+                              MappedFile::Map(path));
+  if (mapping->size != expected) {
     return absl::DataLossError(
-        absl::StrCat(path, " holds ", info.st_size, " bytes; its entry (",
+        absl::StrCat(path, " holds ", mapping->size, " bytes; its entry (",
                      entry.dtype, ", ", numel, " elements) needs ", expected));
   }
-  auto mapping = std::make_shared<Mapping>();
-  if (expected > 0) {
-    void* base = ::mmap(nullptr, expected, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-    if (base == MAP_FAILED) {
-      ::close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot map ", path, ": ", std::strerror(errno)));
-    }
-    mapping->base = base;
-    mapping->size = expected;
-  }
-  ::close(fd);
-  if (expected == 0)
+  if (expected == 0) {
     return at::empty(entry.shape, at::TensorOptions().dtype(type));
+  }
   return at::from_blob(
       mapping->base, entry.shape, [mapping](void*) {},
       at::TensorOptions().dtype(type));

@@ -142,27 +142,11 @@ absl::Status SaveSafetensors(const std::string& path,
   return WriteFileAtomically(path, parts);
 }
 
-struct SafetensorsFile::Mapping {
-  void* base = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (base != nullptr) ::munmap(base, size);
-  }
-};
-
-SafetensorsFile::SafetensorsFile(std::string path, SafetensorsHeader header,
-                                 std::shared_ptr<Mapping> mapping)
-    : path_(std::move(path)),
-      header_(std::move(header)),
-      mapping_(std::move(mapping)) {
-  for (size_t i = 0; i < header_.tensors.size(); ++i) {
-    index_[header_.tensors[i].name] = i;
-  }
+MappedFile::~MappedFile() {
+  if (base != nullptr) ::munmap(base, size);
 }
 
-SafetensorsFile::~SafetensorsFile() = default;
-
-absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
+absl::StatusOr<std::shared_ptr<const MappedFile>> MappedFile::Map(
     const std::string& path) {
   // O_NONBLOCK: a FIFO named by a hostile index must not hang the open.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -179,10 +163,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
         absl::StrCat(path, " is not a regular file"));
   }
   const uint64_t size = static_cast<uint64_t>(info.st_size);
-  auto mapping = std::make_shared<Mapping>();
+  auto mapping = std::make_shared<MappedFile>();
   if (size > 0) {
-    // Private and writable: tensors aliasing it may be written to (copy on
-    // write), the file never changes.
     // MAP_NORESERVE: a private writable mapping would otherwise be charged
     // against memory, and files larger than RAM could not be opened.
     void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
@@ -192,12 +174,31 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
       ::close(fd);
       return status;
     }
-    mapping->base = base;
+    mapping->base = static_cast<char*>(base);
     mapping->size = size;
   }
   ::close(fd);
+  return std::shared_ptr<const MappedFile>(std::move(mapping));
+}
+
+SafetensorsFile::SafetensorsFile(std::string path, SafetensorsHeader header,
+                                 std::shared_ptr<const MappedFile> mapping)
+    : path_(std::move(path)),
+      header_(std::move(header)),
+      mapping_(std::move(mapping)) {
+  for (size_t i = 0; i < header_.tensors.size(); ++i) {
+    index_[header_.tensors[i].name] = i;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
+    const std::string& path) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::shared_ptr<const MappedFile> mapping,
+                              MappedFile::Map(path));
   absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsPrefix(
-      absl::string_view(static_cast<const char*>(mapping->base), size), size);
+      absl::string_view(mapping->base, mapping->size), mapping->size);
   if (!header.ok()) {
     return absl::Status(header.status().code(),
                         absl::StrCat(path, ": ", header.status().message()));
@@ -225,10 +226,10 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
   }
   const TensorEntry& entry = header_.tensors[it->second];
   ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TorchType(entry));
-  char* data = static_cast<char*>(mapping_->base) + header_.data_start + entry.begin;
+  char* data = mapping_->base + header_.data_start + entry.begin;
   const size_t element = c10::elementSize(type);
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
-  std::shared_ptr<Mapping> keep = mapping_;
+  std::shared_ptr<const MappedFile> keep = mapping_;
   at::Tensor view = at::from_blob(
       data, entry.shape, [keep](void*) {},
       at::TensorOptions().dtype(type).device(at::kCPU));

@@ -47,6 +47,23 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 [[nodiscard]] absl::Status WriteFileAtomically(
     const std::string& path, const std::vector<absl::string_view>& parts);
 
+// A whole regular file mapped privately and writable: tensors aliasing it
+// may be written to (copy on write) while the file never changes. Nothing is
+// read before its pages are touched. Shared by the tensors that alias it.
+struct MappedFile {
+  // `NotFound` for a missing file, `InvalidArgument` for one that is not a
+  // regular file (a FIFO named by a hostile index never hangs the open).
+  [[nodiscard]] static absl::StatusOr<std::shared_ptr<const MappedFile>> Map(
+      const std::string& path);
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  char* base = nullptr;  // Null for an empty file.
+  size_t size = 0;
+};
+
 // The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
 // type the format lacks (complex, quantized).
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);
@@ -87,14 +104,13 @@ class SafetensorsFile {
       const std::string& name, const ReadOptions& options = {}) const;
 
  private:
-  struct Mapping;
   SafetensorsFile(std::string path, SafetensorsHeader header,
-                  std::shared_ptr<Mapping> mapping);
+                  std::shared_ptr<const MappedFile> mapping);
 
   std::string path_;
   SafetensorsHeader header_;
   std::map<std::string, size_t> index_;
-  std::shared_ptr<Mapping> mapping_;
+  std::shared_ptr<const MappedFile> mapping_;
 };
 
 struct SaveShardedOptions {
