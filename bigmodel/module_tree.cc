@@ -18,14 +18,14 @@ namespace {
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
 
-struct DtypeName {
+struct DtypeRow {
   at::ScalarType type;
   const char* name;
   int bytes;
   bool floating;
 };
 
-constexpr DtypeName kDtypes[] = {
+constexpr DtypeRow kDtypes[] = {
     {at::kFloat, "float32", 4, true},    {at::kDouble, "float64", 8, true},
     {at::kHalf, "float16", 2, true},     {at::kBFloat16, "bfloat16", 2, true},
     {at::kLong, "int64", 8, false},      {at::kInt, "int32", 4, false},
@@ -34,10 +34,7 @@ constexpr DtypeName kDtypes[] = {
 };
 
 std::string DtypeOf(at::ScalarType type) {
-  for (const DtypeName& d : kDtypes) {
-    if (d.type == type) return d.name;
-  }
-  return std::string(c10::toString(type));
+  return DtypeName(type).value_or(std::string(c10::toString(type)));
 }
 
 // "torch::nn::LinearImpl" -> "Linear", "NetImpl" -> "Net".
@@ -240,7 +237,7 @@ void AddSizes(const ModuleTree& tree, const std::string& path,
     for (int64_t d : spec.shape) elements *= d;
     int bytes = DtypeBytes(spec.dtype).value_or(4);
     if (dtype.has_value()) {
-      for (const DtypeName& d : kDtypes) {
+      for (const DtypeRow& d : kDtypes) {
         if (spec.dtype == d.name && d.floating) bytes = DtypeBytes(*dtype).value_or(bytes);
       }
     }
@@ -262,8 +259,22 @@ void AddSizes(const ModuleTree& tree, const std::string& path,
 }  // namespace
 
 std::optional<int> DtypeBytes(const std::string& dtype) {
-  for (const DtypeName& d : kDtypes) {
+  for (const DtypeRow& d : kDtypes) {
     if (dtype == d.name) return d.bytes;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> DtypeName(at::ScalarType type) {
+  for (const DtypeRow& d : kDtypes) {
+    if (d.type == type) return std::string(d.name);
+  }
+  return std::nullopt;
+}
+
+std::optional<at::ScalarType> ScalarTypeOf(const std::string& dtype) {
+  for (const DtypeRow& d : kDtypes) {
+    if (dtype == d.name) return d.type;
   }
   return std::nullopt;
 }

@@ -64,6 +64,11 @@ std::string ModuleTreeToJson(const ModuleTree& tree);
 // Bytes per element of a dtype name; nullopt if unknown.
 std::optional<int> DtypeBytes(const std::string& dtype);
 
+// PyTorch's name of `type` ("float32"; numpy's too for these types), and the
+// type of a name; nullopt for types and names outside the table.
+std::optional<std::string> DtypeName(at::ScalarType type);
+std::optional<at::ScalarType> ScalarTypeOf(const std::string& dtype);
+
 // Bytes of every module and tensor by full name ("" is the whole model), as
 // Accelerate's compute_module_sizes: tied tensors count once. With `dtype`,
 // floating-point tensors are counted in it instead of their own.

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "bigmodel/module_tree.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "state/status_macros.h"
@@ -19,32 +20,18 @@ namespace {
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
 
-struct DtypeName {
-  const char* name;  // numpy's name, as Accelerate writes it.
-  at::ScalarType type;
-};
-
-constexpr DtypeName kDtypes[] = {
-    {"bool", at::kBool},      {"uint8", at::kByte},
-    {"int8", at::kChar},      {"int16", at::kShort},
-    {"int32", at::kInt},      {"int64", at::kLong},
-    {"float16", at::kHalf},   {"float32", at::kFloat},
-    {"float64", at::kDouble}, {"bfloat16", at::kBFloat16}};
-
+// Accelerate writes numpy's dtype names, which for these types are
+// PyTorch's (module_tree.h), bfloat16 included.
 absl::StatusOr<at::ScalarType> TypeOf(const std::string& name,
                                       const std::string& dtype) {
-  for (const DtypeName& d : kDtypes) {
-    if (dtype == d.name) return d.type;
-  }
+  if (std::optional<at::ScalarType> type = ScalarTypeOf(dtype)) return *type;
   return absl::InvalidArgumentError(absl::StrCat(
       "offload index: \"", name, "\" has unknown dtype \"", dtype, "\""));
 }
 
 absl::StatusOr<std::string> NameOf(const std::string& name,
                                    at::ScalarType type) {
-  for (const DtypeName& d : kDtypes) {
-    if (type == d.type) return std::string(d.name);
-  }
+  if (std::optional<std::string> dtype = DtypeName(type)) return *dtype;
   return absl::InvalidArgumentError(
       absl::StrCat("cannot offload \"", name, "\": dtype ", c10::toString(type),
                    " has no name in Accelerate's format"));

@@ -19,6 +19,7 @@
 #include "bigmodel/device_map.h"
 #include "bigmodel/module_tree.h"
 #include "bigmodel/safetensors.h"
+#include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
 namespace {
@@ -37,21 +38,6 @@ constexpr char kUsage[] =
 int Fail(const std::string& message) {
   std::cerr << "plan-device-map: " << message << std::endl;
   return 2;
-}
-
-// Safetensors dtype codes to PyTorch's names.
-absl::StatusOr<std::string> TorchDtype(const std::string& code) {
-  static const std::map<std::string, std::string> kNames = {
-      {"F64", "float64"},   {"F32", "float32"}, {"F16", "float16"},
-      {"BF16", "bfloat16"}, {"I64", "int64"},   {"I32", "int32"},
-      {"I16", "int16"},     {"I8", "int8"},     {"U8", "uint8"},
-      {"BOOL", "bool"}};
-  auto it = kNames.find(code);
-  if (it == kNames.end()) {
-    return absl::InvalidArgumentError("tensor dtype \"" + code +
-                                      "\" has no PyTorch equivalent");
-  }
-  return it->second;
 }
 
 // A module being assembled from tensor names, children found by name.
@@ -109,10 +95,12 @@ absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
       }
       node = child.get();
     }
-    auto dtype = TorchDtype(entry.dtype);
-    if (!dtype.ok()) {
-      return absl::InvalidArgumentError(entry.name + ": " +
-                                        std::string(dtype.status().message()));
+    ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type,
+                                SafetensorsScalarType(entry));
+    const std::optional<std::string> dtype = DtypeName(type);
+    if (!dtype.has_value()) {
+      return absl::InvalidArgumentError(
+          "tensor \"" + entry.name + "\" has a dtype without a PyTorch name");
     }
     node->params.push_back({parts.back(), entry.shape, *dtype, ""});
   }

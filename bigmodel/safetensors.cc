@@ -40,15 +40,6 @@ constexpr DtypePair kDtypes[] = {
     {"I64", at::kLong},
 };
 
-absl::StatusOr<at::ScalarType> TorchType(const TensorEntry& entry) {
-  for (const DtypePair& pair : kDtypes) {
-    if (entry.dtype == pair.name) return pair.type;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "safetensors: tensor \"", entry.name, "\" has dtype ", entry.dtype,
-      ", which LibTorch 1.13 has no type for"));
-}
-
 absl::Status Errno(absl::string_view what, const std::string& path) {
   const int error = errno;
   const std::string text =
@@ -96,6 +87,15 @@ absl::Status WriteFileAtomically(const std::string& path,
     return status;
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry) {
+  for (const DtypePair& pair : kDtypes) {
+    if (entry.dtype == pair.name) return pair.type;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "safetensors: tensor \"", entry.name, "\" has dtype ", entry.dtype,
+      ", which LibTorch 1.13 has no type for"));
 }
 
 absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {
@@ -225,7 +225,7 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
         absl::StrCat(path_, ": no tensor named \"", name, "\""));
   }
   const TensorEntry& entry = header_.tensors[it->second];
-  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, TorchType(entry));
+  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, SafetensorsScalarType(entry));
   char* data = mapping_->base + header_.data_start + entry.begin;
   const size_t element = c10::elementSize(type);
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;

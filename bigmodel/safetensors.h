@@ -67,6 +67,9 @@ struct MappedFile {
 // The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
 // type the format lacks (complex, quantized).
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);
+// The LibTorch type of `entry`'s dtype; `InvalidArgument` naming the tensor
+// for one LibTorch 1.13 lacks (U16, U32, U64, F8).
+[[nodiscard]] absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry);
 
 // Writes `tensors` (any device, any layout) to `path`, with `metadata`.
 [[nodiscard]] absl::Status SaveSafetensors(
