@@ -358,6 +358,16 @@ absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text) {
 
 namespace {
 
+// The checks both entry points make on `options`; the compiled no-split
+// classes.
+absl::StatusOr<NoSplitClasses> CheckOptions(const DeviceMapOptions& options) {
+  if (options.dtype.has_value() && !DtypeBytes(*options.dtype).has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype \"", *options.dtype, "\" is not a known dtype"));
+  }
+  return NoSplitClasses::Compile(options.no_split_module_classes);
+}
+
 // Drops the modules under (and including) `module` that hold no tensor;
 // returns whether `module` holds one.
 bool EraseTensorless(const ModuleTree& module, const std::string& path,
@@ -386,13 +396,8 @@ std::set<std::string> Leaves(const std::map<std::string, int64_t>& sizes) {
 absl::StatusOr<MaxMemory> GetBalancedMemory(const ModuleTree& tree,
                                             const DeviceMapOptions& options,
                                             bool low_zero) {
-  if (options.dtype.has_value() && !DtypeBytes(*options.dtype).has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype \"", *options.dtype, "\" is not a known dtype"));
-  }
-  ACCELERATE_ASSIGN_OR_RETURN(
-      const NoSplitClasses no_split,
-      NoSplitClasses::Compile(options.no_split_module_classes));
+  ACCELERATE_ASSIGN_OR_RETURN(const NoSplitClasses no_split,
+                              CheckOptions(options));
   MaxMemory memory = options.max_memory;
   std::vector<size_t> gpus;  // Indices into `memory`, in GPU order.
   for (size_t i = 0; i < memory.size(); ++i) {
@@ -473,10 +478,8 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   }
   std::set<std::string> main_devices = {"cpu"};
   if (!gpus.empty()) main_devices.insert(gpus[0]);
-  if (options.dtype.has_value() && !DtypeBytes(*options.dtype).has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype \"", *options.dtype, "\" is not a known dtype"));
-  }
+  ACCELERATE_ASSIGN_OR_RETURN(const NoSplitClasses no_split,
+                              CheckOptions(options));
   const std::map<std::string, int64_t> sizes =
       ComputeModuleSizes(tree, options.dtype);
   const std::vector<std::vector<std::string>> tied = TiedGroups(tree);
@@ -485,9 +488,6 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   for (size_t g = 0; g < tied.size(); ++g) {
     for (const std::string& name : tied[g]) tied_group_of[name] = g;
   }
-  ACCELERATE_ASSIGN_OR_RETURN(
-      const NoSplitClasses no_split,
-      NoSplitClasses::Compile(options.no_split_module_classes));
 
   DeviceMap map;
   std::map<std::string, int64_t> used;
