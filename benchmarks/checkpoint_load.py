@@ -9,14 +9,12 @@ BENCHMARKS.md.
     bazel build //benchmarks:checkpoint_load && benchmarks/checkpoint_load.py
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 
-from report import ROOT, section, write_section
+from report import ROOT, publish
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "checkpoint_load"
 PEER = ROOT / "benchmarks" / "checkpoint_load_peer.py"
@@ -71,13 +69,9 @@ def main():
             labels[name], r["seconds"] * 1e3, r["peak_rss_mb"],
             best["torch.load"]["seconds"] / r["seconds"]))
     lines += ["", "Largest shard: %d MB; model: %.0f MB." % (largest_shard_mb, gb * 1e3)]
-    stamp = "%s, %s, %d cores, warm page cache, best of %d alternating runs" % (
-        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
-        args.runs)
-    text = section("checkpoint-load", stamp, "\n".join(lines))
-    print(text)
-    if not args.no_write:
-        write_section("checkpoint-load", text)
+    publish("checkpoint-load",
+            "warm page cache, best of %d alternating runs" % args.runs,
+            "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":

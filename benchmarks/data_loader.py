@@ -7,14 +7,12 @@ batches. Writes the table between the `data-loader` markers of BENCHMARKS.md.
     bazel build //data:data_loader_benchmark && benchmarks/data_loader.py
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 
-from report import ROOT, section, write_section
+from report import ROOT, publish
 
 OURS = ROOT / "bazel-bin" / "data" / "data_loader_benchmark"
 PEER = ROOT / "benchmarks" / "data_loader_peer.py"
@@ -64,12 +62,8 @@ def main():
     skip_us = epoch["BM_SkipFirstBatches"] * 1e6
     lines += ["", "`SkipBatches(999999)` then the next batch, on a loader "
               "of 10^6 batches: **%.1f us** (goal: under 10 ms)." % skip_us]
-    stamp = "%s, %s, %d cores, 1 process, OMP_NUM_THREADS=1" % (
-        datetime.date.today().isoformat(), platform.machine(), os.cpu_count())
-    text = section("data-loader", stamp, "\n".join(lines))
-    print(text)
-    if not args.no_write:
-        write_section("data-loader", text)
+    publish("data-loader", "1 process, OMP_NUM_THREADS=1", "\n".join(lines),
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

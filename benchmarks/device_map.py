@@ -11,13 +11,10 @@ BENCHMARKS.md.
     bazel build //benchmarks:device_map && benchmarks/device_map.py
 """
 import argparse
-import datetime
 import json
-import os
-import platform
 import subprocess
 
-from report import ROOT, section, write_section
+from report import ROOT, publish
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "device_map"
 
@@ -48,10 +45,8 @@ def main():
                 "no (no-split class)" if no_split else "yes", r["modules"], r["entries"],
                 r["seconds"], per_module * 1e6, per_module / base))
             print(rows[-1], flush=True)
-    stamp = "%s, %s, %d cores, best of %d" % (
-        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(), args.runs)
-    if not args.no_write:
-        write_section("device-map", section("device-map", stamp, "\n".join(rows)))
+    publish("device-map", "best of %d" % args.runs, "\n".join(rows),
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ Runs alternate; the best of --runs each counts. Writes the table between the
         benchmarks/launcher_overhead.py
 """
 import argparse
-import datetime
 import os
-import platform
 import subprocess
 import sys
 import time
 
-from report import ROOT, free_port, section, spawn_ranks, write_section
+from report import ROOT, free_port, publish, spawn_ranks
 
 ACCELERATE = ROOT / "bazel-bin" / "launch" / "accelerate"
 OURS = ROOT / "bazel-bin" / "benchmarks" / "first_barrier"
@@ -76,9 +74,6 @@ def main():
     med = {k: min(v) for k, v in samples.items()}
     ours = med["ours"] - med["ours_direct"]
     theirs = med["torchrun"] - med["py_direct"]
-    stamp = "%s, %s, %d cores, best of %d alternating runs" % (
-        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
-        args.runs)
     body = "\n".join([
         "| launcher | launch to first barrier | program started directly "
         "| launcher overhead |",
@@ -90,10 +85,8 @@ def main():
         "",
         "torchrun's overhead / ours: **%.0fx**." % (theirs / max(ours, 0.1)),
     ])
-    text = section("launcher-overhead", stamp, body)
-    print(text)
-    if not args.no_write:
-        write_section("launcher-overhead", text)
+    publish("launcher-overhead", "best of %d alternating runs" % args.runs,
+            body, write=not args.no_write)
 
 
 if __name__ == "__main__":

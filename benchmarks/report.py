@@ -1,7 +1,9 @@
-"""Shared by the side-by-side benchmark scripts: free ports, and replacing one
-marked section of BENCHMARKS.md."""
+"""Shared by the side-by-side benchmark scripts: free ports, and stamping and
+replacing one marked section of BENCHMARKS.md."""
+import datetime
 import os
 import pathlib
+import platform
 import socket
 import subprocess
 import sys
@@ -19,6 +21,19 @@ def section(name, stamp, body):
     """The text of section `name`, between its begin and end markers."""
     return "<!-- %s:begin -->\nMeasured %s.\n\n%s\n<!-- %s:end -->" % (
         name, stamp, body, name)
+
+
+def publish(name, conditions, body, write=True):
+    """Prints section `name` of BENCHMARKS.md, stamped with today's date, the
+    machine, its core count and `conditions` (how it was measured), and
+    writes it unless `write` is false."""
+    stamp = "%s, %s, %d cores, %s" % (
+        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
+        conditions)
+    text = section(name, stamp, body)
+    print(text)
+    if write:
+        write_section(name, text)
 
 
 def write_section(name, text):

@@ -10,13 +10,10 @@ Options: --rounds N (default 3; the best round of each side counts),
 --no-write (print only).
 """
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 
-from report import ROOT, section, spawn_ranks, write_section
+from report import ROOT, publish, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
 PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
@@ -81,13 +78,9 @@ def main():
             best_peer[name] = min(t, best_peer.get(name, t))
         print("round %d done" % (round_index + 1), file=sys.stderr)
     body = table(best_ours, best_peer)
-    stamp = "%s, %s, %d cores, %d ranks, best of %d alternating rounds" % (
-        datetime.date.today().isoformat(), platform.machine(),
-        os.cpu_count(), WORLD, args.rounds)
-    text = section("state-collectives", stamp, body)
-    print(text)
-    if not args.no_write:
-        write_section("state-collectives", text)
+    publish("state-collectives",
+            "%d ranks, best of %d alternating rounds" % (WORLD, args.rounds),
+            body, write=not args.no_write)
 
 
 if __name__ == "__main__":

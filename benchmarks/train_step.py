@@ -8,13 +8,10 @@ table between the `train-step` markers of BENCHMARKS.md.
     bazel build //benchmarks:train_step && benchmarks/train_step.py
 """
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 
-from report import ROOT, section, spawn_ranks, write_section
+from report import ROOT, publish, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "train_step"
 PEER = ROOT / "benchmarks" / "train_step_peer.py"
@@ -60,13 +57,9 @@ def main():
         % (ms("ours2") - ms("ours1"),
            best["ours2"]["parameters"] * 4 / 1e6, allreduce),
     ]
-    stamp = "%s, %s, %d cores, OMP_NUM_THREADS=1, best of %d alternating rounds" % (
-        datetime.date.today().isoformat(), platform.machine(), os.cpu_count(),
-        args.rounds)
-    text = section("train-step", stamp, "\n".join(lines))
-    print(text)
-    if not args.no_write:
-        write_section("train-step", text)
+    publish("train-step",
+            "OMP_NUM_THREADS=1, best of %d alternating rounds" % args.rounds,
+            "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":
