@@ -142,7 +142,9 @@ class ShardedCheckpoint {
       const std::string& path);
 
   std::vector<std::string> names() const;
-  // The shard file holding `name`.
+  // The folder holding the shards.
+  const std::string& dir() const { return dir_; }
+  // The shard file holding `name` (a name inside `dir()`).
   [[nodiscard]] absl::StatusOr<std::string> FileOf(const std::string& name) const;
   // The tensors `names`, opening only the shards that hold them.
   [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(

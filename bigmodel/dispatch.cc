@@ -1,0 +1,628 @@
+#include "bigmodel/dispatch.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <c10/core/TensorImpl.h>
+#include <sys/mman.h>
+#include <torch/library.h>
+#include <torch/nn/module.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bigmodel/empty_weights.h"
+#include "bigmodel/offload.h"
+#include "bigmodel/safetensors.h"
+#include "state/status_macros.h"
+
+namespace accelerate::bigmodel {
+namespace bigmodel_internal {
+namespace {
+
+// Gives the pages wholly inside `alias` (a tensor aliasing a file mapping)
+// back to the page cache; the next read maps them again.
+void DropPages(const at::Tensor& alias) {
+  if (alias.nbytes() == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(alias.data_ptr());
+  const uintptr_t first = (begin + page - 1) & ~(page - 1);
+  const uintptr_t last = (begin + alias.nbytes()) & ~(page - 1);
+  if (last > first) {
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
+}
+
+// Maps the pages of `alias` in (reading them from disk if needed).
+void TouchPages(const at::Tensor& alias) {
+  const size_t bytes = alias.nbytes();
+  if (bytes == 0) return;
+  const auto* data = static_cast<const volatile uint8_t*>(alias.data_ptr());
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  uint8_t sink = 0;
+  for (size_t offset = 0; offset < bytes; offset += page) sink ^= data[offset];
+  sink ^= data[bytes - 1];
+  (void)sink;
+}
+
+c10::intrusive_ptr<c10::TensorImpl> MakePlaceholder(at::ScalarType dtype,
+                                                    c10::IntArrayRef sizes) {
+  auto impl = c10::make_intrusive<c10::TensorImpl>(
+      c10::DispatchKeySet(
+          {c10::DispatchKey::PrivateUse1, c10::DispatchKey::DeferredInit}),
+      caffe2::TypeMeta::fromScalarType(dtype),
+      c10::Device(c10::kPrivateUse1, 0));
+  impl->set_sizes_contiguous(sizes);
+  return impl;
+}
+
+}  // namespace
+
+// One offloaded weight.
+struct Slot {
+  std::string name;
+  at::Tensor target;  // The model's tensor, whose contents are swapped.
+  c10::intrusive_ptr<c10::TensorImpl> placeholder;
+  at::Tensor source;  // On the CPU: a mapping alias, or a copy in memory.
+  bool mapped = false;
+  at::ScalarType dtype = at::kFloat;  // On the execution device.
+};
+
+// The offloaded weights of one module, loaded and released together.
+struct Unit {
+  std::string module;
+  std::vector<Slot> slots;
+  int next = -1;  // The unit loaded after this one last time.
+  bool loaded = false;
+};
+
+class OffloadEngine;
+
+// Which engine and unit each placeholder belongs to, for the fallback.
+struct Registry {
+  std::mutex mu;
+  std::unordered_map<const c10::TensorImpl*, std::pair<OffloadEngine*, int>>
+      owners;
+};
+
+Registry& GlobalRegistry() {
+  static auto* registry = new Registry;
+  return *registry;
+}
+
+void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
+              torch::jit::Stack* stack);
+
+class OffloadEngine {
+ public:
+  OffloadEngine(c10::Device device, bool prefetch)
+      : device_(device), prefetch_(prefetch) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      // DeferredInit (meant for lazily built tensors, unused by LibTorch
+      // itself) comes before autograd and the composite kernels, so every
+      // operation given a placeholder lands here first. PrivateUse1 only
+      // catches what has lost that key (an error). The libraries live as
+      // long as the process, as their registrations.
+      for (c10::DispatchKey key :
+           {c10::DispatchKey::DeferredInit, c10::DispatchKey::PrivateUse1}) {
+        auto* library = new torch::Library(torch::Library::IMPL, "_", key,
+                                           __FILE__, __LINE__);
+        library->fallback(
+            torch::CppFunction::makeFromBoxedFunction<&Fallback>());
+      }
+    });
+  }
+
+  ~OffloadEngine() {
+    std::lock_guard<std::mutex> lock(mu_);
+    WaitPending();
+    {
+      Registry& registry = GlobalRegistry();
+      std::lock_guard<std::mutex> registry_lock(registry.mu);
+      for (const Unit& unit : units_) {
+        for (const Slot& slot : unit.slots) {
+          registry.owners.erase(slot.target.unsafeGetTensorImpl());
+        }
+      }
+    }
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      if (units_[u].loaded) Unload(u);
+    }
+  }
+
+  c10::Device device() const { return device_; }
+
+  // Before Start.
+  int UnitFor(const std::string& module) {
+    auto [it, inserted] = unit_index_.emplace(module, units_.size());
+    if (inserted) units_.push_back(Unit{module, {}, -1, false});
+    return it->second;
+  }
+  // A new slot of `unit`, as (unit, slot) indices for `slot`.
+  std::pair<int, int> AddSlot(int unit) {
+    units_[unit].slots.emplace_back();
+    return {unit, static_cast<int>(units_[unit].slots.size()) - 1};
+  }
+  Slot& slot(std::pair<int, int> at) {
+    return units_[at.first].slots[at.second];
+  }
+
+  // Puts the placeholders in the model and makes them known to the fallback.
+  void Start() {
+    Registry& registry = GlobalRegistry();
+    std::lock_guard<std::mutex> lock(registry.mu);
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      for (Slot& slot : units_[u].slots) {
+        slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
+        registry.owners[slot.target.unsafeGetTensorImpl()] = {this, u};
+      }
+    }
+  }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> names;
+    for (const Unit& unit : units_) {
+      for (const Slot& slot : unit.slots) names.push_back(slot.name);
+    }
+    return names;
+  }
+
+  // Loads `wanted` (the units one operation needs) and releases the others.
+  void Activate(const std::vector<int>& wanted) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int u : wanted) {
+      if (units_[u].loaded) continue;
+      std::vector<at::Tensor> ready;
+      if (pending_unit_ == u) {
+        ready = pending_.get();
+        pending_unit_ = -1;
+        ++stats_.prefetch_hits;
+      } else {
+        WaitPending();
+        ready = Prepare(units_[u]);
+      }
+      Unit& unit = units_[u];
+      for (size_t i = 0; i < unit.slots.size(); ++i) {
+        unit.slots[i].target.unsafeGetTensorImpl()->shallow_copy_from(
+            ready[i].getIntrusivePtr());
+      }
+      unit.loaded = true;
+      ++stats_.loads;
+      if (last_ >= 0 && last_ != u) units_[last_].next = u;
+      last_ = u;
+    }
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      if (units_[u].loaded &&
+          std::find(wanted.begin(), wanted.end(), u) == wanted.end()) {
+        Unload(u);
+      }
+    }
+    if (!prefetch_ || last_ < 0) return;
+    int next = units_[last_].next;
+    if (next < 0 && last_ + 1 < static_cast<int>(units_.size())) {
+      next = last_ + 1;
+    }
+    if (next < 0 || units_[next].loaded || pending_unit_ == next) return;
+    WaitPending();
+    pending_unit_ = next;
+    const Unit* unit = &units_[next];
+    pending_ = std::async(std::launch::async,
+                          [this, unit] { return Prepare(*unit); });
+  }
+
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    WaitPending();
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      if (units_[u].loaded) Unload(u);
+    }
+  }
+
+  DispatchStats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+
+ private:
+  // The unit's weights on the execution device. Runs on the prefetch
+  // thread too: reads only the immutable slots.
+  std::vector<at::Tensor> Prepare(const Unit& unit) const {
+    std::vector<at::Tensor> ready;
+    for (const Slot& slot : unit.slots) {
+      if (device_.is_cpu() && slot.source.scalar_type() == slot.dtype) {
+        if (slot.mapped) TouchPages(slot.source);
+        ready.push_back(slot.source);
+      } else {
+        ready.push_back(slot.source.to(device_, slot.dtype,
+                                       /*non_blocking=*/false, /*copy=*/true));
+      }
+    }
+    return ready;
+  }
+
+  void Unload(int u) {
+    for (Slot& slot : units_[u].slots) {
+      slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
+      if (slot.mapped) DropPages(slot.source);
+    }
+    units_[u].loaded = false;
+    ++stats_.releases;
+  }
+
+  void WaitPending() {
+    if (pending_unit_ < 0) return;
+    pending_.wait();
+    pending_ = {};
+    pending_unit_ = -1;
+  }
+
+  const c10::Device device_;
+  const bool prefetch_;
+  mutable std::mutex mu_;
+  std::vector<Unit> units_;
+  std::map<std::string, int> unit_index_;
+  int last_ = -1;
+  int pending_unit_ = -1;
+  std::future<std::vector<at::Tensor>> pending_;
+  DispatchStats stats_;
+};
+
+namespace {
+
+void CollectPlaceholders(const c10::IValue& value,
+                         std::vector<const c10::TensorImpl*>* found) {
+  if (value.isTensor()) {
+    const at::Tensor& tensor = value.toTensor();
+    if (tensor.defined() && tensor.device().type() == c10::kPrivateUse1) {
+      found->push_back(tensor.unsafeGetTensorImpl());
+    }
+  } else if (value.isList()) {
+    c10::List<c10::IValue> list = value.toList();
+    for (size_t i = 0; i < list.size(); ++i) {
+      CollectPlaceholders(list.get(i), found);
+    }
+  }
+}
+
+}  // namespace
+
+// Runs for every operation given a placeholder: loads the units that own
+// them, then runs the operation again on the loaded weights.
+void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
+              torch::jit::Stack* stack) {
+  std::vector<const c10::TensorImpl*> found;
+  for (const c10::IValue& value :
+       torch::jit::last(*stack, op.schema().arguments().size())) {
+    CollectPlaceholders(value, &found);
+  }
+  TORCH_CHECK(!found.empty(), "accelerate: ", op.schema().operator_name(),
+              " asks for device privateuseone, which only holds offloaded "
+              "weights");
+  std::map<OffloadEngine*, std::vector<int>> wanted;
+  {
+    Registry& registry = GlobalRegistry();
+    std::lock_guard<std::mutex> lock(registry.mu);
+    for (const c10::TensorImpl* impl : found) {
+      auto it = registry.owners.find(impl);
+      TORCH_CHECK(it != registry.owners.end(), "accelerate: ",
+                  op.schema().operator_name(),
+                  " was given an offloaded weight that no DispatchedModel "
+                  "holds (its DispatchedModel is gone, or this is a "
+                  ".data()/.detach() copy taken before the weight was "
+                  "loaded)");
+      std::vector<int>& units = wanted[it->second.first];
+      if (std::find(units.begin(), units.end(), it->second.second) ==
+          units.end()) {
+        units.push_back(it->second.second);
+      }
+    }
+  }
+  for (const auto& [engine, units] : wanted) engine->Activate(units);
+  op.callBoxed(stack);
+}
+
+}  // namespace bigmodel_internal
+
+namespace {
+
+using bigmodel_internal::OffloadEngine;
+using bigmodel_internal::Slot;
+
+enum class Kind { kCpu, kDisk, kGpu };
+
+struct Placement {
+  Kind kind = Kind::kCpu;
+  int gpu = 0;
+};
+
+absl::StatusOr<Placement> ParsePlacement(const std::string& module,
+                                         const std::string& device) {
+  if (device == "cpu") return Placement{Kind::kCpu, 0};
+  if (device == "disk") return Placement{Kind::kDisk, 0};
+  int index = 0;
+  if (!device.empty() &&
+      std::all_of(device.begin(), device.end(),
+                  [](char c) { return c >= '0' && c <= '9'; }) &&
+      absl::SimpleAtoi(device, &index)) {
+    return Placement{Kind::kGpu, index};
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device map: \"", module, "\" -> \"", device,
+                   "\" is not \"cpu\", \"disk\" or a GPU index"));
+}
+
+// The placement of the longest entry that names `tensor` or a module
+// holding it.
+const Placement* Cover(const std::map<std::string, Placement>& map,
+                       const std::string& tensor) {
+  std::string prefix = tensor;
+  while (true) {
+    auto it = map.find(prefix);
+    if (it != map.end()) return &it->second;
+    if (prefix.empty()) return nullptr;
+    const size_t dot = prefix.rfind('.');
+    prefix = dot == std::string::npos ? "" : prefix.substr(0, dot);
+  }
+}
+
+std::string ModuleOf(const std::string& tensor) {
+  const size_t dot = tensor.rfind('.');
+  return dot == std::string::npos ? "" : tensor.substr(0, dot);
+}
+
+std::string Shape(c10::IntArrayRef sizes) {
+  return absl::StrCat("[", absl::StrJoin(sizes, ", "), "]");
+}
+
+// A model tensor, once per TensorImpl (tied weights share one).
+struct Wanted {
+  std::string name;
+  std::vector<std::string> aliases;  // Other names of the same tensor.
+  at::Tensor tensor;
+  bool buffer = false;
+};
+
+std::vector<Wanted> ModelTensors(const torch::nn::Module& model) {
+  std::vector<Wanted> tensors;
+  std::unordered_map<const c10::TensorImpl*, size_t> seen;
+  auto add = [&](const std::string& name, const at::Tensor& tensor,
+                 bool buffer) {
+    if (!tensor.defined()) return;
+    auto [it, inserted] =
+        seen.emplace(tensor.unsafeGetTensorImpl(), tensors.size());
+    if (inserted) {
+      tensors.push_back(Wanted{name, {}, tensor, buffer});
+    } else {
+      tensors[it->second].aliases.push_back(name);
+    }
+  };
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    add(item.key(), item.value(), false);
+  }
+  for (const auto& item : model.named_buffers(/*recurse=*/true)) {
+    add(item.key(), item.value(), true);
+  }
+  return tensors;
+}
+
+absl::Status Converted(const std::exception& error, const std::string& name) {
+  return absl::InternalError(
+      absl::StrCat("loading \"", name, "\": ", error.what()));
+}
+
+}  // namespace
+
+DispatchedModel::DispatchedModel() = default;
+DispatchedModel::~DispatchedModel() = default;
+
+c10::Device DispatchedModel::execution_device() const {
+  return engine_->device();
+}
+
+std::vector<std::string> DispatchedModel::offloaded() const {
+  return engine_->names();
+}
+
+void DispatchedModel::Release() { engine_->Release(); }
+
+DispatchStats DispatchedModel::stats() const { return engine_->stats(); }
+
+absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
+    torch::nn::Module& model, const std::string& checkpoint,
+    const std::vector<std::pair<std::string, std::string>>& device_map,
+    const DispatchOptions& options) {
+  std::map<std::string, Placement> map;
+  std::optional<int> first_gpu;
+  for (const auto& [module, device] : device_map) {
+    ACCELERATE_ASSIGN_OR_RETURN(Placement placement,
+                                ParsePlacement(module, device));
+    if (placement.kind == Kind::kGpu && !first_gpu) first_gpu = placement.gpu;
+    map[module] = placement;
+  }
+  if (first_gpu && !at::hasCUDA()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the device map places weights on GPU ", *first_gpu,
+        " but this LibTorch has no CUDA device"));
+  }
+  const c10::Device execution =
+      first_gpu ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(*first_gpu))
+                : c10::Device(c10::kCPU);
+
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<ShardedCheckpoint> stored,
+                              ShardedCheckpoint::Open(checkpoint));
+  const std::vector<std::string> stored_names = stored->names();
+  const std::set<std::string> available(stored_names.begin(),
+                                        stored_names.end());
+
+  // Match every model tensor with a stored one and a placement first, so
+  // that a bad checkpoint or map changes nothing.
+  std::vector<Wanted> tensors = ModelTensors(model);
+  std::vector<std::string> sources(tensors.size());
+  std::vector<Placement> placements(tensors.size());
+  std::vector<std::string> missing;
+  std::set<std::string> used;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Wanted& wanted = tensors[i];
+    const Placement* placement = Cover(map, wanted.name);
+    if (placement == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the device map has no entry for \"", wanted.name,
+          "\" or any module holding it"));
+    }
+    placements[i] = *placement;
+    if (available.count(wanted.name)) {
+      sources[i] = wanted.name;
+    } else {
+      for (const std::string& alias : wanted.aliases) {
+        if (available.count(alias)) {
+          sources[i] = alias;
+          break;
+        }
+      }
+    }
+    if (sources[i].empty()) {
+      missing.push_back(wanted.name);
+    } else {
+      used.insert(sources[i]);
+      used.insert(wanted.name);
+      used.insert(wanted.aliases.begin(), wanted.aliases.end());
+    }
+  }
+  if (!missing.empty()) {
+    const size_t shown = std::min<size_t>(missing.size(), 10);
+    return absl::NotFoundError(absl::StrCat(
+        checkpoint, " lacks ", missing.size(), " weight(s) of the model: ",
+        absl::StrJoin(missing.begin(), missing.begin() + shown, ", "),
+        missing.size() > shown ? ", ..." : ""));
+  }
+
+  // Check shapes and what conversions need before placing anything.
+  std::vector<at::Tensor> aliases(tensors.size());
+  std::vector<at::ScalarType> dtypes(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, stored->Load({sources[i]}));
+    aliases[i] = loaded.at(sources[i]);
+    if (aliases[i].sizes() != tensors[i].tensor.sizes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", sources[i], "\" is ", Shape(aliases[i].sizes()), " in ",
+          checkpoint, " but the model's \"", tensors[i].name, "\" is ",
+          Shape(tensors[i].tensor.sizes())));
+    }
+    dtypes[i] = options.dtype && at::isFloatingType(aliases[i].scalar_type())
+                    ? *options.dtype
+                    : aliases[i].scalar_type();
+    if (placements[i].kind == Kind::kDisk &&
+        dtypes[i] != aliases[i].scalar_type() &&
+        options.offload_folder.empty() &&
+        !(tensors[i].buffer && !options.offload_buffers)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", tensors[i].name, "\" goes to disk as ",
+          c10::toString(dtypes[i]), " (stored as ",
+          c10::toString(aliases[i].scalar_type()),
+          "): converting it needs an offload_folder"));
+    }
+  }
+
+  auto dispatched = std::unique_ptr<DispatchedModel>(new DispatchedModel());
+  for (const std::string& name : stored_names) {
+    if (!used.count(name)) dispatched->unexpected_keys_.push_back(name);
+  }
+  auto engine = std::make_unique<OffloadEngine>(execution, options.prefetch);
+  // Disk weights to record as pointers into the checkpoint, per file.
+  std::map<std::string, std::vector<std::string>> pointers;
+  // Disk slots read back through the offload folder, with their names.
+  std::vector<std::pair<std::pair<int, int>, std::string>> from_folder;
+
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Wanted& wanted = tensors[i];
+    const std::string& source_name = sources[i];
+    const at::Tensor& alias = aliases[i];
+    const at::ScalarType dtype = dtypes[i];
+    const Placement& placement = placements[i];
+    const bool offloaded =
+        (placement.kind == Kind::kDisk ||
+         (placement.kind == Kind::kCpu && !execution.is_cpu())) &&
+        !(wanted.buffer && !options.offload_buffers);
+    try {
+      if (!offloaded) {
+        const c10::Device device =
+            placement.kind == Kind::kGpu
+                ? c10::Device(c10::kCUDA,
+                              static_cast<c10::DeviceIndex>(placement.gpu))
+                : placement.kind == Kind::kCpu ? c10::Device(c10::kCPU)
+                                               : execution;
+        at::Tensor value = alias;
+        if (dtype != alias.scalar_type() || !device.is_cpu() ||
+            !options.zero_copy) {
+          value = alias.to(device, dtype, /*non_blocking=*/false,
+                           /*copy=*/true);
+          bigmodel_internal::DropPages(alias);
+        }
+        ACCELERATE_RETURN_IF_ERROR(ReplaceTensor(wanted.tensor, value));
+      } else {
+        const std::pair<int, int> where =
+            engine->AddSlot(engine->UnitFor(ModuleOf(wanted.name)));
+        Slot& slot = engine->slot(where);
+        slot.name = wanted.name;
+        slot.target = wanted.tensor;
+        slot.dtype = dtype;
+        slot.placeholder =
+            bigmodel_internal::MakePlaceholder(dtype, alias.sizes());
+        if (placement.kind == Kind::kCpu) {
+          // Offloaded to memory: kept on the CPU, copied on use.
+          slot.source = alias.to(c10::kCPU, dtype, /*non_blocking=*/false,
+                                 /*copy=*/true);
+          bigmodel_internal::DropPages(alias);
+        } else if (dtype == alias.scalar_type()) {
+          slot.source = alias;
+          slot.mapped = true;
+          if (!options.offload_folder.empty()) {
+            ACCELERATE_ASSIGN_OR_RETURN(std::string file,
+                                        stored->FileOf(source_name));
+            pointers[absl::StrCat(stored->dir(), "/", file)].push_back(
+                source_name);
+            from_folder.emplace_back(where, source_name);
+          }
+        } else {
+          ACCELERATE_RETURN_IF_ERROR(OffloadTensors(
+              options.offload_folder, {{source_name, alias.to(dtype)}}));
+          bigmodel_internal::DropPages(alias);
+          slot.mapped = true;
+          from_folder.emplace_back(where, source_name);
+        }
+      }
+    } catch (const c10::Error& error) {
+      return Converted(error, wanted.name);
+    }
+    aliases[i] = at::Tensor();
+    if (options.progress) {
+      options.progress(static_cast<int64_t>(i + 1),
+                       static_cast<int64_t>(tensors.size()));
+    }
+  }
+
+  if (!from_folder.empty()) {
+    for (const auto& [file, names] : pointers) {
+      ACCELERATE_RETURN_IF_ERROR(
+          OffloadPointers(options.offload_folder, file, names));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<OffloadedWeights> weights,
+                                OffloadedWeights::Open(options.offload_folder));
+    for (const auto& [where, name] : from_folder) {
+      ACCELERATE_ASSIGN_OR_RETURN(engine->slot(where).source, weights->Get(name));
+    }
+  }
+  engine->Start();
+  dispatched->engine_ = std::move(engine);
+  return dispatched;
+}
+
+}  // namespace accelerate::bigmodel

@@ -1,0 +1,149 @@
+// Accelerate's `load_checkpoint_and_dispatch` and offloaded execution: loads
+// a (sharded) safetensors checkpoint into a model built under
+// `InitEmptyWeights` (empty_weights.h) following a device map
+// (device_map.h), and runs the model unchanged with part of its weights on
+// the CPU or on disk.
+//
+//   MyModel model{nullptr};
+//   { InitEmptyWeights scope; model = MyModel(config); }
+//   ACCELERATE_ASSIGN_OR_RETURN(auto map, InferAutoDeviceMap(...));
+//   ACCELERATE_ASSIGN_OR_RETURN(
+//       std::unique_ptr<DispatchedModel> dispatched,
+//       LoadCheckpointAndDispatch(*model, "ckpt/", map,
+//                                 {.offload_folder = "offload/"}));
+//   at::Tensor logits = model->forward(tokens);  // model code unchanged
+//
+// Placement: a weight goes where the longest device-map entry naming it or
+// one of its modules says. Weights on a GPU index, and on "cpu" when the
+// model runs on the CPU, are resident. The others are offloaded: the module
+// keeps a placeholder tensor (device `privateuseone`, no storage), and the
+// first operation that touches one of them loads every offloaded weight of
+// the module owning it onto the execution device (the first GPU of the map,
+// else the CPU), in place, releasing the weights of the module used before.
+// LibTorch modules have no forward hooks, so this is done one level lower:
+// a dispatcher fallback on the placeholders' dispatch key. While one module
+// runs, the weights of the next one (in the order the previous pass used
+// them, else registration order) are prepared on a background thread.
+// Disk weights are read through a mapping of the checkpoint itself (or of
+// the offload folder), never reopened per tensor; a CPU execution device
+// uses them in place and gives the pages back on release.
+//
+// Offloaded weights are for inference: writes to them are not kept, and
+// code that takes `.data()` or `.detach()` of a weight before any
+// operation has touched it gets a tensor LibTorch cannot run (an error
+// names the operation).
+//
+// Thread safety: one forward at a time per dispatched model. The model must
+// outlive its DispatchedModel; when a DispatchedModel is destroyed its
+// offloaded weights become unusable (using them is an error).
+
+#ifndef ACCELERATE_BIGMODEL_DISPATCH_H_
+#define ACCELERATE_BIGMODEL_DISPATCH_H_
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace torch::nn {
+class Module;
+}
+
+namespace accelerate::bigmodel {
+
+namespace bigmodel_internal {
+class OffloadEngine;
+}
+
+struct DispatchOptions {
+  // Folder for the weights placed on "disk". When set, each gets an entry in
+  // `<offload_folder>/index.json` (Accelerate's format): a pointer into the
+  // checkpoint's safetensors file when the weight is used as stored, a
+  // `.dat` file when it is converted (`dtype`); they are then read back
+  // through that index. When empty, disk weights are read straight from
+  // the checkpoint, and converting one is an error. Default: empty.
+  std::string offload_folder;
+  // Floating-point weights are converted to this dtype (Accelerate's
+  // `dtype`). Default: as stored.
+  std::optional<at::ScalarType> dtype;
+  // Offload the buffers of offloaded modules too. Default false: buffers
+  // are small and stay on the execution device, as in Accelerate.
+  bool offload_buffers = false;
+  // Prepare the next module's offloaded weights on a background thread
+  // while the current one runs. Default true.
+  bool prefetch = true;
+  // Resident CPU weights alias the checkpoint's mapping (copy-on-write)
+  // instead of being copied, when not converted. Default true: loading
+  // reads nothing, pages come in on first use.
+  bool zero_copy = true;
+  // Called after each weight is placed with (weights done, weights total).
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct DispatchStats {
+  int64_t loads = 0;          // Modules whose offloaded weights were loaded.
+  int64_t prefetch_hits = 0;  // Of those, prepared in the background.
+  int64_t releases = 0;       // Modules whose weights were given back.
+};
+
+// The offloading state of a dispatched model (see the top of the file).
+class DispatchedModel {
+ public:
+  ~DispatchedModel();
+  DispatchedModel(const DispatchedModel&) = delete;
+  DispatchedModel& operator=(const DispatchedModel&) = delete;
+
+  // Where offloaded weights run.
+  c10::Device execution_device() const;
+  // Names of the offloaded weights, in registration order.
+  std::vector<std::string> offloaded() const;
+  // Checkpoint tensors the model has no place for (not loaded).
+  const std::vector<std::string>& unexpected_keys() const {
+    return unexpected_keys_;
+  }
+  // Gives back the offloaded weights now loaded (e.g. between generations).
+  void Release();
+  DispatchStats stats() const;
+
+ private:
+  friend absl::StatusOr<std::unique_ptr<DispatchedModel>>
+  LoadCheckpointAndDispatch(
+      torch::nn::Module& model, const std::string& checkpoint,
+      const std::vector<std::pair<std::string, std::string>>& device_map,
+      const DispatchOptions& options);
+  DispatchedModel();
+
+  std::unique_ptr<bigmodel_internal::OffloadEngine> engine_;
+  std::vector<std::string> unexpected_keys_;
+};
+
+// Loads `checkpoint` (a .safetensors file, an index, or a folder holding
+// one; see ShardedCheckpoint) into `model` by name, placing each parameter
+// and buffer as `device_map` says (module name -> "cpu", "disk" or a GPU
+// index, as InferAutoDeviceMap returns; "" names the whole model). Tensors
+// are placed one at a time: peak memory is the resident weights plus the
+// largest tensor being converted or copied.
+// Errors: `InvalidArgument` for a device-map entry with an unknown device,
+// a weight no entry covers, a shape that differs from the model's, a
+// converted disk weight without `offload_folder`; `NotFound` for weights
+// the checkpoint lacks (all named, up to 10); `FailedPrecondition` for a
+// GPU index without CUDA; file errors as ShardedCheckpoint.
+// REQUIRES: one DispatchedModel per model at a time.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<DispatchedModel>>
+LoadCheckpointAndDispatch(
+    torch::nn::Module& model, const std::string& checkpoint,
+    const std::vector<std::pair<std::string, std::string>>& device_map,
+    const DispatchOptions& options = {});
+
+}  // namespace accelerate::bigmodel
+
+#endif  // ACCELERATE_BIGMODEL_DISPATCH_H_

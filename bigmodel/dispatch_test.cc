@@ -1,0 +1,363 @@
+#include "bigmodel/dispatch.h"
+
+#include <dirent.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "bigmodel/empty_weights.h"
+#include "bigmodel/offload.h"
+#include "bigmodel/safetensors.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "testing/tensor_testutil.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::TensorsClose;
+using ::testing::HasSubstr;
+
+// A small transformer-like language model: embedding, residual blocks in a
+// ModuleList, final norm, and an output layer tied to the embedding.
+struct BlockImpl : torch::nn::Module {
+  explicit BlockImpl(int64_t width) {
+    norm = register_module("norm", torch::nn::LayerNorm(
+                                       torch::nn::LayerNormOptions({width})));
+    up = register_module("up", torch::nn::Linear(width, 4 * width));
+    down = register_module("down", torch::nn::Linear(4 * width, width));
+  }
+  at::Tensor forward(const at::Tensor& x) {
+    return x + down(torch::gelu(up(norm(x))));
+  }
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear up{nullptr}, down{nullptr};
+};
+TORCH_MODULE(Block);
+
+struct TinyLmImpl : torch::nn::Module {
+  TinyLmImpl(int64_t vocab, int64_t width, int64_t depth) {
+    embed = register_module("embed", torch::nn::Embedding(vocab, width));
+    blocks = register_module("blocks", torch::nn::ModuleList());
+    for (int64_t i = 0; i < depth; ++i) blocks->push_back(Block(width));
+    norm = register_module("norm", torch::nn::LayerNorm(
+                                       torch::nn::LayerNormOptions({width})));
+  }
+  at::Tensor forward(const at::Tensor& tokens) {
+    at::Tensor x = embed(tokens);
+    for (const auto& block : *blocks) x = block->as<BlockImpl>()->forward(x);
+    return torch::nn::functional::linear(norm(x), embed->weight);
+  }
+  torch::nn::Embedding embed{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+};
+TORCH_MODULE(TinyLm);
+
+class DispatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/dispatch_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ + "/ckpt");
+    torch::manual_seed(7);
+    reference_ = TinyLm(kVocab, kWidth, kDepth);
+    // Random norms, so that a norm left at its initial values shows.
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : reference_->parameters()) {
+      parameter.copy_(torch::randn_like(parameter) * 0.5);
+    }
+    NamedTensors state;
+    for (const auto& item : reference_->named_parameters()) {
+      if (item.key() != "embed.weight" || state.empty()) {
+        state.emplace_back(item.key(), item.value().detach());
+      }
+    }
+    ASSERT_OK(SaveShardedSafetensors(dir_ + "/ckpt", state,
+                                     {.max_shard_bytes = 40'000}));
+    tokens_ = torch::randint(kVocab, {2, 5});
+    expected_ = reference_->forward(tokens_);
+  }
+
+  TinyLm EmptyModel() {
+    InitEmptyWeights scope;
+    return TinyLm(kVocab, kWidth, kDepth);
+  }
+
+  static constexpr int64_t kVocab = 50, kWidth = 16, kDepth = 4;
+  std::string dir_;
+  TinyLm reference_{nullptr};
+  at::Tensor tokens_;
+  at::Tensor expected_;
+};
+
+constexpr ::accelerate::testing::Tolerance kExact{.rtol = 0, .atol = 1e-6};
+
+TEST_F(DispatchTest, LoadsAnEmptyModelOnTheCpu) {
+  TinyLm model = EmptyModel();
+  int64_t last_done = 0, total = 0;
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "cpu"}},
+                                {.progress = [&](int64_t done, int64_t all) {
+                                  EXPECT_EQ(done, last_done + 1);
+                                  last_done = done;
+                                  total = all;
+                                }}));
+  EXPECT_TRUE(MetaTensorNames(*model).empty());
+  EXPECT_TRUE(dispatched->offloaded().empty());
+  EXPECT_EQ(total, 1 + kDepth * 6 + 2);
+  EXPECT_EQ(last_done, total);
+  EXPECT_TRUE(dispatched->execution_device().is_cpu());
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+}
+
+TEST_F(DispatchTest, DiskOffloadedModelComputesTheSame) {
+  TinyLm model = EmptyModel();
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
+                                                 {{"embed", "cpu"},
+                                                  {"blocks.0", "cpu"},
+                                                  {"blocks.1", "disk"},
+                                                  {"blocks.2", "disk"},
+                                                  {"blocks.3", "disk"},
+                                                  {"norm", "disk"}}));
+  // Offloaded weights are placeholders until used.
+  EXPECT_EQ(dispatched->offloaded().size(), 3u * 6 + 2);
+  EXPECT_EQ(model->blocks[1]->as<BlockImpl>()->up->weight.device().type(),
+            c10::kPrivateUse1);
+  EXPECT_TRUE(model->embed->weight.is_cpu());
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+  // Only the module used last is still loaded.
+  EXPECT_EQ(model->blocks[1]->as<BlockImpl>()->up->weight.device().type(),
+            c10::kPrivateUse1);
+  const DispatchStats first = dispatched->stats();
+  // Modules with weights on disk: norm, up and down of 3 blocks, final norm.
+  EXPECT_EQ(first.loads, 3 * 3 + 1);
+  EXPECT_EQ(first.releases, first.loads - 1);
+
+  // The second pass knows the order and prepares each module ahead.
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+  const DispatchStats second = dispatched->stats();
+  EXPECT_EQ(second.loads - first.loads, 3 * 3 + 1);
+  EXPECT_GE(second.prefetch_hits - first.prefetch_hits, 3 * 3);
+  dispatched->Release();
+  EXPECT_EQ(model->norm->weight.device().type(), c10::kPrivateUse1);
+}
+
+TEST_F(DispatchTest, WithoutPrefetchNothingIsPreparedAhead) {
+  TinyLm model = EmptyModel();
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
+                                {{"", "disk"}}, {.prefetch = false}));
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+  EXPECT_EQ(dispatched->stats().prefetch_hits, 0);
+  // The tied embedding is loaded twice per pass (input and output), but the
+  // second pass starts with it still loaded from the end of the first.
+  EXPECT_EQ(dispatched->stats().loads, 2 * (2 + 3 * kDepth + 1) - 1);
+}
+
+TEST_F(DispatchTest, OffloadFolderPointsIntoTheCheckpoint) {
+  TinyLm model = EmptyModel();
+  const std::string folder = dir_ + "/offload";
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
+                                {{"embed", "cpu"}, {"blocks", "disk"},
+                                 {"norm", "cpu"}},
+                                {.offload_folder = folder}));
+  std::ifstream index_file(folder + "/index.json");
+  std::string index((std::istreambuf_iterator<char>(index_file)),
+                    std::istreambuf_iterator<char>());
+  EXPECT_THAT(index, HasSubstr("\"blocks.2.up.weight\""));
+  EXPECT_THAT(index, HasSubstr("safetensors_file"));
+  EXPECT_THAT(index, ::testing::Not(HasSubstr("\"embed.weight\"")));
+  int dat_files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    dat_files += entry.path().extension() == ".dat";
+  }
+  EXPECT_EQ(dat_files, 0);
+  ASSERT_OK_AND_ASSIGN(auto weights, OffloadedWeights::Open(folder));
+  EXPECT_EQ(weights->names().size(), static_cast<size_t>(kDepth * 6));
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+}
+
+TEST_F(DispatchTest, ConvertedDiskWeightsAreWrittenToTheFolder) {
+  TinyLm model = EmptyModel();
+  const std::vector<std::pair<std::string, std::string>> map = {
+      {"embed", "cpu"}, {"blocks.0", "cpu"}, {"blocks.1", "disk"},
+      {"blocks.2", "disk"}, {"blocks.3", "disk"}, {"norm", "cpu"}};
+  EXPECT_THAT(LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", map,
+                                        {.dtype = at::kDouble}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("offload_folder")));
+  EXPECT_EQ(MetaTensorNames(*model).size(), 1u + kDepth * 6 + 2);
+
+  const std::string folder = dir_ + "/offload";
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", map,
+                                {.offload_folder = folder,
+                                 .dtype = at::kDouble}));
+  EXPECT_TRUE(std::filesystem::exists(folder + "/blocks.2.down.bias.dat"));
+  EXPECT_EQ(std::filesystem::file_size(folder + "/blocks.2.down.bias.dat"),
+            kWidth * sizeof(double));
+  EXPECT_EQ(model->embed->weight.scalar_type(), at::kDouble);
+  torch::NoGradGuard no_grad;
+  reference_->to(at::kDouble);
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_),
+                           reference_->forward(tokens_), kExact));
+}
+
+TEST_F(DispatchTest, BadInputNamesTheProblemAndChangesNothing) {
+  TinyLm model = EmptyModel();
+  const std::string ckpt = dir_ + "/ckpt";
+  EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt, {{"", "tpu"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"tpu\"")));
+  EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt,
+                                        {{"embed", "cpu"}, {"blocks", "cpu"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"norm.weight\"")));
+  EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt, {{"", "0"}}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("GPU 0")));
+  EXPECT_THAT(LoadCheckpointAndDispatch(*model, dir_ + "/none", {{"", "cpu"}}),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  // A wider model: every shape differs.
+  TinyLm wider{nullptr};
+  {
+    InitEmptyWeights scope;
+    wider = TinyLm(kVocab, kWidth + 1, kDepth);
+  }
+  EXPECT_THAT(LoadCheckpointAndDispatch(*wider, ckpt, {{"", "cpu"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("[50, 16]")));
+  // A deeper model: the checkpoint lacks blocks.4.
+  TinyLm deeper{nullptr};
+  {
+    InitEmptyWeights scope;
+    deeper = TinyLm(kVocab, kWidth, kDepth + 1);
+  }
+  EXPECT_THAT(LoadCheckpointAndDispatch(*deeper, ckpt, {{"", "cpu"}}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("blocks.4.norm.weight")));
+  EXPECT_EQ(MetaTensorNames(*model).size(), 1u + kDepth * 6 + 2);
+  EXPECT_EQ(MetaTensorNames(*wider).size(), 1u + kDepth * 6 + 2);
+
+  // A shallower model: the extra checkpoint tensors are reported.
+  TinyLm shallower{nullptr};
+  {
+    InitEmptyWeights scope;
+    shallower = TinyLm(kVocab, kWidth, kDepth - 1);
+  }
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(*shallower, ckpt,
+                                                 {{"", "cpu"}}));
+  EXPECT_EQ(dispatched->unexpected_keys().size(), 6u);
+  EXPECT_THAT(dispatched->unexpected_keys()[0], HasSubstr("blocks.3."));
+}
+
+TEST_F(DispatchTest, WeightsOfAGoneDispatchAreAnError) {
+  TinyLm model = EmptyModel();
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
+                                                 {{"", "disk"}}));
+  dispatched.reset();
+  torch::NoGradGuard no_grad;
+  try {
+    model->forward(tokens_);
+    ADD_FAILURE() << "forward ran on released weights";
+  } catch (const c10::Error& error) {
+    EXPECT_THAT(error.what(), HasSubstr("no DispatchedModel"));
+  }
+}
+
+int64_t PeakResidentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+int64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * 4096;
+}
+
+void ResetPeak() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+TEST(DispatchMemoryTest, PeakIsThePlacedPartPlusOneTensor) {
+  const std::string dir = ::testing::TempDir() + "/dispatch_memory";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  constexpr int64_t kWidth = 512, kDepth = 8;  // 8 MiB per block.
+  int64_t block_bytes = 0;
+  at::Tensor tokens = torch::randint(100, {1, 8});
+  at::Tensor expected;
+  {
+    torch::manual_seed(3);
+    TinyLm model(100, kWidth, kDepth);
+    NamedTensors state;
+    for (const auto& item : model->named_parameters()) {
+      state.emplace_back(item.key(), item.value().detach());
+      if (item.key().rfind("blocks.0.", 0) == 0) {
+        block_bytes += item.value().nbytes();
+      }
+    }
+    ASSERT_OK(SaveShardedSafetensors(dir, state, {.max_shard_bytes = 20 << 20}));
+    torch::NoGradGuard no_grad;
+    expected = model->forward(tokens);
+  }
+  const int64_t largest = 4 * kWidth * kWidth * 4;
+  TinyLm model{nullptr};
+  {
+    InitEmptyWeights scope;
+    model = TinyLm(100, kWidth, kDepth);
+  }
+  std::vector<std::pair<std::string, std::string>> map = {{"embed", "cpu"},
+                                                          {"norm", "cpu"}};
+  for (int i = 0; i < kDepth; ++i) {
+    map.emplace_back("blocks." + std::to_string(i), i < 2 ? "cpu" : "disk");
+  }
+  const int64_t placed = 2 * block_bytes + 100 * kWidth * 4;
+  const int64_t slack = 6 << 20;
+
+  const int64_t before = ResidentBytes();
+  ResetPeak();
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(*model, dir, map,
+                                                 {.zero_copy = false}));
+  const int64_t after_load = ResidentBytes();
+  EXPECT_LE(PeakResidentBytes() - before, placed + largest + slack);
+  // The placed part really is in memory (copied, not mapped).
+  EXPECT_GE(after_load - before, placed * 9 / 10);
+
+  ResetPeak();
+  torch::NoGradGuard no_grad;
+  at::Tensor logits = model->forward(tokens);
+  EXPECT_TRUE(TensorsClose(logits, expected, {.rtol = 0, .atol = 1e-5}));
+  // Running holds at most two offloaded modules' weights (the current one
+  // and the one prepared ahead), not the six blocks on disk.
+  EXPECT_LE(PeakResidentBytes() - after_load, 2 * largest + slack);
+  dispatched->Release();
+  EXPECT_LE(ResidentBytes() - after_load, slack);
+}
+
+}  // namespace
+}  // namespace accelerate::bigmodel
