@@ -1,0 +1,143 @@
+// The Big Model Inference example end to end, as separate processes: the
+// same tokens and logits whether the weights are all in memory or mostly
+// on disk, with and without prefetching, and through an offload folder.
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+#include "testing/subprocess.h"
+
+namespace accelerate {
+namespace {
+
+using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::Subprocess;
+using ::testing::HasSubstr;
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
+                      std::getenv("TEST_WORKSPACE"), "/", path);
+}
+
+std::string Checkpoint() {
+  return absl::StrCat(std::getenv("TEST_TMPDIR"), "/gpt");
+}
+
+ProcessResult Generate(std::vector<std::string> flags) {
+  std::vector<std::string> argv = {Runfile("examples/gpt_generate"),
+                                   "--checkpoint=" + Checkpoint(),
+                                   "--n_embd=64", "--n_layer=6",
+                                   "--n_head=4", "--max_new_tokens=6"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  Subprocess child(argv, {});
+  EXPECT_TRUE(child.Start().ok());
+  return child.Wait(absl::Seconds(120));
+}
+
+// The example's last line.
+google::protobuf::Struct Summary(const ProcessResult& result) {
+  std::string output = result.output;
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  const size_t start = output.rfind("\n{");
+  google::protobuf::Struct summary;
+  EXPECT_NE(start, std::string::npos) << output;
+  if (start == std::string::npos) return summary;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  output.substr(start + 1), &summary)
+                  .ok())
+      << output;
+  return summary;
+}
+
+double Number(const google::protobuf::Struct& summary, const std::string& key) {
+  auto it = summary.fields().find(key);
+  EXPECT_NE(it, summary.fields().end()) << key;
+  return it == summary.fields().end() ? -1 : it->second.number_value();
+}
+
+std::string Tokens(const google::protobuf::Struct& summary) {
+  std::string tokens;
+  auto it = summary.fields().find("tokens");
+  if (it == summary.fields().end()) return tokens;
+  for (const auto& token : it->second.list_value().values()) {
+    absl::StrAppend(&tokens, token.number_value(), " ");
+  }
+  return tokens;
+}
+
+class GptGenerateTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::filesystem::remove_all(Checkpoint());
+    // Writes the checkpoint, then generates with everything in memory.
+    in_memory_ = new ProcessResult(Generate({}));
+  }
+  static void TearDownTestSuite() { delete in_memory_; }
+  static ProcessResult* in_memory_;
+};
+
+ProcessResult* GptGenerateTest::in_memory_ = nullptr;
+
+TEST_F(GptGenerateTest, WritesAShardedCheckpointAndGenerates) {
+  ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
+  EXPECT_TRUE(std::filesystem::exists(Checkpoint() +
+                                      "/model.safetensors.index.json"));
+  EXPECT_TRUE(std::filesystem::exists(Checkpoint() + "/config.json"));
+  const auto summary = Summary(*in_memory_);
+  EXPECT_EQ(Number(summary, "offloaded_fraction"), 0);
+  EXPECT_EQ(Number(summary, "loads"), 0);
+  EXPECT_EQ(summary.fields().at("tokens").list_value().values_size(), 6);
+  EXPECT_THAT(in_memory_->output, HasSubstr("loaded"));
+}
+
+TEST_F(GptGenerateTest, MostlyOnDiskGivesTheSameTokensAndLogits) {
+  ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
+  const auto expected = Summary(*in_memory_);
+  for (const char* prefetch : {"--prefetch=true", "--prefetch=false"}) {
+    SCOPED_TRACE(prefetch);
+    ProcessResult result = Generate({"--max_memory=cpu=400KB", prefetch});
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("placed on disk"));
+    const auto summary = Summary(result);
+    EXPECT_GT(Number(summary, "offloaded_fraction"), 0.5);
+    EXPECT_EQ(Tokens(summary), Tokens(expected));
+    EXPECT_EQ(Number(summary, "last_logits_abs_sum"),
+              Number(expected, "last_logits_abs_sum"));
+    EXPECT_GT(Number(summary, "loads"), 6 * 6);
+    if (std::string(prefetch) == "--prefetch=true") {
+      EXPECT_GT(Number(summary, "prefetch_hits"),
+                Number(summary, "loads") / 2);
+    } else {
+      EXPECT_EQ(Number(summary, "prefetch_hits"), 0);
+    }
+  }
+}
+
+TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
+  ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
+  const std::string folder =
+      absl::StrCat(std::getenv("TEST_TMPDIR"), "/offload");
+  ProcessResult result = Generate(
+      {"--max_memory=cpu=400KB", "--offload_folder=" + folder});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(std::filesystem::exists(folder + "/index.json"));
+  EXPECT_EQ(Tokens(Summary(result)), Tokens(Summary(*in_memory_)));
+}
+
+TEST_F(GptGenerateTest, BadBudgetIsNamed) {
+  ProcessResult result = Generate({"--max_memory=cpu=lots"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.output, HasSubstr("lots"));
+}
+
+}  // namespace
+}  // namespace accelerate
