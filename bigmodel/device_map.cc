@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "re2/re2.h"
+#include "state/logging.h"
 #include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
@@ -90,6 +92,25 @@ int64_t Size(const std::map<std::string, int64_t>& sizes,
              const std::string& name) {
   auto it = sizes.find(name);
   return it == sizes.end() ? 0 : it->second;
+}
+
+// A module with children that is not of a no-split class.
+bool Splittable(const Item& item, const NoSplitClasses& no_split) {
+  return item.module != nullptr && !item.module->children.empty() &&
+         !NoSplit(*item.module, no_split);
+}
+
+// The bytes of every buffer in `module` (named `path`) and below it.
+int64_t BufferBytes(const ModuleTree& module, const std::string& path,
+                    const std::map<std::string, int64_t>& sizes) {
+  int64_t bytes = 0;
+  for (const TensorSpec& buffer : module.buffers) {
+    if (buffer.tied_to.empty()) bytes += Size(sizes, Join(path, buffer.name));
+  }
+  for (const ModuleTree& child : module.children) {
+    bytes += BufferBytes(child, Join(path, child.name), sizes);
+  }
+  return bytes;
 }
 
 // Erases `name` and every key under it ("name.…") from a sorted container.
@@ -461,6 +482,16 @@ absl::StatusOr<MaxMemory> GetBalancedMemory(const ModuleTree& tree,
   return memory;
 }
 
+namespace {
+
+struct Ties {
+  std::vector<std::string> params;   // Tied tensors outside the module.
+  std::vector<std::string> modules;  // Queued modules holding them.
+  int64_t size_with_ties = 0;
+};
+
+}  // namespace
+
 absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
                                              const DeviceMapOptions& options) {
   std::vector<std::string> devices;
@@ -489,7 +520,49 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
     for (const std::string& name : tied[g]) tied_group_of[name] = g;
   }
 
+  // Accelerate's get_module_size_with_ties: the tensors tied to ones
+  // inside `name` but outside it, and the queued modules holding them,
+  // whose sizes count with it (less the tied tensors themselves).
+  const auto ties_of = [&](const std::string& name,
+                           const std::deque<Item>& candidates) {
+    Ties ties;
+    ties.size_with_ties = Size(sizes, name);
+    std::set<size_t> touched;  // Groups with a name inside `name`.
+    auto add = [&](auto first, auto last) {
+      for (auto it = first; it != last; ++it) touched.insert(it->second);
+    };
+    auto exact = tied_group_of.find(name);
+    if (exact != tied_group_of.end()) add(exact, std::next(exact));
+    add(tied_group_of.lower_bound(name + "."),
+        tied_group_of.lower_bound(name + "/"));
+    for (size_t g : touched) {
+      for (const std::string& p : tied[g]) {
+        if (!Under(p, name)) ties.params.push_back(p);
+      }
+    }
+    for (const std::string& p : ties.params) {
+      for (const Item& other : candidates) {
+        if (absl::StartsWith(p, other.name + ".")) {
+          // A module holding several tied tensors counts once (Accelerate
+          // counts it once per tensor and lists it twice).
+          if (std::find(ties.modules.begin(), ties.modules.end(),
+                        other.name) == ties.modules.end()) {
+            ties.modules.push_back(other.name);
+            ties.size_with_ties += Size(sizes, other.name);
+          }
+          ties.size_with_ties -= Size(sizes, p);
+          break;
+        }
+      }
+    }
+    return ties;
+  };
+
   DeviceMap map;
+  // Modules placed whole, for the buffer check.
+  std::vector<std::pair<Item, std::string>> placed_modules;
+  // Devices left empty, with what the module that did not fit needed.
+  std::vector<std::pair<std::string, int64_t>> minimum_needed;
   std::map<std::string, int64_t> used;
   size_t current = 0;
   std::vector<Item> top = Contents(tree, "", /*with_buffers=*/true);
@@ -507,41 +580,8 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
       std::tie(max_layer, max_layer_names) = layers.Max(/*modules_only=*/true);
     }
     const int64_t module_size = Size(sizes, item.name);
-    // Parameters tied to ones outside this module, and the modules holding
-    // them among those still to place.
-    std::vector<std::string> tied_params;
-    std::set<size_t> touched;  // Groups with a name inside this item.
-    {
-      auto add = [&](auto first, auto last) {
-        for (auto it = first; it != last; ++it) touched.insert(it->second);
-      };
-      auto exact = tied_group_of.find(item.name);
-      if (exact != tied_group_of.end()) add(exact, std::next(exact));
-      add(tied_group_of.lower_bound(item.name + "."),
-          tied_group_of.lower_bound(item.name + "/"));
-    }
-    for (size_t g : touched) {
-      for (const std::string& p : tied[g]) {
-        if (!Under(p, item.name)) tied_params.push_back(p);
-      }
-    }
-    int64_t size_with_ties = module_size;
-    std::vector<std::string> tied_modules;
-    for (const std::string& p : tied_params) {
-      for (const Item& other : queue) {
-        if (absl::StartsWith(p, other.name + ".")) {
-          // A module holding several tied tensors counts once (Accelerate
-          // counts it once per tensor and lists it twice).
-          if (std::find(tied_modules.begin(), tied_modules.end(), other.name) ==
-              tied_modules.end()) {
-            tied_modules.push_back(other.name);
-            size_with_ties += Size(sizes, other.name);
-          }
-          size_with_ties -= Size(sizes, p);
-          break;
-        }
-      }
-    }
+    const Ties ties = ties_of(item.name, queue);
+    const int64_t size_with_ties = ties.size_with_ties;
     if (current >= devices.size()) {
       return absl::InternalError("device map: ran past the last device");
     }
@@ -556,7 +596,7 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
     if (!bounded || used[device] + size_with_ties <= max_size) {
       used[device] += size_with_ties;
       map.emplace_back(item.name, device);
-      for (const std::string& name : tied_modules) {
+      for (const std::string& name : ties.modules) {
         queue.erase(
             std::remove_if(queue.begin(), queue.end(),
                            [&](const Item& i) { return i.name == name; }),
@@ -564,14 +604,35 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
         layers.Remove(name);
         map.emplace_back(name, device);
       }
+      if (item.module != nullptr) placed_modules.emplace_back(item, device);
       continue;
+    }
+    // The module fits without its tied modules: split the first tied
+    // module that may be split, and try again.
+    if (!ties.params.empty() && used[device] + module_size <= max_size) {
+      bool split = false;
+      for (const std::string& name : ties.modules) {
+        auto it = std::find_if(queue.begin(), queue.end(),
+                               [&](const Item& i) { return i.name == name; });
+        if (it == queue.end() || !Splittable(*it, no_split)) continue;
+        const Item tied = *it;
+        const std::vector<Item> parts =
+            Contents(*tied.module, tied.name, /*with_buffers=*/false);
+        it = queue.erase(it);
+        queue.insert(it, parts.begin(), parts.end());
+        queue.push_front(item);
+        layers.Remove(tied.name);
+        for (const Item& part : parts) layers.Add(part);
+        layers.Add(item);
+        std::tie(max_layer, max_layer_names) = layers.Max(/*modules_only=*/true);
+        split = true;
+        break;
+      }
+      if (split) continue;
     }
     // Too big here: split it if it may be split, else try the next device.
     if (used[device] + module_size >= max_size) {
-      const bool splittable = item.module != nullptr &&
-                              !item.module->children.empty() &&
-                              !NoSplit(*item.module, no_split);
-      if (splittable) {
+      if (Splittable(item, no_split)) {
         std::vector<Item> parts =
             Contents(*item.module, item.name, /*with_buffers=*/false);
         queue.insert(queue.begin(), parts.begin(), parts.end());
@@ -581,12 +642,94 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
         continue;
       }
     }
+    if (used[device] == 0 && options.fallback_allocation) {
+      // Look for a later module that fits, splitting what may be split.
+      const int64_t limit =
+          max_memory[device] - std::max(max_layer, size_with_ties);
+      std::deque<Item> search(queue.begin(), queue.end());
+      std::optional<Item> found;
+      while (!search.empty()) {
+        const Item candidate = search.front();
+        search.pop_front();
+        if (ties_of(candidate.name, search).size_with_ties <= limit) {
+          found = candidate;
+          break;
+        }
+        if (!Splittable(candidate, no_split)) continue;
+        const std::vector<Item> parts =
+            Contents(*candidate.module, candidate.name, /*with_buffers=*/false);
+        search.insert(search.begin(), parts.begin(), parts.end());
+      }
+      if (found) {
+        // Open up the queued modules holding it, then move it first.
+        for (size_t dot = found->name.find('.'); dot != std::string::npos;
+             dot = found->name.find('.', dot + 1)) {
+          const std::string parent = found->name.substr(0, dot);
+          auto it = std::find_if(
+              queue.begin(), queue.end(),
+              [&](const Item& i) { return i.name == parent; });
+          if (it == queue.end() || it->module == nullptr) continue;
+          const Item opened = *it;
+          const std::vector<Item> parts =
+              Contents(*opened.module, opened.name, /*with_buffers=*/false);
+          it = queue.erase(it);
+          queue.insert(it, parts.begin(), parts.end());
+          layers.Remove(opened.name);
+          for (const Item& part : parts) layers.Add(part);
+        }
+        queue.erase(std::remove_if(queue.begin(), queue.end(),
+                                   [&](const Item& i) {
+                                     return i.name == found->name;
+                                   }),
+                    queue.end());
+        queue.push_front(item);
+        queue.push_front(*found);
+        layers.Add(item);
+        continue;
+      }
+    }
+    if (used[device] == 0) {
+      minimum_needed.emplace_back(device, size_with_ties + reserved);
+    }
     used[device] += reserved;
     ++current;
     queue.push_front(item);
     layers.Add(item);
   }
   Clean(map);
+
+  if (!minimum_needed.empty()) {
+    std::string lines;
+    for (const auto& [device, bytes] : minimum_needed) {
+      absl::StrAppend(&lines, "\n  - ", device, ": ", bytes,
+                      " bytes required");
+    }
+    ACCELERATE_LOG(INFO)
+        << "device map: no module could be placed on these devices for "
+           "lack of memory:"
+        << lines
+        << "\nThese minimums hold for this placement; give the devices at "
+           "least that much, or change the model.";
+  }
+  if (!options.offload_buffers && !gpus.empty()) {
+    int64_t offloaded_buffers = 0;
+    for (const auto& [placed, device] : placed_modules) {
+      if (device == "cpu" || device == "disk") {
+        offloaded_buffers += BufferBytes(*placed.module, placed.name, sizes);
+      }
+    }
+    bool fits = offloaded_buffers == 0;
+    for (const std::string& gpu : gpus) {
+      if (max_memory[gpu] >= offloaded_buffers + used[gpu]) fits = true;
+    }
+    if (!fits) {
+      ACCELERATE_LOG(WARNING)
+          << "device map: the offloaded modules' buffers take "
+          << offloaded_buffers
+          << " bytes, which fit no GPU's remaining memory; if you run out "
+             "of memory later, offload the buffers too (offload_buffers).";
+    }
+  }
   return map;
 }
 

@@ -45,6 +45,15 @@ struct DeviceMapOptions {
   std::vector<std::string> no_split_module_classes;
   // Count floating-point tensors in this dtype ("float16", ...).
   std::optional<std::string> dtype;
+  // Buffers of modules placed on "cpu" or "disk" will be offloaded with
+  // them. When false (the default, as Accelerate), they will sit on the
+  // execution device, and a warning is logged when they fit no GPU's room
+  // left. Placement is the same either way.
+  bool offload_buffers = false;
+  // When a device gets nothing because the next module does not fit, look
+  // ahead (splitting what may be split) for a module that does, and place
+  // it there first (Accelerate's fallback_allocation).
+  bool fallback_allocation = false;
 };
 
 // Module (or tensor) full name -> device ("0", "cpu", "disk"), in placement

@@ -293,5 +293,208 @@ TEST(DeviceMapTest, DtypeOverrideChangesTheFit) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("float17")));
 }
 
+namespace accelerate_vectors {
+
+// Modules of Accelerate's tests/test_modeling_utils.py, in float32.
+ModuleTree Linear(const std::string& name, int64_t in, int64_t out) {
+  ModuleTree linear;
+  linear.name = name;
+  linear.class_name = "Linear";
+  linear.params = {{"weight", {out, in}, "float32", ""},
+                   {"bias", {out}, "float32", ""}};
+  return linear;
+}
+
+ModuleTree BatchNorm(const std::string& name, int64_t features) {
+  ModuleTree norm;
+  norm.name = name;
+  norm.class_name = "BatchNorm1d";
+  norm.params = {{"weight", {features}, "float32", ""},
+                 {"bias", {features}, "float32", ""}};
+  norm.buffers = {{"running_mean", {features}, "float32", ""},
+                  {"running_var", {features}, "float32", ""},
+                  {"num_batches_tracked", {}, "int64", ""}};
+  return norm;
+}
+
+// ModelForTest: linear1 (3->4, 64 bytes), batchnorm (4, 72), linear2 (4->5,
+// 100).
+ModuleTree ModelForTest(const std::string& name) {
+  ModuleTree model;
+  model.name = name;
+  model.class_name = "ModelForTest";
+  model.children = {Linear("linear1", 3, 4), BatchNorm("batchnorm", 4),
+                    Linear("linear2", 4, 5)};
+  return model;
+}
+
+void Tie(ModuleTree& root, const std::vector<std::string>& path,
+         const std::string& param, const std::string& to) {
+  ModuleTree* module = &root;
+  for (const std::string& name : path) {
+    for (ModuleTree& child : module->children) {
+      if (child.name == name) module = &child;
+    }
+  }
+  for (TensorSpec& spec : module->params) {
+    if (spec.name == param) spec.tied_to = to;
+  }
+}
+
+using ::testing::UnorderedElementsAre;
+
+// test_infer_auto_device_map_with_tied_weights: when a module fits but not
+// with the module tied to it, the tied module is split and only its tied
+// part comes along.
+TEST(DeviceMapAccelerateVectorsTest, TiedModulesAreSplitToFit) {
+  ModuleTree model =
+      Root({ModelForTest("layer1"), ModelForTest("layer2"),
+            ModelForTest("layer3")});
+  Tie(model, {"layer3", "linear2"}, "weight", "layer1.linear2.weight");
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=400,1=500")),
+              IsOkAndHolds(UnorderedElementsAre(
+                  Pair("layer1", "0"), Pair("layer3.linear2", "0"),
+                  Pair("layer2", "1"), Pair("layer3.linear1", "1"),
+                  Pair("layer3.batchnorm", "1"))));
+
+  // Three weights tied together.
+  Tie(model, {"layer2", "linear2"}, "weight", "layer1.linear2.weight");
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=400,1=500")),
+              IsOkAndHolds(UnorderedElementsAre(
+                  Pair("layer1", "0"), Pair("layer2.linear2", "0"),
+                  Pair("layer3.linear2", "0"), Pair("layer2.linear1", "1"),
+                  Pair("layer2.batchnorm", "1"), Pair("layer3.linear1", "1"),
+                  Pair("layer3.batchnorm", "1"))));
+
+  // Two groups of tied weights.
+  Tie(model, {"layer2", "linear1"}, "weight", "layer1.linear1.weight");
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=400,1=500")),
+              IsOkAndHolds(UnorderedElementsAre(
+                  Pair("layer1", "0"), Pair("layer2.linear1", "0"),
+                  Pair("layer2.linear2", "0"), Pair("layer3.linear2", "0"),
+                  Pair("layer2.batchnorm", "1"), Pair("layer3.linear1", "1"),
+                  Pair("layer3.batchnorm", "1"))));
+}
+
+TEST(DeviceMapAccelerateVectorsTest, TiedLeavesInOneSequential) {
+  ModuleTree model = Root({Linear("linear1", 4, 4), Linear("linear2", 6, 6),
+                           Linear("linear3", 4, 4), Linear("linear4", 6, 6)});
+  Tie(model, {"linear3"}, "weight", "linear1.weight");
+  Tie(model, {"linear3"}, "bias", "linear1.bias");
+  EXPECT_THAT(InferAutoDeviceMap(model, Memory("0=250,1=400")),
+              IsOkAndHolds(UnorderedElementsAre(
+                  Pair("linear1", "0"), Pair("linear2", "1"),
+                  Pair("linear3", "0"), Pair("linear4", "1"))));
+}
+
+ModuleTree WithBuffer(ModuleTree module, const std::string& name,
+                      std::vector<int64_t> shape) {
+  module.buffers.push_back({name, std::move(shape), "float32", ""});
+  return module;
+}
+
+// test_infer_auto_device_map_with_buffer_check(_and_multi_devices):
+// placement ignores offload_buffers; the warning says when the buffers of
+// offloaded modules fit no GPU.
+TEST(DeviceMapAccelerateVectorsTest, WarnsWhenOffloadedBuffersFitNoGpu) {
+  ModuleTree model = ModelForTest("");
+  model.children[0] = WithBuffer(model.children[0], "test_buffer1", {10, 2});
+  model.children[1] = WithBuffer(model.children[1], "test_buffer2", {10, 3});
+  model.children[2] = WithBuffer(model.children[2], "test_buffer3", {10, 3});
+  for (bool offload_buffers : {false, true}) {
+    DeviceMapOptions options = Memory("0=400,cpu=1GB");
+    options.offload_buffers = offload_buffers;
+    ::testing::internal::CaptureStderr();
+    auto map = InferAutoDeviceMap(model, options);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_THAT(map, IsOkAndHolds(UnorderedElementsAre(
+                         Pair("linear1", "0"), Pair("batchnorm", "cpu"),
+                         Pair("linear2", "cpu"))));
+    if (offload_buffers) {
+      EXPECT_THAT(log, ::testing::Not(HasSubstr("buffers")));
+    } else {
+      EXPECT_THAT(log, HasSubstr("offload_buffers"));
+    }
+  }
+
+  model.children.push_back(
+      WithBuffer(Linear("linear3", 4, 5), "test_buffer4", {10, 2}));
+  for (const char* spec : {"0=400,1=400,cpu=1GB", "0=400,1=200,cpu=1GB"}) {
+    ::testing::internal::CaptureStderr();
+    auto map = InferAutoDeviceMap(model, Memory(spec));
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_THAT(map, IsOkAndHolds(UnorderedElementsAre(
+                         Pair("linear1", "0"), Pair("batchnorm", "1"),
+                         Pair("linear2", "cpu"), Pair("linear3", "cpu"))));
+    // The second GPU holds the 200 bytes of offloaded buffers only when
+    // its budget is 400.
+    EXPECT_EQ(log.find("offload_buffers") != std::string::npos,
+              std::string(spec) == "0=400,1=200,cpu=1GB")
+        << spec << ": " << log;
+  }
+}
+
+// test_infer_auto_device_map_with_fallback_allocation(_tied_weights,
+// _and_buffers).
+TEST(DeviceMapAccelerateVectorsTest, FallbackAllocationFillsAnEmptyDevice) {
+  ModuleTree inner;
+  inner.name = "module";
+  inner.class_name = "Sequential";
+  inner.children = {Linear("linear1", 10, 4), Linear("linear2", 4, 4),
+                    Linear("linear3", 4, 8)};
+  const ModuleTree model = Root({inner});
+  DeviceMapOptions options = Memory("0=256");
+  ::testing::internal::CaptureStderr();
+  auto without = InferAutoDeviceMap(model, options);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_OK(without.status());
+  for (const auto& [name, device] : *without) EXPECT_NE(device, "0") << name;
+  EXPECT_THAT(log, HasSubstr("0: "));
+  EXPECT_THAT(log, HasSubstr("bytes required"));
+
+  options.fallback_allocation = true;
+  EXPECT_THAT(InferAutoDeviceMap(model, options),
+              IsOkAndHolds(UnorderedElementsAre(
+                  Pair("module.linear1", "disk"), Pair("module.linear2", "0"),
+                  Pair("module.linear3", "disk"))));
+
+  ModuleTree tied = Root({Linear("linear1", 10, 10), Linear("linear2", 10, 10)});
+  Tie(tied, {"linear2"}, "weight", "linear1.weight");
+  DeviceMapOptions tied_options = Memory("0=600");
+  tied_options.fallback_allocation = true;
+  EXPECT_THAT(InferAutoDeviceMap(tied, tied_options),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+
+  const ModuleTree buffered =
+      Root({WithBuffer(Linear("linear1", 10, 10), "buffer1", {5}),
+            WithBuffer(BatchNorm("batchnorm", 10), "buffer2", {5}),
+            WithBuffer(Linear("linear2", 10, 10), "buffer3", {5})});
+  DeviceMapOptions buffered_options = Memory("0=678");
+  buffered_options.fallback_allocation = true;
+  ::testing::internal::CaptureStderr();
+  auto buffered_map = InferAutoDeviceMap(buffered, buffered_options);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(),
+              HasSubstr("offload_buffers"));
+  EXPECT_THAT(buffered_map, IsOkAndHolds(UnorderedElementsAre(
+                                Pair("batchnorm", "0"),
+                                Pair("linear1", "disk"),
+                                Pair("linear2", "disk"))));
+}
+
+TEST(DeviceMapAccelerateVectorsTest, FallbackFindsNothingTooSmall) {
+  ModuleTree inner;
+  inner.name = "module";
+  inner.class_name = "Sequential";
+  inner.children = {Linear("linear1", 10, 10), Linear("linear2", 10, 10),
+                    Linear("linear3", 10, 10)};
+  DeviceMapOptions options = Memory("0=30");
+  options.fallback_allocation = true;
+  ASSERT_OK_AND_ASSIGN(DeviceMap map,
+                       InferAutoDeviceMap(Root({inner}), options));
+  for (const auto& [name, device] : map) EXPECT_EQ(device, "disk") << name;
+}
+
+}  // namespace accelerate_vectors
+
 }  // namespace
 }  // namespace accelerate::bigmodel

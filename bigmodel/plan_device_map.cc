@@ -28,12 +28,16 @@ constexpr char kUsage[] =
     "usage: accelerate plan-device-map MODEL --max_memory DEVICE=SIZE,... "
     "[--no_split_module_classes CLASS ...] [--dtype DTYPE]\n"
     "    [--device_map {sequential,auto,balanced,balanced_low_0}]\n"
+    "    [--offload_buffers] [--fallback_allocation]\n"
     "MODEL is a module tree in JSON (.json) or a local safetensors checkpoint\n"
     "(file, index or folder). Devices: GPU indices, cpu, disk; sizes in bytes\n"
     "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..).\n"
     "sequential (the default) fills devices in order; auto and balanced first\n"
     "spread the model evenly over the GPUs (balanced_low_0: GPU 0 kept "
-    "free).\n";
+    "free).\n"
+    "--offload_buffers: offloaded modules' buffers go with them (no warning\n"
+    "when they would fit no GPU). --fallback_allocation: a device the next\n"
+    "module does not fit gets a later module that does.\n";
 
 int Fail(const std::string& message) {
   std::cerr << "plan-device-map: " << message << std::endl;
@@ -165,8 +169,11 @@ int Main(int argc, char** argv) {
       if (options.no_split_module_classes.size() == before) {
         return Fail("--no_split_module_classes needs at least one class name");
       }
-    } else if (arg == "--offload_buffers" || arg == "--fallback_allocation") {
-      return Fail(arg + " is not supported yet");
+    } else if (arg == "--offload_buffers" || arg == "--offload-buffers") {
+      options.offload_buffers = true;
+    } else if (arg == "--fallback_allocation" ||
+               arg == "--fallback-allocation") {
+      options.fallback_allocation = true;
     } else if (absl::StartsWith(arg, "-")) {
       return Fail("unknown flag " + arg);
     } else if (model.empty()) {

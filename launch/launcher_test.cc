@@ -494,6 +494,28 @@ TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
       RunAccelerate({"plan-device-map", path, "--max_memory", "0=lots"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.output, HasSubstr("\"lots\""));
+  // GPU 0 keeps 400 of its 500 bytes for the largest layer: a does not
+  // fit, and without a fallback nothing goes there (a needed its 400 bytes
+  // plus the 400 kept); with one, the small c does.
+  const std::string uneven = TmpDir("uneven") + "/model.json";
+  std::ofstream(uneven)
+      << R"({"name": "", "class": "Net", "params": [], "buffers": [],
+      "children": [
+        {"name": "a", "class": "Linear", "params": [{"name": "weight", "shape": [100],
+         "dtype": "float32"}], "buffers": [], "children": []},
+        {"name": "b", "class": "Linear", "params": [{"name": "weight", "shape": [100],
+         "dtype": "float32"}], "buffers": [], "children": []},
+        {"name": "c", "class": "Linear", "params": [{"name": "weight", "shape": [10],
+         "dtype": "float32"}], "buffers": [], "children": []}]})";
+  result = RunAccelerate({"plan-device-map", uneven, "--max_memory", "0=500"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": "disk"}})"));
+  EXPECT_THAT(result.output, HasSubstr("0: 800 bytes required"));
+  result = RunAccelerate({"plan-device-map", uneven, "--max_memory", "0=500",
+                          "--fallback_allocation", "--offload_buffers"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_THAT(result.output,
+              HasSubstr(R"({"device_map": {"c": 0, "a": "disk", "b": "disk"}})"));
   ProcessResult no_memory = RunAccelerate({"plan-device-map", path});
   EXPECT_EQ(no_memory.exit_code, 2);
   EXPECT_THAT(no_memory.output, HasSubstr("--max_memory is required"));
