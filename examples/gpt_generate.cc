@@ -64,6 +64,8 @@ ABSL_FLAG(double, init_std, 0.2,
           "Standard deviation of a written model's weights (GPT-2 uses "
           "0.02, which makes an untrained model repeat its last token).");
 ABSL_FLAG(bool, progress, true, "Show a progress bar while loading.");
+ABSL_FLAG(std::string, device_map_out, "",
+          "Also write the device map there, as plan-device-map prints it.");
 ABSL_FLAG(bool, cold, false,
           "After each token, give the offloaded weights back and drop the "
           "checkpoint files from the page cache, so that disk weights are "
@@ -351,6 +353,10 @@ absl::Status Run() {
       bigmodel::DeviceMap map,
       bigmodel::InferAutoDeviceMap(
           tree, {.max_memory = budget, .no_split_module_classes = {"Block"}}));
+  if (const std::string out = absl::GetFlag(FLAGS_device_map_out);
+      !out.empty()) {
+    std::ofstream(out) << bigmodel::DeviceMapToJson(map) << "\n";
+  }
   const std::map<std::string, int64_t> sizes =
       bigmodel::ComputeModuleSizes(tree, std::nullopt);
   std::map<std::string, std::pair<int, int64_t>> per_device;
