@@ -9,11 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <future>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <optional>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -102,8 +107,8 @@ void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
 
 class OffloadEngine {
  public:
-  OffloadEngine(c10::Device device, bool prefetch)
-      : device_(device), prefetch_(prefetch) {
+  OffloadEngine(c10::Device device, bool prefetch, int64_t prefetch_bytes)
+      : device_(device), prefetch_(prefetch), prefetch_bytes_(prefetch_bytes) {
     static std::once_flag once;
     std::call_once(once, [] {
       // DeferredInit (meant for lazily built tensors, unused by LibTorch
@@ -123,7 +128,7 @@ class OffloadEngine {
 
   ~OffloadEngine() {
     std::lock_guard<std::mutex> lock(mu_);
-    WaitPending();
+    StopWorker();
     {
       Registry& registry = GlobalRegistry();
       std::lock_guard<std::mutex> registry_lock(registry.mu);
@@ -133,9 +138,7 @@ class OffloadEngine {
         }
       }
     }
-    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
-      if (units_[u].loaded) Unload(u);
-    }
+    UnloadAllBut({});
   }
 
   c10::Device device() const { return device_; }
@@ -155,16 +158,28 @@ class OffloadEngine {
     return units_[at.first].slots[at.second];
   }
 
-  // Puts the placeholders in the model and makes them known to the fallback.
+  // Puts the placeholders in the model and makes them known to the
+  // fallback; starts the prefetch thread.
   void Start() {
-    Registry& registry = GlobalRegistry();
-    std::lock_guard<std::mutex> lock(registry.mu);
-    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
-      for (Slot& slot : units_[u].slots) {
-        slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
-        registry.owners[slot.target.unsafeGetTensorImpl()] = {this, u};
+    for (const Unit& unit : units_) {
+      int64_t bytes = 0;
+      for (const Slot& slot : unit.slots) {
+        bytes += slot.source.numel() * c10::elementSize(slot.dtype);
+      }
+      unit_bytes_.push_back(bytes);
+    }
+    {
+      Registry& registry = GlobalRegistry();
+      std::lock_guard<std::mutex> lock(registry.mu);
+      for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+        for (Slot& slot : units_[u].slots) {
+          slot.target.unsafeGetTensorImpl()->shallow_copy_from(
+              slot.placeholder);
+          registry.owners[slot.target.unsafeGetTensorImpl()] = {this, u};
+        }
       }
     }
+    if (prefetch_ && !units_.empty()) worker_ = std::thread([this] { Work(); });
   }
 
   std::vector<std::string> names() const {
@@ -175,55 +190,43 @@ class OffloadEngine {
     return names;
   }
 
-  // Loads `wanted` (the units one operation needs) and releases the others.
+  // Loads `wanted` (the units one operation needs), releases the others,
+  // and has the units expected next prepared.
   void Activate(const std::vector<int>& wanted) {
     std::lock_guard<std::mutex> lock(mu_);
     for (int u : wanted) {
       if (units_[u].loaded) continue;
-      std::vector<at::Tensor> ready;
-      if (pending_unit_ == u) {
-        ready = pending_.get();
-        pending_unit_ = -1;
+      std::optional<std::vector<at::Tensor>> ready = TakePrepared(u);
+      if (ready) {
         ++stats_.prefetch_hits;
       } else {
-        WaitPending();
         ready = Prepare(units_[u]);
       }
       Unit& unit = units_[u];
       for (size_t i = 0; i < unit.slots.size(); ++i) {
         unit.slots[i].target.unsafeGetTensorImpl()->shallow_copy_from(
-            ready[i].getIntrusivePtr());
+            (*ready)[i].getIntrusivePtr());
       }
       unit.loaded = true;
+      loaded_.push_back(u);
       ++stats_.loads;
       if (last_ >= 0 && last_ != u) units_[last_].next = u;
       last_ = u;
     }
-    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
-      if (units_[u].loaded &&
-          std::find(wanted.begin(), wanted.end(), u) == wanted.end()) {
-        Unload(u);
-      }
-    }
-    if (!prefetch_ || last_ < 0) return;
-    int next = units_[last_].next;
-    if (next < 0 && last_ + 1 < static_cast<int>(units_.size())) {
-      next = last_ + 1;
-    }
-    if (next < 0 || units_[next].loaded || pending_unit_ == next) return;
-    WaitPending();
-    pending_unit_ = next;
-    const Unit* unit = &units_[next];
-    pending_ = std::async(std::launch::async,
-                          [this, unit] { return Prepare(*unit); });
+    UnloadAllBut(wanted);
+    if (prefetch_ && last_ >= 0) Schedule(last_);
   }
 
   void Release() {
     std::lock_guard<std::mutex> lock(mu_);
-    WaitPending();
-    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
-      if (units_[u].loaded) Unload(u);
+    {
+      std::unique_lock<std::mutex> prefetch_lock(prefetch_mu_);
+      queued_.clear();
+      prefetch_cv_.wait(prefetch_lock, [&] { return working_ < 0; });
+      prepared_.clear();
+      failed_.clear();
     }
+    UnloadAllBut({});
   }
 
   DispatchStats stats() const {
@@ -233,7 +236,7 @@ class OffloadEngine {
 
  private:
   // The unit's weights on the execution device. Runs on the prefetch
-  // thread too: reads only the immutable slots.
+  // thread too: reads only the slots, immutable after Start.
   std::vector<at::Tensor> Prepare(const Unit& unit) const {
     std::vector<at::Tensor> ready;
     for (const Slot& slot : unit.slots) {
@@ -248,31 +251,147 @@ class OffloadEngine {
     return ready;
   }
 
-  void Unload(int u) {
-    for (Slot& slot : units_[u].slots) {
-      slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
-      if (slot.mapped) DropPages(slot.source);
+  void UnloadAllBut(const std::vector<int>& keep) {
+    std::vector<int> still;
+    for (int u : loaded_) {
+      if (std::find(keep.begin(), keep.end(), u) != keep.end()) {
+        still.push_back(u);
+        continue;
+      }
+      for (Slot& slot : units_[u].slots) {
+        slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
+        if (slot.mapped) DropPages(slot.source);
+      }
+      units_[u].loaded = false;
+      ++stats_.releases;
     }
-    units_[u].loaded = false;
-    ++stats_.releases;
+    loaded_ = std::move(still);
   }
 
-  void WaitPending() {
-    if (pending_unit_ < 0) return;
-    pending_.wait();
-    pending_ = {};
-    pending_unit_ = -1;
+  // The unit expected after `u`: the one that followed it last time, else
+  // the next registered.
+  int NextOf(int u) const {
+    if (units_[u].next >= 0) return units_[u].next;
+    return u + 1 < static_cast<int>(units_.size()) ? u + 1 : -1;
+  }
+
+  // Queues the units expected after `from`, at least one and up to
+  // `prefetch_bytes_` of weights; forgets prepared units outside that
+  // window, so that memory stays bounded.
+  void Schedule(int from) {
+    std::vector<int> window;
+    std::unordered_set<int> in_window;
+    int64_t bytes = 0;
+    std::unordered_set<int> seen = {from};
+    for (int u = NextOf(from); u >= 0 && seen.insert(u).second;
+         u = NextOf(u)) {
+      if (!window.empty() && bytes + unit_bytes_[u] > prefetch_bytes_) break;
+      if (!units_[u].loaded) {
+        window.push_back(u);
+        in_window.insert(u);
+        bytes += unit_bytes_[u];
+      }
+    }
+    std::lock_guard<std::mutex> lock(prefetch_mu_);
+    for (auto it = prepared_.begin(); it != prepared_.end();) {
+      it = in_window.count(it->first) ? std::next(it) : prepared_.erase(it);
+    }
+    queued_.erase(std::remove_if(queued_.begin(), queued_.end(),
+                                 [&](int u) { return !in_window.count(u); }),
+                  queued_.end());
+    const std::unordered_set<int> queued(queued_.begin(), queued_.end());
+    for (int u : window) {
+      if (u != working_ && !prepared_.count(u) && !queued.count(u)) {
+        queued_.push_back(u);
+      }
+    }
+    prefetch_cv_.notify_all();
+  }
+
+  // Unit `u` prepared ahead (waiting if the prefetch thread is on it or
+  // about to be), or nothing.
+  std::optional<std::vector<at::Tensor>> TakePrepared(int u) {
+    std::unique_lock<std::mutex> lock(prefetch_mu_);
+    auto queued = std::find(queued_.begin(), queued_.end(), u);
+    if (queued != queued_.end() && queued != queued_.begin()) {
+      // Behind others: the guess was wrong; prepare it here instead.
+      queued_.erase(queued);
+      return std::nullopt;
+    }
+    if (queued == queued_.end() && working_ != u && !prepared_.count(u) &&
+        !failed_.count(u)) {
+      return std::nullopt;
+    }
+    prefetch_cv_.wait(lock,
+                      [&] { return prepared_.count(u) || failed_.count(u); });
+    if (auto failed = failed_.find(u); failed != failed_.end()) {
+      std::exception_ptr error = failed->second;
+      failed_.erase(failed);
+      std::rethrow_exception(error);
+    }
+    std::vector<at::Tensor> ready = std::move(prepared_[u]);
+    prepared_.erase(u);
+    return ready;
+  }
+
+  // The prefetch thread.
+  void Work() {
+    std::unique_lock<std::mutex> lock(prefetch_mu_);
+    while (true) {
+      prefetch_cv_.wait(lock, [&] { return stopping_ || !queued_.empty(); });
+      if (stopping_) return;
+      const int u = queued_.front();
+      queued_.pop_front();
+      working_ = u;
+      lock.unlock();
+      std::vector<at::Tensor> ready;
+      std::exception_ptr error;
+      try {
+        ready = Prepare(units_[u]);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      working_ = -1;
+      if (error) {
+        failed_[u] = error;
+      } else {
+        prepared_[u] = std::move(ready);
+      }
+      prefetch_cv_.notify_all();
+    }
+  }
+
+  void StopWorker() {
+    if (!worker_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(prefetch_mu_);
+      stopping_ = true;
+    }
+    prefetch_cv_.notify_all();
+    worker_.join();
   }
 
   const c10::Device device_;
   const bool prefetch_;
-  mutable std::mutex mu_;
+  const int64_t prefetch_bytes_;
+  mutable std::mutex mu_;  // One activation at a time.
   std::vector<Unit> units_;
+  std::vector<int64_t> unit_bytes_;
   std::map<std::string, int> unit_index_;
+  std::vector<int> loaded_;
   int last_ = -1;
-  int pending_unit_ = -1;
-  std::future<std::vector<at::Tensor>> pending_;
   DispatchStats stats_;
+
+  // Shared with the prefetch thread.
+  std::mutex prefetch_mu_;
+  std::condition_variable prefetch_cv_;
+  std::deque<int> queued_;
+  int working_ = -1;
+  std::map<int, std::vector<at::Tensor>> prepared_;
+  std::map<int, std::exception_ptr> failed_;
+  bool stopping_ = false;
+  std::thread worker_;
 };
 
 namespace {
@@ -535,7 +654,8 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
   for (const std::string& name : stored_names) {
     if (!used.count(name)) dispatched->unexpected_keys_.push_back(name);
   }
-  auto engine = std::make_unique<OffloadEngine>(execution, options.prefetch);
+  auto engine = std::make_unique<OffloadEngine>(execution, options.prefetch,
+                                                options.prefetch_bytes);
   // Disk weights to record as pointers into the checkpoint, per file.
   std::map<std::string, std::vector<std::string>> pointers;
   // Disk slots read back through the offload folder, with their names.

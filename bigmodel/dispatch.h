@@ -78,9 +78,15 @@ struct DispatchOptions {
   // Offload the buffers of offloaded modules too. Default false: buffers
   // are small and stay on the execution device, as in Accelerate.
   bool offload_buffers = false;
-  // Prepare the next module's offloaded weights on a background thread
+  // Prepare the next modules' offloaded weights on a background thread
   // while the current one runs. Default true.
   bool prefetch = true;
+  // How far ahead to prepare, in bytes of weights: the next module always,
+  // then following ones while their total stays within this. Prepared
+  // weights take memory on the execution device (or page-cache pages, for
+  // disk weights used in place on the CPU) beyond the device map's budget.
+  // Default 0: the next module only.
+  int64_t prefetch_bytes = 0;
   // Resident CPU weights alias the checkpoint's mapping (copy-on-write)
   // instead of being copied, when not converted. Default true: loading
   // reads nothing, pages come in on first use.

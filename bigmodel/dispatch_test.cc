@@ -151,6 +151,25 @@ TEST_F(DispatchTest, DiskOffloadedModelComputesTheSame) {
   EXPECT_EQ(model->norm->weight.device().type(), c10::kPrivateUse1);
 }
 
+TEST_F(DispatchTest, AWiderPrefetchWindowPreparesSeveralModulesAhead) {
+  TinyLm model = EmptyModel();
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "disk"}},
+                                {.prefetch_bytes = 1 << 20}));
+  torch::NoGradGuard no_grad;
+  for (int pass = 0; pass < 3; ++pass) {
+    EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+  }
+  const DispatchStats stats = dispatched->stats();
+  // Only the first pass's two uses of the embedding could not be foreseen:
+  // the first of all, and the output layer, which comes after the last
+  // registered module.
+  EXPECT_EQ(stats.prefetch_hits, stats.loads - 2);
+  dispatched->Release();
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+}
+
 TEST_F(DispatchTest, WithoutPrefetchNothingIsPreparedAhead) {
   TinyLm model = EmptyModel();
   ASSERT_OK_AND_ASSIGN(

@@ -53,6 +53,9 @@ ABSL_FLAG(std::string, offload_folder, "",
           "Offload folder (index.json pointing into the checkpoint).");
 ABSL_FLAG(bool, prefetch, true,
           "Prepare the next module's disk weights while one runs.");
+ABSL_FLAG(double, prefetch_mb, 0,
+          "How far ahead to prepare disk weights, in MB (0: the next "
+          "module).");
 ABSL_FLAG(std::string, prompt, "Once upon a time", "Prompt (bytes).");
 ABSL_FLAG(int, max_new_tokens, 24, "Tokens to generate.");
 ABSL_FLAG(int64_t, n_embd, 256, "Width of a written model.");
@@ -380,6 +383,8 @@ absl::Status Run() {
           *model, dir, map,
           {.offload_folder = absl::GetFlag(FLAGS_offload_folder),
            .prefetch = absl::GetFlag(FLAGS_prefetch),
+           .prefetch_bytes =
+               static_cast<int64_t>(absl::GetFlag(FLAGS_prefetch_mb) * 1e6),
            .progress = [&](int64_t done, int64_t total) {
              bar.Update(done, total);
            }}));

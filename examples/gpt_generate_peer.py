@@ -171,7 +171,10 @@ def offload(model, tensors, device_map):
     return held
 
 
-def drop_page_cache(folder):
+def drop_page_cache(folder, tensors):
+    # Unmap the pages first: the kernel keeps pages that are mapped.
+    for opened in set(tensors.values()):
+        opened.map.madvise(mmap.MADV_DONTNEED)
     for f in os.listdir(folder):
         if f.endswith(".safetensors"):
             fd = os.open(os.path.join(folder, f), os.O_RDONLY)
@@ -207,7 +210,7 @@ def main():
             logits = model(torch.tensor([window]))
             tokens.append(int(logits[0, -1].argmax()))
             if cold:
-                drop_page_cache(folder)
+                drop_page_cache(folder, tensors)
     seconds = time.perf_counter() - start
     generated = tokens[len(tokens) - int(new_tokens):]
     print(json.dumps({"tokens": generated, "load_seconds": load_seconds,
