@@ -458,17 +458,25 @@ TEST(CliTest, MergeWeightsJoinsTheShards) {
   EXPECT_THAT(missing.output, HasSubstr("neither model.safetensors.index.json"));
 }
 
+// A module tree (JSON) of float32 leaves named a, b, c, ... with these
+// element counts.
+std::string LeavesTree(const std::vector<int>& floats) {
+  std::string children;
+  for (size_t i = 0; i < floats.size(); ++i) {
+    absl::StrAppend(&children, i ? ", " : "", R"({"name": ")",
+                    std::string(1, static_cast<char>('a' + i)),
+                    R"(", "class": "Linear", "params": [{"name": "weight", )",
+                    R"("shape": [)", floats[i],
+                    R"(], "dtype": "float32"}], "buffers": [], "children": []})");
+  }
+  return absl::StrCat(
+      R"({"name": "", "class": "Net", "params": [], "buffers": [], "children": [)",
+      children, "]}");
+}
+
 TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
   const std::string path = TmpDir("tree") + "/model.json";
-  std::ofstream(path)
-      << R"({"name": "", "class": "Net", "params": [], "buffers": [],
-      "children": [
-        {"name": "a", "class": "Linear", "params": [{"name": "weight", "shape": [100],
-         "dtype": "float32"}], "buffers": [], "children": []},
-        {"name": "b", "class": "Linear", "params": [{"name": "weight", "shape": [100],
-         "dtype": "float32"}], "buffers": [], "children": []},
-        {"name": "c", "class": "Linear", "params": [{"name": "weight", "shape": [100],
-         "dtype": "float32"}], "buffers": [], "children": []}]})";
+  std::ofstream(path) << LeavesTree({100, 100, 100});
   // GPU 0 keeps 400 bytes for the largest layer, so only a fits; GPU 1 is
   // not a main device and takes the rest.
   ProcessResult result =
@@ -498,15 +506,7 @@ TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
   // fit, and without a fallback nothing goes there (a needed its 400 bytes
   // plus the 400 kept); with one, the small c does.
   const std::string uneven = TmpDir("uneven") + "/model.json";
-  std::ofstream(uneven)
-      << R"({"name": "", "class": "Net", "params": [], "buffers": [],
-      "children": [
-        {"name": "a", "class": "Linear", "params": [{"name": "weight", "shape": [100],
-         "dtype": "float32"}], "buffers": [], "children": []},
-        {"name": "b", "class": "Linear", "params": [{"name": "weight", "shape": [100],
-         "dtype": "float32"}], "buffers": [], "children": []},
-        {"name": "c", "class": "Linear", "params": [{"name": "weight", "shape": [10],
-         "dtype": "float32"}], "buffers": [], "children": []}]})";
+  std::ofstream(uneven) << LeavesTree({100, 100, 10});
   result = RunAccelerate({"plan-device-map", uneven, "--max_memory", "0=500"});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": "disk"}})"));
