@@ -33,7 +33,7 @@ case "${1:-}" in
     trap 'echo "rank ${rank} got TERM"; exit 8' TERM
     echo "ready ${rank}"
     touch "$2/ready_${rank}"
-    for _ in $(seq 600); do sleep 0.1; done
+    for _ in {1..600}; do sleep 0.1; done
     ;;
   restart)  # rank 1 fails on the first attempt only.
     if [[ "$rank" == "1" && "$TORCHELASTIC_RESTART_COUNT" == "0" ]]; then
