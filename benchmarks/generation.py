@@ -11,7 +11,8 @@ device map: examples/gpt_generate_peer.py, the same model in Python torch
 (Debian's python3-torch) offloading disk weights the way Python Accelerate
 does (hooks that copy each module's weights out of the checkpoint before
 its forward and drop them after; Accelerate itself is not packaged for
-Debian). Both must generate the same tokens. Best of --runs, alternating;
+Debian). Both must generate the same tokens; each reports its peak RSS.
+Best of --runs, alternating;
 one compute thread per side by default, so that our prefetcher has the
 second core. These 2-vCPU VMs are noisy (±20% between identical runs).
 Writes the `generation` section of BENCHMARKS.md.
@@ -34,18 +35,20 @@ PROMPT = "Once upon a time"
 ENV = dict(os.environ)
 
 
-def ours(checkpoint, tokens, extra):
-    argv = [str(EXAMPLE), "--checkpoint=" + checkpoint, "--prompt=" + PROMPT,
-            "--max_new_tokens=%d" % tokens, "--progress=false"] + MODEL + extra
+def measured(argv):
+    """Runs argv and returns its last stdout line (JSON)."""
     done = subprocess.run(argv, capture_output=True, text=True, check=True, env=ENV)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ours(checkpoint, tokens, extra):
+    return measured([str(EXAMPLE), "--checkpoint=" + checkpoint, "--prompt=" + PROMPT,
+                     "--max_new_tokens=%d" % tokens, "--progress=false"] + MODEL + extra)
 
 
 def peer(checkpoint, tokens, device_map, cold):
-    argv = ["/usr/bin/python3", str(PEER), checkpoint, device_map, str(tokens),
-            PROMPT] + (["--cold"] if cold else [])
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=ENV)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return measured(["/usr/bin/python3", str(PEER), checkpoint, device_map, str(tokens),
+                     PROMPT] + (["--cold"] if cold else []))
 
 
 def budget_for(checkpoint, size, target):
@@ -80,6 +83,8 @@ def main():
             "| ours, no prefetch | Python, Accelerate-style hooks | ours (window) / Python "
             "| ours (window) / ours in memory |",
             "|---|---|---|---|---|---|---|---|"]
+    memory = ["| offloaded to disk | page cache | peak RSS, ours, 32 MB window "
+              "| ours, next module | Python |", "|---|---|---|---|---|"]
     variants = {"window": ["--prefetch_mb=32"], "next": ["--prefetch=true"],
                 "off": ["--prefetch=false"]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,6 +115,11 @@ def main():
             # With nothing offloaded our three variants are the same run:
             # the best of them is the in-memory speed.
             base = base or max(speed["window"], speed["next"], speed["off"])
+            memory.append("| %.0f%% | %s | %.0f MB | %.0f MB | %.0f MB |" % (
+                100 * best["window"]["offloaded_fraction"],
+                "-" if not target else ("cold" if cold else "warm"),
+                best["window"]["peak_rss_mb"], best["next"]["peak_rss_mb"],
+                best["peer"]["peak_rss_mb"]))
             rows.append("| %.0f%% | %s | %.2f tok/s | %.2f tok/s | %.2f tok/s | %.2f tok/s "
                         "| %.2f | %.2f |" % (
                             100 * best["window"]["offloaded_fraction"],
@@ -119,7 +129,7 @@ def main():
             print(rows[-1], flush=True)
     publish("generation", "best of %d alternating runs, %d new tokens, %.0f MB model, "
             "%d compute thread(s) per side" % (args.runs, args.tokens, size / 1e6, args.threads),
-            "\n".join(rows),
+            "\n".join(rows) + "\n\n" + "\n".join(memory),
         write=not args.no_write)
 
 

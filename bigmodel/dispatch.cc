@@ -12,11 +12,11 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
-#include <optional>
-#include <thread>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -194,6 +194,9 @@ class OffloadEngine {
   // and has the units expected next prepared.
   void Activate(const std::vector<int>& wanted) {
     std::lock_guard<std::mutex> lock(mu_);
+    // Release first, so that at most the wanted units and the prepared
+    // window are in memory.
+    UnloadAllBut(wanted);
     for (int u : wanted) {
       if (units_[u].loaded) continue;
       std::optional<std::vector<at::Tensor>> ready = TakePrepared(u);
@@ -213,7 +216,6 @@ class OffloadEngine {
       if (last_ >= 0 && last_ != u) units_[last_].next = u;
       last_ = u;
     }
-    UnloadAllBut(wanted);
     if (prefetch_ && last_ >= 0) Schedule(last_);
   }
 
@@ -223,8 +225,8 @@ class OffloadEngine {
       std::unique_lock<std::mutex> prefetch_lock(prefetch_mu_);
       queued_.clear();
       prefetch_cv_.wait(prefetch_lock, [&] { return working_ < 0; });
+      for (const auto& [u, ready] : prepared_) Discard(u);
       prepared_.clear();
-      failed_.clear();
     }
     UnloadAllBut({});
   }
@@ -238,6 +240,9 @@ class OffloadEngine {
   // The unit's weights on the execution device. Runs on the prefetch
   // thread too: reads only the slots, immutable after Start.
   std::vector<at::Tensor> Prepare(const Unit& unit) const {
+    // The model's tensors take these tensors' keys: they must not be
+    // inference tensors, even when the forward runs under InferenceMode.
+    c10::InferenceMode normal(/*enabled=*/false);
     std::vector<at::Tensor> ready;
     for (const Slot& slot : unit.slots) {
       if (device_.is_cpu() && slot.source.scalar_type() == slot.dtype) {
@@ -283,8 +288,7 @@ class OffloadEngine {
     std::unordered_set<int> in_window;
     int64_t bytes = 0;
     std::unordered_set<int> seen = {from};
-    for (int u = NextOf(from); u >= 0 && seen.insert(u).second;
-         u = NextOf(u)) {
+    for (int u = NextOf(from); u >= 0 && seen.insert(u).second; u = NextOf(u)) {
       if (!window.empty() && bytes + unit_bytes_[u] > prefetch_bytes_) break;
       if (!units_[u].loaded) {
         window.push_back(u);
@@ -294,8 +298,14 @@ class OffloadEngine {
     }
     std::lock_guard<std::mutex> lock(prefetch_mu_);
     for (auto it = prepared_.begin(); it != prepared_.end();) {
-      it = in_window.count(it->first) ? std::next(it) : prepared_.erase(it);
+      if (in_window.count(it->first)) {
+        ++it;
+      } else {
+        Discard(it->first);
+        it = prepared_.erase(it);
+      }
     }
+    window_ = in_window;
     queued_.erase(std::remove_if(queued_.begin(), queued_.end(),
                                  [&](int u) { return !in_window.count(u); }),
                   queued_.end());
@@ -322,16 +332,26 @@ class OffloadEngine {
         !failed_.count(u)) {
       return std::nullopt;
     }
+    window_.insert(u);  // Whatever is under way for `u` is kept for us.
     prefetch_cv_.wait(lock,
                       [&] { return prepared_.count(u) || failed_.count(u); });
-    if (auto failed = failed_.find(u); failed != failed_.end()) {
-      std::exception_ptr error = failed->second;
-      failed_.erase(failed);
-      std::rethrow_exception(error);
+    if (failed_.erase(u) > 0) {
+      // Say, memory was short while the previous module was still loaded:
+      // prepare it again here, now that it has been released.
+      return std::nullopt;
     }
     std::vector<at::Tensor> ready = std::move(prepared_[u]);
     prepared_.erase(u);
     return ready;
+  }
+
+  // Gives back the pages that preparing unit `u` mapped in. (Should the
+  // unit be in use meanwhile, prepared again on the forward thread, its
+  // pages are only read back in: the mapping is private and unwritten.)
+  void Discard(int u) const {
+    for (const Slot& slot : units_[u].slots) {
+      if (slot.mapped) DropPages(slot.source);
+    }
   }
 
   // The prefetch thread.
@@ -355,8 +375,10 @@ class OffloadEngine {
       working_ = -1;
       if (error) {
         failed_[u] = error;
-      } else {
+      } else if (window_.count(u)) {
         prepared_[u] = std::move(ready);
+      } else {
+        Discard(u);  // Left the window while it was being prepared.
       }
       prefetch_cv_.notify_all();
     }
@@ -390,23 +412,26 @@ class OffloadEngine {
   int working_ = -1;
   std::map<int, std::vector<at::Tensor>> prepared_;
   std::map<int, std::exception_ptr> failed_;
+  std::unordered_set<int> window_;  // What Schedule asked for last.
   bool stopping_ = false;
   std::thread worker_;
 };
 
 namespace {
 
-void CollectPlaceholders(const c10::IValue& value,
-                         std::vector<const c10::TensorImpl*>* found) {
+// Every tensor among an operation's arguments (lists included).
+void CollectTensors(const c10::IValue& value,
+                    std::vector<const c10::TensorImpl*>* found,
+                    bool* placeholder) {
   if (value.isTensor()) {
     const at::Tensor& tensor = value.toTensor();
-    if (tensor.defined() && tensor.device().type() == c10::kPrivateUse1) {
-      found->push_back(tensor.unsafeGetTensorImpl());
-    }
+    if (!tensor.defined()) return;
+    found->push_back(tensor.unsafeGetTensorImpl());
+    if (tensor.device().type() == c10::kPrivateUse1) *placeholder = true;
   } else if (value.isList()) {
     c10::List<c10::IValue> list = value.toList();
     for (size_t i = 0; i < list.size(); ++i) {
-      CollectPlaceholders(list.get(i), found);
+      CollectTensors(list.get(i), found, placeholder);
     }
   }
 }
@@ -418,25 +443,31 @@ void CollectPlaceholders(const c10::IValue& value,
 void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
               torch::jit::Stack* stack) {
   std::vector<const c10::TensorImpl*> found;
+  bool placeholder = false;
   for (const c10::IValue& value :
        torch::jit::last(*stack, op.schema().arguments().size())) {
-    CollectPlaceholders(value, &found);
+    CollectTensors(value, &found, &placeholder);
   }
-  TORCH_CHECK(!found.empty(), "accelerate: ", op.schema().operator_name(),
+  TORCH_CHECK(placeholder, "accelerate: ", op.schema().operator_name(),
               " asks for device privateuseone, which only holds offloaded "
               "weights");
+  // Every offloaded weight the operation uses, loaded or not: those
+  // already loaded must stay so while the others come in.
   std::map<OffloadEngine*, std::vector<int>> wanted;
   {
     Registry& registry = GlobalRegistry();
     std::lock_guard<std::mutex> lock(registry.mu);
     for (const c10::TensorImpl* impl : found) {
       auto it = registry.owners.find(impl);
-      TORCH_CHECK(it != registry.owners.end(), "accelerate: ",
-                  op.schema().operator_name(),
-                  " was given an offloaded weight that no DispatchedModel "
-                  "holds (its DispatchedModel is gone, or this is a "
-                  ".data()/.detach() copy taken before the weight was "
-                  "loaded)");
+      if (it == registry.owners.end()) {
+        TORCH_CHECK(impl->device_type() != c10::kPrivateUse1,
+                    "accelerate: ", op.schema().operator_name(),
+                    " was given an offloaded weight that no DispatchedModel "
+                    "holds (its DispatchedModel is gone, or this is a "
+                    ".data()/.detach() copy taken before the weight was "
+                    "loaded)");
+        continue;
+      }
       std::vector<int>& units = wanted[it->second.first];
       if (std::find(units.begin(), units.end(), it->second.second) ==
           units.end()) {
@@ -559,49 +590,64 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
     const std::vector<std::pair<std::string, std::string>>& device_map,
     const DispatchOptions& options) {
   std::map<std::string, Placement> map;
-  std::optional<int> first_gpu;
+  std::set<int> gpus;
   for (const auto& [module, device] : device_map) {
     ACCELERATE_ASSIGN_OR_RETURN(Placement placement,
                                 ParsePlacement(module, device));
-    if (placement.kind == Kind::kGpu && !first_gpu) first_gpu = placement.gpu;
+    if (placement.kind == Kind::kGpu) gpus.insert(placement.gpu);
     map[module] = placement;
   }
-  if (first_gpu && !at::hasCUDA()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the device map places weights on GPU ", *first_gpu,
-        " but this LibTorch has no CUDA device"));
+  if (gpus.size() > 1) {
+    // Accelerate moves activations between GPUs with forward hooks, which
+    // LibTorch modules lack.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the device map uses GPUs ", absl::StrJoin(gpus, ", "),
+        ": running a model across several GPUs is not supported; use one "
+        "GPU with \"cpu\" and \"disk\""));
+  }
+  if (!gpus.empty() && !at::hasCUDA()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the device map places weights on GPU ", *gpus.begin(),
+                     " but this LibTorch has no CUDA device"));
   }
   const c10::Device execution =
-      first_gpu ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(*first_gpu))
-                : c10::Device(c10::kCPU);
+      gpus.empty() ? c10::Device(c10::kCPU)
+                   : c10::Device(c10::kCUDA,
+                                 static_cast<c10::DeviceIndex>(*gpus.begin()));
+  // Loaded weights are ordinary tensors even if the caller is in
+  // InferenceMode.
+  c10::InferenceMode normal(/*enabled=*/false);
 
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<ShardedCheckpoint> stored,
                               ShardedCheckpoint::Open(checkpoint));
-  const std::vector<std::string> stored_names = stored->names();
-  const std::set<std::string> available(stored_names.begin(),
-                                        stored_names.end());
+  ACCELERATE_ASSIGN_OR_RETURN(const std::vector<TensorEntry> entries,
+                              stored->Entries());
+  std::map<std::string, const TensorEntry*> stored_entries;
+  for (const TensorEntry& entry : entries) stored_entries[entry.name] = &entry;
 
-  // Match every model tensor with a stored one and a placement first, so
-  // that a bad checkpoint or map changes nothing.
+  // Match every model tensor with a stored one (by header: nothing is read
+  // yet), a placement and a dtype first, so that a bad checkpoint or map
+  // changes nothing.
   std::vector<Wanted> tensors = ModelTensors(model);
   std::vector<std::string> sources(tensors.size());
   std::vector<Placement> placements(tensors.size());
+  std::vector<at::ScalarType> dtypes(tensors.size());
   std::vector<std::string> missing;
   std::set<std::string> used;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Wanted& wanted = tensors[i];
     const Placement* placement = Cover(map, wanted.name);
     if (placement == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the device map has no entry for \"", wanted.name,
-          "\" or any module holding it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the device map has no entry for \"", wanted.name,
+                       "\" or any module holding it"));
     }
     placements[i] = *placement;
-    if (available.count(wanted.name)) {
+    if (stored_entries.count(wanted.name)) {
       sources[i] = wanted.name;
     } else {
       for (const std::string& alias : wanted.aliases) {
-        if (available.count(alias)) {
+        if (stored_entries.count(alias)) {
           sources[i] = alias;
           break;
         }
@@ -609,10 +655,30 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
     }
     if (sources[i].empty()) {
       missing.push_back(wanted.name);
-    } else {
-      used.insert(sources[i]);
-      used.insert(wanted.name);
-      used.insert(wanted.aliases.begin(), wanted.aliases.end());
+      continue;
+    }
+    used.insert(sources[i]);
+    used.insert(wanted.name);
+    used.insert(wanted.aliases.begin(), wanted.aliases.end());
+    const TensorEntry& entry = *stored_entries.at(sources[i]);
+    if (c10::IntArrayRef(entry.shape) != wanted.tensor.sizes()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", sources[i], "\" is ", Shape(entry.shape), " in ",
+                       checkpoint, " but the model's \"", wanted.name, "\" is ",
+                       Shape(wanted.tensor.sizes())));
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(const at::ScalarType stored_type,
+                                SafetensorsScalarType(entry));
+    dtypes[i] = options.dtype && at::isFloatingType(stored_type)
+                    ? *options.dtype
+                    : stored_type;
+    if (placement->kind == Kind::kDisk && dtypes[i] != stored_type &&
+        options.offload_folder.empty() &&
+        !(wanted.buffer && !options.offload_buffers)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", wanted.name, "\" goes to disk as ", c10::toString(dtypes[i]),
+          " (stored as ", c10::toString(stored_type),
+          "): converting it needs an offload_folder"));
     }
   }
   if (!missing.empty()) {
@@ -623,68 +689,61 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
         missing.size() > shown ? ", ..." : ""));
   }
 
-  // Check shapes and what conversions need before placing anything.
-  std::vector<at::Tensor> aliases(tensors.size());
-  std::vector<at::ScalarType> dtypes(tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, stored->Load({sources[i]}));
-    aliases[i] = loaded.at(sources[i]);
-    if (aliases[i].sizes() != tensors[i].tensor.sizes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"", sources[i], "\" is ", Shape(aliases[i].sizes()), " in ",
-          checkpoint, " but the model's \"", tensors[i].name, "\" is ",
-          Shape(tensors[i].tensor.sizes())));
-    }
-    dtypes[i] = options.dtype && at::isFloatingType(aliases[i].scalar_type())
-                    ? *options.dtype
-                    : aliases[i].scalar_type();
-    if (placements[i].kind == Kind::kDisk &&
-        dtypes[i] != aliases[i].scalar_type() &&
-        options.offload_folder.empty() &&
-        !(tensors[i].buffer && !options.offload_buffers)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"", tensors[i].name, "\" goes to disk as ",
-          c10::toString(dtypes[i]), " (stored as ",
-          c10::toString(aliases[i].scalar_type()),
-          "): converting it needs an offload_folder"));
-    }
-  }
-
   auto dispatched = std::unique_ptr<DispatchedModel>(new DispatchedModel());
-  for (const std::string& name : stored_names) {
-    if (!used.count(name)) dispatched->unexpected_keys_.push_back(name);
+  for (const TensorEntry& entry : entries) {
+    if (!used.count(entry.name)) {
+      dispatched->unexpected_keys_.push_back(entry.name);
+    }
   }
-  auto engine = std::make_unique<OffloadEngine>(execution, options.prefetch,
-                                                options.prefetch_bytes);
+  std::unique_ptr<OffloadEngine> engine;
+  try {
+    engine = std::make_unique<OffloadEngine>(execution, options.prefetch,
+                                             options.prefetch_bytes);
+  } catch (const c10::Error& error) {
+    return absl::InternalError(absl::StrCat(
+        "cannot set up offloaded execution: ", error.what_without_backtrace()));
+  }
   // Disk weights to record as pointers into the checkpoint, per file.
   std::map<std::string, std::vector<std::string>> pointers;
+  // Converted disk weights, written to the folder in batches.
+  NamedTensors converted;
+  int64_t converted_bytes = 0;
   // Disk slots read back through the offload folder, with their names.
   std::vector<std::pair<std::pair<int, int>, std::string>> from_folder;
 
+  // From here on an error (a file that cannot be written, memory) may leave
+  // part of the model placed.
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Wanted& wanted = tensors[i];
     const std::string& source_name = sources[i];
-    const at::Tensor& alias = aliases[i];
     const at::ScalarType dtype = dtypes[i];
     const Placement& placement = placements[i];
+    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, stored->Load({source_name}));
+    const at::Tensor stored_tensor = loaded.at(source_name);
+    loaded.clear();
+    // Zero-copy over the file, unless the bytes could not be aliased.
+    const bool mapped = AliasesMapping(stored_tensor);
     const bool offloaded =
         (placement.kind == Kind::kDisk ||
          (placement.kind == Kind::kCpu && !execution.is_cpu())) &&
         !(wanted.buffer && !options.offload_buffers);
     try {
       if (!offloaded) {
+        // GPU weights on their GPU, CPU weights on the CPU when the model
+        // runs there, kept buffers of offloaded modules where it runs.
         const c10::Device device =
             placement.kind == Kind::kGpu
                 ? c10::Device(c10::kCUDA,
                               static_cast<c10::DeviceIndex>(placement.gpu))
-                : placement.kind == Kind::kCpu ? c10::Device(c10::kCPU)
-                                               : execution;
-        at::Tensor value = alias;
-        if (dtype != alias.scalar_type() || !device.is_cpu() ||
-            !options.zero_copy) {
-          value = alias.to(device, dtype, /*non_blocking=*/false,
-                           /*copy=*/true);
-          bigmodel_internal::DropPages(alias);
+            : placement.kind == Kind::kCpu && execution.is_cpu()
+                ? c10::Device(c10::kCPU)
+                : execution;
+        at::Tensor value = stored_tensor;
+        if (dtype != stored_tensor.scalar_type() || !device.is_cpu() ||
+            (mapped && !options.zero_copy)) {
+          value = stored_tensor.to(device, dtype, /*non_blocking=*/false,
+                                   /*copy=*/true);
+          if (mapped) bigmodel_internal::DropPages(stored_tensor);
         }
         ACCELERATE_RETURN_IF_ERROR(ReplaceTensor(wanted.tensor, value));
       } else {
@@ -695,14 +754,15 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
         slot.target = wanted.tensor;
         slot.dtype = dtype;
         slot.placeholder =
-            bigmodel_internal::MakePlaceholder(dtype, alias.sizes());
+            bigmodel_internal::MakePlaceholder(dtype, stored_tensor.sizes());
         if (placement.kind == Kind::kCpu) {
           // Offloaded to memory: kept on the CPU, copied on use.
-          slot.source = alias.to(c10::kCPU, dtype, /*non_blocking=*/false,
-                                 /*copy=*/true);
-          bigmodel_internal::DropPages(alias);
-        } else if (dtype == alias.scalar_type()) {
-          slot.source = alias;
+          slot.source =
+              stored_tensor.to(c10::kCPU, dtype, /*non_blocking=*/false,
+                               /*copy=*/mapped);
+          if (mapped) bigmodel_internal::DropPages(stored_tensor);
+        } else if (dtype == stored_tensor.scalar_type() && mapped) {
+          slot.source = stored_tensor;
           slot.mapped = true;
           if (!options.offload_folder.empty()) {
             ACCELERATE_ASSIGN_OR_RETURN(std::string file,
@@ -711,22 +771,34 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
                 source_name);
             from_folder.emplace_back(where, source_name);
           }
+        } else if (options.offload_folder.empty()) {
+          // Bytes the file could not lend (unaligned): a copy in memory.
+          slot.source = stored_tensor;
         } else {
-          ACCELERATE_RETURN_IF_ERROR(OffloadTensors(
-              options.offload_folder, {{source_name, alias.to(dtype)}}));
-          bigmodel_internal::DropPages(alias);
-          slot.mapped = true;
+          converted.emplace_back(source_name, stored_tensor.to(dtype));
+          converted_bytes += converted.back().second.nbytes();
+          if (mapped) bigmodel_internal::DropPages(stored_tensor);
           from_folder.emplace_back(where, source_name);
         }
       }
     } catch (const c10::Error& error) {
       return Converted(error, wanted.name);
     }
-    aliases[i] = at::Tensor();
+    // One index rewrite per 64 MB of converted weights, not per tensor.
+    if (converted_bytes >= (64 << 20)) {
+      ACCELERATE_RETURN_IF_ERROR(
+          OffloadTensors(options.offload_folder, converted));
+      converted.clear();
+      converted_bytes = 0;
+    }
     if (options.progress) {
       options.progress(static_cast<int64_t>(i + 1),
                        static_cast<int64_t>(tensors.size()));
     }
+  }
+  if (!converted.empty()) {
+    ACCELERATE_RETURN_IF_ERROR(
+        OffloadTensors(options.offload_folder, converted));
   }
 
   if (!from_folder.empty()) {
@@ -737,7 +809,9 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
     ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<OffloadedWeights> weights,
                                 OffloadedWeights::Open(options.offload_folder));
     for (const auto& [where, name] : from_folder) {
-      ACCELERATE_ASSIGN_OR_RETURN(engine->slot(where).source, weights->Get(name));
+      Slot& slot = engine->slot(where);
+      ACCELERATE_ASSIGN_OR_RETURN(slot.source, weights->Get(name));
+      slot.mapped = AliasesMapping(slot.source);
     }
   }
   engine->Start();

@@ -33,9 +33,14 @@
 // operation has touched it gets a tensor LibTorch cannot run (an error
 // names the operation).
 //
-// Thread safety: one forward at a time per dispatched model. The model must
-// outlive its DispatchedModel; when a DispatchedModel is destroyed its
-// offloaded weights become unusable (using them is an error).
+// One GPU at most: a map that spreads the model over several GPUs is
+// refused, as nothing here moves activations between them (Accelerate does
+// it in forward hooks). The model's inputs go to `execution_device()`.
+//
+// Thread safety: one forward at a time per dispatched model, and Release or
+// destruction only between forwards. The model must outlive its
+// DispatchedModel; when a DispatchedModel is destroyed its offloaded
+// weights become unusable (using them is an error).
 
 #ifndef ACCELERATE_BIGMODEL_DISPATCH_H_
 #define ACCELERATE_BIGMODEL_DISPATCH_H_
@@ -137,8 +142,13 @@ class DispatchedModel {
 // and buffer as `device_map` says (module name -> "cpu", "disk" or a GPU
 // index, as InferAutoDeviceMap returns; "" names the whole model). Tensors
 // are placed one at a time: peak memory is the resident weights plus the
-// largest tensor being converted or copied.
-// Errors: `InvalidArgument` for a device-map entry with an unknown device,
+// largest tensor being converted or copied (plus up to 64 MB of converted
+// disk weights on their way to the offload folder). Coverage, shapes and
+// missing weights are checked from the headers before anything is placed;
+// a later failure (writing the offload folder, memory) may leave part of
+// the model placed.
+// Errors: `InvalidArgument` for a device-map entry with an unknown device
+// or several GPUs,
 // a weight no entry covers, a shape that differs from the model's, a
 // converted disk weight without `offload_folder`; `NotFound` for weights
 // the checkpoint lacks (all named, up to 10); `FailedPrecondition` for a

@@ -1,12 +1,15 @@
 #include "bigmodel/dispatch.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "bigmodel/empty_weights.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
@@ -25,8 +28,8 @@ using ::testing::HasSubstr;
 // ModuleList, final norm, and an output layer tied to the embedding.
 struct BlockImpl : torch::nn::Module {
   explicit BlockImpl(int64_t width) {
-    norm = register_module("norm", torch::nn::LayerNorm(
-                                       torch::nn::LayerNormOptions({width})));
+    norm = register_module(
+        "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
     up = register_module("up", torch::nn::Linear(width, 4 * width));
     down = register_module("down", torch::nn::Linear(4 * width, width));
   }
@@ -43,8 +46,8 @@ struct TinyLmImpl : torch::nn::Module {
     embed = register_module("embed", torch::nn::Embedding(vocab, width));
     blocks = register_module("blocks", torch::nn::ModuleList());
     for (int64_t i = 0; i < depth; ++i) blocks->push_back(Block(width));
-    norm = register_module("norm", torch::nn::LayerNorm(
-                                       torch::nn::LayerNormOptions({width})));
+    norm = register_module(
+        "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
   }
   at::Tensor forward(const at::Tensor& tokens) {
     at::Tensor x = embed(tokens);
@@ -174,8 +177,8 @@ TEST_F(DispatchTest, WithoutPrefetchNothingIsPreparedAhead) {
   TinyLm model = EmptyModel();
   ASSERT_OK_AND_ASSIGN(
       auto dispatched,
-      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
-                                {{"", "disk"}}, {.prefetch = false}));
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "disk"}},
+                                {.prefetch = false}));
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
   EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
@@ -190,10 +193,10 @@ TEST_F(DispatchTest, OffloadFolderPointsIntoTheCheckpoint) {
   const std::string folder = dir_ + "/offload";
   ASSERT_OK_AND_ASSIGN(
       auto dispatched,
-      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
-                                {{"embed", "cpu"}, {"blocks", "disk"},
-                                 {"norm", "cpu"}},
-                                {.offload_folder = folder}));
+      LoadCheckpointAndDispatch(
+          *model, dir_ + "/ckpt",
+          {{"embed", "cpu"}, {"blocks", "disk"}, {"norm", "cpu"}},
+          {.offload_folder = folder}));
   std::ifstream index_file(folder + "/index.json");
   std::string index((std::istreambuf_iterator<char>(index_file)),
                     std::istreambuf_iterator<char>());
@@ -214,7 +217,7 @@ TEST_F(DispatchTest, OffloadFolderPointsIntoTheCheckpoint) {
 TEST_F(DispatchTest, ConvertedDiskWeightsAreWrittenToTheFolder) {
   TinyLm model = EmptyModel();
   const std::vector<std::pair<std::string, std::string>> map = {
-      {"embed", "cpu"}, {"blocks.0", "cpu"}, {"blocks.1", "disk"},
+      {"embed", "cpu"},     {"blocks.0", "cpu"},  {"blocks.1", "disk"},
       {"blocks.2", "disk"}, {"blocks.3", "disk"}, {"norm", "cpu"}};
   EXPECT_THAT(LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", map,
                                         {.dtype = at::kDouble}),
@@ -223,11 +226,10 @@ TEST_F(DispatchTest, ConvertedDiskWeightsAreWrittenToTheFolder) {
   EXPECT_EQ(MetaTensorNames(*model).size(), 1u + kDepth * 6 + 2);
 
   const std::string folder = dir_ + "/offload";
-  ASSERT_OK_AND_ASSIGN(
-      auto dispatched,
-      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", map,
-                                {.offload_folder = folder,
-                                 .dtype = at::kDouble}));
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(
+                           *model, dir_ + "/ckpt", map,
+                           {.offload_folder = folder, .dtype = at::kDouble}));
   EXPECT_TRUE(std::filesystem::exists(folder + "/blocks.2.down.bias.dat"));
   EXPECT_EQ(std::filesystem::file_size(folder + "/blocks.2.down.bias.dat"),
             kWidth * sizeof(double));
@@ -241,16 +243,20 @@ TEST_F(DispatchTest, ConvertedDiskWeightsAreWrittenToTheFolder) {
 TEST_F(DispatchTest, BadInputNamesTheProblemAndChangesNothing) {
   TinyLm model = EmptyModel();
   const std::string ckpt = dir_ + "/ckpt";
-  EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt, {{"", "tpu"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"tpu\"")));
+  EXPECT_THAT(
+      LoadCheckpointAndDispatch(*model, ckpt, {{"", "tpu"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"tpu\"")));
   EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt,
                                         {{"embed", "cpu"}, {"blocks", "cpu"}}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("\"norm.weight\"")));
-  EXPECT_THAT(LoadCheckpointAndDispatch(*model, ckpt, {{"", "0"}}),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("GPU 0")));
+  EXPECT_THAT(
+      LoadCheckpointAndDispatch(*model, ckpt, {{"", "0"}}),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("GPU 0")));
+  EXPECT_THAT(
+      LoadCheckpointAndDispatch(
+          *model, ckpt, {{"embed", "0"}, {"blocks", "1"}, {"norm", "1"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("GPUs 0, 1")));
   EXPECT_THAT(LoadCheckpointAndDispatch(*model, dir_ + "/none", {{"", "cpu"}}),
               StatusIs(absl::StatusCode::kNotFound));
 
@@ -260,18 +266,18 @@ TEST_F(DispatchTest, BadInputNamesTheProblemAndChangesNothing) {
     InitEmptyWeights scope;
     wider = TinyLm(kVocab, kWidth + 1, kDepth);
   }
-  EXPECT_THAT(LoadCheckpointAndDispatch(*wider, ckpt, {{"", "cpu"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("[50, 16]")));
+  EXPECT_THAT(
+      LoadCheckpointAndDispatch(*wider, ckpt, {{"", "cpu"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("[50, 16]")));
   // A deeper model: the checkpoint lacks blocks.4.
   TinyLm deeper{nullptr};
   {
     InitEmptyWeights scope;
     deeper = TinyLm(kVocab, kWidth, kDepth + 1);
   }
-  EXPECT_THAT(LoadCheckpointAndDispatch(*deeper, ckpt, {{"", "cpu"}}),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("blocks.4.norm.weight")));
+  EXPECT_THAT(
+      LoadCheckpointAndDispatch(*deeper, ckpt, {{"", "cpu"}}),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("blocks.4.norm.weight")));
   EXPECT_EQ(MetaTensorNames(*model).size(), 1u + kDepth * 6 + 2);
   EXPECT_EQ(MetaTensorNames(*wider).size(), 1u + kDepth * 6 + 2);
 
@@ -281,18 +287,81 @@ TEST_F(DispatchTest, BadInputNamesTheProblemAndChangesNothing) {
     InitEmptyWeights scope;
     shallower = TinyLm(kVocab, kWidth, kDepth - 1);
   }
-  ASSERT_OK_AND_ASSIGN(auto dispatched,
-                       LoadCheckpointAndDispatch(*shallower, ckpt,
-                                                 {{"", "cpu"}}));
+  ASSERT_OK_AND_ASSIGN(auto dispatched, LoadCheckpointAndDispatch(
+                                            *shallower, ckpt, {{"", "cpu"}}));
   EXPECT_EQ(dispatched->unexpected_keys().size(), 6u);
   EXPECT_THAT(dispatched->unexpected_keys()[0], HasSubstr("blocks.3."));
 }
 
+// One operation on a loaded weight and an unloaded one of another module:
+// both stay loaded while it runs.
+TEST_F(DispatchTest, AnOperationMayMixLoadedAndUnloadedWeights) {
+  TinyLm model = EmptyModel();
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "disk"}}));
+  torch::NoGradGuard no_grad;
+  const at::Tensor& first = model->blocks[0]->as<BlockImpl>()->up->weight;
+  const at::Tensor& second = model->blocks[1]->as<BlockImpl>()->up->weight;
+  EXPECT_TRUE(first.sum().defined());  // Loads blocks.0.up.
+  ASSERT_TRUE(first.is_cpu());
+  ASSERT_EQ(second.device().type(), c10::kPrivateUse1);
+  at::Tensor both = torch::cat({first, second});
+  EXPECT_TRUE(TensorsClose(
+      both,
+      torch::cat({reference_->blocks[0]->as<BlockImpl>()->up->weight,
+                  reference_->blocks[1]->as<BlockImpl>()->up->weight}),
+      kExact));
+}
+
+// A file whose tensors start at odd addresses cannot be aliased: those
+// weights are copies, which must never be handed back as if they were
+// file pages (that would zero them).
+TEST_F(DispatchTest, UnalignedCheckpointsAreCopiedAndStayIntact) {
+  // Wide enough for whole pages inside each copy (1 MiB weights).
+  torch::manual_seed(5);
+  TinyLm wide(kVocab, 256, 2);
+  std::string header = "{";
+  std::string data;
+  for (const auto& item : wide->named_parameters()) {
+    const at::Tensor tensor = item.value().detach().contiguous();
+    absl::StrAppend(&header, header.size() > 1 ? "," : "", "\"", item.key(),
+                    "\":{\"dtype\":\"F32\",\"shape\":[",
+                    absl::StrJoin(tensor.sizes(), ","), "],\"data_offsets\":[",
+                    data.size(), ",", data.size() + tensor.nbytes(), "]}");
+    data.append(static_cast<const char*>(tensor.data_ptr()), tensor.nbytes());
+  }
+  header += "}";
+  while ((8 + header.size()) % 4 != 2) header += ' ';
+  const uint64_t length = header.size();
+  std::string file(reinterpret_cast<const char*>(&length), 8);
+  file += header + data;
+  const std::string path = dir_ + "/unaligned.safetensors";
+  std::ofstream(path, std::ios::binary) << file;
+
+  torch::NoGradGuard no_grad;
+  const at::Tensor expected = wide->forward(tokens_);
+  TinyLm model{nullptr};
+  {
+    InitEmptyWeights scope;
+    model = TinyLm(kVocab, 256, 2);
+  }
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(
+          *model, path,
+          {{"embed", "cpu"}, {"blocks", "disk"}, {"norm", "disk"}}));
+  for (int pass = 0; pass < 3; ++pass) {
+    EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected,
+                             {.rtol = 0, .atol = 1e-5}));
+  }
+}
+
 TEST_F(DispatchTest, WeightsOfAGoneDispatchAreAnError) {
   TinyLm model = EmptyModel();
-  ASSERT_OK_AND_ASSIGN(auto dispatched,
-                       LoadCheckpointAndDispatch(*model, dir_ + "/ckpt",
-                                                 {{"", "disk"}}));
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "disk"}}));
   dispatched.reset();
   torch::NoGradGuard no_grad;
   try {
@@ -339,7 +408,8 @@ TEST(DispatchMemoryTest, PeakIsThePlacedPartPlusOneTensor) {
         block_bytes += item.value().nbytes();
       }
     }
-    ASSERT_OK(SaveShardedSafetensors(dir, state, {.max_shard_bytes = 20 << 20}));
+    ASSERT_OK(
+        SaveShardedSafetensors(dir, state, {.max_shard_bytes = 20 << 20}));
     torch::NoGradGuard no_grad;
     expected = model->forward(tokens);
   }
@@ -357,11 +427,14 @@ TEST(DispatchMemoryTest, PeakIsThePlacedPartPlusOneTensor) {
   const int64_t placed = 2 * block_bytes + 100 * kWidth * 4;
   const int64_t slack = 6 << 20;
 
+  // Freed heap pages (the reference model's) would otherwise be reused
+  // without showing in the resident set.
+  ::malloc_trim(0);
   const int64_t before = ResidentBytes();
   ResetPeak();
-  ASSERT_OK_AND_ASSIGN(auto dispatched,
-                       LoadCheckpointAndDispatch(*model, dir, map,
-                                                 {.zero_copy = false}));
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir, map, {.zero_copy = false}));
   const int64_t after_load = ResidentBytes();
   EXPECT_LE(PeakResidentBytes() - before, placed + largest + slack);
   // The placed part really is in memory (copied, not mapped).

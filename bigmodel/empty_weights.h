@@ -16,7 +16,10 @@
 // Every tensor created in the scope is empty, buffers too (Accelerate's
 // `include_buffers=True`): LibTorch's `register_buffer` cannot be told apart
 // from any other allocation, and LibTorch buffers are all saved in
-// checkpoints, so loading fills them.
+// checkpoints, so loading fills them. Constants made from data in the
+// scope (`torch::tensor({...})`, `from_blob(...).clone()`) come out empty
+// too, their values dropped: make those that must keep their values in a
+// nested `InitOnDevice(c10::kCPU)` scope.
 //
 // Thread safety: scopes are per thread (other threads allocate normally)
 // and nest. The first scope in a process registers the interception once

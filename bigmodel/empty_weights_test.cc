@@ -62,6 +62,16 @@ TEST(InitEmptyWeightsTest, OtherThreadsAllocateNormally) {
   EXPECT_EQ(elsewhere.sum().item<float>(), 3.0f);
 }
 
+TEST(InitEmptyWeightsTest, DataConstantsKeepTheirValuesOnlyInACpuScope) {
+  InitEmptyWeights scope;
+  float values[] = {1.0f, 2.0f};
+  EXPECT_TRUE(torch::tensor({1.0f, 2.0f}).is_meta());
+  EXPECT_TRUE(torch::from_blob(values, {2}).clone().is_meta());
+  InitOnDevice cpu(c10::kCPU);
+  EXPECT_EQ(torch::tensor({1.0f, 2.0f}).sum().item<float>(), 3.0f);
+  EXPECT_EQ(torch::from_blob(values, {2}).clone().sum().item<float>(), 3.0f);
+}
+
 TEST(InitEmptyWeightsTest, ScopesNestAndRestore) {
   {
     InitEmptyWeights outer;

@@ -244,9 +244,7 @@ absl::StatusOr<at::Tensor> OffloadedWeights::Get(const std::string& name) {
   if (expected == 0) {
     return at::empty(entry.shape, at::TensorOptions().dtype(type));
   }
-  return at::from_blob(
-      mapping->base, entry.shape, [mapping](void*) {},
-      at::TensorOptions().dtype(type));
+  return AliasMapping(mapping, mapping->base, entry.shape, type);
 }
 
 }  // namespace accelerate::bigmodel

@@ -142,6 +142,43 @@ absl::Status SaveSafetensors(const std::string& path,
   return WriteFileAtomically(path, parts);
 }
 
+namespace {
+
+// The deleter context of AliasMapping's storage: a share of the mapping.
+struct MappingShare {
+  std::shared_ptr<const MappedFile> mapping;
+};
+
+void ReleaseMappingShare(void* context) {
+  delete static_cast<MappingShare*>(context);
+}
+
+}  // namespace
+
+at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
+                        const char* data, c10::IntArrayRef shape,
+                        at::ScalarType type) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(type);
+  c10::DataPtr pointer(const_cast<char*>(data),
+                       new MappingShare{std::move(mapping)},
+                       &ReleaseMappingShare, c10::Device(c10::kCPU));
+  c10::Storage storage(c10::Storage::use_byte_size_t(), bytes,
+                       std::move(pointer), /*allocator=*/nullptr,
+                       /*resizable=*/false);
+  auto tensor = at::detail::make_tensor<c10::TensorImpl>(
+      std::move(storage), c10::DispatchKeySet(c10::DispatchKey::CPU),
+      caffe2::TypeMeta::fromScalarType(type));
+  tensor.unsafeGetTensorImpl()->set_sizes_contiguous(shape);
+  return tensor;
+}
+
+bool AliasesMapping(const at::Tensor& tensor) {
+  return tensor.defined() && tensor.has_storage() &&
+         tensor.storage().data_ptr().get_deleter() == &ReleaseMappingShare;
+}
+
 MappedFile::~MappedFile() {
   if (base != nullptr) ::munmap(base, size);
 }
@@ -229,10 +266,7 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
   char* data = mapping_->base + header_.data_start + entry.begin;
   const size_t element = c10::elementSize(type);
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
-  std::shared_ptr<const MappedFile> keep = mapping_;
-  at::Tensor view = at::from_blob(
-      data, entry.shape, [keep](void*) {},
-      at::TensorOptions().dtype(type).device(at::kCPU));
+  at::Tensor view = AliasMapping(mapping_, data, entry.shape, type);
   if (options.device.is_cpu() && !options.copy && aligned) return view;
   // A copy: to another device, on request, or from unaligned bytes.
   at::Tensor copy = aligned ? view.clone() : at::empty(entry.shape, type);

@@ -64,6 +64,16 @@ struct MappedFile {
   size_t size = 0;
 };
 
+// A CPU tensor of `shape` and `type` over the bytes at `data`, inside
+// `mapping`, which it keeps alive (views of it too).
+at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
+                        const char* data, c10::IntArrayRef shape,
+                        at::ScalarType type);
+
+// Whether `tensor`'s bytes are a file mapping's (made by AliasMapping, as
+// every zero-copy tensor read here is), rather than memory of its own.
+bool AliasesMapping(const at::Tensor& tensor);
+
 // The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
 // type the format lacks (complex, quantized).
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);

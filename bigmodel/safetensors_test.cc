@@ -115,6 +115,9 @@ TEST(SafetensorsTest, CpuReadsAliasTheMappingAndNeverChangeTheFile) {
     EXPECT_EQ(x.data_ptr(), again.data_ptr());  // Zero copy: the same bytes.
     ASSERT_OK_AND_ASSIGN(at::Tensor copied, file->Get("x", {.copy = true}));
     EXPECT_NE(copied.data_ptr(), x.data_ptr());
+    EXPECT_TRUE(AliasesMapping(x));
+    EXPECT_TRUE(AliasesMapping(x.view({10, 100})));
+    EXPECT_FALSE(AliasesMapping(copied));
     x.fill_(7);  // Copy-on-write: the file keeps its ones.
     file.reset();  // The tensor keeps the mapping alive.
     EXPECT_EQ(x.sum().item<float>(), 7000);

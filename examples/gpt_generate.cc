@@ -17,8 +17,9 @@
 // stdout: the placement, the generated text, and a last JSON line with
 // the token ids and timings (read by benchmarks/generation.py).
 
-#include <torch/torch.h>
 #include <fcntl.h>
+#include <sys/resource.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -104,7 +105,8 @@ TORCH_MODULE(Conv1D);
 
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(const GptConfig& config) : heads(config.n_head) {
-    c_attn = register_module("c_attn", Conv1D(config.n_embd, 3 * config.n_embd));
+    c_attn =
+        register_module("c_attn", Conv1D(config.n_embd, 3 * config.n_embd));
     c_proj = register_module("c_proj", Conv1D(config.n_embd, config.n_embd));
   }
   torch::Tensor forward(const torch::Tensor& x) {
@@ -117,10 +119,10 @@ struct AttentionImpl : torch::nn::Module {
     torch::Tensor scores =
         q.matmul(k.transpose(-2, -1)) / std::sqrt(double(width / heads));
     torch::Tensor causal =
-        torch::ones({length, length}, torch::kBool).triu(1);
+        torch::ones({length, length}, x.options().dtype(torch::kBool)).triu(1);
     scores = scores.masked_fill(causal, -INFINITY).softmax(-1);
-    torch::Tensor out = scores.matmul(v).transpose(1, 2).reshape(
-        {batch, length, width});
+    torch::Tensor out =
+        scores.matmul(v).transpose(1, 2).reshape({batch, length, width});
     return c_proj(out);
   }
   int64_t heads;
@@ -131,7 +133,8 @@ TORCH_MODULE(Attention);
 struct MlpImpl : torch::nn::Module {
   MlpImpl(const GptConfig& config) {
     c_fc = register_module("c_fc", Conv1D(config.n_embd, 4 * config.n_embd));
-    c_proj = register_module("c_proj", Conv1D(4 * config.n_embd, config.n_embd));
+    c_proj =
+        register_module("c_proj", Conv1D(4 * config.n_embd, config.n_embd));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     return c_proj(torch::gelu(c_fc(x), "tanh"));
@@ -141,8 +144,7 @@ struct MlpImpl : torch::nn::Module {
 TORCH_MODULE(Mlp);
 
 torch::nn::LayerNorm Norm(int64_t width) {
-  return torch::nn::LayerNorm(
-      torch::nn::LayerNormOptions({width}).eps(1e-5));
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(1e-5));
 }
 
 struct BlockImpl : torch::nn::Module {
@@ -164,10 +166,10 @@ TORCH_MODULE(Block);
 
 struct GptImpl : torch::nn::Module {
   GptImpl(const GptConfig& config) {
-    wte = register_module("wte",
-                          torch::nn::Embedding(config.vocab_size, config.n_embd));
-    wpe = register_module("wpe",
-                          torch::nn::Embedding(config.n_positions, config.n_embd));
+    wte = register_module(
+        "wte", torch::nn::Embedding(config.vocab_size, config.n_embd));
+    wpe = register_module(
+        "wpe", torch::nn::Embedding(config.n_positions, config.n_embd));
     torch::nn::init::normal_(wte->weight, 0.0, 0.02);
     torch::nn::init::normal_(wpe->weight, 0.0, 0.01);
     h = register_module("h", torch::nn::ModuleList());
@@ -176,7 +178,7 @@ struct GptImpl : torch::nn::Module {
   }
   // Logits of the next token after each position of `tokens` [B, T].
   torch::Tensor forward(const torch::Tensor& tokens) {
-    torch::Tensor positions = torch::arange(tokens.size(1), torch::kLong);
+    torch::Tensor positions = torch::arange(tokens.size(1), tokens.options());
     torch::Tensor x = wte(tokens) + wpe(positions);
     for (const auto& block : *h) x = block->as<BlockImpl>()->forward(x);
     return torch::nn::functional::linear(ln_f(x), wte->weight);
@@ -190,8 +192,9 @@ TORCH_MODULE(Gpt);
 absl::Status WriteConfig(const std::string& path, const GptConfig& config) {
   std::ofstream out(path);
   out << "{\"model_type\": \"gpt2\", \"vocab_size\": " << config.vocab_size
-      << ", \"n_embd\": " << config.n_embd << ", \"n_layer\": "
-      << config.n_layer << ", \"n_head\": " << config.n_head
+      << ", \"n_embd\": " << config.n_embd
+      << ", \"n_layer\": " << config.n_layer
+      << ", \"n_head\": " << config.n_head
       << ", \"n_positions\": " << config.n_positions << "}\n";
   out.close();
   if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path));
@@ -211,10 +214,11 @@ absl::StatusOr<GptConfig> ReadConfig(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is not JSON"));
   }
   GptConfig config;
-  for (auto [key, field] :
-       {std::pair{"vocab_size", &config.vocab_size},
-        {"n_embd", &config.n_embd}, {"n_layer", &config.n_layer},
-        {"n_head", &config.n_head}, {"n_positions", &config.n_positions}}) {
+  for (auto [key, field] : {std::pair{"vocab_size", &config.vocab_size},
+                            {"n_embd", &config.n_embd},
+                            {"n_layer", &config.n_layer},
+                            {"n_head", &config.n_head},
+                            {"n_positions", &config.n_positions}}) {
     auto it = json.fields().find(key);
     if (it == json.fields().end() || !it->second.has_number_value() ||
         it->second.number_value() < 1 ||
@@ -225,9 +229,9 @@ absl::StatusOr<GptConfig> ReadConfig(const std::string& path) {
     *field = static_cast<int64_t>(it->second.number_value());
   }
   if (config.n_embd % config.n_head != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": n_embd ", config.n_embd, " is not a multiple of n_head ",
-        config.n_head));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": n_embd ", config.n_embd,
+                     " is not a multiple of n_head ", config.n_head));
   }
   return config;
 }
@@ -258,8 +262,7 @@ absl::Status WriteModel(const std::string& dir, const GptConfig& config,
   }
   // `wte.weight` is registered once: the output layer reuses it.
   ACCELERATE_RETURN_IF_ERROR(bigmodel::SaveShardedSafetensors(
-      dir, state,
-      {.max_shard_bytes = static_cast<uint64_t>(bytes / 4 + 1)}));
+      dir, state, {.max_shard_bytes = static_cast<uint64_t>(bytes / 4 + 1)}));
   return WriteConfig(dir + "/config.json", config);
 }
 
@@ -278,7 +281,8 @@ class ProgressBar {
       return;
     }
     const int width = 30;
-    const int filled = static_cast<int>(width * done / std::max<int64_t>(total, 1));
+    const int filled =
+        static_cast<int>(width * done / std::max<int64_t>(total, 1));
     if (filled == last_ && done != total) return;
     last_ = filled;
     std::fprintf(stderr, "\rloading [%s%s] %lld/%lld weights",
@@ -305,6 +309,13 @@ void DropFromPageCache(const std::string& dir) {
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     ::close(fd);
   }
+}
+
+// The process's peak resident set so far, in MB.
+double PeakRssMb() {
+  struct rusage usage;
+  ::getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;
 }
 
 std::string Printable(const std::vector<int64_t>& tokens) {
@@ -344,9 +355,9 @@ absl::Status Run() {
     model = Gpt(config);
   }
   // 2. Where each block goes: what does not fit in memory goes to disk.
-  ACCELERATE_ASSIGN_OR_RETURN(bigmodel::MaxMemory budget,
-                              bigmodel::ParseMaxMemory(
-                                  absl::GetFlag(FLAGS_max_memory)));
+  ACCELERATE_ASSIGN_OR_RETURN(
+      bigmodel::MaxMemory budget,
+      bigmodel::ParseMaxMemory(absl::GetFlag(FLAGS_max_memory)));
   if (std::none_of(budget.begin(), budget.end(),
                    [](const auto& entry) { return entry.first == "disk"; })) {
     budget.emplace_back("disk", int64_t{1} << 50);
@@ -369,8 +380,8 @@ absl::Status Run() {
   }
   int64_t offloaded_bytes = 0;
   for (const auto& [device, count] : per_device) {
-    std::cout << "placed on " << device << ": " << count.first
-              << " module(s), " << count.second / 1e6 << " MB\n";
+    std::cout << "placed on " << device << ": " << count.first << " module(s), "
+              << count.second / 1e6 << " MB\n";
     if (device == "disk") offloaded_bytes = count.second;
   }
 
@@ -403,14 +414,14 @@ absl::Status Run() {
   const auto start = std::chrono::steady_clock::now();
   double checksum = 0;
   for (int i = 0; i < absl::GetFlag(FLAGS_max_new_tokens); ++i) {
-    const size_t first =
-        tokens.size() > static_cast<size_t>(config.n_positions)
-            ? tokens.size() - config.n_positions
-            : 0;
+    const size_t first = tokens.size() > static_cast<size_t>(config.n_positions)
+                             ? tokens.size() - config.n_positions
+                             : 0;
     torch::Tensor input =
-        torch::tensor(std::vector<int64_t>(tokens.begin() + first,
-                                           tokens.end()))
-            .unsqueeze(0);
+        torch::tensor(
+            std::vector<int64_t>(tokens.begin() + first, tokens.end()))
+            .unsqueeze(0)
+            .to(dispatched->execution_device());
     torch::Tensor logits = model->forward(input);
     tokens.push_back(logits[0][-1].argmax().item<int64_t>());
     if (absl::GetFlag(FLAGS_cold)) {
@@ -419,9 +430,9 @@ absl::Status Run() {
     }
     checksum = logits[0][-1].to(torch::kDouble).abs().sum().item<double>();
   }
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   const std::vector<int64_t> generated(tokens.begin() + prompt_length,
                                        tokens.end());
   std::cout << "text: " << Printable(tokens) << "\n";
@@ -437,7 +448,8 @@ absl::Status Run() {
             << ", \"loads\": " << stats.loads
             << ", \"prefetch_hits\": " << stats.prefetch_hits
             << ", \"last_logits_abs_sum\": "
-            << absl::StrFormat("%.17g", checksum) << "}\n";
+            << absl::StrFormat("%.17g", checksum)
+            << ", \"peak_rss_mb\": " << PeakRssMb() << "}\n";
   return absl::OkStatus();
 }
 

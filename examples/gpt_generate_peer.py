@@ -4,18 +4,21 @@ model in Python torch (Debian's python3-torch; run with
 /usr/bin/python3), loaded from the same safetensors checkpoint, with the
 weights the device map puts on "disk" offloaded the way Python Accelerate
 does it (re-typed here, as Accelerate is not packaged for Debian): the
-model's offloaded tensors stay on `meta`, a forward pre-hook on each module
-holding offloaded weights reads them from the checkpoint (safe_open's
+model is built under init_empty_weights, its offloaded tensors stay on `meta`, a forward pre-hook on each module
+holding offloaded weights reads them from the checkpoint (a safe_open of
+the file per tensor, as Accelerate's OffloadedWeightsLoader, and
 get_tensor: a copy out of the mapping) and sets them on the module, a
 forward hook puts them back on `meta`; no prefetching. Prints one JSON line
 like the example.
 
     gpt_generate_peer.py CHECKPOINT DEVICE_MAP_JSON TOKENS PROMPT [--cold]
 """
+import contextlib
 import json
 import math
 import mmap
 import os
+import resource
 import struct
 import sys
 import time
@@ -32,6 +35,7 @@ class SafeOpen:
     """A mapped safetensors file: header parsed once, tensors copied out."""
 
     def __init__(self, path):
+        self.path = path
         with open(path, "rb") as f:
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         (n,) = struct.unpack("<Q", self.map[:8])
@@ -45,6 +49,19 @@ class SafeOpen:
         data = bytearray(self.map[self.start + begin:self.start + end])
         return torch.frombuffer(data, dtype=DTYPES[info["dtype"]]).reshape(
             info["shape"])
+
+    def close(self):
+        self.map.close()
+
+
+def read_offloaded(opened, name):
+    """As Accelerate's OffloadedWeightsLoader does for a safetensors entry:
+    safe_open the file for this one tensor, copy it out, close."""
+    fresh = SafeOpen(opened.path)
+    try:
+        return fresh.get_tensor(name)
+    finally:
+        fresh.close()
 
 
 def open_checkpoint(folder):
@@ -126,6 +143,26 @@ class Gpt(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)
 
 
+@contextlib.contextmanager
+def init_empty_weights():
+    """Accelerate's init_empty_weights (include_buffers=False): parameters
+    move to `meta` as they are registered."""
+    register = nn.Module.register_parameter
+
+    def register_empty_parameter(module, name, param):
+        register(module, name, param)
+        if param is not None:
+            module._parameters[name] = nn.Parameter(
+                module._parameters[name].to(torch.device("meta")),
+                requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_empty_parameter
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
 def placement(device_map, name):
     """The device of the longest device-map entry covering `name`."""
     prefix = name
@@ -153,7 +190,7 @@ def offload(model, tensors, device_map):
     def pre_hook(prefix, names):
         def hook(module, args):
             for n in names:
-                set_tensor(module, n, tensors[prefix + n].get_tensor(prefix + n))
+                set_tensor(module, n, read_offloaded(tensors[prefix + n], prefix + n))
         return hook
 
     def post_hook(names):
@@ -171,10 +208,7 @@ def offload(model, tensors, device_map):
     return held
 
 
-def drop_page_cache(folder, tensors):
-    # Unmap the pages first: the kernel keeps pages that are mapped.
-    for opened in set(tensors.values()):
-        opened.map.madvise(mmap.MADV_DONTNEED)
+def drop_page_cache(folder):
     for f in os.listdir(folder):
         if f.endswith(".safetensors"):
             fd = os.open(os.path.join(folder, f), os.O_RDONLY)
@@ -192,7 +226,8 @@ def main():
     if placement(device_map, "wte.weight") == "disk":
         sys.exit("the output layer reuses wte outside wte's forward: "
                  "Accelerate's hooks cannot serve it from disk")
-    model = Gpt(config)
+    with init_empty_weights():
+        model = Gpt(config)
     # The resident weights, copied out of the checkpoint (safe_open).
     for name, param in list(model.named_parameters()):
         if placement(device_map, name) == "disk":
@@ -201,6 +236,8 @@ def main():
         module = model.get_submodule(module_name)
         set_tensor(module, leaf, tensors[name].get_tensor(name))
     offload(model, tensors, device_map)
+    for opened in set(tensors.values()):
+        opened.close()  # Loading is done; offloaded weights reopen their file.
     load_seconds = time.perf_counter() - load_start
     tokens = [b % config["vocab_size"] for b in prompt.encode()] or [0]
     start = time.perf_counter()
@@ -210,13 +247,14 @@ def main():
             logits = model(torch.tensor([window]))
             tokens.append(int(logits[0, -1].argmax()))
             if cold:
-                drop_page_cache(folder, tensors)
+                drop_page_cache(folder)
     seconds = time.perf_counter() - start
     generated = tokens[len(tokens) - int(new_tokens):]
     print(json.dumps({"tokens": generated, "load_seconds": load_seconds,
                       "generate_seconds": seconds,
                       "tokens_per_second": len(generated) / seconds,
-                      "last_logits_abs_sum": float(logits[0, -1].double().abs().sum())}))
+                      "last_logits_abs_sum": float(logits[0, -1].double().abs().sum()),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ std::string Checkpoint() {
 ProcessResult Generate(std::vector<std::string> flags) {
   std::vector<std::string> argv = {Runfile("examples/gpt_generate"),
                                    "--checkpoint=" + Checkpoint(),
-                                   "--n_embd=64", "--n_layer=6",
-                                   "--n_head=4", "--max_new_tokens=6"};
+                                   "--n_embd=64",
+                                   "--n_layer=6",
+                                   "--n_head=4",
+                                   "--max_new_tokens=6"};
   argv.insert(argv.end(), flags.begin(), flags.end());
   Subprocess child(argv, {});
   EXPECT_TRUE(child.Start().ok());
@@ -51,8 +53,7 @@ google::protobuf::Struct Summary(const ProcessResult& result) {
   const std::string last =
       newline == std::string::npos ? output : output.substr(newline + 1);
   google::protobuf::Struct summary;
-  EXPECT_TRUE(
-      google::protobuf::util::JsonStringToMessage(last, &summary).ok())
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(last, &summary).ok())
       << output;
   return summary;
 }
@@ -88,8 +89,8 @@ ProcessResult* GptGenerateTest::in_memory_ = nullptr;
 
 TEST_F(GptGenerateTest, WritesAShardedCheckpointAndGenerates) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
-  EXPECT_TRUE(std::filesystem::exists(Checkpoint() +
-                                      "/model.safetensors.index.json"));
+  EXPECT_TRUE(
+      std::filesystem::exists(Checkpoint() + "/model.safetensors.index.json"));
   EXPECT_TRUE(std::filesystem::exists(Checkpoint() + "/config.json"));
   const auto summary = Summary(*in_memory_);
   EXPECT_EQ(Number(summary, "offloaded_fraction"), 0);
@@ -113,8 +114,7 @@ TEST_F(GptGenerateTest, MostlyOnDiskGivesTheSameTokensAndLogits) {
               Number(expected, "last_logits_abs_sum"));
     EXPECT_GT(Number(summary, "loads"), 6 * 6);
     if (std::string(prefetch) == "--prefetch=true") {
-      EXPECT_GT(Number(summary, "prefetch_hits"),
-                Number(summary, "loads") / 2);
+      EXPECT_GT(Number(summary, "prefetch_hits"), Number(summary, "loads") / 2);
     } else {
       EXPECT_EQ(Number(summary, "prefetch_hits"), 0);
     }
@@ -125,8 +125,8 @@ TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
   const std::string folder =
       absl::StrCat(std::getenv("TEST_TMPDIR"), "/offload");
-  ProcessResult result = Generate(
-      {"--max_memory=cpu=400KB", "--offload_folder=" + folder});
+  ProcessResult result =
+      Generate({"--max_memory=cpu=400KB", "--offload_folder=" + folder});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(std::filesystem::exists(folder + "/index.json"));
   EXPECT_EQ(Tokens(Summary(result)), Tokens(Summary(*in_memory_)));
@@ -139,14 +139,13 @@ TEST_F(GptGenerateTest, PythonTwinAgrees) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
   const std::string map =
       absl::StrCat(std::getenv("TEST_TMPDIR"), "/device_map.json");
-  ProcessResult ours = Generate({"--max_memory=cpu=400KB",
-                                 "--device_map_out=" + map,
-                                 "--prompt=Hello"});
+  ProcessResult ours = Generate(
+      {"--max_memory=cpu=400KB", "--device_map_out=" + map, "--prompt=Hello"});
   ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  Subprocess python({"/usr/bin/python3",
-                     Runfile("examples/gpt_generate_peer.py"), Checkpoint(),
-                     map, "6", "Hello"},
-                    {});
+  Subprocess python(
+      {"/usr/bin/python3", Runfile("examples/gpt_generate_peer.py"),
+       Checkpoint(), map, "6", "Hello"},
+      {});
   ASSERT_TRUE(python.Start().ok());
   ProcessResult theirs = python.Wait(absl::Seconds(120));
   ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
