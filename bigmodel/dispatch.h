@@ -18,12 +18,13 @@
 // model runs on the CPU, are resident. The others are offloaded: the module
 // keeps a placeholder tensor (device `privateuseone`, no storage), and the
 // first operation that touches one of them loads every offloaded weight of
-// the module owning it onto the execution device (the first GPU of the map,
-// else the CPU), in place, releasing the weights of the module used before.
+// the module owning it onto the execution device (the map's GPU, else the
+// CPU), in place, releasing the weights of the module used before.
 // LibTorch modules have no forward hooks, so this is done one level lower:
 // a dispatcher fallback on the placeholders' dispatch key. While one module
-// runs, the weights of the next one (in the order the previous pass used
-// them, else registration order) are prepared on a background thread.
+// runs, the weights of the next ones (in the order the previous pass used
+// them, else registration order; see `prefetch_bytes`) are prepared on a
+// background thread.
 // Disk weights are read through a mapping of the checkpoint itself (or of
 // the offload folder), never reopened per tensor; a CPU execution device
 // uses them in place and gives the pages back on release.
