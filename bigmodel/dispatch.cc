@@ -227,6 +227,8 @@ class OffloadEngine {
       prefetch_cv_.wait(prefetch_lock, [&] { return working_ < 0; });
       for (const auto& [u, ready] : prepared_) Discard(u);
       prepared_.clear();
+      failed_.clear();
+      window_.clear();
     }
     UnloadAllBut({});
   }
