@@ -37,7 +37,7 @@ constexpr DtypePair kDtypes[] = {
     {"BOOL", at::kBool},  {"U8", at::kByte},      {"I8", at::kChar},
     {"I16", at::kShort},  {"F16", at::kHalf},     {"BF16", at::kBFloat16},
     {"I32", at::kInt},    {"F32", at::kFloat},    {"F64", at::kDouble},
-    {"I64", at::kLong},
+    {"I64", at::kLong},   {"C64", at::kComplexFloat},
 };
 
 absl::Status Errno(absl::string_view what, const std::string& path) {

@@ -20,9 +20,10 @@ using ::google::protobuf::Value;
 
 const std::map<std::string, int, std::less<>>& Dtypes() {
   static const auto* const kDtypes = new std::map<std::string, int, std::less<>>{
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},       {"F8_E4M3", 1}, {"F8_E5M2", 1},
-      {"I16", 2},  {"U16", 2}, {"F16", 2},      {"BF16", 2},    {"I32", 4},
-      {"U32", 4},  {"F32", 4}, {"F64", 8},      {"I64", 8},     {"U64", 8}};
+      {"BOOL", 1},    {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1},
+      {"F8_E8M0", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},     {"BF16", 2},
+      {"I32", 4},     {"U32", 4}, {"F32", 4}, {"F64", 8},     {"I64", 8},
+      {"U64", 8},     {"C64", 8}};
   return *kDtypes;
 }
 

@@ -96,6 +96,16 @@ TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
     ASSERT_OK_AND_ASSIGN(at::Tensor read, file->Get(name));
     EXPECT_TRUE(TensorsClose(read, tensor, kExact)) << name;
   }
+  // Complex numbers (C64) round trip as pairs of floats.
+  const at::Tensor complex = at::view_as_complex(at::randn({3, 2}));
+  ASSERT_OK(SaveSafetensors(Tmp("complex.safetensors"), {{"c", complex}}));
+  ASSERT_OK_AND_ASSIGN(auto complex_file,
+                       SafetensorsFile::Open(Tmp("complex.safetensors")));
+  EXPECT_EQ(complex_file->header().tensors[0].dtype, "C64");
+  ASSERT_OK_AND_ASSIGN(at::Tensor complex_read, complex_file->Get("c"));
+  ASSERT_EQ(complex_read.scalar_type(), at::kComplexFloat);
+  EXPECT_TRUE(TensorsClose(at::view_as_real(complex_read),
+                           at::view_as_real(complex), kExact));
   // Every tensor starts aligned to its element size.
   for (const TensorEntry& entry : file->header().tensors) {
     EXPECT_EQ((file->header().data_start + entry.begin) % *DtypeSize(entry.dtype), 0u)
@@ -204,6 +214,14 @@ TEST(SafetensorsTest, DtypesLibTorchLacksAreNamedOnRead) {
   EXPECT_THAT(file->Get("t").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("\"t\""), HasSubstr("U16"))));
+  // FP8 scales (F8_E8M0) parse, but have no LibTorch 1.13 type.
+  const std::string scales = Tmp("e8m0.safetensors");
+  std::ofstream(scales, std::ios::binary) << HandMade(
+      R"({"s":{"dtype":"F8_E8M0","shape":[4],"data_offsets":[0,4]}})", "abcd");
+  ASSERT_OK_AND_ASSIGN(auto scale_file, SafetensorsFile::Open(scales));
+  EXPECT_THAT(scale_file->Get("s").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("F8_E8M0")));
 }
 
 TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
