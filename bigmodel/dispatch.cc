@@ -314,6 +314,7 @@ class OffloadEngine {
     const std::unordered_set<int> queued(queued_.begin(), queued_.end());
     for (int u : window) {
       if (u != working_ && !prepared_.count(u) && !queued.count(u)) {
+        failed_.erase(u);  // A new try.
         queued_.push_back(u);
       }
     }
@@ -337,11 +338,13 @@ class OffloadEngine {
     window_.insert(u);  // Whatever is under way for `u` is kept for us.
     prefetch_cv_.wait(lock,
                       [&] { return prepared_.count(u) || failed_.count(u); });
-    if (failed_.erase(u) > 0) {
-      // Say, memory was short while the previous module was still loaded:
-      // prepare it again here, now that it has been released.
+    if (!prepared_.count(u)) {
+      // Failed (say, memory was short while the previous module was still
+      // loaded): prepare it again here, now that it has been released.
+      failed_.erase(u);
       return std::nullopt;
     }
+    failed_.erase(u);
     std::vector<at::Tensor> ready = std::move(prepared_[u]);
     prepared_.erase(u);
     return ready;
@@ -377,10 +380,13 @@ class OffloadEngine {
       working_ = -1;
       if (error) {
         failed_[u] = error;
-      } else if (window_.count(u)) {
-        prepared_[u] = std::move(ready);
       } else {
-        Discard(u);  // Left the window while it was being prepared.
+        failed_.erase(u);
+        if (window_.count(u)) {
+          prepared_[u] = std::move(ready);
+        } else {
+          Discard(u);  // Left the window while it was being prepared.
+        }
       }
       prefetch_cv_.notify_all();
     }

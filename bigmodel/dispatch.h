@@ -36,7 +36,8 @@
 //
 // One GPU at most: a map that spreads the model over several GPUs is
 // refused, as nothing here moves activations between them (Accelerate does
-// it in forward hooks). The model's inputs go to `execution_device()`.
+// it in forward hooks). The model's inputs go to `execution_device()`, and
+// forwards run on the default CUDA stream (weights are prepared on it).
 //
 // Thread safety: one forward at a time per dispatched model, and Release or
 // destruction only between forwards. The model must outlive its
