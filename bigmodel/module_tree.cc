@@ -31,6 +31,7 @@ constexpr DtypeRow kDtypes[] = {
     {at::kLong, "int64", 8, false},      {at::kInt, "int32", 4, false},
     {at::kShort, "int16", 2, false},     {at::kChar, "int8", 1, false},
     {at::kByte, "uint8", 1, false},      {at::kBool, "bool", 1, false},
+    {at::kComplexFloat, "complex64", 8, false},
 };
 
 std::string DtypeOf(at::ScalarType type) {

@@ -84,5 +84,21 @@ TEST(ModuleTreeTest, MalformedTreesAreNamed) {
                HasSubstr("tied to \"later.w\", which is not a tensor met before")));
 }
 
+// PyTorch's names, sizes and types for every dtype safetensors and LibTorch
+// share; dtype overrides only touch floating ones.
+TEST(ModuleTreeTest, DtypeTableCoversTheSharedTypes) {
+  EXPECT_EQ(DtypeName(at::kBFloat16), "bfloat16");
+  EXPECT_EQ(DtypeName(at::kComplexFloat), "complex64");
+  EXPECT_EQ(DtypeBytes("complex64"), 8);
+  EXPECT_EQ(ScalarTypeOf("complex64"), at::kComplexFloat);
+  EXPECT_FALSE(DtypeName(at::kComplexDouble).has_value());
+  ModuleTree tree;
+  tree.class_name = "Net";
+  tree.params = {{"c", {4}, "complex64", ""}, {"w", {4}, "float32", ""}};
+  const auto sizes = ComputeModuleSizes(tree, "float16");
+  EXPECT_EQ(sizes.at("c"), 32);  // Complex stays complex.
+  EXPECT_EQ(sizes.at("w"), 8);
+}
+
 }  // namespace
 }  // namespace accelerate::bigmodel

@@ -102,7 +102,7 @@ TEST(OffloadTest, BadFoldersAndTensorsAreErrorsNamingThem) {
       OffloadTensors(dir, {{"../escape", torch::ones({1})}}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("../escape")));
   EXPECT_THAT(
-      OffloadTensors(dir, {{"c", torch::ones({1}, torch::kComplexFloat)}}),
+      OffloadTensors(dir, {{"c", torch::ones({1}, torch::kComplexDouble)}}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"c\"")));
   ASSERT_OK(OffloadTensors(dir, {{"t", torch::ones({4})}}));
   // A truncated data file.
