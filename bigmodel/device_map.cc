@@ -733,6 +733,23 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   return map;
 }
 
+absl::StatusOr<DeviceMap> PlanDeviceMap(const ModuleTree& tree,
+                                        const DeviceMapOptions& options,
+                                        const std::string& strategy) {
+  if (strategy == "sequential") return InferAutoDeviceMap(tree, options);
+  if (strategy != "auto" && strategy != "balanced" &&
+      strategy != "balanced_low_0") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device_map \"", strategy,
+        "\" is not one of sequential, auto, balanced, balanced_low_0"));
+  }
+  DeviceMapOptions balanced = options;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      balanced.max_memory,
+      GetBalancedMemory(tree, options, strategy == "balanced_low_0"));
+  return InferAutoDeviceMap(tree, balanced);
+}
+
 namespace {
 
 std::string JsonEscape(const std::string& text) {

@@ -74,6 +74,15 @@ using DeviceMap = std::vector<std::pair<std::string, std::string>>;
 [[nodiscard]] absl::StatusOr<MaxMemory> GetBalancedMemory(
     const ModuleTree& tree, const DeviceMapOptions& options, bool low_zero);
 
+// The map for one of Accelerate's `device_map` strategies, as its
+// load_checkpoint_and_dispatch computes it: "sequential" fills the devices
+// in order (InferAutoDeviceMap); "auto" and "balanced" first lower the GPU
+// budgets with GetBalancedMemory, "balanced_low_0" with `low_zero`.
+// `InvalidArgument` names any other strategy.
+[[nodiscard]] absl::StatusOr<DeviceMap> PlanDeviceMap(
+    const ModuleTree& tree, const DeviceMapOptions& options,
+    const std::string& strategy = "sequential");
+
 // {"device_map": {"name": 0, "other": "cpu", ...}} (GPU indices as numbers).
 std::string DeviceMapToJson(const DeviceMap& map);
 

@@ -220,6 +220,18 @@ TEST(DeviceMapTest, BalancedMemorySpreadsOverTheGpus) {
   EXPECT_THAT(InferAutoDeviceMap(model, options),
               IsOkAndHolds(ElementsAre(Pair("b0", "0"), Pair("b1", "0"),
                                        Pair("b2", "1"), Pair("b3", "1"))));
+  // The same through the strategy names of load_checkpoint_and_dispatch.
+  options.max_memory = *ParseMaxMemory("0=10000,1=10000");
+  for (const char* strategy : {"auto", "balanced"}) {
+    EXPECT_THAT(PlanDeviceMap(model, options, strategy),
+                IsOkAndHolds(ElementsAre(Pair("b0", "0"), Pair("b1", "0"),
+                                         Pair("b2", "1"), Pair("b3", "1"))));
+  }
+  EXPECT_THAT(PlanDeviceMap(model, options),
+              IsOkAndHolds(ElementsAre(Pair("", "0"))));
+  EXPECT_THAT(PlanDeviceMap(model, options, "even").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"even\"")));
   // balanced_low_0: GPU 0 gets what the others cannot hold (nothing here).
   options.max_memory = *ParseMaxMemory("0=10000,1=10000");
   EXPECT_THAT(GetBalancedMemory(model, options, /*low_zero=*/true),

@@ -202,14 +202,7 @@ int Main(int argc, char** argv) {
   }
   if (!tree.ok())
     return Fail(model + ": " + std::string(tree.status().message()));
-  if (strategy != "sequential") {
-    // As load_checkpoint_and_dispatch: anything but "sequential" balances.
-    auto balanced =
-        GetBalancedMemory(*tree, options, strategy == "balanced_low_0");
-    if (!balanced.ok()) return Fail(std::string(balanced.status().message()));
-    options.max_memory = *balanced;
-  }
-  auto map = InferAutoDeviceMap(*tree, options);
+  auto map = PlanDeviceMap(*tree, options, strategy);
   if (!map.ok()) return Fail(std::string(map.status().message()));
   std::cout << DeviceMapToJson(*map) << std::endl;
   return 0;

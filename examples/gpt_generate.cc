@@ -50,6 +50,8 @@ ABSL_FLAG(std::string, checkpoint, "",
 ABSL_FLAG(std::string, max_memory, "cpu=8GB",
           "Memory budget (Accelerate's units); what does not fit is "
           "offloaded to disk.");
+ABSL_FLAG(std::string, device_map, "sequential",
+          "Placement strategy: sequential, auto, balanced, balanced_low_0.");
 ABSL_FLAG(std::string, offload_folder, "",
           "Offload folder (index.json pointing into the checkpoint).");
 ABSL_FLAG(bool, prefetch, true,
@@ -365,8 +367,9 @@ absl::Status Run() {
   const bigmodel::ModuleTree tree = bigmodel::DescribeModule(*model);
   ACCELERATE_ASSIGN_OR_RETURN(
       bigmodel::DeviceMap map,
-      bigmodel::InferAutoDeviceMap(
-          tree, {.max_memory = budget, .no_split_module_classes = {"Block"}}));
+      bigmodel::PlanDeviceMap(
+          tree, {.max_memory = budget, .no_split_module_classes = {"Block"}},
+          absl::GetFlag(FLAGS_device_map)));
   if (const std::string out = absl::GetFlag(FLAGS_device_map_out);
       !out.empty()) {
     std::ofstream(out) << bigmodel::DeviceMapToJson(map) << "\n";
