@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -82,7 +81,6 @@ struct Slot {
 
 // The offloaded weights of one module, loaded and released together.
 struct Unit {
-  std::string module;
   std::vector<Slot> slots;
   int next = -1;  // The unit loaded after this one last time.
   bool loaded = false;
@@ -146,7 +144,7 @@ class OffloadEngine {
   // Before Start.
   int UnitFor(const std::string& module) {
     auto [it, inserted] = unit_index_.emplace(module, units_.size());
-    if (inserted) units_.push_back(Unit{module, {}, -1, false});
+    if (inserted) units_.emplace_back();
     return it->second;
   }
   // A new slot of `unit`, as (unit, slot) indices for `slot`.
@@ -267,8 +265,8 @@ class OffloadEngine {
       }
       for (Slot& slot : units_[u].slots) {
         slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
-        if (slot.mapped) DropPages(slot.source);
       }
+      Discard(u);
       units_[u].loaded = false;
       ++stats_.releases;
     }
@@ -350,9 +348,10 @@ class OffloadEngine {
     return ready;
   }
 
-  // Gives back the pages that preparing unit `u` mapped in. (Should the
-  // unit be in use meanwhile, prepared again on the forward thread, its
-  // pages are only read back in: the mapping is private and unwritten.)
+  // Gives back the pages of unit `u`'s file-backed weights, after a release
+  // or a prefetch not taken. (Should the unit be in use meanwhile, prepared
+  // again on the forward thread, its pages are only read back in: the
+  // mapping is private and unwritten.)
   void Discard(int u) const {
     for (const Slot& slot : units_[u].slots) {
       if (slot.mapped) DropPages(slot.source);
@@ -370,16 +369,16 @@ class OffloadEngine {
       working_ = u;
       lock.unlock();
       std::vector<at::Tensor> ready;
-      std::exception_ptr error;
+      bool failed = false;
       try {
         ready = Prepare(units_[u]);
       } catch (...) {
-        error = std::current_exception();
+        failed = true;  // Prepared again on the forward thread when wanted.
       }
       lock.lock();
       working_ = -1;
-      if (error) {
-        failed_[u] = error;
+      if (failed) {
+        failed_.insert(u);
       } else {
         failed_.erase(u);
         if (window_.count(u)) {
@@ -419,7 +418,7 @@ class OffloadEngine {
   std::deque<int> queued_;
   int working_ = -1;
   std::map<int, std::vector<at::Tensor>> prepared_;
-  std::map<int, std::exception_ptr> failed_;
+  std::set<int> failed_;
   std::unordered_set<int> window_;  // What Schedule asked for last.
   bool stopping_ = false;
   std::thread worker_;
