@@ -23,12 +23,9 @@ namespace {
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
+using ::accelerate::testing::Runfile;
 
-std::string Worker() {
-  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
-                      std::getenv("TEST_WORKSPACE"),
-                      "/data/multiprocess_worker");
-}
+std::string Worker() { return Runfile("data/multiprocess_worker"); }
 
 std::string Result(const ProcessResult& result, const std::string& name) {
   for (absl::string_view line : absl::StrSplit(result.output, '\n')) {

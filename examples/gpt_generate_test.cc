@@ -20,13 +20,9 @@ namespace accelerate {
 namespace {
 
 using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
 using ::testing::HasSubstr;
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
-                      std::getenv("TEST_WORKSPACE"), "/", path);
-}
 
 std::string Checkpoint() {
   return absl::StrCat(std::getenv("TEST_TMPDIR"), "/gpt");

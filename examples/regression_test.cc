@@ -23,13 +23,9 @@ namespace {
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
+using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
 using ::testing::HasSubstr;
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
-                      std::getenv("TEST_WORKSPACE"), "/", path);
-}
 
 struct Line {
   double a = 0;

@@ -30,15 +30,11 @@ namespace {
 
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string Runfile(const std::string& path) {
-  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
-                      std::getenv("TEST_WORKSPACE"), "/", path);
-}
 
 std::string Accelerate() { return Runfile("launch/accelerate"); }
 std::string RankProgram() { return Runfile("launch/testdata/rank_program.sh"); }

@@ -23,16 +23,13 @@ namespace {
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
+using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
 using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
-std::string WorkerPath() {
-  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
-                      std::getenv("TEST_WORKSPACE"),
-                      "/state/multiprocess_worker");
-}
+std::string WorkerPath() { return Runfile("state/multiprocess_worker"); }
 
 std::string TmpDir() {
   const char* dir = std::getenv("TEST_TMPDIR");

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -113,6 +114,11 @@ ProcessResult Subprocess::WaitUntil(absl::Time deadline) {
   if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
   result.output = std::move(output_);
   return result;
+}
+
+std::string Runfile(const std::string& path) {
+  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/",
+                      std::getenv("TEST_WORKSPACE"), "/", path);
 }
 
 absl::StatusOr<std::vector<ProcessResult>> RunLocalJob(

@@ -70,6 +70,10 @@ class Subprocess {
   absl::Time start_;
 };
 
+// The path of `path` (relative to the workspace root, e.g.
+// "launch/accelerate") among a Bazel test's runfiles.
+std::string Runfile(const std::string& path);
+
 // Runs `world_size` copies of `argv` on this machine as one job, each with
 // torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
 // GROUP_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=`port`) plus `env`, and
