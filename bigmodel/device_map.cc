@@ -570,6 +570,17 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
   LayerIndex layers(sizes, no_split);
   for (const Item& item : queue) layers.Add(item);
   auto [max_layer, max_layer_names] = layers.Max(/*modules_only=*/false);
+  // Replaces the queued module at `it` by its parameters and children, in
+  // place; returns where they start.
+  const auto open_queued = [&](std::deque<Item>::iterator it) {
+    const Item opened = *it;
+    const std::vector<Item> parts =
+        Contents(*opened.module, opened.name, /*with_buffers=*/false);
+    it = queue.erase(it);
+    layers.Remove(opened.name);
+    for (const Item& part : parts) layers.Add(part);
+    return queue.insert(it, parts.begin(), parts.end());
+  };
 
   while (!queue.empty()) {
     Item item = queue.front();
@@ -615,14 +626,8 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
         auto it = std::find_if(queue.begin(), queue.end(),
                                [&](const Item& i) { return i.name == name; });
         if (it == queue.end() || !Splittable(*it, no_split)) continue;
-        const Item tied = *it;
-        const std::vector<Item> parts =
-            Contents(*tied.module, tied.name, /*with_buffers=*/false);
-        it = queue.erase(it);
-        queue.insert(it, parts.begin(), parts.end());
+        open_queued(it);
         queue.push_front(item);
-        layers.Remove(tied.name);
-        for (const Item& part : parts) layers.Add(part);
         layers.Add(item);
         std::tie(max_layer, max_layer_names) = layers.Max(/*modules_only=*/true);
         split = true;
@@ -668,14 +673,7 @@ absl::StatusOr<DeviceMap> InferAutoDeviceMap(const ModuleTree& tree,
           auto it = std::find_if(
               queue.begin(), queue.end(),
               [&](const Item& i) { return i.name == parent; });
-          if (it == queue.end() || it->module == nullptr) continue;
-          const Item opened = *it;
-          const std::vector<Item> parts =
-              Contents(*opened.module, opened.name, /*with_buffers=*/false);
-          it = queue.erase(it);
-          queue.insert(it, parts.begin(), parts.end());
-          layers.Remove(opened.name);
-          for (const Item& part : parts) layers.Add(part);
+          if (it != queue.end() && it->module != nullptr) open_queued(it);
         }
         queue.erase(std::remove_if(queue.begin(), queue.end(),
                                    [&](const Item& i) {
