@@ -9,9 +9,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
-#include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/torch.h>
+#include "accelerator/internal/reducer.h"
 #include "state/collectives.h"
 #include "state/launch_info.h"
 #include "state/logging.h"
@@ -172,20 +172,11 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     std::vector<at::Tensor> params = Parameters(*model);
     if (!params.empty()) {
       ACCELERATE_RETURN_IF_ERROR(Guarded("setting up gradient buckets", [&] {
-        const int64_t cap = options_.bucket_cap_mb << 20;
-        std::vector<bool> sparse(params.size(), false);
-        auto [buckets, limits] = c10d::compute_bucket_assignment_by_size(
-            params, {static_cast<size_t>(kFirstBucketBytes),
-                     static_cast<size_t>(cap)},
-            sparse);
-        // Gradients arrive roughly in reverse order of definition.
-        std::reverse(buckets.begin(), buckets.end());
-        std::reverse(limits.begin(), limits.end());
-        dp->reducer = std::make_unique<c10d::Reducer>(
-            params, buckets, limits, group, sparse, cap,
-            options_.find_unused_parameters,
-            /*gradient_as_bucket_view=*/false,
-            std::unordered_map<size_t, std::string>{}, kFirstBucketBytes);
+        dp->reducer = accelerator_internal::MakeReducer(
+            params, group,
+            {.bucket_cap_bytes = options_.bucket_cap_mb << 20,
+             .first_bucket_cap_bytes = kFirstBucketBytes,
+             .find_unused_parameters = options_.find_unused_parameters});
         dp->reducer->register_comm_hook(
             std::make_unique<AveragingHook>(group, &dp->buckets));
       }));

@@ -31,7 +31,7 @@ c10::TensorOptions RedirectedOptions(c10::optional<at::ScalarType> dtype,
       .pinned_memory(false);
 }
 
-// LibTorch 1.13's CPU kernels for `empty.memory_format` and `empty_strided`,
+// LibTorch's CPU kernels for `empty.memory_format` and `empty_strided`,
 // diverted while a scope is alive. `at::empty` with the target device
 // dispatches to that device's kernel, so there is no recursion.
 at::Tensor Empty(c10::SymIntArrayRef size, c10::optional<at::ScalarType> dtype,
@@ -39,7 +39,7 @@ at::Tensor Empty(c10::SymIntArrayRef size, c10::optional<at::ScalarType> dtype,
                  c10::optional<at::Device> device,
                  c10::optional<bool> pin_memory,
                  c10::optional<at::MemoryFormat> memory_format) {
-  c10::IntArrayRef sizes = c10::asIntArrayRefSlow(size);
+  c10::IntArrayRef sizes = C10_AS_INTARRAYREF_SLOW(size);
   if (Redirected()) {
     return at::empty(sizes, RedirectedOptions(dtype, layout), memory_format);
   }
@@ -52,8 +52,8 @@ at::Tensor EmptyStrided(c10::SymIntArrayRef size, c10::SymIntArrayRef stride,
                         c10::optional<at::Layout> layout,
                         c10::optional<at::Device> device,
                         c10::optional<bool> pin_memory) {
-  c10::IntArrayRef sizes = c10::asIntArrayRefSlow(size);
-  c10::IntArrayRef strides = c10::asIntArrayRefSlow(stride);
+  c10::IntArrayRef sizes = C10_AS_INTARRAYREF_SLOW(size);
+  c10::IntArrayRef strides = C10_AS_INTARRAYREF_SLOW(stride);
   if (Redirected()) {
     return at::empty_strided(sizes, strides, RedirectedOptions(dtype, layout));
   }
@@ -63,15 +63,14 @@ at::Tensor EmptyStrided(c10::SymIntArrayRef size, c10::SymIntArrayRef stride,
 
 class SilentWarnings : public c10::WarningHandler {
  public:
-  void process(const c10::SourceLocation&, const std::string&,
-               const bool) override {}
+  void process(const c10::Warning&) override {}
 };
 
 void RegisterOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
     SilentWarnings silent;
-    c10::Warning::WarningHandlerGuard guard(&silent);
+    c10::WarningUtils::WarningHandlerGuard guard(&silent);
     // Lives as long as the process: the registration ends with it.
     auto* library =
         new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::CPU,

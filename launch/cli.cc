@@ -20,7 +20,7 @@
 #include "launch/supervisor.h"
 #include "state/environment.h"
 #include "state/launch_info.h"
-#include <torch/csrc/api/include/torch/version.h>
+#include "third_party/torch_version.h"
 
 namespace accelerate::launch {
 namespace {
@@ -439,8 +439,8 @@ int Env(const std::vector<std::string>& args, const state::Environment& env,
       << uts.machine << "\n";
   out << "- `accelerate` binary location: "
       << (exe_length > 0 ? std::string(exe, exe_length) : "unknown") << "\n";
-  out << "- LibTorch version (headers): " << TORCH_VERSION_MAJOR << "."
-      << TORCH_VERSION_MINOR << "." << TORCH_VERSION_PATCH << "\n";
+  out << "- LibTorch version (built against): " << ACCELERATE_LIBTORCH_VERSION
+      << "\n";
   out << "- CPU count: " << ::sysconf(_SC_NPROCESSORS_ONLN) << " ("
       << host.cpu_cores << " physical cores)\n";
   char ram[32];

@@ -374,7 +374,7 @@ TEST(CliTest, ConfigDefaultWritesOnceAndEnvReportsIt) {
   EXPECT_THAT(env.output,
               AllOf(HasSubstr("- `accelerate-cpp` version: "),
                     HasSubstr("- Platform: Linux"),
-                    HasSubstr("- LibTorch version (headers): 1.13"),
+                    HasSubstr("- LibTorch version (built against): 2.13"),
                     HasSubstr("- System RAM: "),
                     HasSubstr("- `Accelerate` default config:"),
                     HasSubstr("\t- distributed_type: NO"),

@@ -4,12 +4,10 @@
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include "state/internal/errors.h"
+#include "state/internal/process_group.h"
 #include "state/internal/rendezvous.h"
 #include "state/internal/work.h"
 #include "state/logging.h"
@@ -17,7 +15,6 @@
 
 #ifdef ACCELERATE_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace accelerate::state {
@@ -38,70 +35,6 @@ bool CudaAvailable() {
   return c10::cuda::device_count() > 0;
 #else
   return false;
-#endif
-}
-
-bool IsLoopback(absl::string_view address) {
-  return absl::StartsWith(address, "127.") || address == "localhost" ||
-         address == "::1";
-}
-
-absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGlooGroup(
-    const LaunchInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
-    absl::Duration timeout) {
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-  auto options = c10d::ProcessGroupGloo::Options::create(
-      absl::ToChronoMilliseconds(timeout));
-  if (!info.gloo_socket_ifname.empty()) {
-    absl::Status device = RunGuarded("GLOO_SOCKET_IFNAME", [&] {
-      options->devices.push_back(
-          c10d::ProcessGroupGloo::createDeviceForInterface(
-              info.gloo_socket_ifname));
-    });
-    if (!device.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "GLOO_SOCKET_IFNAME=\"", info.gloo_socket_ifname,
-          "\" is not a usable network interface: ", device.message()));
-    }
-  }
-  absl::Status status = RunGuarded("joining the gloo process group", [&] {
-    if (options->devices.empty()) {  // Else GLOO_SOCKET_IFNAME's, above.
-      options->devices.push_back(
-          IsLoopback(info.master_addr)
-              ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-              : c10d::ProcessGroupGloo::createDefaultDevice());
-    }
-    // Two threads are enough for the collectives one training step issues
-    // and keep the start-up cheap.
-    options->threads = 2;
-    group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        c10::make_intrusive<c10d::PrefixStore>("accelerate/gloo", store),
-        info.rank, info.world_size, options);
-  });
-  if (!status.ok()) return status;
-  return group;
-}
-
-absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeNcclGroup(
-    const LaunchInfo& info, const c10::intrusive_ptr<c10d::Store>& store,
-    absl::Duration timeout) {
-#ifdef ACCELERATE_WITH_CUDA
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-  absl::Status status = RunGuarded("joining the NCCL process group", [&] {
-    auto options = c10d::ProcessGroupNCCL::Options::create();
-    options->timeout = absl::ToChronoMilliseconds(timeout);
-    group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>("accelerate/nccl", store),
-        info.rank, info.world_size, options);
-  });
-  if (!status.ok()) return status;
-  return group;
-#else
-  (void)info;
-  (void)store;
-  (void)timeout;
-  return absl::FailedPreconditionError(
-      "backend nccl needs a CUDA build (bazel build --config=cuda)");
 #endif
 }
 
@@ -205,13 +138,18 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
   auto group = std::make_unique<Group>();
   ACCELERATE_ASSIGN_OR_RETURN(
       group->store, state_internal::Rendezvous(info, options.timeout));
-  if (backend == Backend::kNccl) {
-    ACCELERATE_ASSIGN_OR_RETURN(
-        group->process_group, MakeNcclGroup(info, group->store, options.timeout));
-  } else {
-    ACCELERATE_ASSIGN_OR_RETURN(
-        group->process_group, MakeGlooGroup(info, group->store, options.timeout));
-  }
+  const state_internal::ProcessGroupOptions group_options{
+      .rank = info.rank,
+      .world_size = info.world_size,
+      .timeout = options.timeout,
+      .gloo_socket_ifname = info.gloo_socket_ifname,
+      .master_addr = info.master_addr,
+  };
+  ACCELERATE_ASSIGN_OR_RETURN(
+      group->process_group,
+      backend == Backend::kNccl
+          ? state_internal::MakeNcclGroup(group->store, group_options)
+          : state_internal::MakeGlooGroup(group->store, group_options));
   state->group_ = std::move(group);
   // gloo connects its pairs through the store one by one; until every rank
   // is through, rank 0 must keep serving it. A barrier over the new group
