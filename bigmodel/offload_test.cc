@@ -18,6 +18,7 @@
 namespace accelerate::bigmodel {
 namespace {
 
+using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::StatusIs;
 using ::accelerate::testing::Subprocess;
@@ -133,49 +134,24 @@ TEST(OffloadTest, BadFoldersAndTensorsAreErrorsNamingThem) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-// What Accelerate's offload_weight and save_offload_index do, in Python with
-// numpy: ours must read it, and Python must read ours the way
-// load_offloaded_weight does.
+// Python Accelerate 1.15 itself writes a folder (`offload_state_dict`) that
+// ours must read, and reads ours with its `OffloadedWeightsLoader`.
 constexpr char kPython[] = R"PY(
-import json, os, sys
-import numpy as np
+import sys
 import torch
+from accelerate.utils import OffloadedWeightsLoader, offload_state_dict
 ours, theirs = sys.argv[1], sys.argv[2]
-os.makedirs(theirs, exist_ok=True)
-index = {}
-def offload_weight(weight, name):
-    dtype = None
-    if weight.dtype == torch.bfloat16:
-        weight = weight.view(torch.int16)
-        dtype = "bfloat16"
-    array = weight.numpy()
-    index[name] = {"dtype": dtype or str(array.dtype), "shape": list(array.shape)}
-    if array.ndim == 0:
-        array = array[None]
-    f = np.memmap(os.path.join(theirs, name + ".dat"), dtype=array.dtype, mode="w+", shape=array.shape)
-    f[:] = array[:]
-    f.flush()
-offload_weight(torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4, "layer.weight")
-offload_weight(torch.tensor([1.5, -2.0], dtype=torch.bfloat16), "layer.bias")
-offload_weight(torch.tensor(5, dtype=torch.int64), "count")
-with open(os.path.join(theirs, "index.json"), "w") as f:
-    json.dump(index, f, indent=2)
-with open(os.path.join(ours, "index.json")) as f:
-    their_index = json.load(f)
-def load(name):
-    info = their_index[name]
-    shape = tuple(info["shape"])
-    if shape == ():
-        shape = (1,)
-    dtype = info["dtype"]
-    arr = np.memmap(os.path.join(ours, name + ".dat"), dtype="int16" if dtype == "bfloat16" else dtype, shape=shape, mode="r")
-    if len(info["shape"]) == 0:
-        arr = arr[0]
-    t = torch.tensor(arr)
-    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+offload_state_dict(theirs, {
+    "layer.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4,
+    "layer.bias": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),
+    "count": torch.tensor(5, dtype=torch.int64),
+})
+loaded = OffloadedWeightsLoader(save_folder=ours)
+assert sorted(loaded.keys()) == ["x", "y", "z"], sorted(loaded.keys())
+load = loaded.__getitem__
 assert torch.equal(load("x"), torch.tensor([[1, 2], [3, 4]], dtype=torch.float16)), load("x")
 assert torch.equal(load("y"), torch.tensor([0.5, 8.0], dtype=torch.bfloat16)), load("y")
-assert load("z").item() == -3
+assert load("z").dim() == 0 and load("z").item() == -3, load("z")
 print("python read ours")
 )PY";
 
@@ -187,7 +163,7 @@ TEST(OffloadTest, FoldersInterchangeWithPythonAccelerate) {
       {{"x", torch::tensor({1, 2, 3, 4}).reshape({2, 2}).to(torch::kFloat16)},
        {"y", torch::tensor({0.5, 8.0}).to(torch::kBFloat16)},
        {"z", torch::tensor(int64_t{-3})}}));
-  Subprocess python({"/usr/bin/python3", "-c", kPython, ours, theirs}, {});
+  Subprocess python({PeerPython(), "-c", kPython, ours, theirs}, {});
   ASSERT_OK(python.Start());
   ProcessResult result = python.Wait(absl::Seconds(120));
   ASSERT_EQ(result.exit_code, 0) << result.output;

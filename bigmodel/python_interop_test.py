@@ -1,19 +1,17 @@
-"""Interoperability with Python (Debian's python3-torch; the `safetensors`
-package itself is not in Debian, so this side follows the format's
-specification the way that package writes it: compact JSON, tensors sorted
-by dtype size then name, the header padded with spaces to 8 bytes).
+"""Interoperability with the Python `safetensors` package (0.8, in .venv).
 
-1. Python writes a file; our safetensors_tool reads every tensor back.
-2. Our tool writes a file; Python parses it by the specification and checks
-   every tensor.
+1. `safetensors.torch.save_file` writes a file; our safetensors_tool reads
+   every tensor back.
+2. Our tool writes a file; `safetensors.torch.load_file` (and `safe_open`
+   for the metadata) reads it and every tensor is checked.
 """
-import json
 import os
-import struct
 import subprocess
 import sys
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 TOOL = sys.argv[1]
 WORK = os.environ.get("TEST_TMPDIR", "/tmp")
@@ -22,42 +20,6 @@ DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
           torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
           torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
           torch.bool: "BOOL"}
-FROM = {v: k for k, v in DTYPES.items()}
-
-
-def write(path, tensors, metadata):
-    items = sorted(tensors.items(),
-                   key=lambda kv: (-kv[1].element_size(), kv[0]))
-    header, offset, blobs = {"__metadata__": metadata}, 0, []
-    for name, tensor in items:
-        data = tensor.contiguous().view(torch.uint8).numpy().tobytes() \
-            if tensor.numel() else b""
-        header[name] = {"dtype": DTYPES[tensor.dtype],
-                        "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read(path):
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    metadata = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    tensors = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        buf = bytearray(data[begin:end])
-        dtype = FROM[info["dtype"]]
-        flat = torch.frombuffer(buf, dtype=dtype) if buf else \
-            torch.empty(0, dtype=dtype)
-        tensors[name] = flat.reshape(info["shape"])
-    return tensors, metadata
 
 
 def fail(message):
@@ -76,7 +38,7 @@ py_tensors = {
     "bytes": torch.tensor([255, 0, 17], dtype=torch.uint8),
 }
 py_path = os.path.join(WORK, "python.safetensors")
-write(py_path, py_tensors, {"format": "pt", "writer": "python"})
+save_file(py_tensors, py_path, metadata={"format": "pt", "writer": "python"})
 dump = subprocess.run([TOOL, "dump", py_path], capture_output=True, text=True)
 if dump.returncode != 0:
     fail("our reader refused Python's file: " + dump.stderr)
@@ -94,7 +56,9 @@ for name, tensor in py_tensors.items():
 cc_path = os.path.join(WORK, "ours.safetensors")
 if subprocess.run([TOOL, "sample", cc_path]).returncode != 0:
     fail("our writer failed")
-tensors, metadata = read(cc_path)
+tensors = load_file(cc_path)
+with safe_open(cc_path, framework="pt") as f:
+    metadata = f.metadata()
 if metadata != {"format": "pt"}:
     fail("metadata %r" % metadata)
 expected = {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/subprocess.h"
 
 namespace accelerate::data {
 namespace {
@@ -20,11 +21,11 @@ std::vector<int64_t> Values(const IndexOrder& order) {
   return values;
 }
 
-// What Python's torch (Debian's python3-torch, the same LibTorch) draws for
+// What Python's torch (2.13 in .venv, the same LibTorch) draws for
 // Accelerate's SeedableRandomSampler at `seed` and `epoch`.
 std::string PythonPermutation(int64_t length, uint64_t seed, int64_t epoch) {
   const std::string command = absl::StrCat(
-      "/usr/bin/python3 -c \"import torch; g = torch.Generator(); "
+      "'", testing::PeerPython(), "' -c \"import torch; g = torch.Generator(); "
       "g.manual_seed(",
       seed, " + ", epoch, "); print(','.join(map(str, torch.randperm(", length,
       ", generator=g).tolist())))\" 2>&1");

@@ -19,6 +19,7 @@
 namespace accelerate {
 namespace {
 
+using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
@@ -128,9 +129,10 @@ TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
   EXPECT_EQ(Tokens(Summary(result)), Tokens(Summary(*in_memory_)));
 }
 
-// The Python twin (Python torch, the same checkpoint, Accelerate-style disk
-// offload with hooks) generates the same tokens with the same logits: the
-// C++ model is GPT-2's architecture, and offloading changes nothing.
+// The Python twin (Python torch, the same checkpoint and device map, loaded
+// and offloaded by Accelerate 1.15's load_checkpoint_and_dispatch) generates
+// the same tokens with the same logits: the C++ model is GPT-2's
+// architecture, and offloading changes nothing.
 TEST_F(GptGenerateTest, PythonTwinAgrees) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
   const std::string map =
@@ -139,7 +141,7 @@ TEST_F(GptGenerateTest, PythonTwinAgrees) {
       {"--max_memory=cpu=400KB", "--device_map_out=" + map, "--prompt=Hello"});
   ASSERT_EQ(ours.exit_code, 0) << ours.output;
   Subprocess python(
-      {"/usr/bin/python3", Runfile("examples/gpt_generate_peer.py"),
+      {PeerPython(), Runfile("examples/gpt_generate_peer.py"),
        Checkpoint(), map, "6", "Hello"},
       {});
   ASSERT_TRUE(python.Start().ok());

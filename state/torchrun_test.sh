@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Runs 2 ranks of multiprocess_worker under Python torchrun (Debian's
-# python3-torch), which serves the store from its agent
+# Runs 2 ranks of multiprocess_worker under Python torchrun (torch 2.13 in
+# .venv), which serves the store from its agent
 # (TORCHELASTIC_USE_AGENT_STORE=True), and checks every rank's results.
 set -euo pipefail
 worker="$1"
-python=/usr/bin/python3
+python="$2"
 if ! "$python" -c 'import torch' 2>/dev/null; then
-  echo "python3-torch is missing: run tools/setup" >&2
+  echo "torch is missing from .venv: run tools/setup" >&2
   exit 1
 fi
 log_dir="${TEST_TMPDIR:-/tmp}/torchrun_logs"
 out="${TEST_TMPDIR:-/tmp}/torchrun_out.txt"
-# torchrun 1.13 on Python 3.11 needs --redirects 2 --tee 1 (an enum change).
 WORKER_TMPDIR="${TEST_TMPDIR:-/tmp}" OMP_NUM_THREADS=1 timeout 120 \
   "$python" -m torch.distributed.run --nnodes 1 --rdzv_backend c10d \
   --rdzv_endpoint localhost:0 --nproc_per_node 2 \

@@ -121,6 +121,11 @@ std::string Runfile(const std::string& path) {
                       std::getenv("TEST_WORKSPACE"), "/", path);
 }
 
+std::string PeerPython() {
+  // External repositories sit beside the main one among the runfiles.
+  return absl::StrCat(std::getenv("TEST_SRCDIR"), "/torch_venv/python3");
+}
+
 absl::StatusOr<std::vector<ProcessResult>> RunLocalJob(
     const std::vector<std::string>& argv, int world_size, int port,
     const std::map<std::string, std::string>& env, absl::Duration timeout) {

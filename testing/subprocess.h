@@ -74,6 +74,11 @@ class Subprocess {
 // "launch/accelerate") among a Bazel test's runfiles.
 std::string Runfile(const std::string& path);
 
+// The Python of the project's `.venv` (torch 2.13, accelerate 1.15), the
+// peer our tests compare with. REQUIRES: the test has
+// `data = ["//third_party:python3"]`.
+std::string PeerPython();
+
 // Runs `world_size` copies of `argv` on this machine as one job, each with
 // torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
 // GROUP_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=`port`) plus `env`, and
