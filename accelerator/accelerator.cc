@@ -16,6 +16,7 @@
 #include "state/launch_info.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
+#include "state/torch_errors.h"
 
 namespace accelerate {
 namespace {
@@ -47,19 +48,6 @@ class AveragingHook final : public c10d::CommHookInterface {
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::atomic<int64_t>* count_;
 };
-
-template <typename Fn>
-absl::Status Guarded(absl::string_view what, Fn&& fn) {
-  try {
-    fn();
-    return absl::OkStatus();
-  } catch (const c10::Error& e) {
-    return absl::UnavailableError(
-        absl::StrCat(what, " failed: ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(what, " failed: ", e.what()));
-  }
-}
 
 std::vector<at::Tensor> Parameters(const torch::nn::Module& model) {
   std::vector<at::Tensor> params;
@@ -154,24 +142,18 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
   auto dp = std::make_unique<DataParallel>();
   dp->module = model;
   ACCELERATE_RETURN_IF_ERROR(
-      Guarded("moving the model to the device", [&] { model->to(Device()); }));
+      state::RunGuarded("moving the model to the device", [&] { model->to(Device()); }));
   for (const at::Tensor& b : model->buffers()) dp->buffers.push_back(b);
   if (state_->use_distributed()) {
     auto group = c10::intrusive_ptr<c10d::ProcessGroup>::reclaim_copy(
         state_->process_group());
     // Every process starts from rank 0's weights and buffers.
-    ACCELERATE_RETURN_IF_ERROR(Guarded("broadcasting the model", [&] {
-      torch::NoGradGuard no_grad;
-      std::vector<at::Tensor> states = model->parameters();
-      states.insert(states.end(), dp->buffers.begin(), dp->buffers.end());
-      for (at::Tensor& t : states) {
-        std::vector<at::Tensor> one = {t};
-        group->broadcast(one)->wait();
-      }
-    }));
+    std::vector<at::Tensor> states = model->parameters();
+    states.insert(states.end(), dp->buffers.begin(), dp->buffers.end());
+    ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(*state_, states));
     std::vector<at::Tensor> params = Parameters(*model);
     if (!params.empty()) {
-      ACCELERATE_RETURN_IF_ERROR(Guarded("setting up gradient buckets", [&] {
+      ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("setting up gradient buckets", [&] {
         dp->reducer = accelerator_internal::MakeReducer(
             params, group,
             {.bucket_cap_bytes = options_.bucket_cap_mb << 20,
@@ -287,18 +269,12 @@ AccumulateScope Accelerator::Begin(
     dp->sync = !force_no_sync && sync_gradients_;
     open_.push_back(dp);
     if (dp->reducer == nullptr || !dp->sync || !status.ok()) continue;
-    status = Guarded("starting a synchronized step", [&] {
-      if (options_.broadcast_buffers && !dp->buffers.empty()) {
-        torch::NoGradGuard no_grad;
-        auto group = c10::intrusive_ptr<c10d::ProcessGroup>::reclaim_copy(
-            state_->process_group());
-        for (at::Tensor& b : dp->buffers) {
-          std::vector<at::Tensor> one = {b};
-          group->broadcast(one)->wait();
-        }
-      }
-      dp->reducer->prepare_for_forward();
-    });
+    if (options_.broadcast_buffers && !dp->buffers.empty()) {
+      status = state::BroadcastInPlace(*state_, dp->buffers);
+      if (!status.ok()) continue;
+    }
+    status = state::RunGuarded("starting a synchronized step",
+                               [&] { dp->reducer->prepare_for_forward(); });
   }
   AccumulateScope::Autocast autocast;
   if (mixed_precision_ == "bf16" || mixed_precision_ == "fp16") {
@@ -369,7 +345,7 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
       if (dp->reducer != nullptr) syncing.push_back(dp.get());
     }
   }
-  return Guarded("backward", [&] {
+  return state::RunGuarded("backward", [&] {
     at::Tensor scaled = loss / accumulation_steps_;
     if (scaler_ != nullptr) scaled = scaler_->Scale(scaled);
     // Backward runs outside autocast, as PyTorch recommends.
@@ -408,7 +384,7 @@ absl::StatusOr<double> Accelerator::ClipGradNorm(const torch::nn::Module& model,
   }
   std::vector<at::Tensor> params = Parameters(model);
   double norm = 0;
-  ACCELERATE_RETURN_IF_ERROR(Guarded("clip_grad_norm", [&] {
+  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("clip_grad_norm", [&] {
     if (scaler_ != nullptr) scaler_->Unscale(params);
     norm = torch::nn::utils::clip_grad_norm_(params, max_norm, norm_type);
   }));
@@ -422,7 +398,7 @@ absl::Status Accelerator::ClipGradValue(const torch::nn::Module& model,
         "clip_grad_value with fp16 works on synchronized steps only");
   }
   std::vector<at::Tensor> params = Parameters(model);
-  return Guarded("clip_grad_value", [&] {
+  return state::RunGuarded("clip_grad_value", [&] {
     if (scaler_ != nullptr) scaler_->Unscale(params);
     torch::nn::utils::clip_grad_value_(params, clip_value);
   });
@@ -445,7 +421,7 @@ int64_t Accelerator::buckets_reduced() const {
 absl::Status PreparedOptimizer::step() {
   if (!accelerator_->sync_gradients()) return absl::OkStatus();
   step_was_skipped_ = false;
-  return Guarded("optimizer step", [&] {
+  return state::RunGuarded("optimizer step", [&] {
     if (GradScaler* scaler = accelerator_->scaler_.get()) {
       std::vector<at::Tensor> params;
       for (const auto& group : optimizer_->param_groups()) {

@@ -26,6 +26,7 @@
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
 #include "state/status_macros.h"
+#include "state/torch_errors.h"
 
 namespace accelerate::bigmodel {
 namespace bigmodel_internal {
@@ -571,8 +572,8 @@ std::vector<Wanted> ModelTensors(const torch::nn::Module& model) {
 }
 
 absl::Status Converted(const std::exception& error, const std::string& name) {
-  return absl::InternalError(
-      absl::StrCat("loading \"", name, "\": ", error.what()));
+  return state::StatusFromException(absl::StrCat("loading \"", name, "\""),
+                                    error);
 }
 
 }  // namespace
@@ -706,9 +707,8 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
   try {
     engine = std::make_unique<OffloadEngine>(execution, options.prefetch,
                                              options.prefetch_bytes);
-  } catch (const c10::Error& error) {
-    return absl::InternalError(absl::StrCat(
-        "cannot set up offloaded execution: ", error.what_without_backtrace()));
+  } catch (const std::exception& error) {
+    return state::StatusFromException("setting up offloaded execution", error);
   }
   // Disk weights to record as pointers into the checkpoint, per file.
   std::map<std::string, std::vector<std::string>> pointers;
@@ -788,7 +788,7 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
           from_folder.emplace_back(where, source_name);
         }
       }
-    } catch (const c10::Error& error) {
+    } catch (const std::exception& error) {
       return Converted(error, wanted.name);
     }
     // One index rewrite per 64 MB of converted weights, not per tensor.

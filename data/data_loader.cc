@@ -14,6 +14,7 @@
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
+#include "state/torch_errors.h"
 
 namespace accelerate::data {
 TensorDataset::TensorDataset(at::Tensor data, at::Tensor target)
@@ -174,15 +175,8 @@ Batch PreparedDataLoader::Load(int64_t k) const {
 }
 
 absl::StatusOr<Batch> PreparedDataLoader::LoadGuarded(int64_t k) const {
-  try {
-    return Load(k);
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("loading batch ", k, " failed: ",
-                                            e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("loading batch ", k, " failed: ", e.what()));
-  }
+  return state::CallGuarded(absl::StrCat("loading batch ", k),
+                            [&] { return Load(k); });
 }
 
 void PreparedDataLoader::StartWorkers() {
@@ -238,8 +232,11 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
       } catch (const std::exception& e) {
         // Everyone hears of the failure instead of waiting for a batch.
         batch = {at::zeros({0}), at::zeros({0})};
-        extra = absl::StrCat("error: loading batch ", k, " for process ", p,
-                             " failed: ", e.what());
+        extra = absl::StrCat(
+            "error: ",
+            state::StatusFromException(
+                absl::StrCat("loading batch ", k, " for process ", p), e)
+                .message());
       }
     }
     ACCELERATE_ASSIGN_OR_RETURN(

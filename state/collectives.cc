@@ -11,14 +11,14 @@
 #include "absl/strings/str_join.h"
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
-#include "state/internal/errors.h"
+#include "state/torch_errors.h"
 #include "state/internal/work.h"
 #include "state/status_macros.h"
 
 namespace accelerate::state {
 namespace {
 
-using ::accelerate::state_internal::RunGuarded;
+using ::accelerate::state::RunGuarded;
 using ::accelerate::state_internal::WaitForWork;
 
 std::string OperationName(const PartialState& state, absl::string_view op) {
@@ -305,6 +305,57 @@ absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
   ACCELERATE_RETURN_IF_ERROR(
       WaitForWork(work, result.nbytes(), OperationName(state, "broadcast")));
   return result;
+}
+
+absl::Status BroadcastInPlace(const PartialState& state,
+                              const std::vector<at::Tensor>& tensors,
+                              int from_process) {
+  ACCELERATE_RETURN_IF_ERROR(
+      CheckProcessIndex(state, from_process, "broadcast"));
+  if (!state.use_distributed()) return absl::OkStatus();
+  constexpr int64_t kBucketBytes = int64_t{64} << 20;
+  size_t begin = 0;
+  while (begin < tensors.size()) {
+    // One bucket: consecutive tensors of the first one's dtype and device.
+    const at::Tensor& first = tensors[begin];
+    size_t end = begin;
+    int64_t bytes = 0;
+    std::vector<at::Tensor> flat;
+    while (end < tensors.size() &&
+           tensors[end].scalar_type() == first.scalar_type() &&
+           tensors[end].device() == first.device() &&
+           (end == begin || bytes + tensors[end].nbytes() <= kBucketBytes)) {
+      bytes += tensors[end].nbytes();
+      flat.push_back(tensors[end].detach().reshape({-1}));
+      ++end;
+    }
+    const std::string op = OperationName(state, "broadcast");
+    at::Tensor bucket;
+    ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+      bucket = at::cat(flat).view(TransportType(first.scalar_type()));
+    }));
+    ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, bucket, "broadcast"));
+    c10d::BroadcastOptions options;
+    options.rootRank = from_process;
+    std::vector<at::Tensor> buffers = {bucket};
+    c10::intrusive_ptr<c10d::Work> work;
+    ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+      work = state.process_group()->broadcast(buffers, options);
+    }));
+    ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, bucket.nbytes(), op));
+    ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+      at::Tensor values = bucket.view(first.scalar_type());
+      int64_t offset = 0;
+      for (size_t i = begin; i < end; ++i) {
+        const int64_t n = tensors[i].numel();
+        tensors[i].detach().copy_(
+            values.narrow(0, offset, n).view(tensors[i].sizes()));
+        offset += n;
+      }
+    }));
+    begin = end;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<at::Tensor> PadTensorAcrossProcesses(

@@ -81,6 +81,17 @@ struct PadOptions {
                                             at::Tensor& tensor,
                                             const ReduceOptions& options = {});
 
+// Overwrites every tensor of `tensors` with `from_process`'s values, in
+// place (what syncing a model's parameters and buffers from rank 0 needs; the
+// tensors keep their identity, so a model's parameters stay its own).
+// Consecutive tensors of one dtype and device travel together in buckets of
+// up to 64 MiB. Any dtype, contiguous or not; autograd does not see the
+// writes. Fails as `BroadcastTensor` does (timeouts, lost peers, shapes in
+// debug mode).
+[[nodiscard]] absl::Status BroadcastInPlace(
+    const PartialState& state, const std::vector<at::Tensor>& tensors,
+    int from_process = 0);
+
 // Each rank's `data`, in rank order; the lengths may differ.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> GatherObject(
     const PartialState& state, const std::string& data);

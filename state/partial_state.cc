@@ -6,7 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
-#include "state/internal/errors.h"
+#include "state/torch_errors.h"
 #include "state/internal/process_group.h"
 #include "state/internal/rendezvous.h"
 #include "state/internal/work.h"
@@ -19,7 +19,7 @@
 
 namespace accelerate::state {
 
-using ::accelerate::state_internal::RunGuarded;
+using ::accelerate::state::RunGuarded;
 
 struct PartialState::Group {
   // Declared first so that the process group is destroyed before the store

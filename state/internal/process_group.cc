@@ -5,13 +5,15 @@
 #include "absl/strings/str_cat.h"
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include "state/internal/errors.h"
+#include "state/torch_errors.h"
 
 #ifdef ACCELERATE_WITH_CUDA
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace accelerate::state_internal {
+
+using ::accelerate::state::RunGuarded;
 namespace {
 
 using BackendType = c10d::ProcessGroup::BackendType;

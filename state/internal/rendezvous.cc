@@ -12,11 +12,13 @@
 #include "absl/strings/str_join.h"
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include "state/internal/errors.h"
+#include "state/torch_errors.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
 
 namespace accelerate::state_internal {
+
+using ::accelerate::state::RunGuarded;
 namespace {
 
 constexpr char kPrefix[] = "accelerate/rendezvous/";

@@ -4,9 +4,11 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "state/internal/errors.h"
+#include "state/torch_errors.h"
 
 namespace accelerate::state_internal {
+
+using ::accelerate::state::RunGuarded;
 namespace {
 
 // How long a small operation is polled before the caller blocks.
