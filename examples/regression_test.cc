@@ -1,6 +1,8 @@
 // Accelerate's core guarantee, on real processes started by our launcher:
 // the regression example ends with the same a, b (to 1e-6) whether the
-// global batch is split over processes or accumulated over steps.
+// global batch is split over processes or accumulated over steps, and where
+// Python Accelerate 1.15's own Accelerator (DDP over gloo, started by its
+// own `accelerate launch`) ends on the same problem.
 
 #include <cmath>
 #include <cstdlib>
@@ -20,6 +22,7 @@
 namespace accelerate {
 namespace {
 
+using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
@@ -32,18 +35,8 @@ struct Line {
   double b = 0;
 };
 
-// Runs the example on `processes` processes through `accelerate launch`.
-Line Train(int processes, int batch_size, int accumulation) {
-  Subprocess launch(
-      {Runfile("launch/accelerate"), "launch", "--cpu", "-q",
-       "--num_processes", absl::StrCat(processes), "--main_process_port",
-       absl::StrCat(PickFreePort()), Runfile("examples/regression"),
-       absl::StrCat("--batch_size=", batch_size),
-       absl::StrCat("--gradient_accumulation_steps=", accumulation),
-       "--epochs=3", "--lr=0.1"},
-      {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
-  EXPECT_TRUE(launch.Start().ok());
-  ProcessResult result = launch.Wait(absl::Seconds(120));
+// The {"a": A, "b": B} line the main process printed.
+Line ParseLine(const ProcessResult& result) {
   EXPECT_EQ(result.exit_code, 0) << result.output;
   // The one line {"a": A, "b": B}.
   Line line;
@@ -59,6 +52,48 @@ Line Train(int processes, int batch_size, int accumulation) {
   }
   ADD_FAILURE() << "no {\"a\": ..., \"b\": ...} line in:\n" << result.output;
   return line;
+}
+
+std::vector<std::string> TrainingFlags(int batch_size, int accumulation) {
+  return {absl::StrCat("--batch_size=", batch_size),
+          absl::StrCat("--gradient_accumulation_steps=", accumulation),
+          "--epochs=3", "--lr=0.1"};
+}
+
+ProcessResult Run(std::vector<std::string> argv) {
+  Subprocess child(std::move(argv),
+                   {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
+  EXPECT_TRUE(child.Start().ok());
+  return child.Wait(absl::Seconds(120));
+}
+
+// Runs the example on `processes` processes through `accelerate launch`.
+Line Train(int processes, int batch_size, int accumulation) {
+  std::vector<std::string> argv = {
+      Runfile("launch/accelerate"), "launch", "--cpu", "-q",
+      "--num_processes", absl::StrCat(processes), "--main_process_port",
+      absl::StrCat(PickFreePort()), Runfile("examples/regression")};
+  for (std::string& flag : TrainingFlags(batch_size, accumulation)) {
+    argv.push_back(std::move(flag));
+  }
+  return ParseLine(Run(std::move(argv)));
+}
+
+// Runs regression_peer.py under Python Accelerate's launcher. On a machine
+// without GPUs `--multi_gpu` starts torchrun's processes and the script's
+// Accelerator(cpu=True) joins them over gloo (Accelerate's `--cpu` would
+// start one process).
+Line TrainInPython(int processes, int batch_size, int accumulation) {
+  std::vector<std::string> argv = {
+      PeerPython(), "-m", "accelerate.commands.launch",
+      "--multi_gpu", "--num_processes", absl::StrCat(processes),
+      "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+      "no", "--main_process_port", absl::StrCat(PickFreePort()),
+      Runfile("examples/regression_peer.py")};
+  for (std::string& flag : TrainingFlags(batch_size, accumulation)) {
+    argv.push_back(std::move(flag));
+  }
+  return ParseLine(Run(std::move(argv)));
 }
 
 void ExpectSame(const Line& x, const Line& y) {
@@ -82,6 +117,11 @@ TEST(RegressionTest, AccumulationEqualsTheLargerBatch) {
   // And differs from not accumulating, so the check can fail.
   const Line plain = Train(1, 16, 1);
   EXPECT_GT(std::abs(plain.a - accumulated.a), 1e-3);
+}
+
+TEST(RegressionTest, EndsWherePythonAccelerateEnds) {
+  ExpectSame(Train(2, 8, 1), TrainInPython(2, 8, 1));
+  ExpectSame(Train(2, 8, 2), TrainInPython(2, 8, 2));
 }
 
 TEST(RegressionTest, ARankThatThrowsEndsTheRunOnEveryRank) {
