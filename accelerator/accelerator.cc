@@ -281,16 +281,16 @@ AccumulateScope Accelerator::Begin(
     const at::ScalarType dtype =
         mixed_precision_ == "bf16" ? at::kBFloat16 : at::kHalf;
     autocast.enabled = true;
-    autocast.cpu_was = at::autocast::is_cpu_enabled();
-    autocast.gpu_was = at::autocast::is_enabled();
-    autocast.cpu_dtype_was = at::autocast::get_autocast_cpu_dtype();
-    autocast.gpu_dtype_was = at::autocast::get_autocast_gpu_dtype();
+    autocast.cpu_was = at::autocast::is_autocast_enabled(at::kCPU);
+    autocast.gpu_was = at::autocast::is_autocast_enabled(at::kCUDA);
+    autocast.cpu_dtype_was = at::autocast::get_autocast_dtype(at::kCPU);
+    autocast.gpu_dtype_was = at::autocast::get_autocast_dtype(at::kCUDA);
     if (Device().is_cuda()) {
-      at::autocast::set_enabled(true);
-      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_autocast_enabled(at::kCUDA, true);
+      at::autocast::set_autocast_dtype(at::kCUDA, dtype);
     } else {
-      at::autocast::set_cpu_enabled(true);
-      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::set_autocast_dtype(at::kCPU, dtype);
     }
     at::autocast::increment_nesting();
   }
@@ -320,10 +320,10 @@ AccumulateScope::~AccumulateScope() {
   if (autocast_.enabled) {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     // Back to what was set before the scope (an outer scope's, say).
-    at::autocast::set_cpu_enabled(autocast_.cpu_was);
-    at::autocast::set_enabled(autocast_.gpu_was);
-    at::autocast::set_autocast_cpu_dtype(autocast_.cpu_dtype_was);
-    at::autocast::set_autocast_gpu_dtype(autocast_.gpu_dtype_was);
+    at::autocast::set_autocast_enabled(at::kCPU, autocast_.cpu_was);
+    at::autocast::set_autocast_enabled(at::kCUDA, autocast_.gpu_was);
+    at::autocast::set_autocast_dtype(at::kCPU, autocast_.cpu_dtype_was);
+    at::autocast::set_autocast_dtype(at::kCUDA, autocast_.gpu_dtype_was);
   }
   accelerator_->End(std::move(previous_));
 }
@@ -349,15 +349,15 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
     at::Tensor scaled = loss / accumulation_steps_;
     if (scaler_ != nullptr) scaled = scaler_->Scale(scaled);
     // Backward runs outside autocast, as PyTorch recommends.
-    const bool cpu_autocast = at::autocast::is_cpu_enabled();
-    const bool gpu_autocast = at::autocast::is_enabled();
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::set_enabled(false);
+    const bool cpu_autocast = at::autocast::is_autocast_enabled(at::kCPU);
+    const bool gpu_autocast = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
     struct Restore {
       bool cpu, gpu;
       ~Restore() {
-        at::autocast::set_cpu_enabled(cpu);
-        at::autocast::set_enabled(gpu);
+        at::autocast::set_autocast_enabled(at::kCPU, cpu);
+        at::autocast::set_autocast_enabled(at::kCUDA, gpu);
       }
     } restore{cpu_autocast, gpu_autocast};
     for (DataParallel* dp : syncing) {
