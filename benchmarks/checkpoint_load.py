@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side: loading a ~1 GB sharded safetensors checkpoint with
 //bigmodel (zero-copy, and zero-copy then reading every byte) against
-torch.load of the same weights in Python (Debian's python3-torch), and the
+torch.load of the same weights in Python (torch 2.13 in .venv), and the
 machine's page-cache read bandwidth; files warm in the page cache,
 alternating runs, best of --runs. Writes the `checkpoint-load` section of
 BENCHMARKS.md.
@@ -14,11 +14,10 @@ import os
 import subprocess
 import sys
 
-from report import ROOT, publish
+from report import PYTHON, ROOT, publish
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "checkpoint_load"
 PEER = ROOT / "benchmarks" / "checkpoint_load_peer.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def run(argv):
@@ -41,14 +40,14 @@ def main():
         os.makedirs(args.dir, exist_ok=True)
         subprocess.run([str(OURS), "write", shards, str(args.gb)], check=True)
     if not os.path.exists(pt):
-        subprocess.run([SYSTEM_PYTHON, str(PEER), "write", pt, str(args.gb)],
+        subprocess.run([PYTHON, str(PEER), "write", pt, str(args.gb)],
                        check=True)
     best = {}
     for _ in range(args.runs):
         for name, argv in (("read", [str(OURS), "read", shards]),
                            ("zero_copy", [str(OURS), "zero_copy", shards]),
                            ("touch", [str(OURS), "touch", shards]),
-                           ("torch.load", [SYSTEM_PYTHON, str(PEER), "load", pt])):
+                           ("torch.load", [PYTHON, str(PEER), "load", pt])):
             result = run(argv)
             if name not in best or result["seconds"] < best[name]["seconds"]:
                 best[name] = result

@@ -1,6 +1,6 @@
 """Python peer of checkpoint_load.cc: torch.load of the same weights saved
 with torch.save (one file). Prints one JSON line like the C++ side. Needs
-Debian's python3-torch: run with /usr/bin/python3.
+the .venv's Python (torch 2.13).
 
     checkpoint_load_peer.py write FILE DIR   (the same tensors as DIR's shards)
     checkpoint_load_peer.py load FILE

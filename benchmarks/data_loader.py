@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side: reading a 20000 x 20 dataset in batches of 256 with our
 PreparedDataLoader, LibTorch's DataLoader and Python's DataLoader +
-DistributedSampler (Debian's python3-torch), plus skip_first_batches over 10^6
+DistributedSampler (torch 2.13 in .venv), plus skip_first_batches over 10^6
 batches. Writes the table between the `data-loader` markers of BENCHMARKS.md.
 
     bazel build //data:data_loader_benchmark && benchmarks/data_loader.py
@@ -12,11 +12,10 @@ import os
 import subprocess
 import sys
 
-from report import ROOT, publish
+from report import PYTHON, ROOT, publish
 
 OURS = ROOT / "bazel-bin" / "data" / "data_loader_benchmark"
 PEER = ROOT / "benchmarks" / "data_loader_peer.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
 BATCHES = (20000 + 255) // 256
 
 
@@ -32,7 +31,7 @@ def main():
         env=env, check=True, capture_output=True, text=True).stdout)
     epoch = {b["name"]: b["real_time"] * 1e-6 for b in ours["benchmarks"]}
     peer = {}
-    for line in subprocess.run([SYSTEM_PYTHON, str(PEER)], env=env, check=True,
+    for line in subprocess.run([PYTHON, str(PEER)], env=env, check=True,
                                capture_output=True, text=True).stdout.split("\n"):
         if line.strip():
             row = json.loads(line)

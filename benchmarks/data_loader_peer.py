@@ -2,7 +2,7 @@
 float TensorDataset in batches of 256, with plain slicing and with
 DataLoader + DistributedSampler (1 replica, as prepared for one process).
 Prints one JSON object per line: {"name": ..., "seconds": per epoch}.
-Needs Debian's python3-torch: run with /usr/bin/python3."""
+Run with the .venv's Python (torch 2.13)."""
 import json
 import time
 

@@ -8,10 +8,10 @@ weights come from the disk each time ("cold"). Ours runs without
 prefetching, prefetching the next module (the default), and with a 32 MB
 lookahead window (`--prefetch_mb 32`). The peer, in the same run with the same
 device map: examples/gpt_generate_peer.py, the same model in Python torch
-(Debian's python3-torch) offloading disk weights the way Python Accelerate
-does (hooks that copy each module's weights out of the checkpoint before
-its forward and drop them after; Accelerate itself is not packaged for
-Debian). Both must generate the same tokens; each reports its peak RSS.
+2.13 loaded by Python Accelerate 1.15's load_checkpoint_and_dispatch with an
+offload folder (its hooks copy each module's disk weights out of the
+checkpoint before its forward and drop them after). Both must generate the
+same tokens; each reports its peak RSS.
 Best of --runs, alternating;
 one compute thread per side by default, so that our prefetcher has the
 second core. These 2-vCPU VMs are noisy (±20% between identical runs).
@@ -26,7 +26,7 @@ import pathlib
 import subprocess
 import tempfile
 
-from report import ROOT, publish
+from report import PYTHON, ROOT, publish
 
 EXAMPLE = ROOT / "bazel-bin" / "examples" / "gpt_generate"
 PEER = ROOT / "examples" / "gpt_generate_peer.py"
@@ -47,7 +47,7 @@ def ours(checkpoint, tokens, extra):
 
 
 def peer(checkpoint, tokens, device_map, cold):
-    return measured(["/usr/bin/python3", str(PEER), checkpoint, device_map, str(tokens),
+    return measured([PYTHON, str(PEER), checkpoint, device_map, str(tokens),
                      PROMPT] + (["--cold"] if cold else []))
 
 

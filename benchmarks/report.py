@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The peers' Python: tools/setup's .venv (torch 2.13, accelerate 1.15).
+PYTHON = str(ROOT / ".venv" / "bin" / "python3")
 
 
 def free_port():

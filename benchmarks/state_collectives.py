@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side: //state's barrier and all-reduce (C++, gloo) against Python
-torch.distributed with gloo (Debian's python3-torch), 2 ranks on this
+torch.distributed with gloo (torch 2.13 in .venv), 2 ranks on this
 machine, alternating rounds in one run. Writes the table between the
 `state-collectives` markers of BENCHMARKS.md.
 
@@ -13,11 +13,10 @@ import argparse
 import json
 import sys
 
-from report import ROOT, publish, spawn_ranks
+from report import PYTHON, ROOT, publish, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
 PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-torch.
 WORLD = 2
 
 
@@ -33,7 +32,7 @@ def ours():
 
 
 def peer():
-    out = spawn_ranks([SYSTEM_PYTHON, str(PEER)], WORLD)
+    out = spawn_ranks([PYTHON, str(PEER)], WORLD)
     return {r["name"]: r["seconds"]
             for r in map(json.loads, out.strip().splitlines())}
 

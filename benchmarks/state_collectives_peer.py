@@ -4,7 +4,7 @@ iteration counts. Run one copy per rank with RANK, WORLD_SIZE, MASTER_ADDR and
 MASTER_PORT set (benchmarks/state_collectives.py does); rank 0 prints one JSON
 object per line: {"name": ..., "bytes": ..., "seconds": per iteration}.
 
-Needs Debian's python3-torch: run with /usr/bin/python3.
+Run with the .venv's Python (torch 2.13).
 """
 import json
 import time

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side training step: the Accelerator (ours) against Python
-DistributedDataParallel (Debian's python3-torch) on 2 processes over gloo,
+DistributedDataParallel (torch 2.13 in .venv) on 2 processes over gloo,
 the same 3.2M-parameter MLP and batch, and each alone on one process without
 synchronization; alternating rounds, the best of each counts. Writes the
 table between the `train-step` markers of BENCHMARKS.md.
@@ -11,11 +11,10 @@ import argparse
 import json
 import sys
 
-from report import ROOT, publish, spawn_ranks
+from report import PYTHON, ROOT, publish, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "train_step"
 PEER = ROOT / "benchmarks" / "train_step_peer.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def run(argv, world):
@@ -34,9 +33,9 @@ def main():
     best = {}
     for _ in range(args.rounds):
         for name, argv, world in (("ours2", [str(OURS)], 2),
-                                  ("peer2", [SYSTEM_PYTHON, str(PEER)], 2),
+                                  ("peer2", [PYTHON, str(PEER)], 2),
                                   ("ours1", [str(OURS)], 1),
-                                  ("peer1", [SYSTEM_PYTHON, str(PEER)], 1)):
+                                  ("peer1", [PYTHON, str(PEER)], 1)):
             result = run(argv, world)
             if name not in best or result["step_seconds"] < best[name]["step_seconds"]:
                 best[name] = result
