@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side training step: the Accelerator (ours) against Python
-DistributedDataParallel (torch 2.13 in .venv) on 2 processes over gloo,
+Accelerate 1.15's Accelerator (DDP; torch 2.13 in .venv) on 2 processes over gloo,
 the same 3.2M-parameter MLP and batch, and each alone on one process without
 synchronization; alternating rounds, the best of each counts. Writes the
 table between the `train-step` markers of BENCHMARKS.md.
@@ -46,10 +46,10 @@ def main():
         "|---|---|---|",
         "| 2 processes, ours (Accelerator, bucketed Reducer) | %.1f ms | %.2f |"
         % (ms("ours2"), ms("ours2") / ms("peer2")),
-        "| 2 processes, Python DistributedDataParallel | %.1f ms | |" % ms("peer2"),
+        "| 2 processes, Python Accelerate 1.15 Accelerator (DDP) | %.1f ms | |" % ms("peer2"),
         "| 1 process, ours, no sync | %.1f ms | %.2f |"
         % (ms("ours1"), ms("ours1") / ms("peer1")),
-        "| 1 process, Python, no DDP | %.1f ms | |" % ms("peer1"),
+        "| 1 process, Python Accelerate, no DDP | %.1f ms | |" % ms("peer1"),
         "",
         "Sync overhead (ours, 2 processes minus 1 process): %.1f ms; one "
         "all-reduce of all %.1f MB of gradients alone: %.1f ms."

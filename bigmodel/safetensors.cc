@@ -38,6 +38,10 @@ constexpr DtypePair kDtypes[] = {
     {"I16", at::kShort},  {"F16", at::kHalf},     {"BF16", at::kBFloat16},
     {"I32", at::kInt},    {"F32", at::kFloat},    {"F64", at::kDouble},
     {"I64", at::kLong},   {"C64", at::kComplexFloat},
+    // Types LibTorch has had since 2.x.
+    {"U16", at::kUInt16}, {"U32", at::kUInt32},   {"U64", at::kUInt64},
+    {"F8_E4M3", at::kFloat8_e4m3fn}, {"F8_E5M2", at::kFloat8_e5m2},
+    {"F8_E8M0", at::kFloat8_e8m0fnu},
 };
 
 absl::Status Errno(absl::string_view what, const std::string& path) {
@@ -95,7 +99,7 @@ absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "safetensors: tensor \"", entry.name, "\" has dtype ", entry.dtype,
-      ", which LibTorch 1.13 has no type for"));
+      ", which LibTorch has no type for"));
 }
 
 absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {

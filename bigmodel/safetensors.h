@@ -78,7 +78,7 @@ bool AliasesMapping(const at::Tensor& tensor);
 // type the format lacks (complex, quantized).
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);
 // The LibTorch type of `entry`'s dtype; `InvalidArgument` naming the tensor
-// for one LibTorch 1.13 lacks (U16, U32, U64, F8).
+// for one LibTorch lacks.
 [[nodiscard]] absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry);
 
 // Writes `tensors` (any device, any layout) to `path`, with `metadata`.
@@ -112,7 +112,7 @@ class SafetensorsFile {
   bool Contains(const std::string& name) const;
 
   // The tensor `name`. `NotFound` for an unknown name, `InvalidArgument` for
-  // a dtype LibTorch 1.13 lacks (U16, U32, U64, F8).
+  // a dtype LibTorch lacks.
   [[nodiscard]] absl::StatusOr<at::Tensor> Get(
       const std::string& name, const ReadOptions& options = {}) const;
 

@@ -206,22 +206,32 @@ TEST(SafetensorsTest, DamagedFilesAreRefusedWithTheProblemNamed) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
-TEST(SafetensorsTest, DtypesLibTorchLacksAreNamedOnRead) {
-  const std::string path = Tmp("u16.safetensors");
-  std::ofstream(path, std::ios::binary) << HandMade(
-      R"({"t":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}})", "abcd");
-  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
-  EXPECT_THAT(file->Get("t").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("\"t\""), HasSubstr("U16"))));
-  // FP8 scales (F8_E8M0) parse, but have no LibTorch 1.13 type.
-  const std::string scales = Tmp("e8m0.safetensors");
-  std::ofstream(scales, std::ios::binary) << HandMade(
-      R"({"s":{"dtype":"F8_E8M0","shape":[4],"data_offsets":[0,4]}})", "abcd");
-  ASSERT_OK_AND_ASSIGN(auto scale_file, SafetensorsFile::Open(scales));
-  EXPECT_THAT(scale_file->Get("s").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("F8_E8M0")));
+TEST(SafetensorsTest, ReadsUnsignedAndFp8Dtypes) {
+  // Types LibTorch 2 added: unsigned integers and FP8 (weights and scales).
+  struct Case {
+    const char* dtype;
+    at::ScalarType type;
+  };
+  for (const Case& c : {Case{"U16", at::kUInt16}, Case{"U32", at::kUInt32},
+                        Case{"U64", at::kUInt64},
+                        Case{"F8_E4M3", at::kFloat8_e4m3fn},
+                        Case{"F8_E5M2", at::kFloat8_e5m2},
+                        Case{"F8_E8M0", at::kFloat8_e8m0fnu}}) {
+    const int64_t size = c10::elementSize(c.type);
+    const std::string path = Tmp(absl::StrCat(c.dtype, ".safetensors"));
+    const std::string bytes(2 * size, '\x01');
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << HandMade(
+        absl::StrCat(R"({"t":{"dtype":")", c.dtype,
+                     R"(","shape":[2],"data_offsets":[0,)", 2 * size, "]}}"),
+        bytes);
+    ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+    ASSERT_OK_AND_ASSIGN(at::Tensor t, file->Get("t"));
+    EXPECT_EQ(t.scalar_type(), c.type) << c.dtype;
+    EXPECT_EQ(t.numel(), 2) << c.dtype;
+    EXPECT_EQ(std::string(static_cast<const char*>(t.data_ptr()), 2 * size),
+              bytes)
+        << c.dtype;
+  }
 }
 
 TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {

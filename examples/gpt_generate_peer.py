@@ -3,9 +3,10 @@ same tokens; benchmarks/generation.py races them): the same GPT-2-style
 model in Python torch 2.13, built under Accelerate's `init_empty_weights`
 and loaded with Accelerate 1.15's own `load_checkpoint_and_dispatch` from
 the same safetensors checkpoint and device map, with an `offload_folder`:
-the weights the map puts on "disk" are served by Accelerate's hooks
-(AlignDevicesHook over an OffloadedWeightsLoader that points into the
-checkpoint's files). Prints one JSON line like the example.
+Accelerate writes the weights the map puts on "disk" to the offload folder
+as .dat files, and its hooks (AlignDevicesHook over an
+OffloadedWeightsLoader) read each module's weights before its forward and
+drop them after. Prints one JSON line like the example.
 
     gpt_generate_peer.py CHECKPOINT DEVICE_MAP_JSON TOKENS PROMPT [--cold]
 """
@@ -13,6 +14,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -93,12 +95,15 @@ class Gpt(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)
 
 
-def drop_page_cache(folder):
-    for f in os.listdir(folder):
-        if f.endswith(".safetensors"):
-            fd = os.open(os.path.join(folder, f), os.O_RDONLY)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.close(fd)
+def drop_page_cache(*folders):
+    """Drops the cached pages of the checkpoint and of the offload folder
+    (where Accelerate may have written .dat copies of disk weights)."""
+    for folder in folders:
+        for f in os.listdir(folder):
+            if f.endswith((".safetensors", ".dat")):
+                fd = os.open(os.path.join(folder, f), os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
 
 
 def main():
@@ -124,8 +129,9 @@ def main():
             logits = model(torch.tensor([window]))
             tokens.append(int(logits[0, -1].argmax()))
             if cold:
-                drop_page_cache(folder)
+                drop_page_cache(folder, offload_folder)
     seconds = time.perf_counter() - start
+    shutil.rmtree(offload_folder)
     generated = tokens[len(tokens) - int(new_tokens):]
     print(json.dumps({"tokens": generated, "load_seconds": load_seconds,
                       "generate_seconds": seconds,

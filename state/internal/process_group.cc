@@ -25,7 +25,7 @@ bool IsLoopback(absl::string_view address) {
 
 // LibTorch 2: a ProcessGroup routes each device type to a Backend, as
 // Python's `_new_process_group_helper` sets it up.
-c10::intrusive_ptr<c10d::ProcessGroup> Front(
+c10::intrusive_ptr<c10d::ProcessGroup> GroupOverBackend(
     const c10::intrusive_ptr<c10d::Store>& store,
     const ProcessGroupOptions& options, BackendType type,
     const c10::intrusive_ptr<c10d::Backend>& backend,
@@ -74,7 +74,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGlooGroup(
         c10::make_intrusive<c10d::PrefixStore>("accelerate/gloo", store);
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(
         prefixed, options.rank, options.world_size, gloo_options);
-    group = Front(prefixed, options, BackendType::GLOO, backend,
+    group = GroupOverBackend(prefixed, options, BackendType::GLOO, backend,
 #ifdef ACCELERATE_WITH_CUDA
                   {c10::DeviceType::CPU, c10::DeviceType::CUDA}
 #else
@@ -98,7 +98,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeNcclGroup(
         c10::make_intrusive<c10d::PrefixStore>("accelerate/nccl", store);
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
         prefixed, options.rank, options.world_size, nccl_options);
-    group = Front(prefixed, options, BackendType::NCCL, backend,
+    group = GroupOverBackend(prefixed, options, BackendType::NCCL, backend,
                   {c10::DeviceType::CUDA});
   });
   if (!status.ok()) return status;
