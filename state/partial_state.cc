@@ -1,5 +1,7 @@
 #include "state/partial_state.h"
 
+#include <signal.h>
+
 #include <string>
 #include <utility>
 
@@ -29,6 +31,19 @@ struct PartialState::Group {
 };
 
 namespace {
+
+// A peer that dies while this process writes to it raises SIGPIPE, whose
+// default action ends this process: gloo and the TCPStore write without
+// MSG_NOSIGNAL, relying on Python, which ignores SIGPIPE at start-up. Do as
+// Python does (unless the program installed its own handler), so that the
+// write fails and the collective reports the lost peer.
+void IgnoreSigpipe() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 &&
+      current.sa_handler == SIG_DFL) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+}
 
 bool CudaAvailable() {
 #ifdef ACCELERATE_WITH_CUDA
@@ -135,6 +150,7 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
       options.debug.value_or(info.debug)));
   if (info.world_size == 1) return state;
 
+  IgnoreSigpipe();
   auto group = std::make_unique<Group>();
   ACCELERATE_ASSIGN_OR_RETURN(
       group->store, state_internal::Rendezvous(info, options.timeout));

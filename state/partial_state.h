@@ -92,6 +92,9 @@ class PartialState {
   // Reads the launcher variables from `env` and, for more than one process,
   // joins the process group: rank 0 serves a c10d TCPStore at MASTER_ADDR:
   // MASTER_PORT, every rank checks in, then the gloo (or NCCL) group forms.
+  // Like Python, a multi-process state ignores SIGPIPE (unless the program
+  // set a handler), so that a peer dying mid-write fails the collective
+  // instead of killing this process.
   // Errors: `InvalidArgument` for bad variables or options,
   // `DeadlineExceeded` when some peer does not arrive within the timeout
   // (the message names the missing ranks), `Unavailable` when the store
