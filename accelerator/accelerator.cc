@@ -141,8 +141,8 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
   }
   auto dp = std::make_unique<DataParallel>();
   dp->module = model;
-  ACCELERATE_RETURN_IF_ERROR(
-      state::RunGuarded("moving the model to the device", [&] { model->to(Device()); }));
+  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+      "moving the model to the device", [&] { model->to(Device()); }));
   for (const at::Tensor& b : model->buffers()) dp->buffers.push_back(b);
   if (state_->use_distributed()) {
     auto group = c10::intrusive_ptr<c10d::ProcessGroup>::reclaim_copy(
@@ -153,15 +153,16 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(*state_, states));
     std::vector<at::Tensor> params = Parameters(*model);
     if (!params.empty()) {
-      ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("setting up gradient buckets", [&] {
-        dp->reducer = accelerator_internal::MakeReducer(
-            params, group,
-            {.bucket_cap_bytes = options_.bucket_cap_mb << 20,
-             .first_bucket_cap_bytes = kFirstBucketBytes,
-             .find_unused_parameters = options_.find_unused_parameters});
-        dp->reducer->register_comm_hook(
-            std::make_unique<AveragingHook>(group, &dp->buckets));
-      }));
+      ACCELERATE_RETURN_IF_ERROR(
+          state::RunGuarded("setting up gradient buckets", [&] {
+            dp->reducer = accelerator_internal::MakeReducer(
+                params, group,
+                {.bucket_cap_bytes = options_.bucket_cap_mb << 20,
+                 .first_bucket_cap_bytes = kFirstBucketBytes,
+                 .find_unused_parameters = options_.find_unused_parameters});
+            dp->reducer->register_comm_hook(
+                std::make_unique<AveragingHook>(group, &dp->buckets));
+          }));
     }
   }
   models_[model.get()] = std::move(dp);

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -106,7 +105,7 @@ def drop_page_cache(*folders):
                 os.close(fd)
 
 
-def main():
+def run(offload_folder):
     folder, map_path, new_tokens, prompt = sys.argv[1:5]
     cold = "--cold" in sys.argv[5:]
     config = json.load(open(os.path.join(folder, "config.json")))
@@ -117,7 +116,6 @@ def main():
     load_start = time.perf_counter()
     with init_empty_weights():
         model = Gpt(config)
-    offload_folder = tempfile.mkdtemp(prefix="gpt_peer_offload_")
     model = load_checkpoint_and_dispatch(model, folder, device_map=device_map,
                                          offload_folder=offload_folder)
     load_seconds = time.perf_counter() - load_start
@@ -131,13 +129,18 @@ def main():
             if cold:
                 drop_page_cache(folder, offload_folder)
     seconds = time.perf_counter() - start
-    shutil.rmtree(offload_folder)
     generated = tokens[len(tokens) - int(new_tokens):]
     print(json.dumps({"tokens": generated, "load_seconds": load_seconds,
                       "generate_seconds": seconds,
                       "tokens_per_second": len(generated) / seconds,
                       "last_logits_abs_sum": float(logits[0, -1].double().abs().sum()),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main():
+    # Accelerate's offload folder, removed however the run ends.
+    with tempfile.TemporaryDirectory(prefix="gpt_peer_offload_") as folder:
+        run(folder)
 
 
 if __name__ == "__main__":

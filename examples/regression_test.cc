@@ -61,8 +61,9 @@ std::vector<std::string> TrainingFlags(int batch_size, int accumulation) {
 }
 
 ProcessResult Run(std::vector<std::string> argv) {
-  Subprocess child(std::move(argv),
-                   {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
+  Subprocess child(
+      std::move(argv),
+      {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
   EXPECT_TRUE(child.Start().ok());
   return child.Wait(absl::Seconds(120));
 }

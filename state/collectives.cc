@@ -118,6 +118,21 @@ absl::Status CheckProcessIndex(const PartialState& state, int from_process,
   return absl::OkStatus();
 }
 
+// Broadcasts `buffer` (contiguous, of a type gloo moves: see TransportType)
+// from `from_process` into every rank's `buffer`, and waits for it.
+absl::Status BroadcastBuffer(const PartialState& state,
+                             const at::Tensor& buffer, int from_process,
+                             const std::string& op) {
+  c10d::BroadcastOptions options;
+  options.rootRank = from_process;
+  std::vector<at::Tensor> tensors = {buffer};
+  c10::intrusive_ptr<c10d::Work> work;
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+    work = state.process_group()->broadcast(tensors, options);
+  }));
+  return WaitForWork(work, buffer.nbytes(), op);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> GatherObject(
@@ -186,27 +201,17 @@ absl::StatusOr<std::string> BroadcastObject(const PartialState& state,
       CheckProcessIndex(state, from_process, "broadcast_object"));
   if (!state.use_distributed()) return data;
   const std::string op = OperationName(state, "broadcast_object");
-  c10d::BroadcastOptions options;
-  options.rootRank = from_process;
-  std::vector<at::Tensor> length = {
+  at::Tensor length =
       at::tensor({static_cast<int64_t>(data.size())}, at::kLong)
-          .to(state.device())};
-  c10::intrusive_ptr<c10d::Work> work;
-  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
-    work = state.process_group()->broadcast(length, options);
-  }));
-  ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, sizeof(int64_t), op));
-  const int64_t size = length[0].item<int64_t>();
+          .to(state.device());
+  ACCELERATE_RETURN_IF_ERROR(BroadcastBuffer(state, length, from_process, op));
+  const int64_t size = length.item<int64_t>();
   if (size == 0) return std::string();
-  std::vector<at::Tensor> bytes = {
-      state.process_index() == from_process
-          ? BytesToTensor(state, data, size)
-          : at::empty({size}, On(state, at::kByte))};
-  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
-    work = state.process_group()->broadcast(bytes, options);
-  }));
-  ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, size, op));
-  return TensorToBytes(bytes[0], size);
+  at::Tensor bytes = state.process_index() == from_process
+                         ? BytesToTensor(state, data, size)
+                         : at::empty({size}, On(state, at::kByte));
+  ACCELERATE_RETURN_IF_ERROR(BroadcastBuffer(state, bytes, from_process, op));
+  return TensorToBytes(bytes, size);
 }
 
 absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
@@ -293,17 +298,9 @@ absl::StatusOr<at::Tensor> BroadcastTensor(const PartialState& state,
       VerifyAcrossProcesses(state, tensor, "broadcast"));
   at::Tensor result = tensor.contiguous().clone();
   if (!state.use_distributed()) return result;
-  c10d::BroadcastOptions options;
-  options.rootRank = from_process;
-  std::vector<at::Tensor> tensors = {
-      result.view(TransportType(result.scalar_type()))};
-  c10::intrusive_ptr<c10d::Work> work;
   ACCELERATE_RETURN_IF_ERROR(
-      RunGuarded(OperationName(state, "broadcast"), [&] {
-        work = state.process_group()->broadcast(tensors, options);
-      }));
-  ACCELERATE_RETURN_IF_ERROR(
-      WaitForWork(work, result.nbytes(), OperationName(state, "broadcast")));
+      BroadcastBuffer(state, result.view(TransportType(result.scalar_type())),
+                      from_process, OperationName(state, "broadcast")));
   return result;
 }
 
@@ -314,6 +311,7 @@ absl::Status BroadcastInPlace(const PartialState& state,
       CheckProcessIndex(state, from_process, "broadcast"));
   if (!state.use_distributed()) return absl::OkStatus();
   constexpr int64_t kBucketBytes = int64_t{64} << 20;
+  const std::string op = OperationName(state, "broadcast");
   size_t begin = 0;
   while (begin < tensors.size()) {
     // One bucket: consecutive tensors of the first one's dtype and device.
@@ -329,20 +327,14 @@ absl::Status BroadcastInPlace(const PartialState& state,
       flat.push_back(tensors[end].detach().reshape({-1}));
       ++end;
     }
-    const std::string op = OperationName(state, "broadcast");
     at::Tensor bucket;
     ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
       bucket = at::cat(flat).view(TransportType(first.scalar_type()));
     }));
-    ACCELERATE_RETURN_IF_ERROR(VerifyAcrossProcesses(state, bucket, "broadcast"));
-    c10d::BroadcastOptions options;
-    options.rootRank = from_process;
-    std::vector<at::Tensor> buffers = {bucket};
-    c10::intrusive_ptr<c10d::Work> work;
-    ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
-      work = state.process_group()->broadcast(buffers, options);
-    }));
-    ACCELERATE_RETURN_IF_ERROR(WaitForWork(work, bucket.nbytes(), op));
+    ACCELERATE_RETURN_IF_ERROR(
+        VerifyAcrossProcesses(state, bucket, "broadcast"));
+    ACCELERATE_RETURN_IF_ERROR(
+        BroadcastBuffer(state, bucket, from_process, op));
     ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
       at::Tensor values = bucket.view(first.scalar_type());
       int64_t offset = 0;

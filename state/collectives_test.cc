@@ -95,6 +95,40 @@ TEST_P(CollectivesTest, GatherAndBroadcastMoveBoolAndBfloat16) {
   });
 }
 
+TEST_P(CollectivesTest, BroadcastInPlaceOverwritesEveryTensorWithTheSource) {
+  const int n = world_size();
+  ExpectOnRanks(n, [&](const PartialState& state) -> absl::Status {
+    const int rank = state.process_index();
+    const int source = n - 1;
+    // Mixed dtypes (buckets split where the dtype changes), a transposed
+    // (non-contiguous) tensor, a parameter that requires gradients.
+    at::Tensor weight = at::full({3, 2}, rank, at::kFloat).requires_grad_();
+    at::Tensor bias = at::full({2}, rank + 0.5, at::kFloat);
+    at::Tensor mask = at::full({4}, rank % 2 == 0, at::kBool);
+    at::Tensor half = at::full({2}, rank + 0.25, at::kBFloat16);
+    at::Tensor counts = at::arange(6, at::kLong).reshape({2, 3}).add(rank).t();
+    const void* weight_data = weight.data_ptr();
+    absl::Status status =
+        BroadcastInPlace(state, {weight, bias, mask, half, counts}, source);
+    if (!status.ok()) return status;
+    EXPECT_EQ(weight.data_ptr(), weight_data);  // The same storage, filled.
+    EXPECT_TRUE(weight.requires_grad());
+    EXPECT_TRUE(TensorsClose(weight.detach(),
+                             at::full({3, 2}, source, at::kFloat), kExact));
+    EXPECT_TRUE(TensorsClose(bias, at::full({2}, source + 0.5, at::kFloat),
+                             kExact));
+    EXPECT_TRUE(mask.equal(at::full({4}, source % 2 == 0, at::kBool)));
+    EXPECT_TRUE(TensorsClose(
+        half, at::full({2}, source + 0.25, at::kBFloat16), kExact));
+    EXPECT_TRUE(counts.equal(
+        at::arange(6, at::kLong).reshape({2, 3}).add(source).t()));
+    EXPECT_THAT(BroadcastInPlace(state, {bias}, n),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("from_process")));
+    return absl::OkStatus();
+  });
+}
+
 TEST_P(CollectivesTest, GatherKeepsNestedStructure) {
   const int n = world_size();
   ExpectOnRanks(n, [&](const PartialState& state) -> absl::Status {

@@ -55,8 +55,9 @@ absl::StatusCode Classify(const std::exception& error,
     return absl::StatusCode::kInvalidArgument;
   }
   if (!distributed &&
-      ContainsAny(lower, {"shape", "size mismatch", "sizes", "must match the size",
-                          "dimension", "dtype", "scalar type", "expected all tensors",
+      ContainsAny(lower, {"shape", "size mismatch", "sizes",
+                          "must match the size", "dimension", "dtype",
+                          "scalar type", "expected all tensors",
                           "mat1 and mat2"})) {
     return absl::StatusCode::kInvalidArgument;
   }

@@ -14,6 +14,7 @@
 namespace accelerate::state_internal {
 
 using ::accelerate::state::RunGuarded;
+
 namespace {
 
 using BackendType = c10d::ProcessGroup::BackendType;
@@ -76,9 +77,9 @@ absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeGlooGroup(
         prefixed, options.rank, options.world_size, gloo_options);
     group = GroupOverBackend(prefixed, options, BackendType::GLOO, backend,
 #ifdef ACCELERATE_WITH_CUDA
-                  {c10::DeviceType::CPU, c10::DeviceType::CUDA}
+                             {c10::DeviceType::CPU, c10::DeviceType::CUDA}
 #else
-                  {c10::DeviceType::CPU}
+                             {c10::DeviceType::CPU}
 #endif
     );
   });
@@ -99,7 +100,7 @@ absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> MakeNcclGroup(
     auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
         prefixed, options.rank, options.world_size, nccl_options);
     group = GroupOverBackend(prefixed, options, BackendType::NCCL, backend,
-                  {c10::DeviceType::CUDA});
+                             {c10::DeviceType::CUDA});
   });
   if (!status.ok()) return status;
   return group;

@@ -24,6 +24,7 @@ struct ProcessGroupOptions {
   // Gloo only: the interface to bind (GLOO_SOCKET_IFNAME); empty picks
   // 127.0.0.1 for a loopback `master_addr`, else the host's default.
   std::string gloo_socket_ifname;
+  // The rendezvous address (MASTER_ADDR); decides the default above.
   std::string master_addr;
 };
 
