@@ -42,100 +42,32 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/schedulers/lr_scheduler.h>
-#include <c10/core/ScalarType.h>
+#include "accelerator/accelerator_options.h"
 #include "accelerator/grad_scaler.h"
+#include "accelerator/gradient_state.h"
+#include "accelerator/internal/autocast.h"
+#include "accelerator/prepared_optimizer.h"
+#include "accelerator/prepared_scheduler.h"
 #include "data/data_loader.h"
 #include "state/environment.h"
 #include "state/partial_state.h"
 
 namespace accelerate {
 
-struct AcceleratorOptions {
-  // "no", "fp16" (CUDA only, with dynamic loss scaling) or "bf16" (autocast
-  // inside `Accumulate` scopes). Default: ACCELERATE_MIXED_PRECISION, else no.
-  std::optional<std::string> mixed_precision;
-  // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
-  // else 1.
-  std::optional<int> gradient_accumulation_steps;
-  // Run on CPU even with GPUs. Default: ACCELERATE_USE_CPU.
-  std::optional<bool> cpu;
-  // The scheduler steps with the optimizer (only on synchronized steps).
-  bool step_scheduler_with_optimizer = true;
-  // Data-loader configuration (Accelerate's DataLoaderConfiguration).
-  bool split_batches = false;
-  bool even_batches = true;
-  bool dispatch_batches = false;
-  // Seed of the seedable sampler when a loader shuffles.
-  uint64_t data_seed = 0;
-  // Data parallel: bucket size, unused parameters, buffer broadcast.
-  int64_t bucket_cap_mb = 25;
-  bool find_unused_parameters = false;
-  bool broadcast_buffers = true;
-  // Process-group timeout (rendezvous and collectives).
-  absl::Duration timeout = absl::Minutes(30);
-};
+namespace accelerator_internal {
+class DataParallel;
+}  // namespace accelerator_internal
 
 class Accelerator;
-
-// Wraps an optimizer: `step` and `zero_grad` act only on synchronized steps,
-// and `step` is skipped when the fp16 loss scaler found non-finite
-// gradients. (The names follow LibTorch's optimizer.)
-class PreparedOptimizer {
- public:
-  PreparedOptimizer(Accelerator* accelerator,
-                    std::shared_ptr<torch::optim::Optimizer> optimizer)
-      : accelerator_(accelerator), optimizer_(std::move(optimizer)) {}
-
-  // Steps on synchronized steps; LibTorch's errors (out of memory, say)
-  // come back as a status.
-  [[nodiscard]] absl::Status step();
-  void zero_grad();
-  // Whether the last synchronized step was skipped (non-finite gradients).
-  bool step_was_skipped() const { return step_was_skipped_; }
-  int64_t steps_taken() const { return steps_taken_; }
-  torch::optim::Optimizer& optimizer() { return *optimizer_; }
-
- private:
-  Accelerator* accelerator_;
-  std::shared_ptr<torch::optim::Optimizer> optimizer_;
-  bool step_was_skipped_ = false;
-  int64_t steps_taken_ = 0;
-};
-
-// Wraps a learning-rate scheduler: with `step_scheduler_with_optimizer` it
-// steps only on synchronized steps that were not skipped, num_processes
-// times per step unless `split_batches` (so a schedule written for one
-// process keeps its length in samples).
-class PreparedScheduler {
- public:
-  PreparedScheduler(Accelerator* accelerator,
-                    std::shared_ptr<torch::optim::LRScheduler> scheduler,
-                    PreparedOptimizer* optimizer)
-      : accelerator_(accelerator),
-        scheduler_(std::move(scheduler)),
-        optimizer_(optimizer) {}
-
-  void step();
-  // Steps of the underlying scheduler so far.
-  int64_t scheduler_steps() const { return scheduler_steps_; }
-
- private:
-  Accelerator* accelerator_;
-  std::shared_ptr<torch::optim::LRScheduler> scheduler_;
-  PreparedOptimizer* optimizer_;  // May be null.
-  int64_t scheduler_steps_ = 0;
-};
 
 // The scope of one training step, from `Accumulate`: decides whether this
 // step synchronizes gradients, and (bf16) enables autocast until it ends.
@@ -152,20 +84,15 @@ class [[nodiscard]] AccumulateScope {
 
  private:
   friend class Accelerator;
-  struct Autocast {
-    bool enabled = false;  // This scope turned autocast on.
-    bool cpu_was = false;
-    bool gpu_was = false;
-    at::ScalarType cpu_dtype_was = at::kBFloat16;
-    at::ScalarType gpu_dtype_was = at::kHalf;
-  };
+  using OpenModels = std::vector<accelerator_internal::DataParallel*>;
   AccumulateScope(Accelerator* accelerator, absl::Status status,
-                  std::vector<void*> previous, Autocast autocast);
+                  OpenModels previous,
+                  accelerator_internal::AutocastSnapshot autocast);
   Accelerator* accelerator_;
   absl::Status status_;
   // The models open before this scope (restored when it ends).
-  std::vector<void*> previous_;
-  Autocast autocast_;
+  OpenModels previous_;
+  accelerator_internal::AutocastSnapshot autocast_;
 };
 
 class Accelerator {
@@ -247,43 +174,38 @@ class Accelerator {
   c10::Device Device() const { return state_->device(); }
   const state::PartialState& State() const { return *state_; }
 
-  bool sync_gradients() const { return sync_gradients_; }
-  int gradient_accumulation_steps() const { return accumulation_steps_; }
-  const std::string& mixed_precision() const { return mixed_precision_; }
+  bool sync_gradients() const { return gradients_.sync_gradients(); }
+  int gradient_accumulation_steps() const {
+    return gradients_.accumulation_steps();
+  }
+  const std::string& mixed_precision() const {
+    return *options_.mixed_precision;
+  }
   const AcceleratorOptions& options() const { return options_; }
   // Gradient buckets all-reduced so far (for tests and diagnostics).
   int64_t buckets_reduced() const;
 
  private:
-  friend class PreparedOptimizer;
-  friend class PreparedScheduler;
   friend class AccumulateScope;
-  struct DataParallel;
+  using DataParallel = accelerator_internal::DataParallel;
 
+  // REQUIRES: `options` resolved (ResolveAcceleratorOptions).
   Accelerator(std::unique_ptr<state::PartialState> state,
-              AcceleratorOptions options, std::string mixed_precision,
-              int accumulation_steps);
+              AcceleratorOptions options);
   DataParallel* Find(const torch::nn::Module& model);
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
                         bool force_no_sync);
-  void End(std::vector<void*> previous);
-  // The prepared loader whose Next() ran last, if any is alive.
-  std::shared_ptr<data::PreparedDataLoader> ActiveLoader() const;
+  void End(AccumulateScope::OpenModels previous);
 
   std::unique_ptr<state::PartialState> state_;
-  AcceleratorOptions options_;
-  std::string mixed_precision_;
-  int accumulation_steps_;
+  AcceleratorOptions options_;  // Resolved.
+  GradientState gradients_;
   std::unique_ptr<GradScaler> scaler_;  // fp16 only.
   std::map<const torch::nn::Module*, std::unique_ptr<DataParallel>> models_;
   std::vector<std::unique_ptr<PreparedOptimizer>> optimizers_;
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
-  std::vector<std::weak_ptr<data::PreparedDataLoader>> loaders_;
-  int64_t step_ = 0;
-  bool sync_gradients_ = true;
-  // The data-parallel states of the models whose step is open (as void*
-  // so the scope can hold them without knowing the type).
-  std::vector<void*> open_;
+  // The models whose step is open (in `Accumulate` or `NoSync` scopes).
+  AccumulateScope::OpenModels open_;
 };
 
 }  // namespace accelerate

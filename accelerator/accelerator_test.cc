@@ -16,7 +16,6 @@
 #include "state/environment.h"
 #include "state/status_macros.h"
 #include "testing/distributed_testutil.h"
-#include "testing/free_port.h"
 #include "testing/status_matchers.h"
 #include "testing/tensor_testutil.h"
 
@@ -24,10 +23,9 @@ namespace accelerate {
 namespace {
 
 using ::accelerate::testing::IsOk;
-using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::StatusIs;
 using ::accelerate::testing::TensorsClose;
-using ::accelerate::testing::TorchrunVariables;
+using ::accelerate::testing::RunOnRankThreads;
 using ::testing::Each;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -36,22 +34,13 @@ using ::testing::HasSubstr;
 std::vector<absl::Status> OnRanks(
     int world, const AcceleratorOptions& options,
     const std::function<absl::Status(Accelerator&)>& fn,
-    std::map<std::string, std::string> extra = {}) {
-  const int port = PickFreePort();
-  std::vector<absl::Status> statuses(world);
-  std::vector<std::thread> threads;
-  for (int rank = 0; rank < world; ++rank) {
-    threads.emplace_back([&, rank] {
-      auto vars = world == 1 ? std::map<std::string, std::string>{}
-                             : TorchrunVariables(rank, world, port);
-      for (const auto& [k, v] : extra) vars[k] = v;
-      auto accelerator =
-          Accelerator::Create(options, state::MapEnvironment(vars));
-      statuses[rank] = accelerator.ok() ? fn(**accelerator) : accelerator.status();
-    });
-  }
-  for (auto& t : threads) t.join();
-  return statuses;
+    const std::map<std::string, std::string>& extra = {}) {
+  return RunOnRankThreads(
+      world, extra, [&](int, const state::Environment& env) -> absl::Status {
+        auto accelerator = Accelerator::Create(options, env);
+        if (!accelerator.ok()) return accelerator.status();
+        return fn(**accelerator);
+      });
 }
 
 // Two 1.4 MiB layers among small ones (several 1 MiB buckets) and one layer

@@ -44,6 +44,26 @@ std::string TensorToBytes(const at::Tensor& tensor, int64_t length) {
                      static_cast<size_t>(length));
 }
 
+// All-gathers `input` (contiguous, of a type gloo moves: see TransportType)
+// from every process into `output`, whose first dimension is the number of
+// processes times `input`'s: process r's rows land at [r * rows, (r + 1) *
+// rows). Waits for the transfer.
+absl::Status AllGatherInto(const PartialState& state, const at::Tensor& input,
+                           const at::Tensor& output, absl::string_view name) {
+  const int64_t rows = input.size(0);
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int rank = 0; rank < state.num_processes(); ++rank) {
+    outputs[0].push_back(output.narrow(0, rank * rows, rows));
+  }
+  std::vector<at::Tensor> inputs = {input};
+  const std::string op = OperationName(state, name);
+  c10::intrusive_ptr<c10d::Work> work;
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(op, [&] {
+    work = state.process_group()->allgather(outputs, inputs);
+  }));
+  return WaitForWork(work, input.nbytes(), op);
+}
+
 // One int64 per process, all-gathered.
 absl::StatusOr<std::vector<int64_t>> AllGatherInts(
     const PartialState& state, const std::vector<int64_t>& values,
@@ -52,15 +72,7 @@ absl::StatusOr<std::vector<int64_t>> AllGatherInts(
   const int64_t width = static_cast<int64_t>(values.size());
   at::Tensor input = at::tensor(values, at::kLong).to(state.device());
   at::Tensor output = at::empty({n * width}, On(state, at::kLong));
-  std::vector<std::vector<at::Tensor>> outputs(1);
-  for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
-  std::vector<at::Tensor> inputs = {input};
-  c10::intrusive_ptr<c10d::Work> work;
-  ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, op), [&] {
-    work = state.process_group()->allgather(outputs, inputs);
-  }));
-  ACCELERATE_RETURN_IF_ERROR(
-      WaitForWork(work, input.nbytes(), OperationName(state, op)));
+  ACCELERATE_RETURN_IF_ERROR(AllGatherInto(state, input, output, op));
   output = output.cpu();
   return std::vector<int64_t>(output.data_ptr<int64_t>(),
                               output.data_ptr<int64_t>() + n * width);
@@ -148,18 +160,11 @@ absl::StatusOr<std::vector<std::string>> GatherObject(
   if (longest == 0) return result;
 
   at::Tensor output = at::empty({n * longest}, On(state, at::kByte));
-  std::vector<std::vector<at::Tensor>> outputs(1);
-  for (const at::Tensor& chunk : output.chunk(n)) outputs[0].push_back(chunk);
-  std::vector<at::Tensor> inputs = {BytesToTensor(state, data, longest)};
-  c10::intrusive_ptr<c10d::Work> work;
-  ACCELERATE_RETURN_IF_ERROR(
-      RunGuarded(OperationName(state, "gather_object"), [&] {
-        work = state.process_group()->allgather(outputs, inputs);
-      }));
-  ACCELERATE_RETURN_IF_ERROR(
-      WaitForWork(work, longest, OperationName(state, "gather_object")));
+  ACCELERATE_RETURN_IF_ERROR(AllGatherInto(
+      state, BytesToTensor(state, data, longest), output, "gather_object"));
   for (int rank = 0; rank < n; ++rank) {
-    result[rank] = TensorToBytes(outputs[0][rank], lengths[rank]);
+    result[rank] =
+        TensorToBytes(output.narrow(0, rank * longest, longest), lengths[rank]);
   }
   return result;
 }
@@ -230,18 +235,7 @@ absl::StatusOr<at::Tensor> GatherTensor(const PartialState& state,
   std::vector<int64_t> sizes = input.sizes().vec();
   sizes[0] *= n;
   at::Tensor output = at::empty(sizes, input.options());
-  std::vector<std::vector<at::Tensor>> outputs(1);
-  for (int rank = 0; rank < n; ++rank) {
-    outputs[0].push_back(
-        output.narrow(0, rank * input.size(0), input.size(0)));
-  }
-  std::vector<at::Tensor> inputs = {input};
-  c10::intrusive_ptr<c10d::Work> work;
-  ACCELERATE_RETURN_IF_ERROR(RunGuarded(OperationName(state, "gather"), [&] {
-    work = state.process_group()->allgather(outputs, inputs);
-  }));
-  ACCELERATE_RETURN_IF_ERROR(
-      WaitForWork(work, input.nbytes(), OperationName(state, "gather")));
+  ACCELERATE_RETURN_IF_ERROR(AllGatherInto(state, input, output, "gather"));
   return output.view(tensor.scalar_type());
 }
 

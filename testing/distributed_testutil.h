@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "state/environment.h"
 #include "state/partial_state.h"
 
 namespace accelerate::testing {
@@ -25,6 +26,15 @@ namespace accelerate::testing {
 // machine with its store at 127.0.0.1:`port`.
 std::map<std::string, std::string> TorchrunVariables(int rank, int world_size,
                                                      int port);
+
+// Runs `fn(rank, env)` on `world_size` threads at once; `env` holds the
+// variables torchrun would give that rank (one fresh free port for all) plus
+// `extra_env`. Returns each rank's status. For ranks that build something
+// other than a bare `PartialState` (an `Accelerator`, say).
+std::vector<absl::Status> RunOnRankThreads(
+    int world_size, const std::map<std::string, std::string>& extra_env,
+    const std::function<absl::Status(int rank, const state::Environment& env)>&
+        fn);
 
 // Creates `world_size` states concurrently (one thread each, a fresh free
 // port) and runs `fn` on each. Returns per rank the creation error or `fn`'s

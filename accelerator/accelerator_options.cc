@@ -1,0 +1,55 @@
+#include "accelerator/accelerator_options.h"
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace accelerate {
+
+absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
+    const AcceleratorOptions& options, const state::Environment& env) {
+  AcceleratorOptions resolved = options;
+  if (!resolved.mixed_precision.has_value()) {
+    resolved.mixed_precision =
+        env.Get("ACCELERATE_MIXED_PRECISION").value_or("no");
+  }
+  const std::string& mixed_precision = *resolved.mixed_precision;
+  if (mixed_precision != "no" && mixed_precision != "fp16" &&
+      mixed_precision != "bf16" && mixed_precision != "fp8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mixed_precision: \"", mixed_precision,
+                     "\" is not one of no, fp16, bf16, fp8"));
+  }
+  if (mixed_precision == "fp8") {
+    return absl::UnimplementedError(
+        "mixed_precision fp8 is not supported yet; use bf16 or fp16");
+  }
+  if (!resolved.gradient_accumulation_steps.has_value()) {
+    int steps = 1;
+    if (std::optional<std::string> value =
+            env.Get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")) {
+      if (!absl::SimpleAtoi(*value, &steps)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ACCELERATE_GRADIENT_ACCUMULATION_STEPS=\"", *value,
+                         "\" is not an integer"));
+      }
+    }
+    resolved.gradient_accumulation_steps = steps;
+  }
+  if (*resolved.gradient_accumulation_steps < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient_accumulation_steps ",
+                     *resolved.gradient_accumulation_steps,
+                     " is not a positive count"));
+  }
+  if (resolved.bucket_cap_mb < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bucket_cap_mb ", resolved.bucket_cap_mb, " is not a positive size"));
+  }
+  return resolved;
+}
+
+}  // namespace accelerate

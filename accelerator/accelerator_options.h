@@ -1,0 +1,63 @@
+// The Accelerator's options, and their resolution against the launcher's
+// environment: what is not given comes from the variables `accelerate launch`
+// sets (ACCELERATE_MIXED_PRECISION, ACCELERATE_GRADIENT_ACCUMULATION_STEPS);
+// `cpu` is resolved by //state (ACCELERATE_USE_CPU).
+//
+// clang-format off
+//   absl::StatusOr<AcceleratorOptions> Example() {
+//     AcceleratorOptions options;
+//     options.gradient_accumulation_steps = 4;
+//     // mixed_precision is filled from ACCELERATE_MIXED_PRECISION, else "no".
+//     return ResolveAcceleratorOptions(options, state::ProcessEnvironment());
+//   }
+// clang-format on
+//
+// Thread safety: plain values and a pure function.
+
+#ifndef ACCELERATE_ACCELERATOR_ACCELERATOR_OPTIONS_H_
+#define ACCELERATE_ACCELERATOR_ACCELERATOR_OPTIONS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "state/environment.h"
+
+namespace accelerate {
+
+struct AcceleratorOptions {
+  // "no", "fp16" (CUDA only, with dynamic loss scaling) or "bf16" (autocast
+  // inside `Accumulate` scopes). Default: ACCELERATE_MIXED_PRECISION, else no.
+  std::optional<std::string> mixed_precision;
+  // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
+  // else 1.
+  std::optional<int> gradient_accumulation_steps;
+  // Run on CPU even with GPUs. Default: ACCELERATE_USE_CPU.
+  std::optional<bool> cpu;
+  // The scheduler steps with the optimizer (only on synchronized steps).
+  bool step_scheduler_with_optimizer = true;
+  // Data-loader configuration (Accelerate's DataLoaderConfiguration).
+  bool split_batches = false;
+  bool even_batches = true;
+  bool dispatch_batches = false;
+  // Seed of the seedable sampler when a loader shuffles.
+  uint64_t data_seed = 0;
+  // Data parallel: bucket size, unused parameters, buffer broadcast.
+  int64_t bucket_cap_mb = 25;
+  bool find_unused_parameters = false;
+  bool broadcast_buffers = true;
+  // Process-group timeout (rendezvous and collectives).
+  absl::Duration timeout = absl::Minutes(30);
+};
+
+// `options` with `mixed_precision` and `gradient_accumulation_steps` filled
+// (from `env` where not given) and every value checked. `InvalidArgument`
+// names a bad value and what would be valid; fp8 is `Unimplemented`.
+[[nodiscard]] absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
+    const AcceleratorOptions& options, const state::Environment& env);
+
+}  // namespace accelerate
+
+#endif  // ACCELERATE_ACCELERATOR_ACCELERATOR_OPTIONS_H_

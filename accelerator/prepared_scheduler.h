@@ -1,0 +1,63 @@
+// A learning-rate scheduler prepared by the `Accelerator` (Accelerate's
+// `AcceleratedScheduler`): stepping with the optimizer, it steps only on
+// synchronized steps whose optimizer step was not skipped, and then
+// `steps_per_optimizer_step` times (the number of processes unless batches
+// are split), so that a schedule written for one process keeps its length
+// in samples.
+//
+// clang-format off
+//   void Example(PreparedScheduler& scheduler) {
+//     scheduler.step();  // after the prepared optimizer's step
+//   }
+// clang-format on
+//
+// Thread safety: one training thread. Ownership: shares the scheduler; the
+// gradient state and the optimizer wrapper belong to the Accelerator, which
+// must outlive this wrapper.
+
+#ifndef ACCELERATE_ACCELERATOR_PREPARED_SCHEDULER_H_
+#define ACCELERATE_ACCELERATOR_PREPARED_SCHEDULER_H_
+
+#include <cstdint>
+#include <memory>
+
+#include <torch/optim/schedulers/lr_scheduler.h>
+#include "accelerator/gradient_state.h"
+#include "accelerator/prepared_optimizer.h"
+
+namespace accelerate {
+
+struct SchedulerStepping {
+  // Step only with the optimizer (Accelerate's
+  // `step_scheduler_with_optimizer`); otherwise every call steps once.
+  bool with_optimizer = true;
+  // Underlying steps per optimizer step.
+  int steps_per_optimizer_step = 1;
+};
+
+class PreparedScheduler {
+ public:
+  // `optimizer` may be null (no skipped steps are then seen).
+  PreparedScheduler(const GradientState* gradients, SchedulerStepping stepping,
+                    std::shared_ptr<torch::optim::LRScheduler> scheduler,
+                    const PreparedOptimizer* optimizer)
+      : gradients_(gradients),
+        stepping_(stepping),
+        scheduler_(std::move(scheduler)),
+        optimizer_(optimizer) {}
+
+  void step();
+  // Steps of the underlying scheduler so far.
+  int64_t scheduler_steps() const { return scheduler_steps_; }
+
+ private:
+  const GradientState* gradients_;
+  SchedulerStepping stepping_;
+  std::shared_ptr<torch::optim::LRScheduler> scheduler_;
+  const PreparedOptimizer* optimizer_;
+  int64_t scheduler_steps_ = 0;
+};
+
+}  // namespace accelerate
+
+#endif  // ACCELERATE_ACCELERATOR_PREPARED_SCHEDULER_H_
