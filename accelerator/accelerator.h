@@ -2,22 +2,33 @@
 // several processes, and (in CUDA builds) on several GPUs, as Accelerate's
 // `Accelerator` does for PyTorch.
 //
-//   ACCELERATE_ASSIGN_OR_RETURN(auto accelerator, Accelerator::Create(
-//       {.gradient_accumulation_steps = 4}));
-//   ACCELERATE_ASSIGN_OR_RETURN(auto prepared, accelerator->Prepare(
-//       model.ptr(), optimizer, dataset, loader_options, scheduler));
-//   auto& [module, opt, loader, sched] = prepared;
-//   while (true) {
-//     ACCELERATE_ASSIGN_OR_RETURN(auto batch, loader->Next());
-//     if (!batch) break;
-//     auto step = accelerator->Accumulate(*module);
-//     ACCELERATE_RETURN_IF_ERROR(step.status());
-//     at::Tensor loss = loss_fn(model->forward(batch->data), batch->target);
-//     ACCELERATE_RETURN_IF_ERROR(accelerator->Backward(loss));
-//     opt->step();
-//     sched->step();
-//     opt->zero_grad();
+// clang-format off
+//   #include <torch/torch.h>
+//   #include "state/status_macros.h"
+//   absl::Status Example(torch::nn::Linear model,
+//                        std::shared_ptr<torch::optim::Optimizer> optimizer,
+//                        std::shared_ptr<torch::optim::LRScheduler> scheduler,
+//                        std::shared_ptr<const data::MapDataset> dataset) {
+//     AcceleratorOptions options;
+//     options.gradient_accumulation_steps = 4;
+//     ACCELERATE_ASSIGN_OR_RETURN(auto accelerator, Accelerator::Create(options));
+//     ACCELERATE_ASSIGN_OR_RETURN(auto prepared, accelerator->Prepare(
+//         model.ptr(), optimizer, dataset, {.batch_size = 32}, scheduler));
+//     auto& [module, opt, loader, sched] = prepared;
+//     while (true) {
+//       ACCELERATE_ASSIGN_OR_RETURN(auto batch, loader->Next());
+//       if (!batch) break;
+//       auto step = accelerator->Accumulate(*module);
+//       ACCELERATE_RETURN_IF_ERROR(step.status());
+//       at::Tensor loss = torch::mse_loss(model->forward(batch->data), batch->target);
+//       ACCELERATE_RETURN_IF_ERROR(accelerator->Backward(loss));
+//       ACCELERATE_RETURN_IF_ERROR(opt->step());
+//       sched->step();
+//       opt->zero_grad();
+//     }
+//     return absl::OkStatus();
 //   }
+// clang-format on
 //
 // What it does: the model is moved to the process's device and its
 // parameters and buffers are broadcast from rank 0; gradients are averaged

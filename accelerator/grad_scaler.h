@@ -4,10 +4,16 @@
 // a step whose gradients hold an inf or NaN is skipped and halves the scale;
 // after `growth_interval` good steps the scale doubles.
 //
-//   GradScaler scaler;
-//   scaler.Scale(loss).backward();
-//   if (scaler.Unscale(params)) optimizer.step();
-//   scaler.Update();
+// clang-format off
+//   #include <torch/optim/optimizer.h>
+//   void Example(const at::Tensor& loss, const std::vector<at::Tensor>& params,
+//                torch::optim::Optimizer& optimizer) {
+//     GradScaler scaler;
+//     scaler.Scale(loss).backward();
+//     if (scaler.Unscale(params)) optimizer.step();
+//     scaler.Update();
+//   }
+// clang-format on
 //
 // Thread safety: one training thread.
 

@@ -4,14 +4,23 @@
 // process gets the same number of full batches, the last ones completed by
 // cycling from the start of the epoch.
 //
-//   ShardOptions options;
-//   options.batch_size = 8;
-//   options.num_processes = state.num_processes();
-//   options.process_index = state.process_index();
-//   ACCELERATE_ASSIGN_OR_RETURN(
-//       BatchSamplerShard shard,
-//       BatchSamplerShard::Create(IndexOrder::Create(dataset_size), options));
-//   for (int64_t k = 0; k < shard.size(); ++k) Use(shard.Batch(k));
+// clang-format off
+//   #include "state/partial_state.h"
+//   #include "state/status_macros.h"
+//   absl::Status Example(const state::PartialState& state, int64_t dataset_size) {
+//     ShardOptions options;
+//     options.batch_size = 8;
+//     options.num_processes = state.num_processes();
+//     options.process_index = state.process_index();
+//     ACCELERATE_ASSIGN_OR_RETURN(
+//         BatchSamplerShard shard,
+//         BatchSamplerShard::Create(IndexOrder::Create(dataset_size), options));
+//     for (int64_t k = 0; k < shard.size(); ++k) {
+//       std::vector<int64_t> indices = shard.Batch(k);  // this process's batch k
+//     }
+//     return absl::OkStatus();
+//   }
+// clang-format on
 //
 // `Batch(k)` is random access (no batch before k is computed), which is what
 // makes resuming mid-epoch O(1).

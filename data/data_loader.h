@@ -5,21 +5,31 @@
 // the end of the epoch and how many samples of the last global batch are
 // real (for `GatherForMetrics`), and it can resume mid-epoch in O(1).
 //
-//   auto dataset = std::make_shared<TensorDataset>(inputs, targets);
-//   DataLoaderOptions options;
-//   options.batch_size = 32;
-//   options.shuffle = true;
-//   options.seed = 42;
-//   options.num_workers = 2;
-//   ACCELERATE_ASSIGN_OR_RETURN(auto loader,
-//                               PreparedDataLoader::Create(dataset, state, options));
-//   for (int epoch = 0; epoch < 3; ++epoch) {
-//     loader->SetEpoch(epoch);
-//     while (std::optional<Batch> batch = loader->Next()) {
-//       auto loss = Step(batch->data, batch->target);
-//       auto all = GatherForMetrics(state, *loader, predictions);
+// clang-format off
+//   #include "state/status_macros.h"
+//   absl::Status Example(const state::PartialState& state, at::Tensor inputs,
+//                        at::Tensor targets) {
+//     auto dataset = std::make_shared<TensorDataset>(inputs, targets);
+//     DataLoaderOptions options;
+//     options.batch_size = 32;
+//     options.shuffle = true;
+//     options.seed = 42;
+//     options.num_workers = 2;
+//     ACCELERATE_ASSIGN_OR_RETURN(auto loader,
+//                                 PreparedDataLoader::Create(dataset, state, options));
+//     for (int epoch = 0; epoch < 3; ++epoch) {
+//       loader->SetEpoch(epoch);
+//       while (true) {
+//         ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+//         if (!batch) break;
+//         at::Tensor predictions = batch->data.sum(1);  // the model's output
+//         ACCELERATE_ASSIGN_OR_RETURN(
+//             at::Tensor all, GatherForMetrics(state, *loader, predictions));
+//       }
 //     }
+//     return absl::OkStatus();
 //   }
+// clang-format on
 //
 // Thread safety: one thread drives a loader; its workers are internal.
 // Ownership: the loader shares ownership of the dataset; the `PartialState`

@@ -4,9 +4,13 @@
 // `SeedableRandomSampler` (and so Python's `RandomSampler`) yields, so the
 // same seed and epoch give the same order on every rank and in Python.
 //
-//   IndexOrder order = IndexOrder::Create(20000, {.shuffle = true, .seed = 42,
-//                                                 .epoch = 3});
-//   int64_t first = order[0];
+// clang-format off
+//   int64_t Example() {
+//     IndexOrder order = IndexOrder::Create(20000, {.shuffle = true, .seed = 42,
+//                                                   .epoch = 3});
+//     return order[0];
+//   }
+// clang-format on
 //
 // Thread safety: immutable after construction; copies share the permutation.
 

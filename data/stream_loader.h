@@ -4,14 +4,39 @@
 // with `split_batches`), keeps its slice of each, and completes the last
 // global batch with samples from the first one unless `drop_last`.
 //
-//   class Lines : public SampleStream { ... };
-//   ACCELERATE_ASSIGN_OR_RETURN(auto loader, PreparedStreamLoader::Create(
-//       std::make_shared<Lines>(path), state, options));
-//   while (true) {
-//     ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
-//     if (!batch) break;
-//     ...
+// clang-format off
+//   #include <fstream>
+//   #include <ATen/ATen.h>
+//   #include "state/status_macros.h"
+//   // One sample per line of a file: its length, and whether it is empty.
+//   class Lines : public SampleStream {
+//    public:
+//     explicit Lines(std::string path) : path_(std::move(path)) {}
+//     void Reset(int64_t epoch) override { in_ = std::ifstream(path_); }
+//     std::optional<Batch> Next() override {
+//       std::string line;
+//       if (!std::getline(in_, line)) return std::nullopt;
+//       const auto length = static_cast<float>(line.size());
+//       return Batch{at::full({1}, length), at::full({1}, length == 0)};
+//     }
+//
+//    private:
+//     std::string path_;
+//     std::ifstream in_;
+//   };
+//
+//   absl::Status Example(const state::PartialState& state, std::string path) {
+//     DataLoaderOptions options;
+//     options.batch_size = 16;
+//     ACCELERATE_ASSIGN_OR_RETURN(auto loader, PreparedStreamLoader::Create(
+//         std::make_shared<Lines>(path), state, options));
+//     while (true) {
+//       ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+//       if (!batch) break;
+//     }
+//     return absl::OkStatus();
 //   }
+// clang-format on
 //
 // With `dispatch_batches`, only the main process reads the stream (the
 // others may pass a null stream) and broadcasts each global batch; every

@@ -2,9 +2,16 @@
 // returning `torch::data::Example<>`) to `MapDataset`, so that
 // `PreparedDataLoader` reads it.
 //
-//   auto dataset = std::make_shared<TorchMapDataset<torch::data::datasets::MNIST>>(
-//       torch::data::datasets::MNIST(root));
-//   auto loader = PreparedDataLoader::Create(dataset, state, options);
+// clang-format off
+//   #include <torch/data/datasets/mnist.h>
+//   absl::Status Example(const state::PartialState& state, const std::string& root) {
+//     auto dataset =
+//         std::make_shared<TorchMapDataset<torch::data::datasets::MNIST>>(
+//             torch::data::datasets::MNIST(root));
+//     return PreparedDataLoader::Create(dataset, state, {.batch_size = 64})
+//         .status();
+//   }
+// clang-format on
 //
 // Thread safety: with `num_workers > 0`, `get` of the wrapped dataset is
 // called from several threads at once (under a lock unless

@@ -2,13 +2,23 @@
 // semantics (`accelerate.utils.gather`, `gather_object`, `broadcast`,
 // `broadcast_object_list`, `reduce`, `pad_across_processes`).
 //
-//   // Every rank holds a [2, 3] tensor; all get the [2 * n, 3] concatenation.
-//   absl::StatusOr<at::Tensor> all = Gather(state, predictions);
-//   // Nested vectors and string-keyed maps of tensors work too.
-//   absl::StatusOr<std::map<std::string, at::Tensor>> metrics =
-//       Reduce(state, local_metrics);  // The mean, as Accelerate's reduce.
-//   absl::StatusOr<std::vector<std::string>> names =
-//       GatherObject(state, my_name);  // One entry per rank, any lengths.
+// clang-format off
+//   #include "state/status_macros.h"
+//   absl::Status Example(const PartialState& state, const at::Tensor& predictions,
+//                        const std::map<std::string, at::Tensor>& local_metrics) {
+//     // Every rank holds a [2, 3] tensor; all get the [2 * n, 3] concatenation.
+//     ACCELERATE_ASSIGN_OR_RETURN(at::Tensor all, Gather(state, predictions));
+//     // Nested vectors and string-keyed maps of tensors work too; the mean,
+//     // as Accelerate's reduce.
+//     ACCELERATE_ASSIGN_OR_RETURN(auto metrics, Reduce(state, local_metrics));
+//     // One entry per rank, any lengths.
+//     ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> names,
+//                                 GatherObject(state, std::string("me")));
+//     state.Print("gathered ", all.size(0), " rows from ", names.size(),
+//                 " processes; ", metrics.size(), " metrics");
+//     return absl::OkStatus();
+//   }
+// clang-format on
 //
 // In a single process every collective is the identity (a copy where the
 // operation would produce a new tensor). Every process must call the same

@@ -18,9 +18,15 @@
 // GLOO_SOCKET_IFNAME, TORCHELASTIC_USE_AGENT_STORE and
 // TORCHELASTIC_RESTART_COUNT as torch.distributed reads them.
 //
-//   absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(ProcessEnvironment());
-//   if (!info.ok()) { std::cerr << info.status(); return 1; }
-//   std::cout << "rank " << info->rank << " of " << info->world_size;
+// clang-format off
+//   #include <iostream>
+//   int Example() {
+//     absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(ProcessEnvironment());
+//     if (!info.ok()) { std::cerr << info.status(); return 1; }
+//     std::cout << "rank " << info->rank << " of " << info->world_size;
+//     return 0;
+//   }
+// clang-format on
 //
 // Thread safety: pure functions of the environment they are given.
 

@@ -1,8 +1,12 @@
 // Minimal logging and CHECK macros. Abseil 20220623 has no `absl/log`, so the
 // project keeps this one small copy.
 //
-//   ACCELERATE_CHECK(rank < world_size) << "rank " << rank;
-//   ACCELERATE_LOG(WARNING) << "falling back to " << backend;
+// clang-format off
+//   void Example(int rank, int world_size, const char* backend) {
+//     ACCELERATE_CHECK(rank < world_size) << "rank " << rank;
+//     ACCELERATE_LOG(WARNING) << "falling back to " << backend;
+//   }
+// clang-format on
 //
 // A failed CHECK is a bug in the caller (a violated precondition): it prints
 // the condition, the location and the streamed message, then aborts. Run-time

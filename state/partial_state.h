@@ -1,13 +1,19 @@
 // `PartialState`: this process's place in a distributed job and its process
 // group, the C++ counterpart of Accelerate's `PartialState`.
 //
-//   // Reads RANK/WORLD_SIZE/... (or SLURM, Open MPI, MPICH variables), joins
-//   // the process group, and answers rank questions.
-//   absl::StatusOr<std::unique_ptr<PartialState>> state = PartialState::Create();
-//   if (!state.ok()) { std::cerr << state.status() << "\n"; return 1; }
-//   (*state)->Print("running on ", (*state)->num_processes(), " processes");
-//   std::vector<int> mine = (*state)->SplitBetweenProcesses(all_items);
-//   absl::Status done = (*state)->WaitForEveryone();
+// clang-format off
+//   #include <iostream>
+//   int Example(const std::vector<int>& all_items) {
+//     // Reads RANK/WORLD_SIZE/... (or SLURM, Open MPI, MPICH variables), joins
+//     // the process group, and answers rank questions.
+//     absl::StatusOr<std::unique_ptr<PartialState>> state = PartialState::Create();
+//     if (!state.ok()) { std::cerr << state.status() << "\n"; return 1; }
+//     (*state)->Print("running on ", (*state)->num_processes(), " processes");
+//     std::vector<int> mine = (*state)->SplitBetweenProcesses(all_items);
+//     absl::Status done = (*state)->WaitForEveryone();
+//     return done.ok() && !mine.empty() ? 0 : 1;
+//   }
+// clang-format on
 //
 // Without launcher variables the state is a single process with no process
 // group, and every operation still works (collectives are identities).

@@ -1,11 +1,17 @@
 // Status propagation macros. Abseil 20220623 (Debian 12) ships none, so the
 // project keeps this one small copy.
 //
-//   absl::Status Join() {
+// clang-format off
+//   #include "absl/strings/string_view.h"
+//   absl::Status Connect();
+//   absl::StatusOr<int> ParsePort(absl::string_view text);
+//
+//   absl::StatusOr<int> Join(absl::string_view text) {
 //     ACCELERATE_RETURN_IF_ERROR(Connect());
 //     ACCELERATE_ASSIGN_OR_RETURN(int port, ParsePort(text));
-//     ...
+//     return port;
 //   }
+// clang-format on
 
 #ifndef ACCELERATE_STATE_STATUS_MACROS_H_
 #define ACCELERATE_STATE_STATUS_MACROS_H_

@@ -2,9 +2,14 @@
 // into `absl::Status`, used at every boundary where our API calls into
 // LibTorch (no exception crosses our API).
 //
-//   absl::Status status = accelerate::state::RunGuarded(
-//       "moving the model to cuda:0", [&] { model->to(device); });
-//   // On failure: "moving the model to cuda:0 failed: <LibTorch's message>"
+// clang-format off
+//   #include <ATen/core/Tensor.h>
+//   absl::Status Example(at::Tensor& weights, c10::Device device) {
+//     // On failure: "moving the weights to cuda:0 failed: <LibTorch's message>"
+//     return RunGuarded("moving the weights to cuda:0",
+//                       [&] { weights = weights.to(device); });
+//   }
+// clang-format on
 //
 // Codes, from the exception's type and then its message:
 //   - `ResourceExhausted`: out of memory (`c10::OutOfMemoryError`,

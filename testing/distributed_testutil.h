@@ -2,11 +2,18 @@
 // `PartialState` joined over a TCPStore and gloo on 127.0.0.1 (c10d's own
 // tests simulate ranks the same way).
 //
-//   std::vector<absl::Status> statuses = RunOnRanks(
-//       4, [](const state::PartialState& state) -> absl::Status {
-//         ...collectives...
-//         return absl::OkStatus();
-//       });
+// clang-format off
+//   #include <ATen/ATen.h>
+//   #include "state/collectives.h"
+//   #include "state/status_macros.h"
+//   bool Example() {
+//     std::vector<absl::Status> statuses = RunOnRanks(
+//         4, [](const state::PartialState& state) -> absl::Status {
+//           return state::Gather(state, at::ones({2})).status();
+//         });
+//     return statuses[0].ok();
+//   }
+// clang-format on
 
 #ifndef ACCELERATE_TESTING_DISTRIBUTED_TESTUTIL_H_
 #define ACCELERATE_TESTING_DISTRIBUTED_TESTUTIL_H_

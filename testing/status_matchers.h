@@ -1,11 +1,20 @@
 // GoogleTest matchers for `absl::Status` and `absl::StatusOr<T>`. Abseil
 // 20220623 ships none, so the project keeps this one set.
 //
-//   EXPECT_THAT(ParsePort("80"), IsOkAndHolds(80));
-//   EXPECT_THAT(ParsePort("x"), StatusIs(absl::StatusCode::kInvalidArgument,
-//                                        HasSubstr("\"x\"")));
-//   ASSERT_OK(Join());
-//   ASSERT_OK_AND_ASSIGN(auto state, PartialState::Create());
+// clang-format off
+//   #include "absl/strings/string_view.h"
+//   absl::StatusOr<int> ParsePort(absl::string_view text);
+//   absl::Status Join();
+//
+//   void Example() {
+//     EXPECT_THAT(ParsePort("80"), IsOkAndHolds(80));
+//     EXPECT_THAT(ParsePort("x"), StatusIs(absl::StatusCode::kInvalidArgument,
+//                                          ::testing::HasSubstr("\"x\"")));
+//     ASSERT_OK(Join());
+//     ASSERT_OK_AND_ASSIGN(int port, ParsePort("81"));
+//     EXPECT_EQ(port, 81);
+//   }
+// clang-format on
 
 #ifndef ACCELERATE_TESTING_STATUS_MATCHERS_H_
 #define ACCELERATE_TESTING_STATUS_MATCHERS_H_

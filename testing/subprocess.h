@@ -1,9 +1,16 @@
 // Starts child processes with extra environment variables and collects their
 // output and exit status; used by multi-process tests.
 //
-//   Subprocess child({"/bin/echo", "hi"}, {{"RANK", "0"}});
-//   ACCELERATE_CHECK_OK(child.Start());
-//   ProcessResult result = child.Wait(absl::Seconds(10));
+// clang-format off
+//   #include "state/logging.h"
+//   int Example() {
+//     Subprocess child({"/bin/echo", "hi"}, {{"RANK", "0"}});
+//     absl::Status started = child.Start();
+//     ACCELERATE_CHECK(started.ok()) << started;
+//     ProcessResult result = child.Wait(absl::Seconds(10));
+//     return result.exit_code;
+//   }
+// clang-format on
 //
 // Thread safety: one thread uses a `Subprocess` at a time. Ownership: the
 // object owns the child; destroying a running child kills it (SIGKILL), so a

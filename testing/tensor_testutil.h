@@ -1,7 +1,11 @@
 // The one way tests compare tensors: same shape and dtype, and values equal
 // within explicit tolerances (|actual - expected| <= atol + rtol * |expected|).
 //
-//   EXPECT_TRUE(TensorsClose(result, expected, {.rtol = 0, .atol = 1e-6}));
+// clang-format off
+//   void Example(const at::Tensor& result, const at::Tensor& expected) {
+//     EXPECT_TRUE(TensorsClose(result, expected, {.rtol = 0, .atol = 1e-6}));
+//   }
+// clang-format on
 
 #ifndef ACCELERATE_TESTING_TENSOR_TESTUTIL_H_
 #define ACCELERATE_TESTING_TENSOR_TESTUTIL_H_

@@ -1,4 +1,34 @@
-"""A test that a library depends only on the project packages it may use."""
+"""Layering tests: each public library reaches only the packages it may use.
+
+The architecture in one table (`ALLOWED_PACKAGES`): for every top-level
+package, the project packages its libraries may depend on. A BUILD file ends
+with `layering_tests()`, which adds one test per public `cc_library` of the
+package, so a new library is covered without anyone remembering to.
+"""
+
+# Dependencies flow one way: //state at the bottom; data, precision,
+# sharding, bigmodel and trackers on it; the Accelerator facade above them;
+# //launch links no library that needs LibTorch (checked by its own test).
+ALLOWED_PACKAGES = {
+    "accelerator": ["accelerator", "data", "precision", "sharding", "state", "third_party"],
+    "bigmodel": ["bigmodel", "state", "third_party"],
+    "data": ["data", "state", "third_party"],
+    "launch": ["launch", "state", "third_party"],
+    "precision": ["precision", "state", "third_party"],
+    "sharding": ["sharding", "state", "third_party"],
+    "state": ["state", "third_party"],
+    "testing": ["testing", "state", "third_party"],
+    "trackers": ["trackers", "state", "third_party"],
+}
+
+def _is_public(rule, default_public):
+    visibility = rule.get("visibility", []) or []
+    if not visibility:
+        return default_public
+    for label in visibility:
+        if str(label).endswith("//visibility:public"):
+            return True
+    return False
 
 def layering_test(name, library, allowed):
     """Fails when `library` reaches a project package outside `allowed`.
@@ -11,6 +41,7 @@ def layering_test(name, library, allowed):
     """
     native.genquery(
         name = name + "_deps",
+        testonly = True,
         expression = "deps(%s)" % library,
         scope = [library],
     )
@@ -25,3 +56,22 @@ def layering_test(name, library, allowed):
         ],
         data = [":%s_deps" % name],
     )
+
+def layering_tests(default_public = False):
+    """Adds `<library>_layering_test` for every public cc_library so far in
+    the calling package. Call it last in the BUILD file.
+
+    Args:
+      default_public: whether the package's `default_visibility` is public
+        (rules without their own `visibility` are then public).
+    """
+    package = native.package_name()
+    allowed = ALLOWED_PACKAGES[package.split("/")[0]]
+    for name, rule in sorted(native.existing_rules().items()):
+        if rule["kind"] != "cc_library" or not _is_public(rule, default_public):
+            continue
+        layering_test(
+            name = name + "_layering_test",
+            library = "//%s:%s" % (package, name),
+            allowed = allowed,
+        )

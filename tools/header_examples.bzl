@@ -1,0 +1,58 @@
+"""Compiles the usage example atop each public header.
+
+A BUILD file ends with `header_examples()`: for every public `cc_library` so
+far in the package, each header whose leading comment holds an example
+between `// clang-format off` and `// clang-format on` gets a generated
+`<header>_example.cc` (tools/header_example.py) and a library compiling it
+against that library and its dependencies. `bazel test //...` builds them, so
+an example that no longer compiles fails CI.
+"""
+
+def _is_public(rule, default_public):
+    visibility = rule.get("visibility", []) or []
+    if not visibility:
+        return default_public
+    for label in visibility:
+        if str(label).endswith("//visibility:public"):
+            return True
+    return False
+
+def header_examples(with_examples = None, default_public = False):
+    """Compiles the examples of the package's public headers.
+
+    Args:
+      with_examples: the headers (package-relative) that carry an example;
+        None means every public header must.
+      default_public: whether the package's `default_visibility` is public.
+    """
+    package = native.package_name()
+    for name, rule in sorted(native.existing_rules().items()):
+        if rule["kind"] != "cc_library" or not _is_public(rule, default_public):
+            continue
+        for hdr in rule.get("hdrs", []):
+            header = str(hdr).split(":")[-1]
+            if header.startswith("internal/"):
+                continue
+            if with_examples != None and header not in with_examples:
+                continue
+            stem = header.replace("/", "_").replace(".h", "")
+            target = stem + "_example"
+            if native.existing_rule(target + "_cc"):
+                continue  # Listed by two libraries.
+            path = (package + "/" + header) if package else header
+            native.genrule(
+                name = target + "_cc",
+                srcs = [header],
+                outs = [target + ".cc"],
+                tools = ["//tools:header_example.py"],
+                cmd = "python3 $(location //tools:header_example.py) " +
+                      "$(location %s) %s > $@" % (header, path),
+                testonly = True,
+            )
+            native.cc_library(
+                name = target,
+                testonly = True,
+                srcs = [target + ".cc"],
+                deps = [":" + name] + list(rule.get("deps", [])),
+                tags = ["header_example"],
+            )
