@@ -8,14 +8,7 @@ against that library and its dependencies. `bazel test //...` builds them, so
 an example that no longer compiles fails CI.
 """
 
-def _is_public(rule, default_public):
-    visibility = rule.get("visibility", []) or []
-    if not visibility:
-        return default_public
-    for label in visibility:
-        if str(label).endswith("//visibility:public"):
-            return True
-    return False
+load("//tools:public_libraries.bzl", "public_cc_libraries")
 
 def header_examples(with_examples = None, default_public = False):
     """Compiles the examples of the package's public headers.
@@ -26,9 +19,7 @@ def header_examples(with_examples = None, default_public = False):
       default_public: whether the package's `default_visibility` is public.
     """
     package = native.package_name()
-    for name, rule in sorted(native.existing_rules().items()):
-        if rule["kind"] != "cc_library" or not _is_public(rule, default_public):
-            continue
+    for name, rule in public_cc_libraries(default_public):
         for hdr in rule.get("hdrs", []):
             header = str(hdr).split(":")[-1]
             if header.startswith("internal/"):

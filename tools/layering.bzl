@@ -6,6 +6,8 @@ with `layering_tests()`, which adds one test per public `cc_library` of the
 package, so a new library is covered without anyone remembering to.
 """
 
+load("//tools:public_libraries.bzl", "public_cc_libraries")
+
 # Dependencies flow one way: //state at the bottom; data, precision,
 # sharding, bigmodel and trackers on it; the Accelerator facade above them;
 # //launch links no library that needs LibTorch (checked by its own test).
@@ -20,15 +22,6 @@ ALLOWED_PACKAGES = {
     "testing": ["testing", "state", "third_party"],
     "trackers": ["trackers", "state", "third_party"],
 }
-
-def _is_public(rule, default_public):
-    visibility = rule.get("visibility", []) or []
-    if not visibility:
-        return default_public
-    for label in visibility:
-        if str(label).endswith("//visibility:public"):
-            return True
-    return False
 
 def layering_test(name, library, allowed):
     """Fails when `library` reaches a project package outside `allowed`.
@@ -67,9 +60,7 @@ def layering_tests(default_public = False):
     """
     package = native.package_name()
     allowed = ALLOWED_PACKAGES[package.split("/")[0]]
-    for name, rule in sorted(native.existing_rules().items()):
-        if rule["kind"] != "cc_library" or not _is_public(rule, default_public):
-            continue
+    for name, rule in public_cc_libraries(default_public):
         layering_test(
             name = name + "_layering_test",
             library = "//%s:%s" % (package, name),
