@@ -1,14 +1,22 @@
 // The `accelerate` command line: `launch`, `config` (and `config default`),
-// `env` and `test`, with Accelerate's names, flags and config files.
+// `env`, `test`, and the helper commands `plan-shards`, `estimate-memory`,
+// `merge-weights` and `plan-device-map`, with Accelerate's names, flags and
+// config files. Every subcommand parses its flags with the one parser
+// (flags.h): `--flag value` or `--flag=value`, and `--help`.
 //
-//   int main(int argc, char** argv) {
-//     return accelerate::launch::RunCli(
-//         std::vector<std::string>(argv + 1, argv + argc),
-//         accelerate::state::ProcessEnvironment(), std::cin);
+// clang-format off
+//   #include <iostream>
+//   int Main(int argc, char** argv) {
+//     return RunCli(std::vector<std::string>(argv + 1, argv + argc),
+//                   state::ProcessEnvironment(), std::cin);
 //   }
+// clang-format on
+//
+// Under `bazel run`, relative paths the user gives are taken from
+// $BUILD_WORKING_DIRECTORY (paths.h).
 //
 // Thread safety: call from the main thread (`launch` handles signals and
-// `plan-shards`, `merge-weights`, `estimate-memory` replace the process).
+// the helper commands replace the process).
 
 #ifndef ACCELERATE_LAUNCH_CLI_H_
 #define ACCELERATE_LAUNCH_CLI_H_
@@ -17,17 +25,22 @@
 #include <string>
 #include <vector>
 
-#include "launch/launch_plan.h"
+#include "launch/host.h"
 #include "state/environment.h"
 
 namespace accelerate::launch {
 
 inline constexpr char kVersion[] = "0.1.0";
 
-// Runs the command in `args` (without the program name) and returns the exit
-// code. `input` answers `accelerate config`'s questions.
+// Runs the command in `args` (without the program name) on this machine
+// (`LocalHost(env)`) and returns the exit code. `input` answers
+// `accelerate config`'s questions.
 int RunCli(const std::vector<std::string>& args, const state::Environment& env,
-           std::istream& input, const LaunchHost& host = LocalHost());
+           std::istream& input);
+
+// As above, on the machine `host` describes.
+int RunCli(const std::vector<std::string>& args, const state::Environment& env,
+           std::istream& input, const LaunchHost& host);
 
 }  // namespace accelerate::launch
 

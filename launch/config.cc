@@ -111,7 +111,8 @@ absl::Status ParseMessage(const YAML::Node& map, const std::string& prefix,
   for (const auto& entry : map) {
     const std::string key = entry.first.as<std::string>();
     const YAML::Node& value = entry.second;
-    const std::string path = prefix.empty() ? key : absl::StrCat(prefix, ".", key);
+    const std::string path =
+        prefix.empty() ? key : absl::StrCat(prefix, ".", key);
     const FieldDescriptor* field = descriptor->FindFieldByName(key);
     if (field == nullptr) {
       if (!top_level) {
@@ -146,7 +147,8 @@ absl::Status ParseMessage(const YAML::Node& map, const std::string& prefix,
         return absl::InvalidArgumentError(absl::StrCat(
             path, ": expected a mapping, got ", Describe(value)));
       }
-      Message* section = message->GetReflection()->MutableMessage(message, field);
+      Message* section =
+          message->GetReflection()->MutableMessage(message, field);
       ACCELERATE_RETURN_IF_ERROR(
           ParseMessage(value, path, /*top_level=*/false, section, loaded));
       continue;

@@ -1,11 +1,17 @@
 // Reading and writing Accelerate's YAML config files (`accelerate config`,
 // `default_config.yaml`) as a typed `LaunchConfig`.
 //
-//   absl::StatusOr<LoadedConfig> loaded = LoadConfigFile(path);
-//   if (loaded.ok()) {
-//     for (const std::string& key : loaded->unsupported_keys) warn(key);
-//     int n = loaded->config.num_processes();
+// clang-format off
+//   #include <iostream>
+//   int Example(const std::string& path) {
+//     absl::StatusOr<LoadedConfig> loaded = LoadConfigFile(path);
+//     if (!loaded.ok()) return 1;
+//     for (const std::string& key : loaded->unsupported_keys) {
+//       std::cerr << "not supported: " << key << "\n";
+//     }
+//     return loaded->config.num_processes();
 //   }
+// clang-format on
 //
 // Files written by every Accelerate version since 0.11 load: old spellings
 // (`fp16: true`, top-level `dynamo_backend`, `fsdp_backward_prefetch_policy`,

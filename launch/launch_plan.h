@@ -1,56 +1,52 @@
-// `accelerate launch`: its flags, and the resolution of flags, config file
-// and defaults into a plan (how many processes, where they meet, what each
-// one's command line and environment are). Pure computation: nothing is
-// started here (see supervisor.h).
+// `accelerate launch`'s plan: the resolution of flags (launch_flags.h),
+// config file and defaults on a machine (host.h) into how many processes
+// there are, where they meet, and what each one's command line and
+// environment are. Computation only, apart from reading the config file:
+// nothing is started here (see supervisor.h).
 //
-//   FlagParser parser = LaunchFlagParser();
-//   ACCELERATE_ASSIGN_OR_RETURN(ParsedFlags flags, parser.Parse(args));
-//   ACCELERATE_ASSIGN_OR_RETURN(LaunchPlan plan,
-//       ResolveLaunch(flags, state::ProcessEnvironment(), LocalHost()));
-//   for (int local = 0; local < plan.nproc_per_node; ++local)
-//     Start(plan.command, RankEnvironment(plan, local, /*restart_count=*/0));
+// clang-format off
+//   #include "launch/launch_flags.h"
+//   #include "state/status_macros.h"
+//   using RankVariables = std::map<std::string, std::string>;
+//   absl::StatusOr<std::vector<RankVariables>> Ranks(
+//       const std::vector<std::string>& args) {
+//     const state::Environment& env = state::ProcessEnvironment();
+//     ACCELERATE_ASSIGN_OR_RETURN(ParsedFlags flags,
+//                                 LaunchFlagParser().Parse(args));
+//     ACCELERATE_ASSIGN_OR_RETURN(LaunchPlan plan,
+//                                 ResolveLaunch(flags, env, LocalHost(env)));
+//     ACCELERATE_RETURN_IF_ERROR(CheckCommand(plan, env));
+//     std::vector<RankVariables> ranks;
+//     for (int local = 0; local < plan.nproc_per_node; ++local) {
+//       ranks.push_back(RankEnvironment(plan, local, /*restart_count=*/0));
+//     }
+//     return ranks;  // Each rank runs plan.command with its variables.
+//   }
+// clang-format on
 //
 // Precedence is Accelerate's: flags, then the config file (--config_file, or
 // the default file unless --cpu), then defaults; the defaults used for
 // num_processes, num_machines and mixed_precision are listed in
-// `defaults_used` for Accelerate's warning.
+// `defaults_used` for Accelerate's warning. Relative paths are taken from
+// $BUILD_WORKING_DIRECTORY when set (paths.h).
 //
 // Thread safety: pure functions of their arguments (and the config file).
 
 #ifndef ACCELERATE_LAUNCH_LAUNCH_PLAN_H_
 #define ACCELERATE_LAUNCH_LAUNCH_PLAN_H_
 
-#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "launch/config.pb.h"
 #include "launch/flags.h"
+#include "launch/host.h"
 #include "state/environment.h"
 
 namespace accelerate::launch {
-
-// What the launcher needs to know about this machine; injectable for tests.
-struct LaunchHost {
-  // Visible NVIDIA GPUs.
-  int gpu_count = 0;
-  // Physical CPU cores.
-  int cpu_cores = 1;
-  // Whether `port` can be listened on here.
-  std::function<bool(int port)> port_is_free;
-  // A port that is free right now.
-  std::function<int()> pick_free_port;
-};
-
-// This machine: GPUs from /proc/driver/nvidia, cores from sysconf, real
-// socket checks.
-LaunchHost LocalHost();
-
-// The parser with every `accelerate launch` flag.
-FlagParser LaunchFlagParser();
 
 struct LaunchPlan {
   // The config file that was read, empty if none.
@@ -80,6 +76,12 @@ struct LaunchPlan {
   int tee = 0;
   // The argv each rank runs (a Python script gets the interpreter first).
   std::vector<std::string> command;
+  // The Python script `command` runs; empty for a program run directly or a
+  // module (-m).
+  std::string script;
+  // Where the ranks start: $BUILD_WORKING_DIRECTORY under `bazel run`;
+  // empty for the launcher's own working folder.
+  std::string working_dir;
   // Variables every rank gets besides torchrun's (ACCELERATE_*, FSDP_*,
   // OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES).
   std::map<std::string, std::string> common_env;
@@ -90,14 +92,26 @@ struct LaunchPlan {
   // Keys inside config sections that neither we nor Accelerate know
   // ("fsdp_config.fsdp_typo").
   std::vector<std::string> unknown_section_keys;
+  // What a dry run found this machine lacking for the plan (it is then a
+  // plan for another machine), for a warning.
+  std::vector<std::string> warnings;
 };
 
 // Resolves flags, config file and defaults. `InvalidArgument` names the bad
 // flag or config key and the valid values; `NotFound` for a missing
-// --config_file.
+// --config_file; `FailedPrecondition` when the plan needs GPUs this machine
+// lacks (with --dry_run, a warning in `warnings` instead).
 [[nodiscard]] absl::StatusOr<LaunchPlan> ResolveLaunch(
     const ParsedFlags& flags, const state::Environment& env,
     const LaunchHost& host);
+
+// Checks that `plan.command` can start here: its program is an executable
+// file, found as execvp finds it, and a Python script is a readable file.
+// `NotFound` or `PermissionDenied` reading "cannot execute PATH: why" (or
+// "cannot open the Python script PATH: why") with the resolved path. OK for
+// an empty command.
+[[nodiscard]] absl::Status CheckCommand(const LaunchPlan& plan,
+                                        const state::Environment& env);
 
 // The full environment additions for local process `local_rank` of this
 // machine: torchrun's variables (RANK, LOCAL_RANK, WORLD_SIZE, ...,

@@ -1,5 +1,7 @@
 #include "launch/launch_plan.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -10,6 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "launch/flags.h"
+#include "launch/host.h"
+#include "launch/launch_flags.h"
 #include "state/environment.h"
 #include "testing/status_matchers.h"
 
@@ -273,6 +278,91 @@ TEST_F(LaunchPlanTest, DescribePlanShowsEachRanksCommandAndEnvironment) {
   EXPECT_THAT(text, AllOf(HasSubstr("num_processes: 2"), HasSubstr("rank 0: prog a"),
                           HasSubstr("rank 1: prog a"), HasSubstr("RANK=1"),
                           HasSubstr("MASTER_PORT=29500")));
+}
+
+TEST_F(LaunchPlanTest, ADryRunOfAGpuPlanWarnsInsteadOfStopping) {
+  const std::string config = WriteConfig(
+      "gpus.yaml", "distributed_type: MULTI_GPU\nnum_processes: 4\n");
+  // A launch on this machine (no GPUs) stops, as before.
+  EXPECT_THAT(Resolve({"--config_file", config, "p"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("this machine has none")));
+  // A dry run prints the GPU machine's plan and says what is missing here.
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan,
+                       Resolve({"--config_file", config, "--dry_run", "p"}));
+  EXPECT_EQ(plan.distributed_type, "MULTI_GPU");
+  EXPECT_EQ(plan.num_processes, 4);
+  EXPECT_FALSE(plan.use_cpu);
+  EXPECT_EQ(plan.common_env.at("ACCELERATE_USE_CPU"), "False");
+  EXPECT_THAT(plan.warnings,
+              ElementsAre(AllOf(HasSubstr("needs GPUs"),
+                                HasSubstr("this machine has none"))));
+  // Without a dry run or a GPU need there is nothing to warn about.
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"--cpu", "--dry_run", "p"}));
+  EXPECT_THAT(plan.warnings, ::testing::IsEmpty());
+}
+
+TEST_F(LaunchPlanTest, UserPathsAreTakenFromBazelRunsWorkingDirectory) {
+  const std::string dir =
+      absl::StrCat(std::getenv("TEST_TMPDIR"), "/bazel_run_folder");
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/two.yaml")
+      << "distributed_type: MULTI_CPU\nnum_processes: 2\n";
+  env_.Set("BUILD_WORKING_DIRECTORY", dir);
+  ASSERT_OK_AND_ASSIGN(
+      LaunchPlan plan,
+      Resolve({"--config_file", "two.yaml", "--log_dir", "logs",
+               "bazel-bin/train", "--out", "out"}));
+  EXPECT_EQ(plan.config_file, dir + "/two.yaml");
+  EXPECT_EQ(plan.num_processes, 2);
+  EXPECT_EQ(plan.log_dir, dir + "/logs");
+  // The program is the user's path; its arguments are its own business, and
+  // the ranks start in the user's folder.
+  EXPECT_THAT(plan.command,
+              ElementsAre(dir + "/bazel-bin/train", "--out", "out"));
+  EXPECT_EQ(plan.working_dir, dir);
+  // A name without a slash is looked up in PATH; absolute paths stay.
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"hostname"}));
+  EXPECT_THAT(plan.command, ElementsAre("hostname"));
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"/bin/true"}));
+  EXPECT_THAT(plan.command, ElementsAre("/bin/true"));
+  // A Python script is opened by the interpreter in the ranks' folder.
+  env_.Set("ACCELERATE_PYTHON", "/usr/bin/python3");
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"train.py"}));
+  EXPECT_THAT(plan.command, ElementsAre("/usr/bin/python3", dir + "/train.py"));
+  EXPECT_EQ(plan.script, dir + "/train.py");
+}
+
+TEST_F(LaunchPlanTest, CheckCommandNamesTheResolvedProgram) {
+  const std::string dir =
+      absl::StrCat(std::getenv("TEST_TMPDIR"), "/programs");
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(dir + "/not_executable.sh") << "#!/bin/sh\n";
+  env_.Set("BUILD_WORKING_DIRECTORY", dir);
+  env_.Set("PATH", "/bin:/usr/bin");
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan, Resolve({"./missing", "a"}));
+  EXPECT_THAT(CheckCommand(plan, env_),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("cannot execute " + dir +
+                                 "/./missing: no such file")));
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"not_executable.sh"}));
+  EXPECT_THAT(CheckCommand(plan, env_),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("not_executable.sh: not found in PATH")));
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"./not_executable.sh"}));
+  EXPECT_THAT(CheckCommand(plan, env_),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("not_executable.sh: is not executable")));
+  env_.Set("ACCELERATE_PYTHON", "/bin/sh");
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"gone.py"}));
+  EXPECT_THAT(CheckCommand(plan, env_),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("cannot open the Python script " + dir +
+                                 "/gone.py")));
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"sh", "-c", "true"}));
+  EXPECT_OK(CheckCommand(plan, env_));
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"--dry_run"}));
+  EXPECT_OK(CheckCommand(plan, env_));
 }
 
 }  // namespace

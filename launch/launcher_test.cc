@@ -1,13 +1,13 @@
 // Real launches: the `accelerate` binary starts small rank programs (a shell
 // script, a Python script, //state's multi-process worker) and the tests
-// check what each rank saw and how failures, signals and restarts end.
+// check what each rank saw and how failures, signals and restarts end; and
+// what is checked before any rank starts (the program, the GPUs a plan
+// needs, `bazel run`'s working folder).
 
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "launch/launcher_testutil.h"
 #include "testing/free_port.h"
+#include "testing/files.h"
 #include "testing/subprocess.h"
 
 namespace accelerate::launch {
@@ -30,40 +30,11 @@ namespace {
 
 using ::accelerate::testing::PickFreePort;
 using ::accelerate::testing::ProcessResult;
-using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
+using ::accelerate::testing::TestDir;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string Accelerate() { return Runfile("launch/accelerate"); }
-std::string RankProgram() { return Runfile("launch/testdata/rank_program.sh"); }
-std::string Worker() { return Runfile("state/multiprocess_worker"); }
-
-std::string TmpDir(const std::string& name) {
-  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
-  ::mkdir(dir.c_str(), 0755);
-  return dir;
-}
-
-// Runs `accelerate <args>` with a private HF_HOME (no default config).
-ProcessResult RunAccelerate(const std::vector<std::string>& args,
-                            std::map<std::string, std::string> env = {},
-                            absl::Duration timeout = absl::Seconds(60)) {
-  std::vector<std::string> argv = {Accelerate()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  env.emplace("HF_HOME", TmpDir("hf_home"));
-  Subprocess process(argv, env);
-  EXPECT_TRUE(process.Start().ok());
-  return process.Wait(timeout);
-}
-
-bool HasLine(const std::string& output, const std::string& line) {
-  for (absl::string_view l : absl::StrSplit(output, '\n')) {
-    if (l == line) return true;
-  }
-  return false;
-}
 
 TEST(LauncherTest, EachRankSeesItsEnvironmentAndOutputIsPrefixed) {
   ProcessResult result = RunAccelerate(
@@ -133,10 +104,10 @@ TEST(LauncherTest, ARankKilledByASignalIsReported) {
 }
 
 TEST(LauncherTest, SignalsReachEveryRank) {
-  const std::string dir = TmpDir("signals");
+  const std::string dir = TestDir("signals");
   Subprocess launcher({Accelerate(), "launch", "--cpu", "--num_processes", "2",
                        RankProgram(), "wait_for_signal", dir},
-                      {{"HF_HOME", TmpDir("hf_home")}});
+                      {{"HF_HOME", TestDir("hf_home")}});
   ASSERT_TRUE(launcher.Start().ok());
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (absl::Now() < deadline &&
@@ -168,7 +139,7 @@ TEST(LauncherTest, MaxRestartsRestartsTheWholeGroup) {
 }
 
 TEST(LauncherTest, NothingIsLeftRunningAfterTheLaunch) {
-  const std::string dir = TmpDir("orphans");
+  const std::string dir = TestDir("orphans");
   ProcessResult result = RunAccelerate(
       {"launch", "--cpu", "--num_processes", "2", RankProgram(), "grandchild", dir});
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -186,7 +157,7 @@ TEST(LauncherTest, NothingIsLeftRunningAfterTheLaunch) {
 }
 
 TEST(LauncherTest, ADetachedDescendantHoldingTheOutputDoesNotHangTheLaunch) {
-  const std::string dir = TmpDir("detached");
+  const std::string dir = TestDir("detached");
   ProcessResult result = RunAccelerate(
       {"launch", "--cpu", "--num_processes", "2", RankProgram(), "detached", dir});
   EXPECT_EQ(result.exit_code, 0) << result.output;
@@ -206,7 +177,7 @@ TEST(LauncherTest, ADetachedDescendantHoldingTheOutputDoesNotHangTheLaunch) {
 }
 
 TEST(LauncherTest, PythonScriptsRunWithTheInterpreter) {
-  const std::string script = TmpDir("python") + "/train.py";
+  const std::string script = TestDir("python") + "/train.py";
   std::ofstream(script)
       << "import os\n"
          "print('python rank %s of %s mp %s' % (os.environ['RANK'], "
@@ -225,7 +196,7 @@ TEST(LauncherTest, RanksJoinAProcessGroupAndRunCollectives) {
   ProcessResult result = RunAccelerate(
       {"launch", "--cpu", "--num_processes", "2", "--main_process_port",
        absl::StrCat(PickFreePort()), Worker(), "collectives", "60"},
-      {{"WORKER_TMPDIR", TmpDir("collectives")}});
+      {{"WORKER_TMPDIR", TestDir("collectives")}});
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_TRUE(HasLine(result.output, "[rank0]: RESULT gather_scalar 0,1"));
   EXPECT_TRUE(HasLine(result.output, "[rank1]: RESULT reduce_sum 3,3"));
@@ -245,8 +216,8 @@ TEST(LauncherTest, TwoMachinesMeetAtTheMainProcess) {
             "--main_process_ip", "127.0.0.1", "--main_process_port",
             absl::StrCat(port), Worker(), "collectives", "60"},
         std::map<std::string, std::string>{
-            {"HF_HOME", TmpDir("hf_home")},
-            {"WORKER_TMPDIR", TmpDir(absl::StrCat("machine", machine))}}));
+            {"HF_HOME", TestDir("hf_home")},
+            {"WORKER_TMPDIR", TestDir(absl::StrCat("machine", machine))}}));
     ASSERT_TRUE(machines.back()->Start().ok());
   }
   for (int machine = 0; machine < 2; ++machine) {
@@ -266,7 +237,7 @@ TEST(LauncherTest, TwoMachinesMeetAtTheMainProcess) {
 }
 
 TEST(LauncherTest, LogDirKeepsEachRanksStreams) {
-  const std::string dir = TmpDir("logs");
+  const std::string dir = TestDir("logs");
   ProcessResult result = RunAccelerate({"launch", "--cpu", "--num_processes",
                                         "2", "--log_dir", dir, "--tee", "3",
                                         RankProgram(), "env"});
@@ -279,7 +250,7 @@ TEST(LauncherTest, LogDirKeepsEachRanksStreams) {
 }
 
 TEST(LauncherTest, DryRunPrintsThePlanAndStartsNothing) {
-  const std::string dir = TmpDir("dry");
+  const std::string dir = TestDir("dry");
   ProcessResult result = RunAccelerate({"launch", "--cpu", "--num_processes",
                                         "2", "--dry_run", RankProgram(),
                                         "grandchild", dir});
@@ -306,6 +277,94 @@ TEST(LauncherTest, BadInvocationsSayWhatIsWrong) {
   EXPECT_THAT(command.output, HasSubstr("unknown command \"lunch\""));
 }
 
+TEST(LauncherTest, AProgramThatCannotRunIsReportedOnceBeforeAnyRankStarts) {
+  ProcessResult missing = RunAccelerate(
+      {"launch", "--cpu", "--num_processes", "3", "/nonexistent/program"});
+  EXPECT_EQ(missing.exit_code, 127) << missing.output;
+  EXPECT_EQ(CountOf(missing.output, "cannot execute /nonexistent/program"), 1)
+      << missing.output;
+  // No rank was started, so none failed.
+  EXPECT_THAT(missing.output, Not(HasSubstr("[rank")));
+  EXPECT_THAT(missing.output, Not(HasSubstr("(pid")));
+
+  const std::string script = TestDir("not_executable") + "/train.sh";
+  std::ofstream(script) << "#!/bin/sh\necho started\n";
+  ::chmod(script.c_str(), 0644);
+  ProcessResult refused = RunAccelerate(
+      {"launch", "--cpu", "--num_processes", "2", script});
+  EXPECT_EQ(refused.exit_code, 127) << refused.output;
+  EXPECT_EQ(CountOf(refused.output,
+                    "cannot execute " + script + ": is not executable"),
+            1)
+      << refused.output;
+  EXPECT_THAT(refused.output, Not(HasSubstr("started")));
+
+  ProcessResult unknown = RunAccelerate(
+      {"launch", "--cpu", "--num_processes", "2", "no_such_program_here"});
+  EXPECT_EQ(unknown.exit_code, 127) << unknown.output;
+  EXPECT_EQ(CountOf(unknown.output,
+                    "cannot execute no_such_program_here: not found in PATH"),
+            1)
+      << unknown.output;
+}
+
+TEST(LauncherTest, ADryRunChecksAGpuPlanOnAMachineWithoutGpus) {
+  const std::string config = TestDir("gpu_plan") + "/gpus.yaml";
+  std::ofstream(config) << "distributed_type: MULTI_GPU\nnum_processes: 2\n";
+  // CUDA_VISIBLE_DEVICES="" hides any GPU this machine has.
+  const std::map<std::string, std::string> no_gpus = {
+      {"CUDA_VISIBLE_DEVICES", ""}};
+  ProcessResult dry = RunAccelerate(
+      {"launch", "--config_file", config, "--dry_run", "/elsewhere/train"},
+      no_gpus);
+  ASSERT_EQ(dry.exit_code, 0) << dry.output;
+  EXPECT_THAT(dry.output,
+              AllOf(HasSubstr("resolved configuration"),
+                    HasSubstr("distributed_type: MULTI_GPU"),
+                    HasSubstr("rank 1: /elsewhere/train"),
+                    HasSubstr("ACCELERATE_USE_CPU=False"),
+                    HasSubstr("warning: --multi_gpu (or distributed_type "
+                              "MULTI_GPU) needs GPUs"),
+                    HasSubstr("warning: cannot execute /elsewhere/train")));
+  ProcessResult real = RunAccelerate(
+      {"launch", "--config_file", config, RankProgram(), "env"}, no_gpus);
+  EXPECT_EQ(real.exit_code, 2) << real.output;
+  EXPECT_THAT(real.output, HasSubstr("this machine has none"));
+  EXPECT_THAT(real.output, Not(HasSubstr("[rank")));
+}
+
+TEST(LauncherTest, BazelRunsWorkingDirectoryResolvesTheUsersPaths) {
+  const std::string user = TestDir("user_folder");
+  ::mkdir((user + "/tools").c_str(), 0755);
+  ::symlink(RankProgram().c_str(), (user + "/tools/rank.sh").c_str());
+  std::ofstream(user + "/two.yaml")
+      << "distributed_type: MULTI_CPU\nnum_processes: 2\nuse_cpu: true\n";
+  const std::string runfiles = TestDir("runfiles_like");
+  ProcessResult result = RunAccelerateAsBazelRun(
+      runfiles, user,
+      {"launch", "--config_file", "two.yaml", "--log_dir", "logs", "--tee",
+       "1", "tools/rank.sh", "pwd"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // The ranks start where the user typed the command.
+  EXPECT_TRUE(HasLine(result.output, "[rank0]: PWD " + RealPath(user)))
+      << result.output;
+  EXPECT_TRUE(HasLine(result.output, "[rank1]: PWD " + RealPath(user)))
+      << result.output;
+  std::stringstream log;
+  log << std::ifstream(user + "/logs/attempt_0/rank_1/stdout.log").rdbuf();
+  EXPECT_TRUE(HasLine(log.str(), "PWD " + RealPath(user))) << log.str();
+
+  // A missing relative program is named by its resolved path.
+  ProcessResult missing = RunAccelerateAsBazelRun(
+      runfiles, user, {"launch", "--cpu", "tools/missing.sh"});
+  EXPECT_EQ(missing.exit_code, 127) << missing.output;
+  EXPECT_EQ(CountOf(missing.output,
+                    "cannot execute " + user + "/tools/missing.sh"),
+            1)
+      << missing.output;
+
+}
+
 TEST(LauncherTest, HelpExplainsEveryCommand) {
   ProcessResult help = RunAccelerate({"launch", "--help"});
   EXPECT_EQ(help.exit_code, 0);
@@ -318,212 +377,6 @@ TEST(LauncherTest, HelpExplainsEveryCommand) {
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.output, HasSubstr(absl::StrCat("accelerate ", command)));
   }
-}
-
-TEST(CliTest, ConfigQuestionnaireWritesTheAnswers) {
-  const std::string path = TmpDir("config") + "/answers.yaml";
-  // multi-CPU, 1 machine, debug yes, 4 processes, bf16.
-  Subprocess process({"/bin/sh", "-c",
-                      absl::StrCat("printf '1\\n1\\nyes\\n4\\nbf16\\n' | ",
-                                   Accelerate(), " config --config_file ", path)},
-                     {});
-  ASSERT_TRUE(process.Start().ok());
-  ProcessResult result = process.Wait(absl::Seconds(30));
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr("accelerate configuration saved at " + path));
-  std::stringstream yaml;
-  yaml << std::ifstream(path).rdbuf();
-  EXPECT_THAT(yaml.str(), AllOf(HasSubstr("distributed_type: 'MULTI_CPU'"),
-                                HasSubstr("num_processes: 4"),
-                                HasSubstr("debug: true"),
-                                HasSubstr("mixed_precision: 'bf16'"),
-                                HasSubstr("use_cpu: true")));
-  // The written file drives a launch.
-  ProcessResult launched = RunAccelerate(
-      {"launch", "--config_file", path, RankProgram(), "env"});
-  ASSERT_EQ(launched.exit_code, 0) << launched.output;
-  EXPECT_TRUE(HasLine(launched.output, "[rank3]: ENV WORLD_SIZE=4"));
-  EXPECT_TRUE(HasLine(launched.output, "[rank3]: ENV ACCELERATE_DEBUG_MODE=true"));
-  EXPECT_TRUE(HasLine(launched.output,
-                      "[rank0]: ENV ACCELERATE_MIXED_PRECISION=bf16"));
-}
-
-TEST(CliTest, ConfigRejectsBadAnswersByName) {
-  const std::string path = TmpDir("config") + "/bad.yaml";
-  Subprocess process({"/bin/sh", "-c",
-                      absl::StrCat("printf 'quantum\\n' | ", Accelerate(),
-                                   " config --config_file ", path)},
-                     {});
-  ASSERT_TRUE(process.Start().ok());
-  ProcessResult result = process.Wait(absl::Seconds(30));
-  EXPECT_NE(result.exit_code, 0);
-  EXPECT_THAT(result.output, HasSubstr("got \"quantum\""));
-  EXPECT_NE(::access(path.c_str(), F_OK), 0);
-}
-
-TEST(CliTest, ConfigDefaultWritesOnceAndEnvReportsIt) {
-  const std::string home = TmpDir("default_home");
-  ProcessResult first = RunAccelerate({"config", "default"}, {{"HF_HOME", home}});
-  ASSERT_EQ(first.exit_code, 0) << first.output;
-  EXPECT_THAT(first.output, HasSubstr("saved at " + home +
-                                      "/accelerate/default_config.yaml"));
-  ProcessResult second = RunAccelerate({"config", "default"}, {{"HF_HOME", home}});
-  EXPECT_THAT(second.output, HasSubstr("already exists"));
-  ProcessResult env = RunAccelerate({"env"}, {{"HF_HOME", home}});
-  ASSERT_EQ(env.exit_code, 0);
-  EXPECT_THAT(env.output,
-              AllOf(HasSubstr("- `accelerate-cpp` version: "),
-                    HasSubstr("- Platform: Linux"),
-                    HasSubstr("- LibTorch version (built against): 2.13"),
-                    HasSubstr("- System RAM: "),
-                    HasSubstr("- `Accelerate` default config:"),
-                    HasSubstr("\t- distributed_type: NO"),
-                    HasSubstr("\t- use_cpu: true")));
-}
-
-TEST(CliTest, PlanShardsPrintsTheLibrarysPlan) {
-  ProcessResult plan = RunAccelerate({"plan-shards", "--dataset_length=22",
-                                      "--batch_size=3", "--num_processes=2"});
-  ASSERT_EQ(plan.exit_code, 0) << plan.output;
-  EXPECT_EQ(plan.output,
-            "{\"ranks\": [[[0, 1, 2], [6, 7, 8], [12, 13, 14], [18, 19, 20]], "
-            "[[3, 4, 5], [9, 10, 11], [15, 16, 17], [21, 0, 1]]]}\n");
-  ProcessResult split = RunAccelerate(
-      {"plan-shards", "--dataset_length=21", "--batch_size=4",
-       "--num_processes=2", "--split_batches", "--even_batches=false",
-       "--skip_batches=4"});
-  ASSERT_EQ(split.exit_code, 0) << split.output;
-  EXPECT_EQ(split.output,
-            "{\"ranks\": [[[16, 17], [20]], [[18, 19]]]}\n");
-  ProcessResult stream = RunAccelerate({"plan-shards", "--dataset_length=10",
-                                        "--batch_size=2", "--num_processes=2",
-                                        "--iterable"});
-  ASSERT_EQ(stream.exit_code, 0) << stream.output;
-  EXPECT_EQ(stream.output,
-            "{\"ranks\": [[[0, 1], [4, 5], [8, 9]], [[2, 3], [6, 7], [0, 1]]]}\n");
-  ProcessResult shuffled = RunAccelerate(
-      {"plan-shards", "--dataset_length=10", "--batch_size=5",
-       "--num_processes=2", "--shuffle", "--seed=42"});
-  ASSERT_EQ(shuffled.exit_code, 0) << shuffled.output;
-  // torch.randperm(10) with seed 42 (checked against Python torch in
-  // //data:sampler_test): [2, 6, 1, 8, 4, 5, 0, 9, 3, 7].
-  EXPECT_EQ(shuffled.output,
-            "{\"ranks\": [[[2, 6, 1, 8, 4]], [[5, 0, 9, 3, 7]]]}\n");
-  ProcessResult bad = RunAccelerate({"plan-shards", "--dataset_length=3",
-                                     "--batch_size=1", "--num_processes=4"});
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_THAT(bad.output, HasSubstr("3 samples cannot give each of 4 processes"));
-}
-
-TEST(CliTest, MergeWeightsJoinsTheShards) {
-  const std::string dir = TmpDir("merge");
-  // Two shards and an index, written by hand with the sample tool's files.
-  const std::string tool = Runfile("bigmodel/safetensors_tool");
-  for (const char* shard : {"a.safetensors", "b.safetensors"}) {
-    Subprocess sample({tool, "sample", dir + "/" + shard}, {});
-    ASSERT_TRUE(sample.Start().ok());
-    ASSERT_EQ(sample.Wait(absl::Seconds(30)).exit_code, 0);
-  }
-  std::ofstream(dir + "/model.safetensors.index.json")
-      << R"({"metadata": {}, "weight_map": {"f32": "a.safetensors", )"
-      << R"("i64": "b.safetensors", "bool": "b.safetensors"}})";
-  ProcessResult merged = RunAccelerate(
-      {"merge-weights", dir, TmpDir("merged") + "/one.safetensors"});
-  ASSERT_EQ(merged.exit_code, 0) << merged.output;
-  EXPECT_THAT(merged.output, HasSubstr("merged 3 tensors from 2 shard(s)"));
-  Subprocess dump({tool, "dump", TmpDir("merged") + "/one.safetensors"}, {});
-  ASSERT_TRUE(dump.Start().ok());
-  ProcessResult result = dump.Wait(absl::Seconds(30));
-  EXPECT_THAT(result.output, AllOf(HasSubstr("f32 F32 [2,3] 0,0.25,0.5"),
-                                   HasSubstr("i64 I64 [2] -7,9"),
-                                   HasSubstr("bool BOOL [3] 1,0,1")));
-  EXPECT_THAT(result.output, Not(HasSubstr("f64")));
-  ProcessResult estimate = RunAccelerate(
-      {"estimate-memory", TmpDir("merged") + "/one.safetensors", "--dtypes",
-       "float32", "int8"});
-  ASSERT_EQ(estimate.exit_code, 0) << estimate.output;
-  // f32 [2,3] + i64 [2] + bool [3]: 24 + 16 + 3 = 43 bytes; the largest
-  // layer is f32's 24.
-  EXPECT_THAT(estimate.output,
-              AllOf(HasSubstr("Memory Usage for loading"),
-                    HasSubstr("│float32│   24 bytes  │  43 bytes │"),
-                    HasSubstr(" 172 bytes "), HasSubstr("│  int8 │  6.0 bytes  │10.75 bytes│"),
-                    HasSubstr(" N/A ")));
-  ProcessResult missing = RunAccelerate({"merge-weights", TmpDir("nothing"), "x"});
-  EXPECT_EQ(missing.exit_code, 2);
-  EXPECT_THAT(missing.output, HasSubstr("neither model.safetensors.index.json"));
-}
-
-// A module tree (JSON) of float32 leaves named a, b, c, ... with these
-// element counts.
-std::string LeavesTree(const std::vector<int>& floats) {
-  std::string children;
-  for (size_t i = 0; i < floats.size(); ++i) {
-    absl::StrAppend(&children, i ? ", " : "", R"({"name": ")",
-                    std::string(1, static_cast<char>('a' + i)),
-                    R"(", "class": "Linear", "params": [{"name": "weight", )",
-                    R"("shape": [)", floats[i],
-                    R"(], "dtype": "float32"}], "buffers": [], "children": []})");
-  }
-  return absl::StrCat(
-      R"({"name": "", "class": "Net", "params": [], "buffers": [], "children": [)",
-      children, "]}");
-}
-
-TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
-  const std::string path = TmpDir("tree") + "/model.json";
-  std::ofstream(path) << LeavesTree({100, 100, 100});
-  // GPU 0 keeps 400 bytes for the largest layer, so only a fits; GPU 1 is
-  // not a main device and takes the rest.
-  ProcessResult result =
-      RunAccelerate({"plan-device-map", path, "--max_memory", "0=1000,1=800"});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output,
-              HasSubstr(R"({"device_map": {"a": 0, "b": 1, "c": 1}})"));
-  result = RunAccelerate({"plan-device-map", path, "--max_memory",
-                          "0=1000,1=800", "--dtype", "float16"});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": 0}})"));
-  // Balanced over the two GPUs: GPU 0 keeps 1200 / 2 + 1.25 x 400 = 1100,
-  // 400 of it for the largest layer: only a fits there.
-  result = RunAccelerate({"plan-device-map", path, "--max_memory", "0=5000,1=5000",
-                          "--device_map", "balanced"});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"a": 0, "b": 1, "c": 1}})"));
-  result = RunAccelerate({"plan-device-map", path, "--max_memory", "0=5000", "--device_map",
-                          "even"});
-  EXPECT_EQ(result.exit_code, 2);
-  EXPECT_THAT(result.output, HasSubstr("--device_map \"even\""));
-  ProcessResult bad =
-      RunAccelerate({"plan-device-map", path, "--max_memory", "0=lots"});
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_THAT(bad.output, HasSubstr("\"lots\""));
-  // GPU 0 keeps 400 of its 500 bytes for the largest layer: a does not
-  // fit, and without a fallback nothing goes there (a needed its 400 bytes
-  // plus the 400 kept); with one, the small c does.
-  const std::string uneven = TmpDir("uneven") + "/model.json";
-  std::ofstream(uneven) << LeavesTree({100, 100, 10});
-  result = RunAccelerate({"plan-device-map", uneven, "--max_memory", "0=500"});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output, HasSubstr(R"({"device_map": {"": "disk"}})"));
-  EXPECT_THAT(result.output, HasSubstr("0: 800 bytes required"));
-  result = RunAccelerate({"plan-device-map", uneven, "--max_memory", "0=500",
-                          "--fallback_allocation", "--offload_buffers"});
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output,
-              HasSubstr(R"({"device_map": {"c": 0, "a": "disk", "b": "disk"}})"));
-  ProcessResult no_memory = RunAccelerate({"plan-device-map", path});
-  EXPECT_EQ(no_memory.exit_code, 2);
-  EXPECT_THAT(no_memory.output, HasSubstr("--max_memory is required"));
-}
-
-TEST(CliTest, TestCommandRunsTheSelfCheck) {
-  ProcessResult result = RunAccelerate({"test"}, {}, absl::Seconds(120));
-  ASSERT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_THAT(result.output,
-              AllOf(HasSubstr("[rank0]: PASS gather"),
-                    HasSubstr("[rank1]: PASS reduce mean"),
-                    HasSubstr("Test is a success!")));
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ int main() {
                                    state.is_main_process() == (rank == 0) &&
                                    state.is_last_process() == (rank == n - 1),
               "inconsistent rank answers");
-  check.Check("wait_for_everyone", state.WaitForEveryone().ok(), "barrier failed");
+  check.Check("wait_for_everyone", state.WaitForEveryone().ok(),
+              "barrier failed");
 
   state.Print("**Collectives**");
   check.CheckOk<at::Tensor>(
@@ -89,7 +90,9 @@ int main() {
       });
   check.CheckOk<at::Tensor>(
       "broadcast", st::Broadcast(state, at::full({3}, rank, at::kLong), n - 1),
-      [&](const at::Tensor& t) { return t.equal(at::full({3}, n - 1, at::kLong)); });
+      [&](const at::Tensor& t) {
+        return t.equal(at::full({3}, n - 1, at::kLong));
+      });
   check.CheckOk<std::string>(
       "broadcast_object",
       st::BroadcastObject(state, absl::StrCat("from ", rank), 0),

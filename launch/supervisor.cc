@@ -19,7 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "state/environment.h"
+#include "state/child_process.h"
 
 namespace accelerate::launch {
 namespace {
@@ -111,6 +111,8 @@ void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
   std::vector<char*> argv = state::CStringArray(argv_strings);
   const std::string exec_error = absl::StrCat(
       "accelerate launch: cannot execute ", spec.argv[0], "\n");
+  const std::string chdir_error = absl::StrCat(
+      "accelerate launch: cannot start in ", spec.working_dir, "\n");
 
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -134,6 +136,12 @@ void Attempt::Spawn(const RankProcess& spec, const sigset_t& old_mask) {
     ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);
+    if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) {
+      const ssize_t ignored =
+          ::write(STDERR_FILENO, chdir_error.data(), chdir_error.size());
+      (void)ignored;
+      ::_exit(127);
+    }
     ::execvpe(argv[0], argv.data(), envp.data());
     const ssize_t ignored =
         ::write(STDERR_FILENO, exec_error.data(), exec_error.size());
@@ -260,7 +268,8 @@ void Attempt::ReapExited() {
     ::kill(-child.pid, SIGKILL);
     ::waitpid(child.pid, &child.status, 0);
     child.exited = true;
-    const bool failed = !WIFEXITED(child.status) || WEXITSTATUS(child.status) != 0;
+    const bool failed =
+        !WIFEXITED(child.status) || WEXITSTATUS(child.status) != 0;
     if (failed && failed_index_ < 0 && received_signal_ == 0 && !stopping_) {
       failed_index_ = static_cast<int>(i);
       stopping_ = true;
@@ -384,7 +393,9 @@ void Attempt::Run() {
 }
 
 std::string DescribeStatus(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with code ", WEXITSTATUS(status));
+  if (WIFEXITED(status)) {
+    return absl::StrCat("exited with code ", WEXITSTATUS(status));
+  }
   if (WIFSIGNALED(status)) {
     return absl::StrCat("was killed by signal ", WTERMSIG(status), " (",
                         strsignal(WTERMSIG(status)), ")");

@@ -4,10 +4,22 @@
 // grace period), signals sent to the launcher reach every rank, and the whole
 // group is restarted up to `max_restarts` times.
 //
-//   SupervisorOptions options;
-//   options.max_restarts = 1;
-//   int exit_code = RunSupervised(
-//       [&](int attempt) { return MakeRanks(plan, attempt); }, options);
+// clang-format off
+//   int EchoTwiceUnderSupervision() {
+//     SupervisorOptions options;
+//     options.max_restarts = 1;
+//     return RunSupervised(
+//         [](int attempt) {
+//           std::vector<RankProcess> ranks(2);
+//           for (int rank = 0; rank < 2; ++rank) {
+//             ranks[rank].rank = rank;
+//             ranks[rank].argv = {"echo", "attempt", std::to_string(attempt)};
+//           }
+//           return ranks;
+//         },
+//         options);
+//   }
+// clang-format on
 //
 // No orphans: each rank runs in its own process group, which is killed once
 // the rank has ended, and dies with the launcher (PR_SET_PDEATHSIG).
@@ -34,6 +46,8 @@ struct RankProcess {
   std::vector<std::string> argv;
   // Added to (and overriding) the launcher's environment.
   std::map<std::string, std::string> env;
+  // The folder the rank starts in; empty for the launcher's.
+  std::string working_dir;
 };
 
 struct SupervisorOptions {

@@ -1,9 +1,15 @@
 // The one way `//state` (and the libraries above it) read environment
 // variables, so that tests can inject a map instead of the process
-// environment.
+// environment. (Starting child processes with an environment is
+// state/child_process.h.)
 //
-//   MapEnvironment env({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
-//   absl::StatusOr<LaunchInfo> info = ResolveLaunchInfo(env);
+// clang-format off
+//   #include "state/launch_info.h"
+//   absl::StatusOr<LaunchInfo> SecondOfTwo() {
+//     MapEnvironment env({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
+//     return ResolveLaunchInfo(env);
+//   }
+// clang-format on
 //
 // Thread safety: `Get` is const and safe to call concurrently, provided
 // nobody calls `setenv` on the process environment at the same time.
@@ -11,10 +17,11 @@
 #ifndef ACCELERATE_STATE_ENVIRONMENT_H_
 #define ACCELERATE_STATE_ENVIRONMENT_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
-#include <vector>
+#include <utility>
 
 #include "absl/strings/string_view.h"
 
@@ -51,15 +58,6 @@ class MapEnvironment final : public Environment {
  private:
   std::map<std::string, std::string, std::less<>> values_;
 };
-
-// The NAME=VALUE strings of this process's environment with `overrides` added
-// or replacing, sorted by name: what a launched child should see.
-std::vector<std::string> ChildEnvironment(
-    const std::map<std::string, std::string>& overrides);
-
-// Null-terminated pointers into `strings`, for execve's argv and envp.
-// `strings` must outlive the result and not change size.
-std::vector<char*> CStringArray(std::vector<std::string>& strings);
 
 }  // namespace accelerate::state
 

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/files.h"
 #include "testing/free_port.h"
 #include "testing/subprocess.h"
 
@@ -25,16 +26,12 @@ using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
 using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
+using ::accelerate::testing::TestPath;
 using ::testing::AllOf;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 std::string WorkerPath() { return Runfile("state/multiprocess_worker"); }
-
-std::string TmpDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir == nullptr ? "/tmp" : dir;
-}
 
 // The `RESULT <name> <value>` lines of one rank's output.
 std::map<std::string, std::string> Results(const ProcessResult& result) {
@@ -59,7 +56,7 @@ TEST_P(MultiprocessTest, EveryCollectiveAgreesOnEveryRank) {
   const int n = GetParam();
   absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
       {WorkerPath(), "collectives", "60"}, n, PickFreePort(),
-      {{"WORKER_TMPDIR", TmpDir()}}, absl::Seconds(120));
+      {{"WORKER_TMPDIR", TestPath("")}}, absl::Seconds(120));
   ASSERT_TRUE(results.ok()) << results.status();
 
   std::vector<double> gather, scalars, nested, reduce_sum;
@@ -139,7 +136,7 @@ TEST(MultiprocessLaunchersTest, OpenMpiAndSlurmVariablesFormAGroup) {
                    {"OMPI_COMM_WORLD_LOCAL_RANK", absl::StrCat(rank)},
                    {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
                    {"MASTER_PORT", absl::StrCat(port)},
-                   {"WORKER_TMPDIR", TmpDir()}});
+                   {"WORKER_TMPDIR", TestPath("")}});
   }
   for (const ProcessResult& result :
        RunWithEnvs({WorkerPath(), "collectives", "60"}, mpi,
@@ -158,7 +155,7 @@ TEST(MultiprocessLaunchersTest, OpenMpiAndSlurmVariablesFormAGroup) {
                      {"SLURM_TASKS_PER_NODE", "2"},
                      {"SLURM_JOB_NODELIST", "localhost"},
                      {"MASTER_PORT", absl::StrCat(slurm_port)},
-                     {"WORKER_TMPDIR", TmpDir()}});
+                     {"WORKER_TMPDIR", TestPath("")}});
   }
   for (const ProcessResult& result :
        RunWithEnvs({WorkerPath(), "collectives", "60"}, slurm,

@@ -12,7 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "state/environment.h"
+#include "state/child_process.h"
 #include "state/logging.h"
 
 namespace accelerate::testing {

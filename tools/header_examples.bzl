@@ -10,17 +10,25 @@ an example that no longer compiles fails CI.
 
 load("//tools:public_libraries.bzl", "public_cc_libraries")
 
-def header_examples(with_examples = None, default_public = False):
+def header_examples(
+        with_examples = None,
+        default_public = False,
+        include_private = False):
     """Compiles the examples of the package's public headers.
 
     Args:
       with_examples: the headers (package-relative) that carry an example;
         None means every public header must.
       default_public: whether the package's `default_visibility` is public.
+      include_private: the headers of private libraries too, and the
+        headers among a library's sources.
     """
     package = native.package_name()
-    for name, rule in public_cc_libraries(default_public):
-        for hdr in rule.get("hdrs", []):
+    for name, rule in public_cc_libraries(default_public, include_private):
+        headers = list(rule.get("hdrs", []))
+        if include_private:
+            headers += [f for f in rule.get("srcs", []) if str(f).endswith(".h")]
+        for hdr in headers:
             header = str(hdr).split(":")[-1]
             if header.startswith("internal/"):
                 continue
@@ -28,7 +36,7 @@ def header_examples(with_examples = None, default_public = False):
                 continue
             stem = header.replace("/", "_").replace(".h", "")
             target = stem + "_example"
-            if native.existing_rule(target + "_cc"):
+            if header.endswith(".pb.h") or native.existing_rule(target + "_cc"):
                 continue  # Listed by two libraries.
             path = (package + "/" + header) if package else header
             native.genrule(

@@ -56,6 +56,9 @@ case "${1:-}" in
     printf '10%%\r50%%\r100%%\n'
     printf 'windows line\r\n' >&2
     ;;
+  pwd)  # the folder the rank started in
+    echo "PWD $(pwd -P)"
+    ;;
   partial)  # output without a final newline
     printf 'no newline from %s' "$rank"
     ;;
