@@ -6,44 +6,46 @@
 // main devices (the first GPU and the CPU), which must be able to hold any
 // offloaded layer while it runs. Unlike Accelerate's, the cost grows
 // linearly with the number of modules (200 000 in well under a second).
+// Budgets are max_memory.h's; spreading the model evenly over several GPUs
+// is balanced_memory.h.
 //
-//   ACCELERATE_ASSIGN_OR_RETURN(auto memory,
-//   ParseMaxMemory("0=10GiB,cpu=30GB")); ACCELERATE_ASSIGN_OR_RETURN(DeviceMap
-//   map, InferAutoDeviceMap(tree, {memory})); std::cout <<
-//   DeviceMapToJson(map);  // {"device_map": {"embed": 0, ...}}
+// clang-format off
+//   absl::StatusOr<std::string> Example(const ModuleTree& tree) {
+//     absl::StatusOr<MaxMemory> memory = ParseMaxMemory("0=10GiB,cpu=30GB");
+//     if (!memory.ok()) return memory.status();
+//     absl::StatusOr<DeviceMap> map = InferAutoDeviceMap(
+//         tree, {.max_memory = *memory, .no_split_module_classes = {"Block"}});
+//     if (!map.ok()) return map.status();
+//     return DeviceMapToJson(*map);  // {"device_map": {"embed": 0, ...}}
+//   }
+// clang-format on
 //
 // Thread safety: pure functions.
 
 #ifndef ACCELERATE_BIGMODEL_DEVICE_MAP_H_
 #define ACCELERATE_BIGMODEL_DEVICE_MAP_H_
 
-#include <cstdint>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bigmodel/device.h"
+#include "bigmodel/max_memory.h"
 #include "bigmodel/module_tree.h"
 
 namespace accelerate::bigmodel {
 
-// Devices with their byte budgets, in placement order: GPU indices ("0",
-// "1", ...), "cpu", "disk".
-using MaxMemory = std::vector<std::pair<std::string, int64_t>>;
-
-// Parses "0=10GiB,1=10GiB,cpu=30GB,disk=1TB": sizes in bytes or with
-// Accelerate's units (KB/MB/GB/TB = 10^3.., KiB/MiB/GiB/TiB = 2^10..).
-// `InvalidArgument` names the bad entry.
-[[nodiscard]] absl::StatusOr<MaxMemory> ParseMaxMemory(const std::string& text);
-
 struct DeviceMapOptions {
+  // The devices to fill and their budgets, in placement order. "disk" is
+  // added, unbounded, when missing.
   MaxMemory max_memory;
   // Class names of modules never split across devices: exact names or RE2
   // patterns matching the whole name ("Block|.*DecoderLayer"). A bad pattern
   // is an `InvalidArgument` naming it.
   std::vector<std::string> no_split_module_classes;
-  // Count floating-point tensors in this dtype ("float16", ...).
+  // Count floating-point tensors in this dtype ("float16", ...; the PyTorch
+  // names of dtype.h).
   std::optional<std::string> dtype;
   // Buffers of modules placed on "cpu" or "disk" will be offloaded with
   // them. When false (the default, as Accelerate), they will sit on the
@@ -56,34 +58,23 @@ struct DeviceMapOptions {
   bool fallback_allocation = false;
 };
 
-// Module (or tensor) full name -> device ("0", "cpu", "disk"), in placement
-// order, with fully placed subtrees merged into their parent as Accelerate's
-// clean_device_map does.
-using DeviceMap = std::vector<std::pair<std::string, std::string>>;
-
+// The device map (device.h) of `tree`, in placement order, with fully
+// placed subtrees merged into their parent as Accelerate's clean_device_map
+// does. `InvalidArgument` for an unknown dtype or a bad no-split pattern.
 [[nodiscard]] absl::StatusOr<DeviceMap> InferAutoDeviceMap(
     const ModuleTree& tree, const DeviceMapOptions& options);
-
-// Accelerate's get_balanced_memory: lowers the budgets of all GPUs but the
-// last to an even share of the model plus a margin (1.25 times the larger of
-// the first no-split block and the mean module size), so that
-// InferAutoDeviceMap spreads the model over the GPUs instead of filling the
-// first. `low_zero` ("balanced_low_0") keeps GPU 0 as free as the others
-// allow, for generation outputs. The returned budgets are meant for
-// InferAutoDeviceMap with the same options.
-[[nodiscard]] absl::StatusOr<MaxMemory> GetBalancedMemory(
-    const ModuleTree& tree, const DeviceMapOptions& options, bool low_zero);
 
 // The map for one of Accelerate's `device_map` strategies, as its
 // load_checkpoint_and_dispatch computes it: "sequential" fills the devices
 // in order (InferAutoDeviceMap); "auto" and "balanced" first lower the GPU
-// budgets with GetBalancedMemory, "balanced_low_0" with `low_zero`.
-// `InvalidArgument` names any other strategy.
+// budgets with GetBalancedMemory (balanced_memory.h), "balanced_low_0" with
+// `low_zero`. `InvalidArgument` names any other strategy.
 [[nodiscard]] absl::StatusOr<DeviceMap> PlanDeviceMap(
     const ModuleTree& tree, const DeviceMapOptions& options,
     const std::string& strategy = "sequential");
 
-// {"device_map": {"name": 0, "other": "cpu", ...}} (GPU indices as numbers).
+// {"device_map": {"name": 0, "other": "cpu", ...}} (GPU indices as numbers),
+// as `accelerate plan-device-map` prints it.
 std::string DeviceMapToJson(const DeviceMap& map);
 
 }  // namespace accelerate::bigmodel

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_split.h"
 #include "bigmodel/device_map.h"
+#include "bigmodel/max_memory.h"
 #include "bigmodel/module_tree.h"
 
 namespace accelerate::bigmodel {

@@ -4,14 +4,20 @@
 // (device_map.h), and runs the model unchanged with part of its weights on
 // the CPU or on disk.
 //
-//   MyModel model{nullptr};
-//   { InitEmptyWeights scope; model = MyModel(config); }
-//   ACCELERATE_ASSIGN_OR_RETURN(auto map, InferAutoDeviceMap(...));
-//   ACCELERATE_ASSIGN_OR_RETURN(
-//       std::unique_ptr<DispatchedModel> dispatched,
-//       LoadCheckpointAndDispatch(*model, "ckpt/", map,
-//                                 {.offload_folder = "offload/"}));
-//   at::Tensor logits = model->forward(tokens);  // model code unchanged
+// clang-format off
+//   // `model` was built under InitEmptyWeights; `map` is InferAutoDeviceMap's
+//   // (device_map.h) or written by hand.
+//   absl::StatusOr<std::unique_ptr<DispatchedModel>> Example(
+//       torch::nn::Module& model, const DeviceMap& map) {
+//     absl::StatusOr<std::unique_ptr<DispatchedModel>> dispatched =
+//         LoadCheckpointAndDispatch(model, "/tmp/ckpt", map,
+//                                   {.offload_folder = "/tmp/offload"});
+//     if (!dispatched.ok()) return dispatched.status();
+//     // The model's forward runs unchanged; inputs go to
+//     // (*dispatched)->execution_device().
+//     return dispatched;
+//   }
+// clang-format on
 //
 // Placement: a weight goes where the longest device-map entry naming it or
 // one of its modules says. Weights on a GPU index, and on "cpu" when the
@@ -21,10 +27,11 @@
 // the module owning it onto the execution device (the map's GPU, else the
 // CPU), in place, releasing the weights of the module used before.
 // LibTorch modules have no forward hooks, so this is done one level lower:
-// a dispatcher fallback on the placeholders' dispatch key. While one module
-// runs, the weights of the next ones (in the order the previous pass used
-// them, else registration order; see `prefetch_bytes`) are prepared on a
-// background thread.
+// a dispatcher fallback on the placeholders' dispatch key
+// (internal/offload_fallback.h). While one module runs, the weights of the
+// next ones (in the order the previous pass used them, else registration
+// order; see `prefetch_bytes`) are prepared on a background thread
+// (internal/offload_engine.h).
 // Disk weights are read through a mapping of the checkpoint itself (or of
 // the offload folder), never reopened per tensor; a CPU execution device
 // uses them in place and gives the pages back on release.
@@ -47,19 +54,18 @@
 #ifndef ACCELERATE_BIGMODEL_DISPATCH_H_
 #define ACCELERATE_BIGMODEL_DISPATCH_H_
 
-#include <ATen/core/Tensor.h>
-#include <c10/core/Device.h>
-#include <c10/core/ScalarType.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+#include "bigmodel/device.h"
 
 namespace torch::nn {
 class Module;
@@ -67,10 +73,7 @@ class Module;
 
 namespace accelerate::bigmodel {
 
-namespace bigmodel_internal {
-class OffloadEngine;
-}
-
+// How LoadCheckpointAndDispatch places and runs the offloaded weights.
 struct DispatchOptions {
   // Folder for the weights placed on "disk". When set, each gets an entry in
   // `<offload_folder>/index.json` (Accelerate's format): a pointer into the
@@ -102,6 +105,7 @@ struct DispatchOptions {
   std::function<void(int64_t, int64_t)> progress;
 };
 
+// What the offloaded execution has done so far.
 struct DispatchStats {
   int64_t loads = 0;          // Modules whose offloaded weights were loaded.
   int64_t prefetch_hits = 0;  // Of those, prepared in the background.
@@ -129,38 +133,40 @@ class DispatchedModel {
 
  private:
   friend absl::StatusOr<std::unique_ptr<DispatchedModel>>
-  LoadCheckpointAndDispatch(
-      torch::nn::Module& model, const std::string& checkpoint,
-      const std::vector<std::pair<std::string, std::string>>& device_map,
-      const DispatchOptions& options);
+  LoadCheckpointAndDispatch(torch::nn::Module& model,
+                            const std::string& checkpoint,
+                            const DeviceMap& device_map,
+                            const DispatchOptions& options);
   DispatchedModel();
 
-  std::unique_ptr<bigmodel_internal::OffloadEngine> engine_;
+  // The offload engine (internal/offload_engine.h).
+  class Engine;
+  std::unique_ptr<Engine> engine_;
   std::vector<std::string> unexpected_keys_;
 };
 
 // Loads `checkpoint` (a .safetensors file, an index, or a folder holding
 // one; see ShardedCheckpoint) into `model` by name, placing each parameter
-// and buffer as `device_map` says (module name -> "cpu", "disk" or a GPU
-// index, as InferAutoDeviceMap returns; "" names the whole model). Tensors
+// and buffer as `device_map` says (device.h: module name -> "cpu", "disk"
+// or a GPU index, as InferAutoDeviceMap returns; "" names the whole
+// model). Tensors
 // are placed one at a time: peak memory is the resident weights plus the
 // largest tensor being converted or copied (plus up to 64 MB of converted
 // disk weights on their way to the offload folder). Coverage, shapes and
 // missing weights are checked from the headers before anything is placed;
 // a later failure (writing the offload folder, memory) may leave part of
 // the model placed.
-// Errors: `InvalidArgument` for a device-map entry with an unknown device
-// or several GPUs,
-// a weight no entry covers, a shape that differs from the model's, a
-// converted disk weight without `offload_folder`; `NotFound` for weights
+// Errors: `InvalidArgument` for a device map with several GPUs, a weight
+// no entry covers, a shape that differs from the model's, a converted disk
+// weight without `offload_folder`; `NotFound` for weights
 // the checkpoint lacks (all named, up to 10); `FailedPrecondition` for a
 // GPU index without CUDA; file errors as ShardedCheckpoint.
 // REQUIRES: one DispatchedModel per model at a time.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<DispatchedModel>>
-LoadCheckpointAndDispatch(
-    torch::nn::Module& model, const std::string& checkpoint,
-    const std::vector<std::pair<std::string, std::string>>& device_map,
-    const DispatchOptions& options = {});
+LoadCheckpointAndDispatch(torch::nn::Module& model,
+                          const std::string& checkpoint,
+                          const DeviceMap& device_map,
+                          const DispatchOptions& options = {});
 
 }  // namespace accelerate::bigmodel
 

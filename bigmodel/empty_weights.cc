@@ -1,3 +1,7 @@
+// Empty-weight models: the CPU `empty` kernels diverted to another device
+// while a scope is alive, and tensors filled in place (see
+// empty_weights.h).
+
 #include "bigmodel/empty_weights.h"
 
 #include <ATen/ops/empty.h>

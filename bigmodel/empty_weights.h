@@ -5,13 +5,24 @@
 // dtype, no storage — and initializers run as no-ops. Module code is not
 // changed: the scope intercepts LibTorch's CPU `empty` kernels.
 //
-//   GptModel model{nullptr};
-//   {
-//     accelerate::bigmodel::InitEmptyWeights scope;
-//     model = GptModel(config);  // 10 GB of parameters, no memory used
+// clang-format off
+//   #include <torch/nn/modules/linear.h>
+//
+//   absl::Status Example(const at::Tensor& real_weight) {
+//     torch::nn::Linear layer{nullptr};
+//     {
+//       InitEmptyWeights scope;
+//       layer = torch::nn::Linear(50'000, 4096);  // 800 MB, no memory used
+//     }
+//     // Load what is needed (dispatch.h), or fill tensors one by one:
+//     absl::Status filled = ReplaceTensor(layer->weight, real_weight);
+//     if (!filled.ok()) return filled;
+//     const std::vector<std::string> empty = MetaTensorNames(*layer);
+//     // Still empty: "bias".
+//     return empty.empty() ? absl::OkStatus()
+//                          : absl::FailedPreconditionError(empty[0]);
 //   }
-//   // Load what is needed (dispatch.h), or fill tensors one by one:
-//   ACCELERATE_RETURN_IF_ERROR(ReplaceTensor(model->wte->weight, real));
+// clang-format on
 //
 // Every tensor created in the scope is empty, buffers too (Accelerate's
 // `include_buffers=True`): LibTorch's `register_buffer` cannot be told apart
@@ -28,14 +39,13 @@
 #ifndef ACCELERATE_BIGMODEL_EMPTY_WEIGHTS_H_
 #define ACCELERATE_BIGMODEL_EMPTY_WEIGHTS_H_
 
-#include <ATen/core/Tensor.h>
-#include <c10/core/Device.h>
-
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace torch::nn {
 class Module;

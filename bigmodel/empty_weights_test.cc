@@ -1,3 +1,6 @@
+// Tests of InitEmptyWeights, InitOnDevice, ReplaceTensor and
+// MetaTensorNames.
+
 #include "bigmodel/empty_weights.h"
 
 #include <torch/torch.h>

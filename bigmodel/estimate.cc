@@ -1,3 +1,5 @@
+// Accelerate's memory estimate and its table (see estimate.h).
+
 #include "bigmodel/estimate.h"
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bigmodel/dtype.h"
 
 namespace accelerate::bigmodel {
 namespace {
@@ -22,13 +25,13 @@ struct Node {
   std::vector<std::pair<std::string, int64_t>> tensors;
 };
 
+// Bytes of `entry` in Accelerate's empty model: floating-point tensors in
+// float32, others (and unknown dtypes) in their own size.
 int64_t TensorBytes(const TensorEntry& entry) {
   int64_t elements = 1;
   for (int64_t d : entry.shape) elements *= d;
-  const bool floating = entry.dtype == "F32" || entry.dtype == "F16" ||
-                        entry.dtype == "BF16" || entry.dtype == "F64" ||
-                        entry.dtype == "F8_E4M3" || entry.dtype == "F8_E5M2";
-  return elements * (floating ? 4 : DtypeSize(entry.dtype).value_or(4));
+  const Dtype* dtype = DtypeBySafetensorsName(entry.dtype);
+  return elements * (dtype == nullptr || dtype->floating ? 4 : dtype->bytes);
 }
 
 // Python's str.center.
@@ -82,7 +85,8 @@ ModelSizes ComputeModelSizes(const std::vector<TensorEntry>& tensors) {
     int64_t bytes;
   };
   std::vector<Item> queue;
-  for (const auto& [name, bytes] : root.tensors) queue.push_back({name, nullptr, bytes});
+  for (const auto& [name, bytes] : root.tensors)
+    queue.push_back({name, nullptr, bytes});
   for (const std::string& name : root.order) {
     const Node* child = root.children.at(name).get();
     queue.push_back({name, child, child->bytes});
@@ -95,7 +99,8 @@ ModelSizes ComputeModelSizes(const std::vector<TensorEntry>& tensors) {
       return false;
     }
     for (const std::string& name : node->order) {
-      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) {
+      if (name.empty() ||
+          name.find_first_not_of("0123456789") != std::string::npos) {
         return false;
       }
     }
@@ -108,7 +113,8 @@ ModelSizes ComputeModelSizes(const std::vector<TensorEntry>& tensors) {
       std::vector<Item> blocks;
       for (const std::string& name : item.node->order) {
         const Node* child = item.node->children.at(name).get();
-        blocks.push_back({absl::StrCat(item.name, ".", name), nullptr, child->bytes});
+        blocks.push_back(
+            {absl::StrCat(item.name, ".", name), nullptr, child->bytes});
       }
       queue.insert(queue.begin(), blocks.begin(), blocks.end());
       continue;
@@ -125,7 +131,8 @@ ModelSizes ComputeModelSizes(const std::vector<TensorEntry>& tensors) {
     std::vector<Item> children;
     for (const std::string& name : item.node->order) {
       const Node* child = item.node->children.at(name).get();
-      children.push_back({absl::StrCat(item.name, ".", name), child, child->bytes});
+      children.push_back(
+          {absl::StrCat(item.name, ".", name), child, child->bytes});
     }
     queue.insert(queue.begin(), children.begin(), children.end());
   }
@@ -148,17 +155,20 @@ absl::StatusOr<std::vector<MemoryRow>> EstimateMemory(
       divisor = 2;
       // fp32 master weights, 1.5x for gradients, 2x for Adam: the largest
       // part is the optimizer's.
-      row.training_bytes = std::max({fp32, fp32 + std::floor(fp32 / 2), fp32 * 2});
+      row.training_bytes =
+          std::max({fp32, fp32 + std::floor(fp32 / 2), fp32 * 2});
     } else if (dtype == "int8") {
       divisor = 4;
     } else if (dtype == "int4") {
       divisor = 8;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--dtypes: \"", dtype, "\" is not one of float32, float16, int8, int4"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dtypes: \"", dtype,
+                       "\" is not one of float32, float16, int8, int4"));
     }
     row.total_bytes = fp32 / divisor;
-    row.largest_layer_bytes = static_cast<double>(sizes.largest_layer_bytes) / divisor;
+    row.largest_layer_bytes =
+        static_cast<double>(sizes.largest_layer_bytes) / divisor;
     rows.push_back(row);
   }
   return rows;
@@ -189,16 +199,17 @@ std::string ConvertBytes(double size, bool integral) {
 
 std::string MemoryTable(const std::vector<MemoryRow>& rows,
                         const std::string& title) {
-  const std::vector<std::string> headers = {"dtype", "Largest Layer",
-                                            "Total Size", "Training using Adam"};
+  const std::vector<std::string> headers = {
+      "dtype", "Largest Layer", "Total Size", "Training using Adam"};
   std::vector<std::vector<std::string>> cells;
   for (const MemoryRow& row : rows) {
     // float32 sizes are whole bytes, as in Python (int until divided).
     const bool integral = row.dtype == "float32";
     cells.push_back({row.dtype, ConvertBytes(row.largest_layer_bytes, integral),
                      ConvertBytes(row.total_bytes, integral),
-                     row.training_bytes < 0 ? "N/A"
-                                            : ConvertBytes(row.training_bytes, true)});
+                     row.training_bytes < 0
+                         ? "N/A"
+                         : ConvertBytes(row.training_bytes, true)});
   }
   std::vector<size_t> widths;
   for (size_t i = 0; i < headers.size(); ++i) {
@@ -221,8 +232,9 @@ std::string MemoryTable(const std::vector<MemoryRow>& rows,
   for (size_t w : widths) sum += w;
   const size_t title_columns = Columns(title);
   if (title_columns > sum) {
-    diff = Columns(separator) > title_columns ? Columns(separator) - title_columns
-                                              : title_columns - Columns(separator);
+    diff = Columns(separator) > title_columns
+               ? Columns(separator) - title_columns
+               : title_columns - Columns(separator);
     widths.back() += diff;
   }
   separator = make_row("├", "┼", "┤");

@@ -4,14 +4,22 @@
 // names and shapes alone (nothing is loaded).
 //
 // The model is taken as Accelerate's empty model would be: floating-point
-// tensors in float32, others in their own dtype (bool as a byte, where
-// Accelerate counts an eighth); modules are the dotted prefixes of the
-// tensor names, and a layer is a module with no child modules, a top-level
-// tensor, or one numbered block of a list (`layers.7`), standing in for the
-// no-split block classes transformers models declare.
+// tensors in float32, others in their own dtype (dtype.h's `floating` and
+// `bytes`; bool as a byte, where Accelerate counts an eighth); modules are the
+// dotted prefixes of the tensor names, and a layer is a module with no child
+// modules, a top-level tensor, or one numbered block of a list (`layers.7`),
+// standing in for the no-split block classes transformers models declare.
 //
-//   std::vector<MemoryRow> rows = EstimateMemory(entries, {"float32", "int8"});
-//   std::cout << MemoryTable(rows, "Memory Usage for loading `./ckpt`");
+// clang-format off
+//   // `entries` from a checkpoint's headers (ShardedCheckpoint::Entries).
+//   absl::StatusOr<std::string> Example(
+//       const std::vector<TensorEntry>& entries) {
+//     absl::StatusOr<std::vector<MemoryRow>> rows =
+//         EstimateMemory(entries, {"float32", "int8"});
+//     if (!rows.ok()) return rows.status();
+//     return MemoryTable(*rows, "Memory Usage for loading `./ckpt`");
+//   }
+// clang-format on
 //
 // Thread safety: pure functions.
 
@@ -27,6 +35,7 @@
 
 namespace accelerate::bigmodel {
 
+// One line of the table: the sizes for one dtype, in bytes.
 struct MemoryRow {
   std::string dtype;
   double largest_layer_bytes = 0;
@@ -35,6 +44,7 @@ struct MemoryRow {
   double training_bytes = -1;
 };
 
+// A model's size and its largest layers, in bytes as float32.
 struct ModelSizes {
   int64_t total_bytes = 0;
   int64_t largest_layer_bytes = 0;

@@ -1,3 +1,5 @@
+// Tests of the memory estimate against Accelerate's arithmetic and table.
+
 #include "bigmodel/estimate.h"
 
 #include <string>
@@ -54,9 +56,9 @@ TEST(EstimateTest, NumberedBlocksCountAsOneLayer) {
   std::vector<TensorEntry> model = {Entry("embed.weight", {100})};
   for (int block = 0; block < 2; ++block) {
     for (const char* part : {"q", "k", "v"}) {
-      model.push_back(Entry("layers." + std::to_string(block) + ".attn." + part +
-                                ".weight",
-                            {64}));
+      model.push_back(
+          Entry("layers." + std::to_string(block) + ".attn." + part + ".weight",
+                {64}));
     }
   }
   const ModelSizes sizes = ComputeModelSizes(model);
@@ -71,8 +73,9 @@ TEST(EstimateTest, TiedLargestLayersAreAllNamed) {
 }
 
 TEST(EstimateTest, RowsFollowAcceleratesArithmetic) {
-  ASSERT_OK_AND_ASSIGN(std::vector<MemoryRow> rows,
-                       EstimateMemory(Model(), {"float32", "float16", "int8", "int4"}));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<MemoryRow> rows,
+      EstimateMemory(Model(), {"float32", "float16", "int8", "int4"}));
   const double total = (64000 + 2 * 33024 + 640) * 4 + 4096;
   EXPECT_EQ(rows[0].total_bytes, total);
   EXPECT_EQ(rows[0].training_bytes, total * 4);
@@ -81,8 +84,9 @@ TEST(EstimateTest, RowsFollowAcceleratesArithmetic) {
   EXPECT_EQ(rows[2].largest_layer_bytes, 64000.0);
   EXPECT_EQ(rows[3].total_bytes, total / 8);
   EXPECT_EQ(rows[3].training_bytes, -1);
-  EXPECT_THAT(EstimateMemory(Model(), {"float8"}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"float8\"")));
+  EXPECT_THAT(
+      EstimateMemory(Model(), {"float8"}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("\"float8\"")));
 }
 
 TEST(EstimateTest, ConvertBytesMatchesPython) {
@@ -116,8 +120,8 @@ TEST(EstimateTest, TableHasAcceleratesLayout) {
   // difference (62 - 54 = 8, so 16 more), as Accelerate's table does.
   const std::string wide = MemoryTable(
       rows, "Memory Usage for loading `a-checkpoint-with-a-long-name/model`");
-  EXPECT_THAT(wide, HasSubstr(
-      "│   Memory Usage for loading `a-checkpoint-with-a-long-name/model`   │"));
+  EXPECT_THAT(wide, HasSubstr("│   Memory Usage for loading "
+                              "`a-checkpoint-with-a-long-name/model`   │"));
   EXPECT_THAT(wide, HasSubstr("│        Training using Adam        │"));
 }
 

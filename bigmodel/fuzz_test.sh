@@ -13,6 +13,8 @@ clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address \
   -I"$root" \
   "$root/bigmodel/safetensors_header_fuzzer.cc" \
   "$root/bigmodel/safetensors_header.cc" \
+  "$root/bigmodel/dtype.cc" \
+  "$root/bigmodel/internal/json_string.cc" \
   -o "$work/fuzzer" \
   -lprotobuf $(pkg-config --libs absl_statusor absl_status absl_strings absl_str_format) -lpthread
 # Seeds: a valid file and a few near misses.

@@ -1,8 +1,15 @@
+// Module trees: described from LibTorch modules or from checkpoints, to and
+// from JSON, and their sizes (see module_tree.h).
+
 #include "bigmodel/module_tree.h"
 
+#include <algorithm>
+#include <memory>
 #include <set>
 #include <unordered_map>
+#include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -10,32 +17,25 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include <c10/core/TensorImpl.h>
+#include "bigmodel/dtype.h"
+#include "bigmodel/internal/json_string.h"
+#include "bigmodel/safetensors.h"
+#include "bigmodel/torch_dtype.h"
 #include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
 namespace {
 
+using ::accelerate::bigmodel_internal::AppendJsonString;
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
 
-struct DtypeRow {
-  at::ScalarType type;
-  const char* name;
-  int bytes;
-  bool floating;
-};
-
-constexpr DtypeRow kDtypes[] = {
-    {at::kFloat, "float32", 4, true},    {at::kDouble, "float64", 8, true},
-    {at::kHalf, "float16", 2, true},     {at::kBFloat16, "bfloat16", 2, true},
-    {at::kLong, "int64", 8, false},      {at::kInt, "int32", 4, false},
-    {at::kShort, "int16", 2, false},     {at::kChar, "int8", 1, false},
-    {at::kByte, "uint8", 1, false},      {at::kBool, "bool", 1, false},
-    {at::kComplexFloat, "complex64", 8, false},
-};
-
-std::string DtypeOf(at::ScalarType type) {
-  return DtypeName(type).value_or(std::string(c10::toString(type)));
+// PyTorch's name of `type`; LibTorch's for a type outside the table (which
+// ParseModuleTree will then refuse).
+std::string PytorchNameOf(at::ScalarType type) {
+  const Dtype* dtype = DtypeOf(type);
+  return dtype != nullptr ? std::string(dtype->pytorch_name)
+                          : std::string(c10::toString(type));
 }
 
 // "torch::nn::LinearImpl" -> "Linear", "NetImpl" -> "Net".
@@ -63,7 +63,7 @@ void Describe(const torch::nn::Module& module, const std::string& name,
     TensorSpec spec;
     spec.name = item.key();
     spec.shape = item.value().sizes().vec();
-    spec.dtype = DtypeOf(item.value().scalar_type());
+    spec.dtype = PytorchNameOf(item.value().scalar_type());
     const c10::TensorImpl* impl = item.value().unsafeGetTensorImpl();
     auto [it, inserted] = seen.emplace(impl, Join(path, item.key()));
     if (!inserted) spec.tied_to = it->second;
@@ -73,7 +73,7 @@ void Describe(const torch::nn::Module& module, const std::string& name,
     TensorSpec spec;
     spec.name = item.key();
     spec.shape = item.value().sizes().vec();
-    spec.dtype = DtypeOf(item.value().scalar_type());
+    spec.dtype = PytorchNameOf(item.value().scalar_type());
     out->buffers.push_back(std::move(spec));
   }
   for (const auto& child : module.named_children()) {
@@ -83,32 +83,23 @@ void Describe(const torch::nn::Module& module, const std::string& name,
   }
 }
 
-void AppendString(std::string* out, const std::string& text) {
-  out->push_back('"');
-  for (char c : text) {
-    if (c == '"' || c == '\\') out->push_back('\\');
-    out->push_back(c);
-  }
-  out->push_back('"');
-}
-
 void AppendTensors(std::string* out, const std::vector<TensorSpec>& specs,
                    bool buffers) {
   out->push_back('[');
   for (size_t i = 0; i < specs.size(); ++i) {
     if (i > 0) out->append(", ");
     out->append("{\"name\": ");
-    AppendString(out, specs[i].name);
+    AppendJsonString(out, specs[i].name);
     absl::StrAppend(out, ", \"shape\": [", absl::StrJoin(specs[i].shape, ", "),
                     "], \"dtype\": ");
-    AppendString(out, specs[i].dtype);
+    AppendJsonString(out, specs[i].dtype);
     if (buffers) {
-      absl::StrAppend(out, ", \"persistent\": ",
-                      specs[i].persistent ? "true" : "false");
+      absl::StrAppend(
+          out, ", \"persistent\": ", specs[i].persistent ? "true" : "false");
     }
     if (!specs[i].tied_to.empty()) {
       out->append(", \"tied_to\": ");
-      AppendString(out, specs[i].tied_to);
+      AppendJsonString(out, specs[i].tied_to);
     }
     out->push_back('}');
   }
@@ -117,9 +108,9 @@ void AppendTensors(std::string* out, const std::vector<TensorSpec>& specs,
 
 void AppendTree(std::string* out, const ModuleTree& tree) {
   out->append("{\"name\": ");
-  AppendString(out, tree.name);
+  AppendJsonString(out, tree.name);
   out->append(", \"class\": ");
-  AppendString(out, tree.class_name);
+  AppendJsonString(out, tree.class_name);
   out->append(", \"params\": ");
   AppendTensors(out, tree.params, /*buffers=*/false);
   out->append(", \"buffers\": ");
@@ -159,14 +150,15 @@ absl::StatusOr<std::vector<TensorSpec>> ParseTensors(
   }
   for (const Value& item : it->second.list_value().values()) {
     if (item.kind_case() != Value::kStructValue) {
-      return Bad(path, absl::StrCat("an entry of \"", key, "\" is not an object"));
+      return Bad(path,
+                 absl::StrCat("an entry of \"", key, "\" is not an object"));
     }
     const Struct& entry = item.struct_value();
     TensorSpec spec;
     ACCELERATE_ASSIGN_OR_RETURN(spec.name, StringField(entry, "name", path));
     const std::string full = Join(path, spec.name);
     ACCELERATE_ASSIGN_OR_RETURN(spec.dtype, StringField(entry, "dtype", full));
-    if (!DtypeBytes(spec.dtype).has_value()) {
+    if (DtypeByPytorchName(spec.dtype) == nullptr) {
       return Bad(full, absl::StrCat("unknown dtype \"", spec.dtype, "\""));
     }
     auto shape = entry.fields().find("shape");
@@ -176,12 +168,15 @@ absl::StatusOr<std::vector<TensorSpec>> ParseTensors(
     }
     for (const Value& dim : shape->second.list_value().values()) {
       const double d = dim.number_value();
-      if (dim.kind_case() != Value::kNumberValue || d < 0 || d != static_cast<int64_t>(d)) {
-        return Bad(full, "has a shape entry that is not a non-negative integer");
+      if (dim.kind_case() != Value::kNumberValue || d < 0 ||
+          d != static_cast<int64_t>(d)) {
+        return Bad(full,
+                   "has a shape entry that is not a non-negative integer");
       }
       spec.shape.push_back(static_cast<int64_t>(d));
     }
-    if (auto tied = entry.fields().find("tied_to"); tied != entry.fields().end()) {
+    if (auto tied = entry.fields().find("tied_to");
+        tied != entry.fields().end()) {
       spec.tied_to = tied->second.string_value();
       if (known->count(spec.tied_to) == 0) {
         return Bad(full, absl::StrCat("is tied to \"", spec.tied_to,
@@ -198,12 +193,15 @@ absl::StatusOr<std::vector<TensorSpec>> ParseTensors(
   return specs;
 }
 
-absl::StatusOr<ModuleTree> ParseNode(const Struct& object, const std::string& path,
+absl::StatusOr<ModuleTree> ParseNode(const Struct& object,
+                                     const std::string& path,
                                      std::set<std::string>* known) {
   ModuleTree tree;
   ACCELERATE_ASSIGN_OR_RETURN(tree.name, StringField(object, "name", path));
-  ACCELERATE_ASSIGN_OR_RETURN(tree.class_name, StringField(object, "class", path));
-  ACCELERATE_ASSIGN_OR_RETURN(tree.params, ParseTensors(object, "params", path, known));
+  ACCELERATE_ASSIGN_OR_RETURN(tree.class_name,
+                              StringField(object, "class", path));
+  ACCELERATE_ASSIGN_OR_RETURN(tree.params,
+                              ParseTensors(object, "params", path, known));
   ACCELERATE_ASSIGN_OR_RETURN(tree.buffers,
                               ParseTensors(object, "buffers", path, known));
   auto children = object.fields().find("children");
@@ -216,8 +214,9 @@ absl::StatusOr<ModuleTree> ParseNode(const Struct& object, const std::string& pa
         return Bad(path, "a child is not an object");
       }
       auto name = child.struct_value().fields().find("name");
-      const std::string child_name =
-          name == child.struct_value().fields().end() ? "" : name->second.string_value();
+      const std::string child_name = name == child.struct_value().fields().end()
+                                         ? ""
+                                         : name->second.string_value();
       if (child_name.empty()) return Bad(path, "a child has no name");
       ACCELERATE_ASSIGN_OR_RETURN(
           ModuleTree parsed,
@@ -236,10 +235,11 @@ void AddSizes(const ModuleTree& tree, const std::string& path,
     if (!spec.tied_to.empty()) return;  // Counted where first met.
     int64_t elements = 1;
     for (int64_t d : spec.shape) elements *= d;
-    int bytes = DtypeBytes(spec.dtype).value_or(4);
-    if (dtype.has_value()) {
-      for (const DtypeRow& d : kDtypes) {
-        if (spec.dtype == d.name && d.floating) bytes = DtypeBytes(*dtype).value_or(bytes);
+    const Dtype* stored = DtypeByPytorchName(spec.dtype);
+    int bytes = stored != nullptr ? stored->bytes : 4;
+    if (dtype.has_value() && stored != nullptr && stored->floating) {
+      if (const Dtype* counted = DtypeByPytorchName(*dtype)) {
+        bytes = counted->bytes;
       }
     }
     const int64_t size = elements * bytes;
@@ -257,28 +257,85 @@ void AddSizes(const ModuleTree& tree, const std::string& path,
   sizes[path] = total;
 }
 
+// A module being assembled from tensor names, children found by name.
+struct NameNode {
+  std::vector<TensorSpec> params;
+  std::vector<std::string> order;  // Children in order of appearance.
+  std::map<std::string, std::unique_ptr<NameNode>> children;
+};
+
+// Numbered siblings in numeric order ("h.2" before "h.10"), then the rest by
+// name: safetensors files keep tensors sorted by dtype and name, not by the
+// model's registration order, which only a module-tree JSON carries.
+bool SiblingLess(const std::string& a, const std::string& b) {
+  const auto numeric = [](const std::string& s) {
+    return !s.empty() && s.size() < 18 &&
+           std::all_of(s.begin(), s.end(), absl::ascii_isdigit);
+  };
+  if (numeric(a) && numeric(b)) return std::stoll(a) < std::stoll(b);
+  if (numeric(a) != numeric(b)) return numeric(a);
+  return a < b;
+}
+
+ModuleTree ToTree(NameNode& node, const std::string& name) {
+  ModuleTree tree;
+  tree.name = name;
+  tree.params = std::move(node.params);
+  std::sort(node.order.begin(), node.order.end(), SiblingLess);
+  for (const std::string& child : node.order) {
+    tree.children.push_back(ToTree(*node.children[child], child));
+  }
+  return tree;
+}
+
+// Adds `entry` as a parameter of the module its name's prefix names.
+absl::Status AddTensor(const TensorEntry& entry, NameNode& root) {
+  std::vector<std::string> parts = absl::StrSplit(entry.name, '.');
+  if (std::any_of(parts.begin(), parts.end(),
+                  [](const std::string& p) { return p.empty(); })) {
+    return absl::InvalidArgumentError("tensor name \"" + entry.name +
+                                      "\" has an empty part");
+  }
+  NameNode* node = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    std::unique_ptr<NameNode>& child = node->children[parts[i]];
+    if (child == nullptr) {
+      child = std::make_unique<NameNode>();
+      node->order.push_back(parts[i]);
+    }
+    node = child.get();
+  }
+  const Dtype* dtype = DtypeBySafetensorsName(entry.dtype);
+  if (dtype == nullptr) {
+    return absl::InvalidArgumentError("tensor \"" + entry.name +
+                                      "\" has unknown dtype " + entry.dtype);
+  }
+  node->params.push_back(
+      {parts.back(), entry.shape, std::string(dtype->pytorch_name), ""});
+  return absl::OkStatus();
+}
+
+// `InvalidArgument` for a name that is both a tensor and a module ("a" and
+// "a.b").
+absl::Status CheckTensorsAreNotModules(const NameNode& root) {
+  std::vector<std::pair<const NameNode*, std::string>> stack = {{&root, ""}};
+  while (!stack.empty()) {
+    auto [node, path] = stack.back();
+    stack.pop_back();
+    for (const TensorSpec& p : node->params) {
+      if (node->children.count(p.name) > 0) {
+        return absl::InvalidArgumentError("\"" + Join(path, p.name) +
+                                          "\" is both a tensor and a module");
+      }
+    }
+    for (const auto& [name, child] : node->children) {
+      stack.push_back({child.get(), Join(path, name)});
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
-
-std::optional<int> DtypeBytes(const std::string& dtype) {
-  for (const DtypeRow& d : kDtypes) {
-    if (dtype == d.name) return d.bytes;
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> DtypeName(at::ScalarType type) {
-  for (const DtypeRow& d : kDtypes) {
-    if (d.type == type) return std::string(d.name);
-  }
-  return std::nullopt;
-}
-
-std::optional<at::ScalarType> ScalarTypeOf(const std::string& dtype) {
-  for (const DtypeRow& d : kDtypes) {
-    if (dtype == d.name) return d.type;
-  }
-  return std::nullopt;
-}
 
 ModuleTree DescribeModule(const torch::nn::Module& module) {
   ModuleTree tree;
@@ -300,6 +357,19 @@ absl::StatusOr<ModuleTree> ParseModuleTree(const std::string& json) {
   }
   std::set<std::string> known;
   return ParseNode(root, "", &known);
+}
+
+absl::StatusOr<ModuleTree> ModuleTreeFromCheckpoint(const std::string& path) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<ShardedCheckpoint> checkpoint,
+                              ShardedCheckpoint::Open(path));
+  ACCELERATE_ASSIGN_OR_RETURN(const std::vector<TensorEntry> entries,
+                              checkpoint->Entries());
+  NameNode root;
+  for (const TensorEntry& entry : entries) {
+    ACCELERATE_RETURN_IF_ERROR(AddTensor(entry, root));
+  }
+  ACCELERATE_RETURN_IF_ERROR(CheckTensorsAreNotModules(root));
+  return ToTree(root, "");
 }
 
 std::map<std::string, int64_t> ComputeModuleSizes(

@@ -10,12 +10,24 @@
 //    "children": [ ...the same form... ]}
 //
 // plus `"tied_to": "<full name>"` on a parameter that is the same tensor as
-// one met before it. Module sizes follow Accelerate's `compute_module_sizes`:
-// a tied tensor counts once, where it is first met.
+// one met before it. Dtypes are the PyTorch names of dtype.h. Module sizes
+// follow Accelerate's `compute_module_sizes`: a tied tensor counts once,
+// where it is first met. A tree also comes from a safetensors checkpoint,
+// whose tensor names give the modules.
 //
-//   ModuleTree tree = DescribeModule(*model);
-//   std::string json = ModuleTreeToJson(tree);
-//   std::map<std::string, int64_t> sizes = ComputeModuleSizes(tree);
+// clang-format off
+//   absl::StatusOr<int64_t> Example(const torch::nn::Module& model) {
+//     const ModuleTree tree = DescribeModule(model);
+//     absl::StatusOr<ModuleTree> parsed =
+//         ParseModuleTree(ModuleTreeToJson(tree));
+//     if (!parsed.ok()) return parsed.status();
+//     absl::StatusOr<ModuleTree> stored =
+//         ModuleTreeFromCheckpoint("/tmp/ckpt");
+//     if (!stored.ok()) return stored.status();
+//     const std::map<std::string, int64_t> sizes = ComputeModuleSizes(*parsed);
+//     return sizes.at("");  // The whole model's bytes.
+//   }
+// clang-format on
 //
 // Thread safety: pure functions; DescribeModule reads the module only.
 
@@ -33,10 +45,11 @@
 
 namespace accelerate::bigmodel {
 
+// A parameter or buffer of a module, without its data.
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  // PyTorch's spelling without "torch.": float32, float16, bfloat16, int64...
+  // PyTorch's spelling without "torch." (dtype.h): float32, bfloat16, int64..
   std::string dtype;
   // Parameters: the full name of the tensor this one is (tied weights).
   std::string tied_to;
@@ -44,6 +57,7 @@ struct TensorSpec {
   bool persistent = true;
 };
 
+// A module, its own tensors and its children.
 struct ModuleTree {
   std::string name;        // Local name; "" for the root.
   std::string class_name;  // "Linear" for torch::nn::LinearImpl.
@@ -59,19 +73,23 @@ std::string ModuleTreeToJson(const ModuleTree& tree);
 // `InvalidArgument` naming the path and the problem for malformed JSON, an
 // unknown dtype, a negative dimension or a `tied_to` that names no earlier
 // parameter.
-[[nodiscard]] absl::StatusOr<ModuleTree> ParseModuleTree(const std::string& json);
+[[nodiscard]] absl::StatusOr<ModuleTree> ParseModuleTree(
+    const std::string& json);
 
-// Bytes per element of a dtype name; nullopt if unknown.
-std::optional<int> DtypeBytes(const std::string& dtype);
-
-// PyTorch's name of `type` ("float32"; numpy's too for these types), and the
-// type of a name; nullopt for types and names outside the table.
-std::optional<std::string> DtypeName(at::ScalarType type);
-std::optional<at::ScalarType> ScalarTypeOf(const std::string& dtype);
+// The module tree a safetensors checkpoint's tensor names imply (`path` as
+// ShardedCheckpoint::Open takes it; only headers are read): "a.b.weight" is
+// the parameter "weight" of module "b" inside module "a". Checkpoints keep
+// tensors sorted, not in registration order, so numbered siblings come in
+// numeric order ("h.2" before "h.10"), then the others by name; classes are
+// unknown (""). `InvalidArgument` for a name with an empty part or one that
+// is both a tensor and a module; file errors as ShardedCheckpoint's.
+[[nodiscard]] absl::StatusOr<ModuleTree> ModuleTreeFromCheckpoint(
+    const std::string& path);
 
 // Bytes of every module and tensor by full name ("" is the whole model), as
 // Accelerate's compute_module_sizes: tied tensors count once. With `dtype`,
-// floating-point tensors are counted in it instead of their own.
+// floating-point tensors are counted in it instead of their own (dtype.h's
+// `floating`).
 std::map<std::string, int64_t> ComputeModuleSizes(
     const ModuleTree& tree, const std::optional<std::string>& dtype = {});
 

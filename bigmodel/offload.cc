@@ -1,6 +1,8 @@
+// Accelerate's offload folder: writing .dat files and pointers, reading
+// them back (see offload.h).
+
 #include "bigmodel/offload.h"
 
-#include <ATen/ATen.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -9,9 +11,11 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "bigmodel/module_tree.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include <ATen/ATen.h>
+#include "bigmodel/dtype.h"
+#include "bigmodel/torch_dtype.h"
 #include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
@@ -20,18 +24,22 @@ namespace {
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
 
-// Accelerate writes numpy's dtype names, which for these types are
-// PyTorch's (module_tree.h), bfloat16 included.
+// Accelerate writes numpy's dtype names, which for the offloadable dtypes
+// are PyTorch's (dtype.h), bfloat16 included.
 absl::StatusOr<at::ScalarType> TypeOf(const std::string& name,
                                       const std::string& dtype) {
-  if (std::optional<at::ScalarType> type = ScalarTypeOf(dtype)) return *type;
+  const Dtype* known = DtypeByPytorchName(dtype);
+  if (known != nullptr && known->offloadable) return ScalarTypeOf(*known);
   return absl::InvalidArgumentError(absl::StrCat(
       "offload index: \"", name, "\" has unknown dtype \"", dtype, "\""));
 }
 
 absl::StatusOr<std::string> NameOf(const std::string& name,
                                    at::ScalarType type) {
-  if (std::optional<std::string> dtype = DtypeName(type)) return *dtype;
+  const Dtype* dtype = DtypeOf(type);
+  if (dtype != nullptr && dtype->offloadable) {
+    return std::string(dtype->pytorch_name);
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("cannot offload \"", name, "\": dtype ", c10::toString(type),
                    " has no name in Accelerate's format"));

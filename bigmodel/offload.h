@@ -6,18 +6,25 @@
 // already on disk in that format are not copied. Folders written by Python
 // Accelerate's offload_state_dict read here and the other way round (except
 // tensors with no elements: numpy cannot map their empty .dat files).
+// Dtypes are the offloadable ones of dtype.h, by their PyTorch names.
 //
-//   ACCELERATE_RETURN_IF_ERROR(OffloadTensors(dir, {{"lm_head.weight", w}}));
-//   ACCELERATE_ASSIGN_OR_RETURN(auto weights, OffloadedWeights::Open(dir));
-//   ACCELERATE_ASSIGN_OR_RETURN(at::Tensor w, weights->Get("lm_head.weight"));
+// clang-format off
+//   absl::StatusOr<at::Tensor> Example(const at::Tensor& w) {
+//     absl::Status written =
+//         OffloadTensors("/tmp/offload", {{"lm_head.weight", w}});
+//     if (!written.ok()) return written;
+//     absl::StatusOr<std::unique_ptr<OffloadedWeights>> weights =
+//         OffloadedWeights::Open("/tmp/offload");
+//     if (!weights.ok()) return weights.status();
+//     return (*weights)->Get("lm_head.weight");  // Maps lm_head.weight.dat.
+//   }
+// clang-format on
 //
 // Thread safety: OffloadedWeights::Get may not be called concurrently (it
 // caches opened safetensors files); writers of one folder must not overlap.
 
 #ifndef ACCELERATE_BIGMODEL_OFFLOAD_H_
 #define ACCELERATE_BIGMODEL_OFFLOAD_H_
-
-#include <ATen/core/Tensor.h>
 
 #include <map>
 #include <memory>
@@ -26,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <ATen/core/Tensor.h>
 #include "bigmodel/safetensors.h"
 
 namespace accelerate::bigmodel {
@@ -43,6 +51,8 @@ namespace accelerate::bigmodel {
     const std::string& dir, const std::string& file,
     const std::vector<std::string>& names);
 
+// An offload folder opened for reading: its index, and the weights mapped
+// on demand.
 class OffloadedWeights {
  public:
   // `NotFound` without index.json; `InvalidArgument` naming the entry for a

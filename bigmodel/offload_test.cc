@@ -1,3 +1,6 @@
+// Tests of the offload folder: round trips, pointers, bad folders, and
+// folders exchanged with Python Accelerate.
+
 #include "bigmodel/offload.h"
 
 #include <torch/torch.h>
@@ -12,34 +15,25 @@
 #include "bigmodel/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/files.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
 
 namespace accelerate::bigmodel {
 namespace {
 
+using ::accelerate::testing::FreshTestDir;
 using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::ReadFileOrDie;
 using ::accelerate::testing::StatusIs;
 using ::accelerate::testing::Subprocess;
+using ::accelerate::testing::TestPath;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-std::string TmpDir(const std::string& name) {
-  const std::string dir = std::string(std::getenv("TEST_TMPDIR")) + "/" + name;
-  std::system(("rm -rf '" + dir + "'").c_str());
-  return dir;
-}
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 TEST(OffloadTest, TensorsRoundTripThroughRawFilesAndTheIndex) {
-  const std::string dir = TmpDir("round_trip");
+  const std::string dir = FreshTestDir("round_trip");
   const at::Tensor f32 =
       torch::arange(6, torch::kFloat32).reshape({2, 3}).div(4);
   const at::Tensor bf16 = torch::tensor({1.5, -2.0, 3.25}).to(torch::kBFloat16);
@@ -51,9 +45,9 @@ TEST(OffloadTest, TensorsRoundTripThroughRawFilesAndTheIndex) {
   ASSERT_OK(OffloadTensors(
       dir, {{"step", scalar}, {"mask", flags}, {"none", empty}}));
   // The raw bytes of the tensor, nothing else.
-  EXPECT_EQ(Read(dir + "/a.weight.dat"),
+  EXPECT_EQ(ReadFileOrDie(dir + "/a.weight.dat"),
             std::string(static_cast<const char*>(f32.data_ptr()), 24));
-  const std::string index = Read(dir + "/index.json");
+  const std::string index = ReadFileOrDie(dir + "/index.json");
   EXPECT_THAT(index, HasSubstr("\"bfloat16\""));
   EXPECT_THAT(index, HasSubstr("\"float32\""));
 
@@ -81,7 +75,7 @@ TEST(OffloadTest, TensorsRoundTripThroughRawFilesAndTheIndex) {
 }
 
 TEST(OffloadTest, PointersReadStraightFromSafetensors) {
-  const std::string dir = TmpDir("pointers");
+  const std::string dir = FreshTestDir("pointers");
   ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
   const std::string file = dir + "/model.safetensors";
   const at::Tensor w = torch::arange(4, torch::kFloat32);
@@ -96,9 +90,9 @@ TEST(OffloadTest, PointersReadStraightFromSafetensors) {
 }
 
 TEST(OffloadTest, BadFoldersAndTensorsAreErrorsNamingThem) {
-  EXPECT_THAT(OffloadedWeights::Open(TmpDir("absent")).status(),
+  EXPECT_THAT(OffloadedWeights::Open(TestPath("absent")).status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("index.json")));
-  const std::string dir = TmpDir("bad");
+  const std::string dir = FreshTestDir("bad");
   EXPECT_THAT(
       OffloadTensors(dir, {{"../escape", torch::ones({1})}}),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("../escape")));
@@ -156,8 +150,8 @@ print("python read ours")
 )PY";
 
 TEST(OffloadTest, FoldersInterchangeWithPythonAccelerate) {
-  const std::string ours = TmpDir("ours");
-  const std::string theirs = TmpDir("theirs");
+  const std::string ours = FreshTestDir("ours");
+  const std::string theirs = FreshTestDir("theirs");
   ASSERT_OK(OffloadTensors(
       ours,
       {{"x", torch::tensor({1, 2, 3, 4}).reshape({2, 2}).to(torch::kFloat16)},

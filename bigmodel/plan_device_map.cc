@@ -4,22 +4,16 @@
 // JSON (module_tree.h) or a local safetensors checkpoint (a file, an index or
 // a folder holding one), whose tensor names give the modules.
 
-#include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <map>
-#include <memory>
 #include <sstream>
 #include <string>
-#include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "bigmodel/device_map.h"
+#include "bigmodel/max_memory.h"
 #include "bigmodel/module_tree.h"
-#include "bigmodel/safetensors.h"
-#include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
 namespace {
@@ -42,89 +36,6 @@ constexpr char kUsage[] =
 int Fail(const std::string& message) {
   std::cerr << "plan-device-map: " << message << std::endl;
   return 2;
-}
-
-// A module being assembled from tensor names, children found by name.
-struct Node {
-  std::vector<TensorSpec> params;
-  std::vector<std::string> order;  // Children in order of appearance.
-  std::map<std::string, std::unique_ptr<Node>> children;
-};
-
-// Numbered siblings in numeric order ("h.2" before "h.10"), then the rest by
-// name: safetensors files keep tensors sorted by dtype and name, not by the
-// model's registration order, which only a module-tree JSON carries.
-bool SiblingLess(const std::string& a, const std::string& b) {
-  const auto numeric = [](const std::string& s) {
-    return !s.empty() && s.size() < 18 &&
-           std::all_of(s.begin(), s.end(), absl::ascii_isdigit);
-  };
-  if (numeric(a) && numeric(b)) return std::stoll(a) < std::stoll(b);
-  if (numeric(a) != numeric(b)) return numeric(a);
-  return a < b;
-}
-
-ModuleTree ToTree(Node& node, const std::string& name) {
-  ModuleTree tree;
-  tree.name = name;
-  tree.params = std::move(node.params);
-  std::sort(node.order.begin(), node.order.end(), SiblingLess);
-  for (const std::string& child : node.order) {
-    tree.children.push_back(ToTree(*node.children[child], child));
-  }
-  return tree;
-}
-
-// The module tree a checkpoint's tensor names imply: "a.b.weight" is the
-// parameter "weight" of module "b" inside module "a".
-absl::StatusOr<ModuleTree> TreeFromCheckpoint(const std::string& path) {
-  auto opened = ShardedCheckpoint::Open(path);
-  if (!opened.ok()) return opened.status();
-  auto entries = (*opened)->Entries();
-  if (!entries.ok()) return entries.status();
-  Node root;
-  for (const TensorEntry& entry : *entries) {
-    std::vector<std::string> parts = absl::StrSplit(entry.name, '.');
-    if (std::any_of(parts.begin(), parts.end(),
-                    [](const std::string& p) { return p.empty(); })) {
-      return absl::InvalidArgumentError("tensor name \"" + entry.name +
-                                        "\" has an empty part");
-    }
-    Node* node = &root;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      std::unique_ptr<Node>& child = node->children[parts[i]];
-      if (child == nullptr) {
-        child = std::make_unique<Node>();
-        node->order.push_back(parts[i]);
-      }
-      node = child.get();
-    }
-    ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type,
-                                SafetensorsScalarType(entry));
-    const std::optional<std::string> dtype = DtypeName(type);
-    if (!dtype.has_value()) {
-      return absl::InvalidArgumentError(
-          "tensor \"" + entry.name + "\" has a dtype without a PyTorch name");
-    }
-    node->params.push_back({parts.back(), entry.shape, *dtype, ""});
-  }
-  // A name that is both a tensor and a module ("a" and "a.b").
-  std::vector<std::pair<const Node*, std::string>> stack = {{&root, ""}};
-  while (!stack.empty()) {
-    auto [node, path] = stack.back();
-    stack.pop_back();
-    for (const TensorSpec& p : node->params) {
-      if (node->children.count(p.name) > 0) {
-        return absl::InvalidArgumentError(
-            "\"" + (path.empty() ? p.name : path + "." + p.name) +
-            "\" is both a tensor and a module");
-      }
-    }
-    for (const auto& [name, child] : node->children) {
-      stack.push_back({child.get(), path.empty() ? name : path + "." + name});
-    }
-  }
-  return ToTree(root, "");
 }
 
 int Main(int argc, char** argv) {
@@ -198,7 +109,7 @@ int Main(int argc, char** argv) {
     text << in.rdbuf();
     tree = ParseModuleTree(text.str());
   } else {
-    tree = TreeFromCheckpoint(model);
+    tree = ModuleTreeFromCheckpoint(model);
   }
   if (!tree.ok())
     return Fail(model + ": " + std::string(tree.status().message()));

@@ -1,3 +1,6 @@
+// Safetensors files and sharded checkpoints with LibTorch (see
+// safetensors.h): mapping, aliasing, atomic writes, the index.
+
 #include "bigmodel/safetensors.h"
 
 #include <fcntl.h>
@@ -19,6 +22,8 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include <ATen/ATen.h>
+#include "bigmodel/dtype.h"
+#include "bigmodel/torch_dtype.h"
 #include "state/status_macros.h"
 
 namespace accelerate::bigmodel {
@@ -28,28 +33,13 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data are little-endian; big-endian hosts would "
               "need byte swapping");
 
-struct DtypePair {
-  const char* name;
-  at::ScalarType type;
-};
-
-constexpr DtypePair kDtypes[] = {
-    {"BOOL", at::kBool},  {"U8", at::kByte},      {"I8", at::kChar},
-    {"I16", at::kShort},  {"F16", at::kHalf},     {"BF16", at::kBFloat16},
-    {"I32", at::kInt},    {"F32", at::kFloat},    {"F64", at::kDouble},
-    {"I64", at::kLong},   {"C64", at::kComplexFloat},
-    // Types LibTorch has had since 2.x.
-    {"U16", at::kUInt16}, {"U32", at::kUInt32},   {"U64", at::kUInt64},
-    {"F8_E4M3", at::kFloat8_e4m3fn}, {"F8_E5M2", at::kFloat8_e5m2},
-    {"F8_E8M0", at::kFloat8_e8m0fnu},
-};
-
 absl::Status Errno(absl::string_view what, const std::string& path) {
   const int error = errno;
   const std::string text =
       absl::StrCat(what, " ", path, ": ", std::strerror(error));
   if (error == ENOENT) return absl::NotFoundError(text);
-  if (error == EACCES || error == EPERM) return absl::PermissionDeniedError(text);
+  if (error == EACCES || error == EPERM)
+    return absl::PermissionDeniedError(text);
   return absl::UnavailableError(text);
 }
 
@@ -94,25 +84,25 @@ absl::Status WriteFileAtomically(const std::string& path,
 }
 
 absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry) {
-  for (const DtypePair& pair : kDtypes) {
-    if (entry.dtype == pair.name) return pair.type;
+  if (const Dtype* dtype = DtypeBySafetensorsName(entry.dtype)) {
+    return ScalarTypeOf(*dtype);
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "safetensors: tensor \"", entry.name, "\" has dtype ", entry.dtype,
-      ", which LibTorch has no type for"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("safetensors: tensor \"", entry.name, "\" has dtype ",
+                   entry.dtype, ", which LibTorch has no type for"));
 }
 
 absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {
-  for (const DtypePair& pair : kDtypes) {
-    if (pair.type == type) return std::string(pair.name);
+  if (const Dtype* dtype = DtypeOf(type)) {
+    return std::string(dtype->safetensors_name);
   }
   return absl::InvalidArgumentError(
       absl::StrCat("safetensors has no dtype for ", c10::toString(type)));
 }
 
-absl::Status SaveSafetensors(const std::string& path,
-                             const NamedTensors& tensors,
-                             const std::map<std::string, std::string>& metadata) {
+absl::Status SaveSafetensors(
+    const std::string& path, const NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata) {
   // Larger elements first, then by name: every tensor starts aligned to its
   // element size (the header is padded to 8 bytes).
   std::vector<std::pair<std::string, at::Tensor>> order;
@@ -124,14 +114,16 @@ absl::Status SaveSafetensors(const std::string& path,
     }
     order.emplace_back(name, tensor.detach().to(at::kCPU).contiguous());
   }
-  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
-    const size_t sa = a.second.element_size(), sb = b.second.element_size();
-    return sa != sb ? sa > sb : a.first < b.first;
-  });
+  std::stable_sort(
+      order.begin(), order.end(), [](const auto& a, const auto& b) {
+        const size_t sa = a.second.element_size(), sb = b.second.element_size();
+        return sa != sb ? sa > sb : a.first < b.first;
+      });
   for (const auto& [name, tensor] : order) {
     TensorEntry entry;
     entry.name = name;
-    ACCELERATE_ASSIGN_OR_RETURN(entry.dtype, SafetensorsDtype(tensor.scalar_type()));
+    ACCELERATE_ASSIGN_OR_RETURN(entry.dtype,
+                                SafetensorsDtype(tensor.scalar_type()));
     entry.shape = tensor.sizes().vec();
     entry.end = tensor.nbytes();
     entries.push_back(std::move(entry));
@@ -258,15 +250,16 @@ bool SafetensorsFile::Contains(const std::string& name) const {
   return index_.count(name) > 0;
 }
 
-absl::StatusOr<at::Tensor> SafetensorsFile::Get(const std::string& name,
-                                                const ReadOptions& options) const {
+absl::StatusOr<at::Tensor> SafetensorsFile::Get(
+    const std::string& name, const ReadOptions& options) const {
   auto it = index_.find(name);
   if (it == index_.end()) {
     return absl::NotFoundError(
         absl::StrCat(path_, ": no tensor named \"", name, "\""));
   }
   const TensorEntry& entry = header_.tensors[it->second];
-  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type, SafetensorsScalarType(entry));
+  ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type,
+                              SafetensorsScalarType(entry));
   char* data = mapping_->base + header_.data_start + entry.begin;
   const size_t element = c10::elementSize(type);
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
@@ -305,7 +298,8 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   }
   // A checkpoint of the other form left in the folder would be read
   // instead of (or mixed with) this one.
-  const std::string single = absl::StrCat(dir, "/", options.prefix, ".safetensors");
+  const std::string single =
+      absl::StrCat(dir, "/", options.prefix, ".safetensors");
   const std::string index_path =
       absl::StrCat(dir, "/", options.prefix, ".safetensors.index.json");
   if (shards.size() == 1) {
@@ -314,21 +308,26 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   }
   ::unlink(single.c_str());
   google::protobuf::Struct index;
-  (*(*index.mutable_fields())["metadata"].mutable_struct_value()->mutable_fields())
-      ["total_size"].set_number_value(static_cast<double>(total));
-  auto* weight_map =
-      (*index.mutable_fields())["weight_map"].mutable_struct_value()->mutable_fields();
+  (*(*index.mutable_fields())["metadata"]
+        .mutable_struct_value()
+        ->mutable_fields())["total_size"]
+      .set_number_value(static_cast<double>(total));
+  auto* weight_map = (*index.mutable_fields())["weight_map"]
+                         .mutable_struct_value()
+                         ->mutable_fields();
   for (size_t i = 0; i < shards.size(); ++i) {
-    const std::string file = absl::StrFormat("%s-%05d-of-%05d.safetensors",
-                                             options.prefix, i + 1, shards.size());
+    const std::string file = absl::StrFormat(
+        "%s-%05d-of-%05d.safetensors", options.prefix, i + 1, shards.size());
     ACCELERATE_RETURN_IF_ERROR(SaveSafetensors(absl::StrCat(dir, "/", file),
                                                shards[i], options.metadata));
-    for (const auto& named : shards[i]) (*weight_map)[named.first].set_string_value(file);
+    for (const auto& named : shards[i])
+      (*weight_map)[named.first].set_string_value(file);
   }
   std::string json;
   google::protobuf::util::JsonPrintOptions print;
   print.add_whitespace = true;
-  const auto printed = google::protobuf::util::MessageToJsonString(index, &json, print);
+  const auto printed =
+      google::protobuf::util::MessageToJsonString(index, &json, print);
   if (!printed.ok()) return absl::InternalError(std::string(printed.message()));
   // Written last: a reader never sees an index naming missing shards.
   return WriteFileAtomically(index_path, {json});
@@ -348,9 +347,10 @@ absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
     const bool has_single = ::access(single.c_str(), R_OK) == 0;
     if (has_single || ::access(index_path.c_str(), R_OK) != 0) {
       if (!has_single) {
-        return absl::NotFoundError(absl::StrCat(
-            path, " holds neither model.safetensors.index.json nor "
-                  "model.safetensors"));
+        return absl::NotFoundError(
+            absl::StrCat(path,
+                         " holds neither model.safetensors.index.json nor "
+                         "model.safetensors"));
       }
       index_path.clear();
       ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(single));
@@ -385,7 +385,8 @@ absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
   auto map = index.fields().find("weight_map");
   if (map == index.fields().end() ||
       map->second.kind_case() != google::protobuf::Value::kStructValue) {
-    return absl::DataLossError(absl::StrCat(index_path, " has no weight_map object"));
+    return absl::DataLossError(
+        absl::StrCat(index_path, " has no weight_map object"));
   }
   for (const auto& [name, file] : map->second.struct_value().fields()) {
     if (file.kind_case() != google::protobuf::Value::kStringValue) {
@@ -396,9 +397,9 @@ absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
     // Shards live beside the index: no paths out of the folder.
     if (value.empty() || absl::StrContains(value, "/") || value == "." ||
         value == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          index_path, ": weight_map entry \"", name, "\" names \"", value,
-          "\", not a file beside the index"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(index_path, ": weight_map entry \"", name, "\" names \"",
+                       value, "\", not a file beside the index"));
     }
     checkpoint->weight_map_[name] = value;
   }
@@ -411,7 +412,8 @@ std::vector<std::string> ShardedCheckpoint::names() const {
   return names;
 }
 
-absl::StatusOr<std::string> ShardedCheckpoint::FileOf(const std::string& name) const {
+absl::StatusOr<std::string> ShardedCheckpoint::FileOf(
+    const std::string& name) const {
   auto it = weight_map_.find(name);
   if (it == weight_map_.end()) {
     return absl::NotFoundError(
@@ -424,8 +426,8 @@ absl::StatusOr<const SafetensorsFile*> ShardedCheckpoint::Shard(
     const std::string& file) {
   auto it = open_.find(file);
   if (it != open_.end()) return it->second.get();
-  ACCELERATE_ASSIGN_OR_RETURN(auto opened,
-                              SafetensorsFile::Open(absl::StrCat(dir_, "/", file)));
+  ACCELERATE_ASSIGN_OR_RETURN(
+      auto opened, SafetensorsFile::Open(absl::StrCat(dir_, "/", file)));
   const SafetensorsFile* raw = opened.get();
   open_[file] = std::move(opened);
   return raw;
@@ -444,15 +446,17 @@ absl::StatusOr<std::vector<TensorEntry>> ShardedCheckpoint::Entries() {
     ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
     for (const TensorEntry& entry : shard->header().tensors) {
       auto it = weight_map_.find(entry.name);
-      if (it != weight_map_.end() && it->second == file) entries.push_back(entry);
+      if (it != weight_map_.end() && it->second == file)
+        entries.push_back(entry);
     }
   }
   if (entries.size() != weight_map_.size()) {
     for (const auto& [name, file] : weight_map_) {
       ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
       if (!shard->Contains(name)) {
-        return absl::DataLossError(absl::StrCat(
-            "the index puts \"", name, "\" in ", file, ", which does not hold it"));
+        return absl::DataLossError(absl::StrCat("the index puts \"", name,
+                                                "\" in ", file,
+                                                ", which does not hold it"));
       }
     }
   }
@@ -466,8 +470,9 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ShardedCheckpoint::Load(
     ACCELERATE_ASSIGN_OR_RETURN(std::string file, FileOf(name));
     ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
     if (!shard->Contains(name)) {
-      return absl::DataLossError(absl::StrCat(
-          "the index puts \"", name, "\" in ", file, ", which does not hold it"));
+      return absl::DataLossError(absl::StrCat("the index puts \"", name,
+                                              "\" in ", file,
+                                              ", which does not hold it"));
     }
     ACCELERATE_ASSIGN_OR_RETURN(tensors[name], shard->Get(name, options));
   }

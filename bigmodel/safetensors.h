@@ -2,14 +2,26 @@
 // files and Hugging Face sharded checkpoints
 // (`model.safetensors.index.json` with a `weight_map`).
 //
-//   ACCELERATE_RETURN_IF_ERROR(SaveSafetensors(path, {{"w", w}, {"b", b}}));
-//   ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
-//   ACCELERATE_ASSIGN_OR_RETURN(at::Tensor w2, file->Get("w"));  // zero-copy
+// clang-format off
+//   absl::Status Example(const at::Tensor& w, const at::Tensor& b) {
+//     absl::Status saved =
+//         SaveSafetensors("/tmp/wb.safetensors", {{"w", w}, {"b", b}});
+//     if (!saved.ok()) return saved;
+//     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+//         SafetensorsFile::Open("/tmp/wb.safetensors");
+//     if (!file.ok()) return file.status();
+//     absl::StatusOr<at::Tensor> w2 = (*file)->Get("w");  // zero-copy
+//     if (!w2.ok()) return w2.status();
 //
-//   ACCELERATE_RETURN_IF_ERROR(SaveShardedSafetensors(dir, state_dict,
-//                                                     {.max_shard_bytes = 1 << 30}));
-//   ACCELERATE_ASSIGN_OR_RETURN(auto checkpoint, ShardedCheckpoint::Open(dir));
-//   ACCELERATE_ASSIGN_OR_RETURN(auto some, checkpoint->Load({"layer.0.w"}));
+//     saved = SaveShardedSafetensors("/tmp/ckpt", {{"w", w}, {"b", b}},
+//                                    {.max_shard_bytes = 1 << 30});
+//     if (!saved.ok()) return saved;
+//     absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> checkpoint =
+//         ShardedCheckpoint::Open("/tmp/ckpt");
+//     if (!checkpoint.ok()) return checkpoint.status();
+//     return (*checkpoint)->Load({"w"}).status();  // opens one shard
+//   }
+// clang-format on
 //
 // Reading maps the file: CPU tensors asked for without a copy alias the
 // mapping (copy-on-write, so writing to them never changes the file) and keep
@@ -36,6 +48,7 @@
 #include "absl/strings/string_view.h"
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+
 #include "bigmodel/safetensors_header.h"
 
 namespace accelerate::bigmodel {
@@ -74,12 +87,13 @@ at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
 // every zero-copy tensor read here is), rather than memory of its own.
 bool AliasesMapping(const at::Tensor& tensor);
 
-// The safetensors dtype name of `type` ("F32", ...); `InvalidArgument` for a
-// type the format lacks (complex, quantized).
+// The safetensors dtype name of `type` ("F32", ...; the table of dtype.h);
+// `InvalidArgument` for a type outside it (complex128, quantized).
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type);
 // The LibTorch type of `entry`'s dtype; `InvalidArgument` naming the tensor
 // for one LibTorch lacks.
-[[nodiscard]] absl::StatusOr<at::ScalarType> SafetensorsScalarType(const TensorEntry& entry);
+[[nodiscard]] absl::StatusOr<at::ScalarType> SafetensorsScalarType(
+    const TensorEntry& entry);
 
 // Writes `tensors` (any device, any layout) to `path`, with `metadata`.
 [[nodiscard]] absl::Status SaveSafetensors(
@@ -132,16 +146,17 @@ struct SaveShardedOptions {
   // transformers' `save_pretrained`.
   uint64_t max_shard_bytes = 5'000'000'000;
   // File names: `<prefix>.safetensors` for one shard, else
-  // `<prefix>-00001-of-0000N.safetensors` and `<prefix>.safetensors.index.json`.
+  // `<prefix>-00001-of-0000N.safetensors` and
+  // `<prefix>.safetensors.index.json`.
   std::string prefix = "model";
   std::map<std::string, std::string> metadata = {{"format", "pt"}};
 };
 
 // Writes `tensors` into `dir` as one file or as shards with an index, in the
 // order given.
-[[nodiscard]] absl::Status SaveShardedSafetensors(const std::string& dir,
-                                                  const NamedTensors& tensors,
-                                                  const SaveShardedOptions& options = {});
+[[nodiscard]] absl::Status SaveShardedSafetensors(
+    const std::string& dir, const NamedTensors& tensors,
+    const SaveShardedOptions& options = {});
 
 class ShardedCheckpoint {
  public:
@@ -155,7 +170,8 @@ class ShardedCheckpoint {
   // The folder holding the shards.
   const std::string& dir() const { return dir_; }
   // The shard file holding `name` (a name inside `dir()`).
-  [[nodiscard]] absl::StatusOr<std::string> FileOf(const std::string& name) const;
+  [[nodiscard]] absl::StatusOr<std::string> FileOf(
+      const std::string& name) const;
   // The tensors `names`, opening only the shards that hold them.
   [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(
       const std::vector<std::string>& names, const ReadOptions& options = {});

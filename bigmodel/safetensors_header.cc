@@ -1,13 +1,18 @@
+// Parsing, validating and writing safetensors headers (see
+// safetensors_header.h).
+
 #include "bigmodel/safetensors_header.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "bigmodel/dtype.h"
+#include "bigmodel/internal/json_string.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "state/status_macros.h"
@@ -15,17 +20,9 @@
 namespace accelerate::bigmodel {
 namespace {
 
+using ::accelerate::bigmodel_internal::AppendJsonString;
 using ::google::protobuf::Struct;
 using ::google::protobuf::Value;
-
-const std::map<std::string, int, std::less<>>& Dtypes() {
-  static const auto* const kDtypes = new std::map<std::string, int, std::less<>>{
-      {"BOOL", 1},    {"U8", 1},  {"I8", 1},  {"F8_E4M3", 1}, {"F8_E5M2", 1},
-      {"F8_E8M0", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},     {"BF16", 2},
-      {"I32", 4},     {"U32", 4}, {"F32", 4}, {"F64", 8},     {"I64", 8},
-      {"U64", 8},     {"C64", 8}};
-  return *kDtypes;
-}
 
 absl::Status Damaged(absl::string_view what) {
   return absl::DataLossError(absl::StrCat("safetensors: ", what));
@@ -60,15 +57,16 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name,
   TensorEntry entry;
   entry.name = name;
   auto dtype = fields.find("dtype");
-  if (dtype == fields.end() || dtype->second.kind_case() != Value::kStringValue) {
+  if (dtype == fields.end() ||
+      dtype->second.kind_case() != Value::kStringValue) {
     return Damaged(absl::StrCat("tensor \"", name, "\" has no dtype string"));
   }
   entry.dtype = dtype->second.string_value();
-  const std::optional<int> size = DtypeSize(entry.dtype);
-  if (!size.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "safetensors: tensor \"", name, "\" has unknown dtype \"", entry.dtype,
-        "\""));
+  const Dtype* known = DtypeBySafetensorsName(entry.dtype);
+  if (known == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("safetensors: tensor \"", name, "\" has unknown dtype \"",
+                     entry.dtype, "\""));
   }
   auto shape = fields.find("shape");
   if (shape == fields.end() || shape->second.kind_case() != Value::kListValue) {
@@ -97,7 +95,8 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name,
     return Damaged(
         absl::StrCat("tensor \"", name, "\" has no [begin, end] data_offsets"));
   }
-  std::optional<uint64_t> begin = AsIndex(offsets->second.list_value().values(0));
+  std::optional<uint64_t> begin =
+      AsIndex(offsets->second.list_value().values(0));
   std::optional<uint64_t> end = AsIndex(offsets->second.list_value().values(1));
   if (!begin.has_value() || !end.has_value() || *end < *begin) {
     return Damaged(absl::StrCat("tensor \"", name,
@@ -106,7 +105,8 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name,
   }
   entry.begin = *begin;
   entry.end = *end;
-  const unsigned __int128 bytes = elements * static_cast<unsigned>(*size);
+  const unsigned __int128 bytes =
+      elements * static_cast<unsigned>(known->bytes);
   if (bytes != *end - *begin) {
     return Damaged(absl::StrCat(
         "tensor \"", name, "\": shape [", absl::StrJoin(entry.shape, ", "),
@@ -122,45 +122,7 @@ absl::StatusOr<TensorEntry> ParseEntry(const std::string& name,
   return entry;
 }
 
-void AppendJsonString(std::string* out, absl::string_view text) {
-  out->push_back('"');
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      default:
-        if (c < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
-          out->append(buffer);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 }  // namespace
-
-std::optional<int> DtypeSize(absl::string_view dtype) {
-  auto it = Dtypes().find(dtype);
-  if (it == Dtypes().end()) return std::nullopt;
-  return it->second;
-}
 
 absl::StatusOr<SafetensorsHeader> ParseSafetensorsPrefix(
     absl::string_view prefix, uint64_t file_size) {
@@ -171,9 +133,9 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsPrefix(
   }
   const uint64_t length = ReadLength(prefix);
   if (length > kMaxHeaderBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "safetensors: header length ", length, " exceeds the limit of ",
-        kMaxHeaderBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("safetensors: header length ", length,
+                     " exceeds the limit of ", kMaxHeaderBytes, " bytes"));
   }
   if (length > file_size - 8) {
     return Damaged(absl::StrCat("header length ", length,
@@ -191,8 +153,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsPrefix(
     return Damaged("the header is not a JSON object");
   }
   Struct root;
-  const auto parsed = google::protobuf::util::JsonStringToMessage(
-      std::string(json), &root);
+  const auto parsed =
+      google::protobuf::util::JsonStringToMessage(std::string(json), &root);
   if (!parsed.ok()) {
     return Damaged(absl::StrCat("the header is not valid JSON: ",
                                 std::string(parsed.message())));
@@ -268,22 +230,22 @@ absl::StatusOr<std::string> SerializeSafetensorsHeader(
   uint64_t offset = 0;
   for (TensorEntry& entry : tensors) {
     if (entry.name == "__metadata__" || !names.insert(entry.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "safetensors: tensor name \"", entry.name,
-          "\" is reserved or used twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor name \"", entry.name,
+                       "\" is reserved or used twice"));
     }
-    const std::optional<int> size = DtypeSize(entry.dtype);
-    if (!size.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "safetensors: tensor \"", entry.name, "\" has unknown dtype \"",
-          entry.dtype, "\""));
+    const Dtype* dtype = DtypeBySafetensorsName(entry.dtype);
+    if (dtype == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("safetensors: tensor \"", entry.name,
+                       "\" has unknown dtype \"", entry.dtype, "\""));
     }
-    uint64_t bytes = static_cast<uint64_t>(*size);
+    uint64_t bytes = static_cast<uint64_t>(dtype->bytes);
     for (int64_t d : entry.shape) bytes *= static_cast<uint64_t>(d);
     if (entry.end - entry.begin != bytes) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "safetensors: tensor \"", entry.name, "\" has ", entry.end - entry.begin,
-          " bytes for ", bytes, " expected"));
+          "safetensors: tensor \"", entry.name, "\" has ",
+          entry.end - entry.begin, " bytes for ", bytes, " expected"));
     }
     entry.begin = offset;
     entry.end = offset + bytes;

@@ -10,8 +10,21 @@
 // checked, with `DataLoss` for a damaged file and `InvalidArgument` for one
 // beyond our limits, naming the tensor and the problem; nothing allocates
 // more than the header length (itself capped) before the checks pass.
+// Dtypes are the safetensors names of dtype.h.
 //
-//   absl::StatusOr<SafetensorsHeader> header = ParseSafetensors(file_bytes);
+// clang-format off
+//   // The names of the tensors in `file_bytes`, a whole file read in memory.
+//   absl::StatusOr<std::vector<std::string>> Example(
+//       absl::string_view file_bytes) {
+//     absl::StatusOr<SafetensorsHeader> header = ParseSafetensors(file_bytes);
+//     if (!header.ok()) return header.status();  // DataLoss: damaged
+//     std::vector<std::string> names;
+//     for (const TensorEntry& entry : header->tensors) {
+//       names.push_back(entry.name);
+//     }
+//     return names;
+//   }
+// clang-format on
 //
 // Thread safety: pure functions.
 
@@ -20,7 +33,6 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,19 +44,17 @@ namespace accelerate::bigmodel {
 // Header lengths above this are refused (as the reference implementation).
 inline constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-// Bytes per element of a safetensors dtype name ("F32", "BF16", "BOOL",
-// ...); nullopt for names the format does not define.
-std::optional<int> DtypeSize(absl::string_view dtype);
-
+// One tensor of a file, as its header describes it.
 struct TensorEntry {
   std::string name;
-  std::string dtype;
+  std::string dtype;  // A safetensors name of dtype.h: "F32", "BF16", ...
   std::vector<int64_t> shape;
   // [begin, end) in the byte buffer after the header.
   uint64_t begin = 0;
   uint64_t end = 0;
 };
 
+// A file's parsed and validated header.
 struct SafetensorsHeader {
   // In data order (by `begin`).
   std::vector<TensorEntry> tensors;

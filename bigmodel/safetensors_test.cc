@@ -1,3 +1,6 @@
+// Tests of safetensors files and sharded checkpoints: hand-made and damaged
+// files, round trips, zero copy, shards.
+
 #include "bigmodel/safetensors.h"
 
 #include <sys/stat.h>
@@ -13,7 +16,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <ATen/ATen.h>
+#include "bigmodel/dtype.h"
 #include "bigmodel/safetensors_header.h"
+#include "testing/files.h"
 #include "testing/status_matchers.h"
 #include "testing/tensor_testutil.h"
 
@@ -21,24 +26,15 @@ namespace accelerate::bigmodel {
 namespace {
 
 using ::accelerate::testing::IsOk;
+using ::accelerate::testing::ReadFileOrDie;
 using ::accelerate::testing::StatusIs;
 using ::accelerate::testing::TensorsClose;
+using ::accelerate::testing::TestPath;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr ::accelerate::testing::Tolerance kExact = {0, 0};
-
-std::string Tmp(const std::string& name) {
-  return absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A file built by hand from the format's specification: header length,
 // JSON, bytes.
@@ -56,7 +52,7 @@ std::string Floats(std::initializer_list<float> values) {
 }
 
 TEST(SafetensorsTest, ReadsAHandMadeFile) {
-  const std::string path = Tmp("hand.safetensors");
+  const std::string path = TestPath("hand.safetensors");
   std::ofstream(path, std::ios::binary) << HandMade(
       R"({"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[1],"data_offsets":[16,20]}})",
       Floats({1, 2, 3, 4, 5}));
@@ -64,7 +60,8 @@ TEST(SafetensorsTest, ReadsAHandMadeFile) {
   EXPECT_THAT(file->names(), ElementsAre("b", "w"));
   EXPECT_EQ(file->metadata().at("format"), "pt");
   ASSERT_OK_AND_ASSIGN(at::Tensor w, file->Get("w"));
-  EXPECT_TRUE(TensorsClose(w, at::tensor({1.f, 2.f, 3.f, 4.f}).reshape({2, 2}), kExact));
+  EXPECT_TRUE(TensorsClose(w, at::tensor({1.f, 2.f, 3.f, 4.f}).reshape({2, 2}),
+                           kExact));
   ASSERT_OK_AND_ASSIGN(at::Tensor b, file->Get("b"));
   EXPECT_TRUE(TensorsClose(b, at::tensor({5.f}), kExact));
   EXPECT_THAT(file->Get("missing").status(),
@@ -88,8 +85,9 @@ TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
       {"empty", at::zeros({0, 3})},
       {"strided", at::randn({4, 4}).t()},  // Not contiguous.
   };
-  const std::string path = Tmp("round.safetensors");
-  ASSERT_OK(SaveSafetensors(path, tensors, {{"format", "pt"}, {"note", "a \"quote\""}}));
+  const std::string path = TestPath("round.safetensors");
+  ASSERT_OK(SaveSafetensors(path, tensors,
+                            {{"format", "pt"}, {"note", "a \"quote\""}}));
   ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
   EXPECT_EQ(file->metadata().at("note"), "a \"quote\"");
   for (const auto& [name, tensor] : tensors) {
@@ -98,9 +96,9 @@ TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
   }
   // Complex numbers (C64) round trip as pairs of floats.
   const at::Tensor complex = at::view_as_complex(at::randn({3, 2}));
-  ASSERT_OK(SaveSafetensors(Tmp("complex.safetensors"), {{"c", complex}}));
+  ASSERT_OK(SaveSafetensors(TestPath("complex.safetensors"), {{"c", complex}}));
   ASSERT_OK_AND_ASSIGN(auto complex_file,
-                       SafetensorsFile::Open(Tmp("complex.safetensors")));
+                       SafetensorsFile::Open(TestPath("complex.safetensors")));
   EXPECT_EQ(complex_file->header().tensors[0].dtype, "C64");
   ASSERT_OK_AND_ASSIGN(at::Tensor complex_read, complex_file->Get("c"));
   ASSERT_EQ(complex_read.scalar_type(), at::kComplexFloat);
@@ -108,16 +106,18 @@ TEST(SafetensorsTest, RoundTripsEveryDtypeAndShape) {
                            at::view_as_real(complex), kExact));
   // Every tensor starts aligned to its element size.
   for (const TensorEntry& entry : file->header().tensors) {
-    EXPECT_EQ((file->header().data_start + entry.begin) % *DtypeSize(entry.dtype), 0u)
+    EXPECT_EQ((file->header().data_start + entry.begin) %
+                  DtypeBySafetensorsName(entry.dtype)->bytes,
+              0u)
         << entry.name;
   }
   EXPECT_EQ(file->header().data_start % 8, 0u);
 }
 
 TEST(SafetensorsTest, CpuReadsAliasTheMappingAndNeverChangeTheFile) {
-  const std::string path = Tmp("alias.safetensors");
+  const std::string path = TestPath("alias.safetensors");
   ASSERT_OK(SaveSafetensors(path, {{"x", at::ones({1000})}}));
-  const std::string before = ReadFile(path);
+  const std::string before = ReadFileOrDie(path);
   {
     ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
     ASSERT_OK_AND_ASSIGN(at::Tensor x, file->Get("x"));
@@ -128,11 +128,11 @@ TEST(SafetensorsTest, CpuReadsAliasTheMappingAndNeverChangeTheFile) {
     EXPECT_TRUE(AliasesMapping(x));
     EXPECT_TRUE(AliasesMapping(x.view({10, 100})));
     EXPECT_FALSE(AliasesMapping(copied));
-    x.fill_(7);  // Copy-on-write: the file keeps its ones.
+    x.fill_(7);    // Copy-on-write: the file keeps its ones.
     file.reset();  // The tensor keeps the mapping alive.
     EXPECT_EQ(x.sum().item<float>(), 7000);
   }
-  EXPECT_EQ(ReadFile(path), before);
+  EXPECT_EQ(ReadFileOrDie(path), before);
 }
 
 struct Corruption {
@@ -164,45 +164,49 @@ TEST(SafetensorsTest, DamagedFilesAreRefusedWithTheProblemNamed) {
       {"unknown dtype",
        HandMade(R"({"t":{"dtype":"F17","shape":[2],"data_offsets":[0,8]}})",
                 Floats({1, 2})),
-       absl::StatusCode::kInvalidArgument, "tensor \"t\" has unknown dtype \"F17\""},
+       absl::StatusCode::kInvalidArgument,
+       "tensor \"t\" has unknown dtype \"F17\""},
       {"shape mismatch",
        HandMade(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
                 Floats({1, 2})),
        absl::StatusCode::kDataLoss, "needs 12 bytes, but data_offsets hold 8"},
       {"overlap",
-       HandMade(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                Floats({1, 2})),
+       HandMade(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           Floats({1, 2})),
        absl::StatusCode::kDataLoss, "overlapping"},
       {"gap",
-       HandMade(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-                Floats({1, 2, 3})),
+       HandMade(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+           Floats({1, 2, 3})),
        absl::StatusCode::kDataLoss, "leaving a gap"},
       {"negative shape",
        HandMade(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
                 Floats({1, 2})),
        absl::StatusCode::kDataLoss, "not a non-negative integer"},
       {"descending offsets",
-       HandMade(R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", ""),
+       HandMade(R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})",
+                ""),
        absl::StatusCode::kDataLoss, "two ascending"},
       {"overflowing shape",
-       HandMade(R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})",
-                Floats({1, 2})),
+       HandMade(
+           R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})",
+           Floats({1, 2})),
        absl::StatusCode::kInvalidArgument, "impossibly large shape"},
-      {"metadata value",
-       HandMade(R"({"__metadata__":{"k":1}})", ""), absl::StatusCode::kDataLoss,
-       "value of \"k\" is not a string"},
+      {"metadata value", HandMade(R"({"__metadata__":{"k":1}})", ""),
+       absl::StatusCode::kDataLoss, "value of \"k\" is not a string"},
   };
   for (const Corruption& c : cases) {
     EXPECT_THAT(ParseSafetensors(c.file).status(),
                 StatusIs(c.code, HasSubstr(c.message)))
         << c.label;
-    const std::string path = Tmp("bad.safetensors");
+    const std::string path = TestPath("bad.safetensors");
     std::ofstream(path, std::ios::binary | std::ios::trunc) << c.file;
     EXPECT_THAT(SafetensorsFile::Open(path).status(),
                 StatusIs(c.code, AllOf(HasSubstr(path), HasSubstr(c.message))))
         << c.label;
   }
-  EXPECT_THAT(SafetensorsFile::Open(Tmp("does-not-exist")).status(),
+  EXPECT_THAT(SafetensorsFile::Open(TestPath("does-not-exist")).status(),
               StatusIs(absl::StatusCode::kNotFound));
 }
 
@@ -212,13 +216,13 @@ TEST(SafetensorsTest, ReadsUnsignedAndFp8Dtypes) {
     const char* dtype;
     at::ScalarType type;
   };
-  for (const Case& c : {Case{"U16", at::kUInt16}, Case{"U32", at::kUInt32},
-                        Case{"U64", at::kUInt64},
-                        Case{"F8_E4M3", at::kFloat8_e4m3fn},
-                        Case{"F8_E5M2", at::kFloat8_e5m2},
-                        Case{"F8_E8M0", at::kFloat8_e8m0fnu}}) {
+  for (const Case& c :
+       {Case{"U16", at::kUInt16}, Case{"U32", at::kUInt32},
+        Case{"U64", at::kUInt64}, Case{"F8_E4M3", at::kFloat8_e4m3fn},
+        Case{"F8_E5M2", at::kFloat8_e5m2},
+        Case{"F8_E8M0", at::kFloat8_e8m0fnu}}) {
     const int64_t size = c10::elementSize(c.type);
-    const std::string path = Tmp(absl::StrCat(c.dtype, ".safetensors"));
+    const std::string path = TestPath(absl::StrCat(c.dtype, ".safetensors"));
     const std::string bytes(2 * size, '\x01');
     std::ofstream(path, std::ios::binary | std::ios::trunc) << HandMade(
         absl::StrCat(R"({"t":{"dtype":")", c.dtype,
@@ -235,7 +239,7 @@ TEST(SafetensorsTest, ReadsUnsignedAndFp8Dtypes) {
 }
 
 TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
-  const std::string dir = Tmp("sharded");
+  const std::string dir = TestPath("sharded");
   NamedTensors tensors;
   for (int i = 0; i < 6; ++i) {
     tensors.emplace_back(absl::StrCat("layer.", i, ".w"),
@@ -244,14 +248,17 @@ TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
   ASSERT_OK(SaveShardedSafetensors(dir, tensors, {.max_shard_bytes = 2048}));
   // Two tensors per shard: three shards and the index.
   for (int shard = 1; shard <= 3; ++shard) {
-    EXPECT_EQ(::access(absl::StrCat(dir, "/model-0000", shard, "-of-00003.safetensors")
+    EXPECT_EQ(::access(absl::StrCat(dir, "/model-0000", shard,
+                                    "-of-00003.safetensors")
                            .c_str(),
                        R_OK),
               0);
   }
-  const std::string index = ReadFile(dir + "/model.safetensors.index.json");
-  EXPECT_THAT(index, AllOf(HasSubstr("\"total_size\": 6144"),
-                           HasSubstr("\"layer.5.w\": \"model-00003-of-00003.safetensors\"")));
+  const std::string index = ReadFileOrDie(dir + "/model.safetensors.index.json");
+  EXPECT_THAT(
+      index,
+      AllOf(HasSubstr("\"total_size\": 6144"),
+            HasSubstr("\"layer.5.w\": \"model-00003-of-00003.safetensors\"")));
   ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
   EXPECT_EQ(checkpoint->names().size(), 6u);
   ASSERT_OK_AND_ASSIGN(auto some, checkpoint->Load({"layer.4.w", "layer.5.w"}));
@@ -270,28 +277,31 @@ TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
   ASSERT_OK_AND_ASSIGN(auto nine, fresh->Load({"layer.0.w"}));
   EXPECT_TRUE(TensorsClose(nine.at("layer.0.w"), at::full({4}, 9.f), kExact));
   // One shard is written without an index, and opens the same way.
-  const std::string single = Tmp("single");
+  const std::string single = TestPath("single");
   ASSERT_OK(SaveShardedSafetensors(single, tensors));
   ASSERT_OK_AND_ASSIGN(auto one, ShardedCheckpoint::Open(single));
   EXPECT_EQ(one->names().size(), 6u);
 }
 
 TEST(ShardedCheckpointTest, BadIndexesAreRefused) {
-  const std::string dir = Tmp("badindex");
+  const std::string dir = TestPath("badindex");
   ::mkdir(dir.c_str(), 0755);
   std::ofstream(dir + "/model.safetensors.index.json")
       << R"({"weight_map": {"w": "../../etc/passwd"}})";
-  EXPECT_THAT(ShardedCheckpoint::Open(dir).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("\"../../etc/passwd\", not a file beside the index")));
+  EXPECT_THAT(
+      ShardedCheckpoint::Open(dir).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"../../etc/passwd\", not a file beside the index")));
   std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc)
       << R"({"weight_map": {"w": "missing.safetensors"}})";
   ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
-  EXPECT_THAT(checkpoint->Load({"w"}).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.safetensors")));
+  EXPECT_THAT(
+      checkpoint->Load({"w"}).status(),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.safetensors")));
   std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc) << "{";
-  EXPECT_THAT(ShardedCheckpoint::Open(dir).status(),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not valid JSON")));
+  EXPECT_THAT(
+      ShardedCheckpoint::Open(dir).status(),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not valid JSON")));
 }
 
 }  // namespace

@@ -55,8 +55,8 @@ int Sample(const std::string& path) {
       {"u8", at::tensor({200, 1}, at::kByte)},
       {"bool", at::tensor({1, 0, 1}, at::kLong).to(at::kBool)},
   };
-  const absl::Status saved = accelerate::bigmodel::SaveSafetensors(
-      path, tensors, {{"format", "pt"}});
+  const absl::Status saved =
+      accelerate::bigmodel::SaveSafetensors(path, tensors, {{"format", "pt"}});
   if (!saved.ok()) {
     std::cerr << saved << std::endl;
     return 1;

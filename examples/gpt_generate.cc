@@ -35,9 +35,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bigmodel/device.h"
 #include "bigmodel/device_map.h"
 #include "bigmodel/dispatch.h"
 #include "bigmodel/empty_weights.h"
+#include "bigmodel/max_memory.h"
 #include "bigmodel/module_tree.h"
 #include "bigmodel/safetensors.h"
 #include "google/protobuf/struct.pb.h"
@@ -361,8 +363,8 @@ absl::Status Run() {
       bigmodel::MaxMemory budget,
       bigmodel::ParseMaxMemory(absl::GetFlag(FLAGS_max_memory)));
   if (std::none_of(budget.begin(), budget.end(),
-                   [](const auto& entry) { return entry.first == "disk"; })) {
-    budget.emplace_back("disk", int64_t{1} << 50);
+                   [](const auto& entry) { return entry.first.is_disk(); })) {
+    budget.emplace_back(bigmodel::Device::Disk(), int64_t{1} << 50);
   }
   const bigmodel::ModuleTree tree = bigmodel::DescribeModule(*model);
   ACCELERATE_ASSIGN_OR_RETURN(
@@ -376,7 +378,7 @@ absl::Status Run() {
   }
   const std::map<std::string, int64_t> sizes =
       bigmodel::ComputeModuleSizes(tree, std::nullopt);
-  std::map<std::string, std::pair<int, int64_t>> per_device;
+  std::map<bigmodel::Device, std::pair<int, int64_t>> per_device;
   for (const auto& [module, device] : map) {
     per_device[device].first += 1;
     per_device[device].second += sizes.at(module);
@@ -385,7 +387,7 @@ absl::Status Run() {
   for (const auto& [device, count] : per_device) {
     std::cout << "placed on " << device << ": " << count.first << " module(s), "
               << count.second / 1e6 << " MB\n";
-    if (device == "disk") offloaded_bytes = count.second;
+    if (device.is_disk()) offloaded_bytes = count.second;
   }
 
   // 3. The weights, as placed.

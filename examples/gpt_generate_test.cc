@@ -14,6 +14,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "testing/files.h"
 #include "testing/subprocess.h"
 
 namespace accelerate {
@@ -23,10 +24,11 @@ using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
+using ::accelerate::testing::TestPath;
 using ::testing::HasSubstr;
 
 std::string Checkpoint() {
-  return absl::StrCat(std::getenv("TEST_TMPDIR"), "/gpt");
+  return TestPath("gpt");
 }
 
 ProcessResult Generate(std::vector<std::string> flags) {
@@ -121,7 +123,7 @@ TEST_F(GptGenerateTest, MostlyOnDiskGivesTheSameTokensAndLogits) {
 TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
   const std::string folder =
-      absl::StrCat(std::getenv("TEST_TMPDIR"), "/offload");
+      TestPath("offload");
   ProcessResult result =
       Generate({"--max_memory=cpu=400KB", "--offload_folder=" + folder});
   ASSERT_EQ(result.exit_code, 0) << result.output;
@@ -136,7 +138,7 @@ TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
 TEST_F(GptGenerateTest, PythonTwinAgrees) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
   const std::string map =
-      absl::StrCat(std::getenv("TEST_TMPDIR"), "/device_map.json");
+      TestPath("device_map.json");
   ProcessResult ours = Generate(
       {"--max_memory=cpu=400KB", "--device_map_out=" + map, "--prompt=Hello"});
   ASSERT_EQ(ours.exit_code, 0) << ours.output;

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/files.h"
 #include "testing/free_port.h"
 #include "testing/subprocess.h"
 
@@ -28,6 +29,7 @@ using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::RunLocalJob;
 using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
+using ::accelerate::testing::TestPath;
 using ::testing::HasSubstr;
 
 struct Line {
@@ -63,7 +65,7 @@ std::vector<std::string> TrainingFlags(int batch_size, int accumulation) {
 ProcessResult Run(std::vector<std::string> argv) {
   Subprocess child(
       std::move(argv),
-      {{"HF_HOME", absl::StrCat(std::getenv("TEST_TMPDIR"), "/hf")}});
+      {{"HF_HOME", TestPath("hf")}});
   EXPECT_TRUE(child.Start().ok());
   return child.Wait(absl::Seconds(120));
 }

@@ -21,8 +21,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "launch/launcher_testutil.h"
-#include "testing/free_port.h"
 #include "testing/files.h"
+#include "testing/free_port.h"
 #include "testing/subprocess.h"
 
 namespace accelerate::launch {

@@ -1,0 +1,265 @@
+// The offload engine: loading, releasing and prefetching units of
+// offloaded weights (see offload_engine.h).
+
+#include "bigmodel/internal/offload_engine.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include "bigmodel/internal/offload_fallback.h"
+#include "bigmodel/internal/page_cache.h"
+
+namespace accelerate::bigmodel_internal {
+
+OffloadEngine::OffloadEngine(c10::Device device, bool prefetch,
+                             int64_t prefetch_bytes)
+    : device_(device), prefetch_(prefetch), prefetch_bytes_(prefetch_bytes) {
+  InstallFallbackOnce();
+}
+
+OffloadEngine::~OffloadEngine() {
+  std::lock_guard<std::mutex> lock(mu_);
+  StopWorker();
+  for (const Unit& unit : units_) {
+    for (const Slot& slot : unit.slots) {
+      ForgetOwner(slot.target.unsafeGetTensorImpl());
+    }
+  }
+  UnloadAllBut({});
+}
+
+int OffloadEngine::UnitFor(const std::string& module) {
+  auto [it, inserted] = unit_index_.emplace(module, units_.size());
+  if (inserted) units_.emplace_back();
+  return it->second;
+}
+
+std::pair<int, int> OffloadEngine::AddSlot(int unit) {
+  units_[unit].slots.emplace_back();
+  return {unit, static_cast<int>(units_[unit].slots.size()) - 1};
+}
+
+void OffloadEngine::Start() {
+  for (const Unit& unit : units_) {
+    int64_t bytes = 0;
+    for (const Slot& slot : unit.slots) {
+      bytes += slot.source.numel() * c10::elementSize(slot.dtype);
+    }
+    unit_bytes_.push_back(bytes);
+  }
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    for (Slot& slot : units_[u].slots) {
+      slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
+      RegisterOwner(slot.target.unsafeGetTensorImpl(), this, u);
+    }
+  }
+  if (prefetch_ && !units_.empty()) worker_ = std::thread([this] { Work(); });
+}
+
+std::vector<std::string> OffloadEngine::names() const {
+  std::vector<std::string> names;
+  for (const Unit& unit : units_) {
+    for (const Slot& slot : unit.slots) names.push_back(slot.name);
+  }
+  return names;
+}
+
+void OffloadEngine::Activate(const std::vector<int>& wanted) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Release first, so that at most the wanted units and the prepared
+  // window are in memory.
+  UnloadAllBut(wanted);
+  for (int u : wanted) {
+    if (units_[u].loaded) continue;
+    std::optional<std::vector<at::Tensor>> ready = TakePrepared(u);
+    if (ready) {
+      ++stats_.prefetch_hits;
+    } else {
+      ready = Prepare(units_[u]);
+    }
+    Unit& unit = units_[u];
+    for (size_t i = 0; i < unit.slots.size(); ++i) {
+      unit.slots[i].target.unsafeGetTensorImpl()->shallow_copy_from(
+          (*ready)[i].getIntrusivePtr());
+    }
+    unit.loaded = true;
+    loaded_.push_back(u);
+    ++stats_.loads;
+    if (last_ >= 0 && last_ != u) units_[last_].next = u;
+    last_ = u;
+  }
+  if (prefetch_ && last_ >= 0) Schedule(last_);
+}
+
+void OffloadEngine::Release() {
+  std::lock_guard<std::mutex> lock(mu_);
+  {
+    std::unique_lock<std::mutex> prefetch_lock(prefetch_mu_);
+    queued_.clear();
+    prefetch_cv_.wait(prefetch_lock, [&] { return working_ < 0; });
+    for (const auto& [u, ready] : prepared_) Discard(u);
+    prepared_.clear();
+    failed_.clear();
+    window_.clear();
+  }
+  UnloadAllBut({});
+}
+
+bigmodel::DispatchStats OffloadEngine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+std::vector<at::Tensor> OffloadEngine::Prepare(const Unit& unit) const {
+  // The model's tensors take these tensors' keys: they must not be
+  // inference tensors, even when the forward runs under InferenceMode.
+  c10::InferenceMode normal(/*enabled=*/false);
+  std::vector<at::Tensor> ready;
+  for (const Slot& slot : unit.slots) {
+    if (device_.is_cpu() && slot.source.scalar_type() == slot.dtype) {
+      if (slot.mapped) TouchPages(slot.source);
+      ready.push_back(slot.source);
+    } else {
+      ready.push_back(slot.source.to(device_, slot.dtype,
+                                     /*non_blocking=*/false, /*copy=*/true));
+    }
+  }
+  return ready;
+}
+
+void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
+  std::vector<int> still;
+  for (int u : loaded_) {
+    if (std::find(keep.begin(), keep.end(), u) != keep.end()) {
+      still.push_back(u);
+      continue;
+    }
+    for (Slot& slot : units_[u].slots) {
+      slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
+    }
+    Discard(u);
+    units_[u].loaded = false;
+    ++stats_.releases;
+  }
+  loaded_ = std::move(still);
+}
+
+int OffloadEngine::NextOf(int u) const {
+  if (units_[u].next >= 0) return units_[u].next;
+  return u + 1 < static_cast<int>(units_.size()) ? u + 1 : -1;
+}
+
+void OffloadEngine::Schedule(int from) {
+  std::vector<int> window;
+  std::unordered_set<int> in_window;
+  int64_t bytes = 0;
+  std::unordered_set<int> seen = {from};
+  for (int u = NextOf(from); u >= 0 && seen.insert(u).second; u = NextOf(u)) {
+    if (!window.empty() && bytes + unit_bytes_[u] > prefetch_bytes_) break;
+    if (!units_[u].loaded) {
+      window.push_back(u);
+      in_window.insert(u);
+      bytes += unit_bytes_[u];
+    }
+  }
+  std::lock_guard<std::mutex> lock(prefetch_mu_);
+  for (auto it = prepared_.begin(); it != prepared_.end();) {
+    if (in_window.count(it->first)) {
+      ++it;
+    } else {
+      Discard(it->first);
+      it = prepared_.erase(it);
+    }
+  }
+  window_ = in_window;
+  queued_.erase(std::remove_if(queued_.begin(), queued_.end(),
+                               [&](int u) { return !in_window.count(u); }),
+                queued_.end());
+  const std::unordered_set<int> queued(queued_.begin(), queued_.end());
+  for (int u : window) {
+    if (u != working_ && !prepared_.count(u) && !queued.count(u)) {
+      failed_.erase(u);  // A new try.
+      queued_.push_back(u);
+    }
+  }
+  prefetch_cv_.notify_all();
+}
+
+std::optional<std::vector<at::Tensor>> OffloadEngine::TakePrepared(int u) {
+  std::unique_lock<std::mutex> lock(prefetch_mu_);
+  auto queued = std::find(queued_.begin(), queued_.end(), u);
+  if (queued != queued_.end() && queued != queued_.begin()) {
+    // Behind others: the guess was wrong; prepare it here instead.
+    queued_.erase(queued);
+    return std::nullopt;
+  }
+  if (queued == queued_.end() && working_ != u && !prepared_.count(u) &&
+      !failed_.count(u)) {
+    return std::nullopt;
+  }
+  window_.insert(u);  // Whatever is under way for `u` is kept for us.
+  prefetch_cv_.wait(lock,
+                    [&] { return prepared_.count(u) || failed_.count(u); });
+  if (!prepared_.count(u)) {
+    // Failed (say, memory was short while the previous module was still
+    // loaded): prepare it again here, now that it has been released.
+    failed_.erase(u);
+    return std::nullopt;
+  }
+  failed_.erase(u);
+  std::vector<at::Tensor> ready = std::move(prepared_[u]);
+  prepared_.erase(u);
+  return ready;
+}
+
+void OffloadEngine::Discard(int u) const {
+  for (const Slot& slot : units_[u].slots) {
+    if (slot.mapped) DropPages(slot.source);
+  }
+}
+
+void OffloadEngine::Work() {
+  std::unique_lock<std::mutex> lock(prefetch_mu_);
+  while (true) {
+    prefetch_cv_.wait(lock, [&] { return stopping_ || !queued_.empty(); });
+    if (stopping_) return;
+    const int u = queued_.front();
+    queued_.pop_front();
+    working_ = u;
+    lock.unlock();
+    std::vector<at::Tensor> ready;
+    bool failed = false;
+    try {
+      ready = Prepare(units_[u]);
+    } catch (...) {
+      failed = true;  // Prepared again on the forward thread when wanted.
+    }
+    lock.lock();
+    working_ = -1;
+    if (failed) {
+      failed_.insert(u);
+    } else {
+      failed_.erase(u);
+      if (window_.count(u)) {
+        prepared_[u] = std::move(ready);
+      } else {
+        Discard(u);  // Left the window while it was being prepared.
+      }
+    }
+    prefetch_cv_.notify_all();
+  }
+}
+
+void OffloadEngine::StopWorker() {
+  if (!worker_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(prefetch_mu_);
+    stopping_ = true;
+  }
+  prefetch_cv_.notify_all();
+  worker_.join();
+}
+
+}  // namespace accelerate::bigmodel_internal
