@@ -3,8 +3,10 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include <torch/nn/utils/clip_grad.h>
 #include "accelerator/internal/data_parallel.h"
+#include "precision/autocast.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -18,9 +20,13 @@ Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
                          AcceleratorOptions options)
     : state_(std::move(state)),
       options_(std::move(options)),
-      gradients_(*options_.gradient_accumulation_steps) {
-  if (*options_.mixed_precision == "fp16") {
-    scaler_ = std::make_unique<GradScaler>();
+      gradients_(*options_.gradient_accumulation_steps),
+      precision_(*precision::ParseMixedPrecision(*options_.mixed_precision)) {
+  if (precision_ == precision::MixedPrecision::kFp16) {
+    // With several processes the found-inf flag is all-reduced, so that
+    // every rank skips the same steps.
+    scaler_ = std::make_unique<precision::GradScaler>(
+        precision::GradScalerOptions{}, state_.get());
   }
 }
 
@@ -38,10 +44,6 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
   state_options.cpu = resolved.cpu;
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<state::PartialState> state,
                               state::PartialState::Create(state_options, env));
-  if (*resolved.mixed_precision == "fp16" && !state->device().is_cuda()) {
-    return absl::FailedPreconditionError(
-        "mixed_precision fp16 needs a GPU (CUDA build); on CPU use bf16");
-  }
   return std::unique_ptr<Accelerator>(
       new Accelerator(std::move(state), std::move(resolved)));
 }
@@ -50,6 +52,17 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     std::shared_ptr<torch::nn::Module> model) {
   if (model == nullptr) {
     return absl::InvalidArgumentError("PrepareModel needs a model");
+  }
+  if (precision_ == precision::MixedPrecision::kFp16) {
+    for (const auto& item : model->named_parameters()) {
+      if (item.value().scalar_type() == at::kHalf) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "mixed_precision fp16: parameter \"", item.key(),
+            "\" is already float16; keep the model in float32 (autocast "
+            "computes in float16 and the loss scaler needs float32 "
+            "gradients)"));
+      }
+    }
   }
   ACCELERATE_ASSIGN_OR_RETURN(
       std::unique_ptr<DataParallel> dp,
@@ -65,7 +78,10 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
 PreparedOptimizer* Accelerator::PrepareOptimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
   optimizers_.push_back(std::make_unique<PreparedOptimizer>(
-      &gradients_, scaler_.get(), std::move(optimizer)));
+      &gradients_, scaler_.get(), std::move(optimizer),
+      [this](const PreparedOptimizer& stepped) {
+        return AfterOptimizerStep(stepped);
+      }));
   return optimizers_.back().get();
 }
 
@@ -140,47 +156,61 @@ AccumulateScope Accelerator::Begin(
   if (!force_no_sync) gradients_.BeginStep();
   AccumulateScope::OpenModels previous = std::move(open_);
   open_.clear();
-  absl::Status status;
+  // An iteration whose optimizers did not all step still ends here.
+  absl::Status status =
+      scaler_ != nullptr ? EndScalerIteration() : absl::OkStatus();
   for (const torch::nn::Module* model : models) {
     DataParallel* dp = Find(*model);
     dp->set_sync(!force_no_sync && gradients_.sync_gradients());
     open_.push_back(dp);
     if (status.ok() && dp->sync()) status = dp->StartSynchronizedStep();
   }
-  accelerator_internal::AutocastSnapshot autocast;
-  const std::string& precision = *options_.mixed_precision;
-  if (precision == "bf16" || precision == "fp16") {
-    autocast = accelerator_internal::EnterAutocast(
-        precision == "bf16" ? at::kBFloat16 : at::kHalf, Device().is_cuda());
-  }
+  precision::AutocastScope autocast(precision_, Device().type());
   return AccumulateScope(this, std::move(status), std::move(previous),
-                         autocast);
+                         std::move(autocast));
+}
+
+absl::Status Accelerator::AfterOptimizerStep(const PreparedOptimizer& stepped) {
+  if (scaler_ == nullptr) return absl::OkStatus();
+  stepped_.insert(&stepped);
+  if (stepped_.size() < optimizers_.size()) return absl::OkStatus();
+  return EndScalerIteration();
+}
+
+absl::Status Accelerator::EndScalerIteration() {
+  stepped_.clear();
+  return scaler_->Update();
+}
+
+absl::Status Accelerator::UnscaleGradients() {
+  for (const auto& optimizer : optimizers_) {
+    ACCELERATE_RETURN_IF_ERROR(optimizer->UnscaleGradients().status());
+  }
+  return absl::OkStatus();
 }
 
 void Accelerator::End(AccumulateScope::OpenModels previous) {
   open_ = std::move(previous);
 }
 
-AccumulateScope::AccumulateScope(
-    Accelerator* accelerator, absl::Status status, OpenModels previous,
-    accelerator_internal::AutocastSnapshot autocast)
+AccumulateScope::AccumulateScope(Accelerator* accelerator,
+                                 absl::Status status, OpenModels previous,
+                                 precision::AutocastScope autocast)
     : accelerator_(accelerator),
       status_(std::move(status)),
       previous_(std::move(previous)),
-      autocast_(autocast) {}
+      autocast_(std::move(autocast)) {}
 
 AccumulateScope::AccumulateScope(AccumulateScope&& other) noexcept
     : accelerator_(other.accelerator_),
       status_(std::move(other.status_)),
       previous_(std::move(other.previous_)),
-      autocast_(other.autocast_) {
+      autocast_(std::move(other.autocast_)) {
   other.accelerator_ = nullptr;
-  other.autocast_.entered = false;
 }
 
 AccumulateScope::~AccumulateScope() {
   if (accelerator_ == nullptr) return;
-  accelerator_internal::ExitAutocast(autocast_);
   accelerator_->End(std::move(previous_));
 }
 
@@ -205,7 +235,7 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
     at::Tensor scaled = loss / gradients_.accumulation_steps();
     if (scaler_ != nullptr) scaled = scaler_->Scale(scaled);
     // Backward runs outside autocast, as PyTorch recommends.
-    accelerator_internal::AutocastDisabled no_autocast;
+    precision::AutocastOff no_autocast;
     for (DataParallel* dp : syncing) dp->PrepareBackward(loss, outside_step);
     scaled.backward();
   });
@@ -219,10 +249,10 @@ absl::StatusOr<double> Accelerator::ClipGradNorm(const torch::nn::Module& model,
         "clip_grad_norm with fp16 works on synchronized steps only: the "
         "gradients are still accumulating, scaled");
   }
+  ACCELERATE_RETURN_IF_ERROR(UnscaleGradients());
   std::vector<at::Tensor> params = TrainableParameters(model);
   double norm = 0;
   ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("clip_grad_norm", [&] {
-    if (scaler_ != nullptr) scaler_->Unscale(params);
     norm = torch::nn::utils::clip_grad_norm_(params, max_norm, norm_type);
   }));
   return norm;
@@ -234,9 +264,9 @@ absl::Status Accelerator::ClipGradValue(const torch::nn::Module& model,
     return absl::FailedPreconditionError(
         "clip_grad_value with fp16 works on synchronized steps only");
   }
+  ACCELERATE_RETURN_IF_ERROR(UnscaleGradients());
   std::vector<at::Tensor> params = TrainableParameters(model);
   return state::RunGuarded("clip_grad_value", [&] {
-    if (scaler_ != nullptr) scaler_->Unscale(params);
     torch::nn::utils::clip_grad_value_(params, clip_value);
   });
 }

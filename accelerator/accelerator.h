@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -63,12 +64,13 @@
 #include <torch/optim/optimizer.h>
 #include <torch/optim/schedulers/lr_scheduler.h>
 #include "accelerator/accelerator_options.h"
-#include "accelerator/grad_scaler.h"
 #include "accelerator/gradient_state.h"
-#include "accelerator/internal/autocast.h"
 #include "accelerator/prepared_optimizer.h"
 #include "accelerator/prepared_scheduler.h"
 #include "data/data_loader.h"
+#include "precision/autocast.h"
+#include "precision/grad_scaler.h"
+#include "precision/mixed_precision.h"
 #include "state/environment.h"
 #include "state/partial_state.h"
 
@@ -97,13 +99,12 @@ class [[nodiscard]] AccumulateScope {
   friend class Accelerator;
   using OpenModels = std::vector<accelerator_internal::DataParallel*>;
   AccumulateScope(Accelerator* accelerator, absl::Status status,
-                  OpenModels previous,
-                  accelerator_internal::AutocastSnapshot autocast);
+                  OpenModels previous, precision::AutocastScope autocast);
   Accelerator* accelerator_;
   absl::Status status_;
   // The models open before this scope (restored when it ends).
   OpenModels previous_;
-  accelerator_internal::AutocastSnapshot autocast_;
+  precision::AutocastScope autocast_;
 };
 
 class Accelerator {
@@ -156,6 +157,11 @@ class Accelerator {
   // out) come back as a status instead of an exception.
   [[nodiscard]] absl::Status Backward(const at::Tensor& loss);
 
+  // fp16: divides the gradients of every prepared optimizer by the loss
+  // scale, once per iteration (Accelerate's `unscale_gradients`); clipping
+  // and the optimizers' steps call it. Nothing otherwise.
+  [[nodiscard]] absl::Status UnscaleGradients();
+
   // Clips gradients of `model` (after unscaling for fp16); returns the total
   // norm. With fp16, only on synchronized steps (`FailedPrecondition`
   // otherwise: the gradients are still being accumulated, scaled).
@@ -193,6 +199,8 @@ class Accelerator {
     return *options_.mixed_precision;
   }
   const AcceleratorOptions& options() const { return options_; }
+  // The fp16 loss scaler; null in other precisions.
+  const precision::GradScaler* scaler() const { return scaler_.get(); }
   // Gradient buckets all-reduced so far (for tests and diagnostics).
   int64_t buckets_reduced() const;
 
@@ -207,11 +215,20 @@ class Accelerator {
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
                         bool force_no_sync);
   void End(AccumulateScope::OpenModels previous);
+  // After an optimizer's synchronized step: once every prepared optimizer
+  // has stepped (or skipped), the fp16 iteration ends.
+  absl::Status AfterOptimizerStep(const PreparedOptimizer& stepped);
+  // Updates the fp16 scale for the iteration (nothing if no optimizer was
+  // unscaled) and starts the next. REQUIRES: scaler_.
+  absl::Status EndScalerIteration();
 
   std::unique_ptr<state::PartialState> state_;
   AcceleratorOptions options_;  // Resolved.
   GradientState gradients_;
-  std::unique_ptr<GradScaler> scaler_;  // fp16 only.
+  precision::MixedPrecision precision_;
+  std::unique_ptr<precision::GradScaler> scaler_;  // fp16 only.
+  // The optimizers that stepped in the current fp16 iteration.
+  std::set<const PreparedOptimizer*> stepped_;
   std::map<const torch::nn::Module*, std::unique_ptr<DataParallel>> models_;
   std::vector<std::unique_ptr<PreparedOptimizer>> optimizers_;
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;

@@ -6,6 +6,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "precision/mixed_precision.h"
+#include "state/status_macros.h"
 
 namespace accelerate {
 
@@ -16,14 +18,12 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     resolved.mixed_precision =
         env.Get("ACCELERATE_MIXED_PRECISION").value_or("no");
   }
-  const std::string& mixed_precision = *resolved.mixed_precision;
-  if (mixed_precision != "no" && mixed_precision != "fp16" &&
-      mixed_precision != "bf16" && mixed_precision != "fp8") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("mixed_precision: \"", mixed_precision,
-                     "\" is not one of no, fp16, bf16, fp8"));
-  }
-  if (mixed_precision == "fp8") {
+  ACCELERATE_ASSIGN_OR_RETURN(
+      const precision::MixedPrecision mixed_precision,
+      precision::ParseMixedPrecision(*resolved.mixed_precision));
+  resolved.mixed_precision =
+      std::string(precision::MixedPrecisionName(mixed_precision));
+  if (mixed_precision == precision::MixedPrecision::kFp8) {
     return absl::UnimplementedError(
         "mixed_precision fp8 is not supported yet; use bf16 or fp16");
   }

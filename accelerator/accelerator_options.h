@@ -28,8 +28,9 @@
 namespace accelerate {
 
 struct AcceleratorOptions {
-  // "no", "fp16" (CUDA only, with dynamic loss scaling) or "bf16" (autocast
-  // inside `Accumulate` scopes). Default: ACCELERATE_MIXED_PRECISION, else no.
+  // "no", "fp16" (autocast to float16 with dynamic loss scaling) or "bf16"
+  // (autocast to bfloat16), in any case, on CPU or GPU; autocast covers
+  // `Accumulate` scopes. Default: ACCELERATE_MIXED_PRECISION, else no.
   std::optional<std::string> mixed_precision;
   // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
   // else 1.
@@ -52,8 +53,9 @@ struct AcceleratorOptions {
   absl::Duration timeout = absl::Minutes(30);
 };
 
-// `options` with `mixed_precision` and `gradient_accumulation_steps` filled
-// (from `env` where not given) and every value checked. `InvalidArgument`
+// `options` with `mixed_precision` (in lower case) and
+// `gradient_accumulation_steps` filled (from `env` where not given) and every
+// value checked. `InvalidArgument`
 // names a bad value and what would be valid; fp8 is `Unimplemented`.
 [[nodiscard]] absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     const AcceleratorOptions& options, const state::Environment& env);

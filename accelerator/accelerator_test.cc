@@ -1,5 +1,6 @@
 #include "accelerator/accelerator.h"
 
+#include <cmath>
 #include <limits>
 #include <map>
 #include <memory>
@@ -12,7 +13,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <torch/torch.h>
-#include "accelerator/grad_scaler.h"
 #include "state/environment.h"
 #include "state/status_macros.h"
 #include "testing/distributed_testutil.h"
@@ -303,9 +303,19 @@ TEST(AcceleratorTest, BadOptionsAreNamed) {
   options.mixed_precision = "fp17";
   EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kInvalidArgument,
                                         HasSubstr("\"fp17\" is not one of")));
-  options.mixed_precision = "fp16";
-  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kFailedPrecondition,
-                                        HasSubstr("fp16 needs a GPU")));
+  options.mixed_precision = "fp8";
+  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kUnimplemented,
+                                        HasSubstr("fp8")));
+  // fp16 runs on CPU too, but not with a model already in float16.
+  options.mixed_precision = "FP16";
+  ASSERT_OK_AND_ASSIGN(auto fp16,
+                       Accelerator::Create(options, state::MapEnvironment()));
+  EXPECT_EQ(fp16->mixed_precision(), "fp16");
+  auto half = torch::nn::Linear(2, 2);
+  half->to(torch::kHalf);
+  EXPECT_THAT(fp16->PrepareModel(half.ptr()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("parameter \"weight\" is already float16")));
   options.mixed_precision.reset();
   options.gradient_accumulation_steps = 0;
   EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kInvalidArgument,
@@ -345,29 +355,109 @@ TEST(AcceleratorTest, ClipGradNormReturnsTheNormAndClips) {
   EXPECT_NEAR(linear->weight.grad().norm().item<double>(), 1.0, 1e-4);
 }
 
-TEST(GradScalerTest, SkipsNonFiniteStepsAndAdjustsTheScale) {
-  GradScalerOptions options;
-  options.init_scale = 8;
-  options.growth_interval = 2;
-  GradScaler scaler(options);
-  torch::Tensor w = torch::ones({2}, torch::requires_grad());
-  scaler.Scale((w * 3).sum()).backward();
-  EXPECT_TRUE(scaler.Unscale({w}));
-  EXPECT_TRUE(TensorsClose(w.grad(), torch::full({2}, 3.0), {0, 1e-6}));
-  EXPECT_TRUE(scaler.Unscale({w}));  // A second call does not divide again.
-  EXPECT_TRUE(TensorsClose(w.grad(), torch::full({2}, 3.0), {0, 1e-6}));
-  scaler.Update();
-  EXPECT_EQ(scaler.scale(), 8);
-  w.grad().fill_(std::numeric_limits<float>::infinity());
-  EXPECT_FALSE(scaler.Unscale({w}));
-  scaler.Update();
-  EXPECT_EQ(scaler.scale(), 4);  // Backed off.
-  for (int i = 0; i < 2; ++i) {
-    w.grad().fill_(1);
-    EXPECT_TRUE(scaler.Unscale({w}));
-    scaler.Update();
+// Two models, two optimizers, fp16 on CPU: small integers keep float16
+// exact, so each optimizer's gradients must come out unscaled exactly once,
+// and the scale must count one iteration, not one per optimizer.
+TEST(AcceleratorTest, Fp16UnscalesEachOptimizerOnceAndUpdatesOncePerStep) {
+  AcceleratorOptions options;
+  options.mixed_precision = "fp16";
+  ASSERT_OK_AND_ASSIGN(auto acc,
+                       Accelerator::Create(options, state::MapEnvironment()));
+  auto first = torch::nn::Linear(torch::nn::LinearOptions(2, 1).bias(false));
+  auto second = torch::nn::Linear(torch::nn::LinearOptions(2, 1).bias(false));
+  {
+    torch::NoGradGuard no_grad;
+    first->weight.copy_(torch::tensor({{1.0f, 2.0f}}));
+    second->weight.copy_(torch::tensor({{3.0f, -1.0f}}));
   }
-  EXPECT_EQ(scaler.scale(), 8);  // Grew after 2 good steps.
+  ASSERT_OK(acc->PrepareModel(first.ptr()).status());
+  ASSERT_OK(acc->PrepareModel(second.ptr()).status());
+  PreparedOptimizer* first_opt = acc->PrepareOptimizer(
+      std::make_shared<torch::optim::SGD>(first->parameters(), 0.0));
+  PreparedOptimizer* second_opt = acc->PrepareOptimizer(
+      std::make_shared<torch::optim::SGD>(second->parameters(), 0.0));
+  {
+    auto step = acc->Accumulate({first.get(), second.get()});
+    ASSERT_OK(step.status());
+    const torch::Tensor x = torch::tensor({{2.0f, 3.0f}});
+    torch::Tensor out = first->forward(x) + second->forward(x);
+    EXPECT_EQ(out.scalar_type(), torch::kHalf);
+    // The loss in float32 (as autocast computes losses), divided by 1024 so
+    // that the scaled gradient reaching the float16 output (2^16 / 2^10)
+    // stays finite, as it would not at 2^16.
+    ASSERT_OK(acc->Backward(out.to(torch::kFloat).sum() / 1024));
+    EXPECT_EQ(first->weight.grad()[0][0].item<float>(), 2.0f * 64.0f);
+    ASSERT_OK_AND_ASSIGN(double norm, acc->ClipGradNorm(*first, 100.0));
+    EXPECT_NEAR(norm, std::sqrt(13.0) / 1024, 1e-9);  // unscaled by clipping
+    ASSERT_OK(first_opt->step());
+    ASSERT_OK(second_opt->step());
+  }
+  const torch::Tensor expected = torch::tensor({{2.0f, 3.0f}}) / 1024;
+  EXPECT_TRUE(torch::equal(first->weight.grad(), expected));
+  EXPECT_TRUE(torch::equal(second->weight.grad(), expected))
+      << second->weight.grad();
+  EXPECT_FALSE(first_opt->step_was_skipped());
+  EXPECT_EQ(acc->scaler()->State().growth_tracker, 1);
+  EXPECT_EQ(acc->scaler()->scale(), 65536.0);
+}
+
+TEST(AcceleratorTest, Fp16SkipsAStepWithAnInfAndBacksOff) {
+  AcceleratorOptions options;
+  options.mixed_precision = "fp16";
+  ASSERT_OK_AND_ASSIGN(auto acc,
+                       Accelerator::Create(options, state::MapEnvironment()));
+  auto linear = torch::nn::Linear(2, 1);
+  ASSERT_OK(acc->PrepareModel(linear.ptr()).status());
+  PreparedOptimizer* opt = acc->PrepareOptimizer(
+      std::make_shared<torch::optim::SGD>(linear->parameters(), 0.1));
+  const torch::Tensor before = linear->weight.detach().clone();
+  {
+    auto step = acc->Accumulate(*linear);
+    // 1e5 overflows float16 (max 65504): the scaled gradients are inf.
+    ASSERT_OK(acc->Backward(linear->forward(torch::full({1, 2}, 1e5f)).sum()));
+    ASSERT_OK(opt->step());
+  }
+  EXPECT_TRUE(opt->step_was_skipped());
+  EXPECT_EQ(opt->steps_taken(), 0);
+  EXPECT_TRUE(torch::equal(linear->weight, before));
+  EXPECT_EQ(acc->scaler()->scale(), 32768.0);
+}
+
+// A small regression fitted in fp16 (CPU autocast, loss scaling) ends where
+// fp32 ends, to fp16's precision.
+TEST(AcceleratorTest, Fp16AndBf16TrainingEndNearFp32) {
+  const auto fit = [](const std::string& precision) -> std::vector<float> {
+    AcceleratorOptions options;
+    options.mixed_precision = precision;
+    auto acc = Accelerator::Create(options, state::MapEnvironment());
+    EXPECT_TRUE(acc.ok()) << acc.status();
+    torch::manual_seed(3);
+    auto model = torch::nn::Linear(3, 1);
+    const torch::Tensor x = torch::rand({64, 3});
+    const torch::Tensor y = x.matmul(torch::tensor({{1.5f}, {-2.0f}, {0.5f}})) + 0.25;
+    EXPECT_TRUE((*acc)->PrepareModel(model.ptr()).ok());
+    PreparedOptimizer* opt = (*acc)->PrepareOptimizer(
+        std::make_shared<torch::optim::SGD>(model->parameters(), 0.3));
+    for (int step = 0; step < 300; ++step) {
+      auto scope = (*acc)->Accumulate(*model);
+      torch::Tensor loss = torch::mse_loss(
+          model->forward(x).to(torch::kFloat), y);
+      EXPECT_TRUE((*acc)->Backward(loss).ok());
+      EXPECT_TRUE(opt->step().ok());
+      opt->zero_grad();
+    }
+    std::vector<float> weights(model->weight.data_ptr<float>(),
+                               model->weight.data_ptr<float>() + 3);
+    weights.push_back(model->bias.item<float>());
+    return weights;
+  };
+  const std::vector<float> fp32 = fit("no");
+  const std::vector<float> fp16 = fit("fp16");
+  const std::vector<float> bf16 = fit("bf16");
+  for (size_t i = 0; i < fp32.size(); ++i) {
+    EXPECT_NEAR(fp16[i], fp32[i], 0.02) << i;
+    EXPECT_NEAR(bf16[i], fp32[i], 0.05) << i;
+  }
 }
 
 }  // namespace

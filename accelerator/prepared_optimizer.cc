@@ -2,32 +2,34 @@
 
 #include <vector>
 
+#include "state/status_macros.h"
 #include "state/torch_errors.h"
 
 namespace accelerate {
 
+std::vector<at::Tensor> PreparedOptimizer::Parameters() const {
+  std::vector<at::Tensor> params;
+  for (const auto& group : optimizer_->param_groups()) {
+    params.insert(params.end(), group.params().begin(), group.params().end());
+  }
+  return params;
+}
+
+absl::StatusOr<bool> PreparedOptimizer::UnscaleGradients() {
+  if (scaler_ == nullptr) return true;
+  return scaler_->Unscale(this, Parameters());
+}
+
 absl::Status PreparedOptimizer::step() {
   if (!gradients_->sync_gradients()) return absl::OkStatus();
-  step_was_skipped_ = false;
-  return state::RunGuarded("optimizer step", [&] {
-    if (scaler_ != nullptr) {
-      std::vector<at::Tensor> params;
-      for (const auto& group : optimizer_->param_groups()) {
-        params.insert(params.end(), group.params().begin(),
-                      group.params().end());
-      }
-      if (scaler_->Unscale(params)) {
-        optimizer_->step();
-        ++steps_taken_;
-      } else {
-        step_was_skipped_ = true;
-      }
-      scaler_->Update();
-      return;
-    }
-    optimizer_->step();
+  ACCELERATE_ASSIGN_OR_RETURN(const bool finite, UnscaleGradients());
+  step_was_skipped_ = !finite;
+  if (finite) {
+    ACCELERATE_RETURN_IF_ERROR(
+        state::RunGuarded("optimizer step", [&] { optimizer_->step(); }));
     ++steps_taken_;
-  });
+  }
+  return after_step_ ? after_step_(*this) : absl::OkStatus();
 }
 
 void PreparedOptimizer::zero_grad() {

@@ -1,6 +1,7 @@
 // An optimizer prepared by the `Accelerator`: `step` and `zero_grad` act only
 // on steps that synchronize gradients, and with fp16 `step` first unscales
-// the gradients and is skipped when they hold an inf or NaN (Accelerate's
+// the gradients (once per iteration, unless clipping already did) and is
+// skipped when they hold an inf or NaN on any process (Accelerate's
 // `AcceleratedOptimizer`). The names follow LibTorch's optimizer.
 //
 // clang-format off
@@ -19,35 +20,53 @@
 #define ACCELERATE_ACCELERATOR_PREPARED_OPTIMIZER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include <torch/optim/optimizer.h>
-#include "accelerator/grad_scaler.h"
 #include "accelerator/gradient_state.h"
+#include "precision/grad_scaler.h"
 
 namespace accelerate {
 
 class PreparedOptimizer {
  public:
-  // `scaler` is null unless training in fp16.
-  PreparedOptimizer(const GradientState* gradients, GradScaler* scaler,
-                    std::shared_ptr<torch::optim::Optimizer> optimizer)
-      : gradients_(gradients), scaler_(scaler), optimizer_(std::move(optimizer)) {}
+  // `scaler` is null unless training in fp16; `after_step` (may be empty)
+  // runs after each synchronized step, taken or skipped.
+  PreparedOptimizer(const GradientState* gradients,
+                    precision::GradScaler* scaler,
+                    std::shared_ptr<torch::optim::Optimizer> optimizer,
+                    std::function<absl::Status(const PreparedOptimizer&)>
+                        after_step = {})
+      : gradients_(gradients),
+        scaler_(scaler),
+        optimizer_(std::move(optimizer)),
+        after_step_(std::move(after_step)) {}
 
   // Steps on synchronized steps; LibTorch's errors (out of memory, say)
   // come back as a status.
   [[nodiscard]] absl::Status step();
   void zero_grad();
+
+  // fp16: divides this optimizer's gradients by the loss scale, once per
+  // iteration; whether they are finite on every process. True without fp16.
+  [[nodiscard]] absl::StatusOr<bool> UnscaleGradients();
+
   // Whether the last synchronized step was skipped (non-finite gradients).
   bool step_was_skipped() const { return step_was_skipped_; }
   int64_t steps_taken() const { return steps_taken_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  // The parameters of every group.
+  std::vector<at::Tensor> Parameters() const;
 
  private:
   const GradientState* gradients_;
-  GradScaler* scaler_;
+  precision::GradScaler* scaler_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  std::function<absl::Status(const PreparedOptimizer&)> after_step_;
   bool step_was_skipped_ = false;
   int64_t steps_taken_ = 0;
 };

@@ -142,8 +142,10 @@ int Run() {
   }
   if (acc.IsMainProcess()) {
     std::printf(
-        "{\"processes\": %d, \"eval_accuracy\": %.4f, \"train_loss\": %.4f}\n",
-        acc.State().num_processes(), accuracy, last_loss);
+        "{\"processes\": %d, \"mixed_precision\": \"%s\", "
+        "\"eval_accuracy\": %.4f, \"train_loss\": %.4f}\n",
+        acc.State().num_processes(), acc.mixed_precision().c_str(), accuracy,
+        last_loss);
   }
   CHECK_OK_OR_RETURN(acc.WaitForEveryone());
   return 0;

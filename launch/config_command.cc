@@ -16,6 +16,7 @@
 #include "launch/launch_flags.h"
 #include "launch/paths.h"
 #include "launch/questionnaire.h"
+#include "precision/mixed_precision.h"
 #include "state/status_macros.h"
 
 namespace accelerate::launch {
@@ -124,7 +125,7 @@ absl::StatusOr<LaunchConfig> AskConfig(std::istream& in, std::ostream& out,
   config.set_use_cpu(use_cpu);
   ACCELERATE_ASSIGN_OR_RETURN(
       const std::string precision,
-      q.Choose("Do you wish to use mixed precision?", MixedPrecisionModes(),
+      q.Choose("Do you wish to use mixed precision?", precision::MixedPrecisionNames(),
                0));
   config.set_mixed_precision(precision);
   config.set_main_training_function("main");

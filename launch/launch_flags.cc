@@ -1,12 +1,7 @@
 #include "launch/launch_flags.h"
 
+#include "precision/mixed_precision.h"
 namespace accelerate::launch {
-
-const std::vector<std::string>& MixedPrecisionModes() {
-  static const auto* const kModes =
-      new std::vector<std::string>{"no", "fp16", "bf16", "fp8"};
-  return *kModes;
-}
 
 const std::vector<std::string>& FsdpShardingStrategies() {
   static const auto* const kStrategies = new std::vector<std::string>{
@@ -67,7 +62,7 @@ FlagParser LaunchFlagParser() {
   parser.AddSwitch("multi_gpu", "One process per GPU (NCCL).");
   parser.Group("Resource selection");
   parser.AddValue("mixed_precision", "MODE", "Mixed precision mode.",
-                  MixedPrecisionModes());
+                  precision::MixedPrecisionNames());
   parser.AddValue("num_processes", "N",
                   "Processes in total, over all machines.");
   parser.AddValue("num_machines", "N", "Machines taking part.");

@@ -29,8 +29,6 @@ namespace accelerate::launch {
 // rest.
 FlagParser LaunchFlagParser();
 
-// no, fp16, bf16, fp8.
-const std::vector<std::string>& MixedPrecisionModes();
 // FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, HYBRID_SHARD_ZERO2: in
 // Accelerate's order, which old config files number from 1.
 const std::vector<std::string>& FsdpShardingStrategies();

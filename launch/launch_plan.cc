@@ -18,6 +18,7 @@
 #include "launch/feature_env.h"
 #include "launch/launch_flags.h"
 #include "launch/paths.h"
+#include "precision/mixed_precision.h"
 #include "state/status_macros.h"
 
 namespace accelerate::launch {
@@ -260,13 +261,13 @@ absl::Status ResolveMixedPrecision(const LaunchInputs& in, LaunchPlan* plan) {
     plan->defaults_used.push_back(
         "\t`--mixed_precision` was set to a value of `'no'`");
   }
-  plan->mixed_precision = absl::AsciiStrToLower(plan->mixed_precision);
-  // PyYAML reads an unquoted `no` as false; so does yaml-cpp's text "false".
-  if (plan->mixed_precision == "false") plan->mixed_precision = "no";
-  if (!IsOneOf(plan->mixed_precision, MixedPrecisionModes())) {
-    return NotOneOfError("mixed_precision", plan->mixed_precision,
-                         MixedPrecisionModes());
-  }
+  // Any case; PyYAML reads an unquoted `no` as false, and so does yaml-cpp's
+  // text "false": both mean no.
+  ACCELERATE_ASSIGN_OR_RETURN(
+      const precision::MixedPrecision mixed_precision,
+      precision::ParseMixedPrecision(plan->mixed_precision));
+  plan->mixed_precision =
+      std::string(precision::MixedPrecisionName(mixed_precision));
   return absl::OkStatus();
 }
 

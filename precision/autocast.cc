@@ -1,0 +1,67 @@
+#include "precision/autocast.h"
+
+#include <ATen/autocast_mode.h>
+
+namespace accelerate::precision {
+
+at::ScalarType AutocastDtype(MixedPrecision precision) {
+  switch (precision) {
+    case MixedPrecision::kFp16:
+      return at::kHalf;
+    case MixedPrecision::kBf16:
+    case MixedPrecision::kFp8:
+      return at::kBFloat16;
+    case MixedPrecision::kNo:
+      break;
+  }
+  return at::ScalarType::Undefined;
+}
+
+AutocastScope::AutocastScope(MixedPrecision precision,
+                             c10::DeviceType device) {
+  const at::ScalarType dtype = AutocastDtype(precision);
+  if (dtype == at::ScalarType::Undefined) return;
+  active_ = true;
+  cpu_was_ = at::autocast::is_autocast_enabled(at::kCPU);
+  gpu_was_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  cpu_dtype_was_ = at::autocast::get_autocast_dtype(at::kCPU);
+  gpu_dtype_was_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  const c10::DeviceType target =
+      device == c10::DeviceType::CUDA ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_enabled(target, true);
+  at::autocast::set_autocast_dtype(target, dtype);
+  at::autocast::increment_nesting();
+}
+
+AutocastScope::AutocastScope(AutocastScope&& other) noexcept
+    : active_(other.active_),
+      cpu_was_(other.cpu_was_),
+      gpu_was_(other.gpu_was_),
+      cpu_dtype_was_(other.cpu_dtype_was_),
+      gpu_dtype_was_(other.gpu_dtype_was_) {
+  other.active_ = false;
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  // Back to what was set before (an outer scope's, say).
+  at::autocast::set_autocast_enabled(at::kCPU, cpu_was_);
+  at::autocast::set_autocast_enabled(at::kCUDA, gpu_was_);
+  at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype_was_);
+  at::autocast::set_autocast_dtype(at::kCUDA, gpu_dtype_was_);
+}
+
+AutocastOff::AutocastOff()
+    : cpu_was_(at::autocast::is_autocast_enabled(at::kCPU)),
+      gpu_was_(at::autocast::is_autocast_enabled(at::kCUDA)) {
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+}
+
+AutocastOff::~AutocastOff() {
+  at::autocast::set_autocast_enabled(at::kCPU, cpu_was_);
+  at::autocast::set_autocast_enabled(at::kCUDA, gpu_was_);
+}
+
+}  // namespace accelerate::precision
