@@ -7,6 +7,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include "accelerator/internal/data_parallel.h"
 #include "precision/autocast.h"
+#include "precision/fp8_linear.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -17,11 +18,13 @@ namespace accelerate {
 using accelerator_internal::TrainableParameters;
 
 Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
-                         AcceleratorOptions options)
+                         AcceleratorOptions options,
+                         std::optional<precision::Fp8Recipe> fp8_recipe)
     : state_(std::move(state)),
       options_(std::move(options)),
       gradients_(*options_.gradient_accumulation_steps),
-      precision_(*precision::ParseMixedPrecision(*options_.mixed_precision)) {
+      precision_(*precision::ParseMixedPrecision(*options_.mixed_precision)),
+      fp8_recipe_(std::move(fp8_recipe)) {
   if (precision_ == precision::MixedPrecision::kFp16) {
     // With several processes the found-inf flag is all-reduced, so that
     // every rank skips the same steps.
@@ -39,13 +42,18 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
     const AcceleratorOptions& options, const state::Environment& env) {
   ACCELERATE_ASSIGN_OR_RETURN(AcceleratorOptions resolved,
                               ResolveAcceleratorOptions(options, env));
+  std::optional<precision::Fp8Recipe> fp8_recipe;
+  if (*resolved.mixed_precision == "fp8") {
+    ACCELERATE_ASSIGN_OR_RETURN(fp8_recipe,
+                                precision::ResolveFp8Recipe(resolved.fp8, env));
+  }
   state::PartialStateOptions state_options;
   state_options.timeout = resolved.timeout;
   state_options.cpu = resolved.cpu;
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<state::PartialState> state,
                               state::PartialState::Create(state_options, env));
-  return std::unique_ptr<Accelerator>(
-      new Accelerator(std::move(state), std::move(resolved)));
+  return std::unique_ptr<Accelerator>(new Accelerator(
+      std::move(state), std::move(resolved), std::move(fp8_recipe)));
 }
 
 absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
@@ -62,6 +70,23 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
             "computes in float16 and the loss scaler needs float32 "
             "gradients)"));
       }
+    }
+  }
+  if (fp8_recipe_.has_value()) {
+    int converted = 0;
+    for (const auto& item : model->named_modules()) {
+      auto* layer = dynamic_cast<precision::Fp8LinearImpl*>(item.value().get());
+      if (layer == nullptr) continue;
+      if (options_.fp8_module_filter && !options_.fp8_module_filter(item.key())) {
+        continue;
+      }
+      layer->EnableFp8(*fp8_recipe_, state_.get());
+      ++converted;
+    }
+    if (converted == 0) {
+      ACCELERATE_LOG(WARNING)
+          << "mixed_precision fp8: the model has no precision::Fp8Linear "
+             "layer (that the filter keeps); it trains in bf16 autocast";
     }
   }
   ACCELERATE_ASSIGN_OR_RETURN(

@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -69,6 +70,7 @@
 #include "accelerator/prepared_scheduler.h"
 #include "data/data_loader.h"
 #include "precision/autocast.h"
+#include "precision/fp8_recipe.h"
 #include "precision/grad_scaler.h"
 #include "precision/mixed_precision.h"
 #include "state/environment.h"
@@ -118,7 +120,10 @@ class Accelerator {
   ~Accelerator();
 
   // Moves `model` to the device, broadcasts its parameters and buffers from
-  // rank 0 and sets up bucketed gradient averaging. Returns the same module.
+  // rank 0 and sets up bucketed gradient averaging; under fp8, switches its
+  // `precision::Fp8Linear` layers (those the filter keeps) to float8 (a
+  // model without any gets a warning: it trains in bf16). Returns the same
+  // module.
   [[nodiscard]] absl::StatusOr<std::shared_ptr<torch::nn::Module>>
   PrepareModel(std::shared_ptr<torch::nn::Module> model);
   PreparedOptimizer* PrepareOptimizer(
@@ -208,9 +213,11 @@ class Accelerator {
   friend class AccumulateScope;
   using DataParallel = accelerator_internal::DataParallel;
 
-  // REQUIRES: `options` resolved (ResolveAcceleratorOptions).
+  // REQUIRES: `options` resolved (ResolveAcceleratorOptions); `fp8_recipe`
+  // set exactly under fp8.
   Accelerator(std::unique_ptr<state::PartialState> state,
-              AcceleratorOptions options);
+              AcceleratorOptions options,
+              std::optional<precision::Fp8Recipe> fp8_recipe);
   DataParallel* Find(const torch::nn::Module& model);
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
                         bool force_no_sync);
@@ -226,6 +233,7 @@ class Accelerator {
   AcceleratorOptions options_;  // Resolved.
   GradientState gradients_;
   precision::MixedPrecision precision_;
+  std::optional<precision::Fp8Recipe> fp8_recipe_;  // fp8 only.
   std::unique_ptr<precision::GradScaler> scaler_;  // fp16 only.
   // The optimizers that stepped in the current fp16 iteration.
   std::set<const PreparedOptimizer*> stepped_;

@@ -23,10 +23,6 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
       precision::ParseMixedPrecision(*resolved.mixed_precision));
   resolved.mixed_precision =
       std::string(precision::MixedPrecisionName(mixed_precision));
-  if (mixed_precision == precision::MixedPrecision::kFp8) {
-    return absl::UnimplementedError(
-        "mixed_precision fp8 is not supported yet; use bf16 or fp16");
-  }
   if (!resolved.gradient_accumulation_steps.has_value()) {
     int steps = 1;
     if (std::optional<std::string> value =

@@ -18,20 +18,30 @@
 #define ACCELERATE_ACCELERATOR_ACCELERATOR_OPTIONS_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "precision/fp8_recipe.h"
 #include "state/environment.h"
 
 namespace accelerate {
 
 struct AcceleratorOptions {
-  // "no", "fp16" (autocast to float16 with dynamic loss scaling) or "bf16"
-  // (autocast to bfloat16), in any case, on CPU or GPU; autocast covers
-  // `Accumulate` scopes. Default: ACCELERATE_MIXED_PRECISION, else no.
+  // "no", "fp16" (autocast to float16 with dynamic loss scaling), "bf16"
+  // (autocast to bfloat16) or "fp8" (the model's `precision::Fp8Linear`
+  // layers compute in float8 as `fp8` says, the rest autocasts to bfloat16),
+  // in any case, on CPU or GPU; autocast covers `Accumulate` scopes.
+  // Default: ACCELERATE_MIXED_PRECISION, else no.
   std::optional<std::string> mixed_precision;
+  // The FP8 recipe (Accelerate's fp8_config), for "fp8"; what is not given
+  // comes from ACCELERATE_FP8_*.
+  precision::Fp8Options fp8;
+  // Which `Fp8Linear` layers (by their name in the model) compute in float8
+  // under "fp8". Default: all.
+  std::function<bool(const std::string& name)> fp8_module_filter;
   // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
   // else 1.
   std::optional<int> gradient_accumulation_steps;
@@ -56,7 +66,7 @@ struct AcceleratorOptions {
 // `options` with `mixed_precision` (in lower case) and
 // `gradient_accumulation_steps` filled (from `env` where not given) and every
 // value checked. `InvalidArgument`
-// names a bad value and what would be valid; fp8 is `Unimplemented`.
+// names a bad value and what would be valid.
 [[nodiscard]] absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     const AcceleratorOptions& options, const state::Environment& env);
 

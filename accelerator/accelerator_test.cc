@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <torch/torch.h>
+#include "precision/fp8_linear.h"
 #include "state/environment.h"
 #include "state/status_macros.h"
 #include "testing/distributed_testutil.h"
@@ -304,8 +305,14 @@ TEST(AcceleratorTest, BadOptionsAreNamed) {
   EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kInvalidArgument,
                                         HasSubstr("\"fp17\" is not one of")));
   options.mixed_precision = "fp8";
-  EXPECT_THAT(create(options), StatusIs(absl::StatusCode::kUnimplemented,
-                                        HasSubstr("fp8")));
+  options.fp8.backend = "MSAMP";
+  EXPECT_THAT(create(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("fp8 backend: \"MSAMP\" is not one of")));
+  options.fp8 = {};
+  EXPECT_THAT(create(options, {{"ACCELERATE_FP8_FORMAT", "E5M2"},
+                               {"ACCELERATE_FP8_BACKEND", "TE"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("E5M2")));
   // fp16 runs on CPU too, but not with a model already in float16.
   options.mixed_precision = "FP16";
   ASSERT_OK_AND_ASSIGN(auto fp16,
@@ -458,6 +465,44 @@ TEST(AcceleratorTest, Fp16AndBf16TrainingEndNearFp32) {
     EXPECT_NEAR(fp16[i], fp32[i], 0.02) << i;
     EXPECT_NEAR(bf16[i], fp32[i], 0.05) << i;
   }
+}
+
+// Under fp8 the model's Fp8Linear layers that the filter keeps compute in
+// float8 with the recipe from the launcher's variables.
+TEST(AcceleratorTest, Fp8SwitchesTheFilteredFp8LinearLayers) {
+  struct TwoLayers : torch::nn::Module {
+    TwoLayers() {
+      body = register_module("body", precision::Fp8Linear(8, 8));
+      head = register_module("head", precision::Fp8Linear(8, 2));
+    }
+    precision::Fp8Linear body{nullptr}, head{nullptr};
+  };
+  AcceleratorOptions options;
+  options.mixed_precision = "fp8";
+  options.fp8_module_filter = [](const std::string& name) {
+    return name != "head";
+  };
+  ASSERT_OK_AND_ASSIGN(
+      auto acc, Accelerator::Create(
+                    options, state::MapEnvironment(
+                                 std::map<std::string, std::string>{
+                                     {"ACCELERATE_FP8_BACKEND", "TE"},
+                                     {"ACCELERATE_FP8_AMAX_HISTORY_LEN", "8"}})));
+  auto model = std::make_shared<TwoLayers>();
+  ASSERT_OK(acc->PrepareModel(model).status());
+  EXPECT_TRUE(model->body->fp8_enabled());
+  EXPECT_FALSE(model->head->fp8_enabled());
+  ASSERT_NE(model->body->scales(), nullptr);  // delayed scaling (TE)
+  EXPECT_EQ(model->body->scales()->input.history().numel(), 8);
+  {
+    auto step = acc->Accumulate(*model);
+    // bf16 autocast around the float8 layers.
+    torch::Tensor out = model->head->forward(
+        model->body->forward(torch::randn({4, 8})));
+    EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+    ASSERT_OK(acc->Backward(out.to(torch::kFloat).sum()));
+  }
+  EXPECT_TRUE(model->body->weight.grad().defined());
 }
 
 }  // namespace

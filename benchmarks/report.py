@@ -1,5 +1,6 @@
 """Shared by the side-by-side benchmark scripts: free ports, and stamping and
 replacing one marked section of BENCHMARKS.md."""
+import argparse
 import datetime
 import os
 import pathlib
@@ -36,6 +37,19 @@ def publish(name, conditions, body, write=True):
     print(text)
     if write:
         write_section(name, text)
+
+
+def round_args(doc, binary, target):
+    """The command line of a benchmark that alternates rounds of ours and the
+    peer (`--rounds`, `--no-write`); exits asking for `bazel build target`
+    when `binary` is missing."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if not binary.exists():
+        sys.exit("build first: bazel build " + target)
+    return args
 
 
 def write_section(name, text):

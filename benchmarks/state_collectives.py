@@ -9,11 +9,10 @@ machine, alternating rounds in one run. Writes the table between the
 Options: --rounds N (default 3; the best round of each side counts),
 --no-write (print only).
 """
-import argparse
 import json
 import sys
 
-from report import PYTHON, ROOT, publish, spawn_ranks
+from report import PYTHON, ROOT, publish, round_args, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "state" / "collectives_benchmark"
 PEER = ROOT / "benchmarks" / "state_collectives_peer.py"
@@ -63,12 +62,7 @@ def table(best_ours, best_peer):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if not OURS.exists():
-        sys.exit("build first: bazel build //state:collectives_benchmark")
+    args = round_args(__doc__, OURS, "//state:collectives_benchmark")
     best_ours, best_peer = {}, {}
     for round_index in range(args.rounds):
         for name, t in ours().items():

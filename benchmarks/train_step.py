@@ -7,11 +7,9 @@ table between the `train-step` markers of BENCHMARKS.md.
 
     bazel build //benchmarks:train_step && benchmarks/train_step.py
 """
-import argparse
 import json
-import sys
 
-from report import PYTHON, ROOT, publish, spawn_ranks
+from report import PYTHON, ROOT, publish, round_args, spawn_ranks
 
 OURS = ROOT / "bazel-bin" / "benchmarks" / "train_step"
 PEER = ROOT / "benchmarks" / "train_step_peer.py"
@@ -24,12 +22,7 @@ def run(argv, world):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if not OURS.exists():
-        sys.exit("build first: bazel build //benchmarks:train_step")
+    args = round_args(__doc__, OURS, "//benchmarks:train_step")
     best = {}
     for _ in range(args.rounds):
         for name, argv, world in (("ours2", [str(OURS)], 2),

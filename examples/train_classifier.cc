@@ -19,6 +19,7 @@
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "data/data_loader.h"
+#include "precision/fp8_linear.h"
 
 ABSL_FLAG(int, epochs, 8, "Passes over the training set.");
 ABSL_FLAG(int64_t, batch_size, 32, "Batch size per process.");
@@ -27,16 +28,20 @@ ABSL_FLAG(int64_t, samples, 3000, "Training samples (as many for evaluation).");
 
 namespace {
 
+// torch::nn::Linear's drop-in that computes in float8 under
+// `--mixed_precision fp8` (and as torch::nn::Linear otherwise).
+using Linear = accelerate::precision::Fp8Linear;
+
 struct MlpImpl : torch::nn::Module {
   MlpImpl() {
-    l1 = register_module("l1", torch::nn::Linear(2, 64));
-    l2 = register_module("l2", torch::nn::Linear(64, 64));
-    l3 = register_module("l3", torch::nn::Linear(64, 3));
+    l1 = register_module("l1", Linear(2, 64));
+    l2 = register_module("l2", Linear(64, 64));
+    l3 = register_module("l3", Linear(64, 3));
   }
   torch::Tensor forward(torch::Tensor x) {
     return l3(torch::relu(l2(torch::relu(l1(x)))));
   }
-  torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
+  Linear l1{nullptr}, l2{nullptr}, l3{nullptr};
 };
 TORCH_MODULE(Mlp);
 
