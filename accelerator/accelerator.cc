@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/utils/clip_grad.h>
 #include "accelerator/internal/data_parallel.h"
 #include "precision/autocast.h"
@@ -36,6 +37,12 @@ Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
 Accelerator::~Accelerator() {
   // Reducers unregister their hooks before the models go.
   models_.clear();
+  // Layers that outlive us stop reducing over our processes.
+  for (const std::weak_ptr<torch::nn::Module>& weak : fp8_layers_) {
+    if (std::shared_ptr<torch::nn::Module> layer = weak.lock()) {
+      static_cast<precision::Fp8LinearImpl*>(layer.get())->DetachProcesses();
+    }
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
@@ -56,6 +63,49 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
       std::move(state), std::move(resolved), std::move(fp8_recipe)));
 }
 
+void Accelerator::EnableFp8Layers(torch::nn::Module& model) {
+  // The linear layers in definition order, torch::nn::Linear included (for
+  // the first and the last).
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>>
+      linears;
+  for (const auto& item : model.named_modules()) {
+    if (dynamic_cast<precision::Fp8LinearImpl*>(item.value().get()) ||
+        dynamic_cast<torch::nn::LinearImpl*>(item.value().get())) {
+      linears.emplace_back(item.key(), item.value());
+    }
+  }
+  // Accelerate's default for torchao: the first and the last linear layers
+  // stay in high precision (for stability), and so do layers whose sizes are
+  // not multiples of 16. Transformer Engine converts every layer.
+  const bool ao_default = !options_.fp8_module_filter &&
+                          fp8_recipe_->scaling != precision::Fp8Scaling::kDelayed;
+  int converted = 0;
+  for (size_t i = 0; i < linears.size(); ++i) {
+    auto* layer =
+        dynamic_cast<precision::Fp8LinearImpl*>(linears[i].second.get());
+    if (layer == nullptr) continue;
+    if (options_.fp8_module_filter &&
+        !options_.fp8_module_filter(linears[i].first)) {
+      continue;
+    }
+    if (ao_default &&
+        (i == 0 || i + 1 == linears.size() ||
+         layer->options.in_features() % 16 != 0 ||
+         layer->options.out_features() % 16 != 0)) {
+      continue;
+    }
+    layer->EnableFp8(*fp8_recipe_, state_.get());
+    fp8_layers_.push_back(linears[i].second);
+    ++converted;
+  }
+  if (converted == 0) {
+    ACCELERATE_LOG(WARNING)
+        << "mixed_precision fp8: no precision::Fp8Linear layer of the model "
+           "was converted (none, or the filter kept them all in high "
+           "precision); it trains in bf16 autocast";
+  }
+}
+
 absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     std::shared_ptr<torch::nn::Module> model) {
   if (model == nullptr) {
@@ -72,23 +122,7 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
       }
     }
   }
-  if (fp8_recipe_.has_value()) {
-    int converted = 0;
-    for (const auto& item : model->named_modules()) {
-      auto* layer = dynamic_cast<precision::Fp8LinearImpl*>(item.value().get());
-      if (layer == nullptr) continue;
-      if (options_.fp8_module_filter && !options_.fp8_module_filter(item.key())) {
-        continue;
-      }
-      layer->EnableFp8(*fp8_recipe_, state_.get());
-      ++converted;
-    }
-    if (converted == 0) {
-      ACCELERATE_LOG(WARNING)
-          << "mixed_precision fp8: the model has no precision::Fp8Linear "
-             "layer (that the filter keeps); it trains in bf16 autocast";
-    }
-  }
+  if (fp8_recipe_.has_value()) EnableFp8Layers(*model);
   ACCELERATE_ASSIGN_OR_RETURN(
       std::unique_ptr<DataParallel> dp,
       DataParallel::Create(

@@ -85,7 +85,8 @@ class DataParallel;
 class Accelerator;
 
 // The scope of one training step, from `Accumulate`: decides whether this
-// step synchronizes gradients, and (bf16) enables autocast until it ends.
+// step synchronizes gradients, and (fp16, bf16, fp8) enables autocast until
+// it ends.
 class [[nodiscard]] AccumulateScope {
  public:
   AccumulateScope(AccumulateScope&& other) noexcept;
@@ -222,6 +223,8 @@ class Accelerator {
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
                         bool force_no_sync);
   void End(AccumulateScope::OpenModels previous);
+  // Under fp8: switches the model's Fp8Linear layers that the filter keeps.
+  void EnableFp8Layers(torch::nn::Module& model);
   // After an optimizer's synchronized step: once every prepared optimizer
   // has stepped (or skipped), the fp16 iteration ends.
   absl::Status AfterOptimizerStep(const PreparedOptimizer& stepped);
@@ -234,6 +237,8 @@ class Accelerator {
   GradientState gradients_;
   precision::MixedPrecision precision_;
   std::optional<precision::Fp8Recipe> fp8_recipe_;  // fp8 only.
+  // The Fp8Linear layers switched to float8 (detached when we go).
+  std::vector<std::weak_ptr<torch::nn::Module>> fp8_layers_;
   std::unique_ptr<precision::GradScaler> scaler_;  // fp16 only.
   // The optimizers that stepped in the current fp16 iteration.
   std::set<const PreparedOptimizer*> stepped_;

@@ -40,7 +40,10 @@ struct AcceleratorOptions {
   // comes from ACCELERATE_FP8_*.
   precision::Fp8Options fp8;
   // Which `Fp8Linear` layers (by their name in the model) compute in float8
-  // under "fp8". Default: all.
+  // under "fp8". Default: as Accelerate's, every one with Transformer
+  // Engine's delayed scaling; with torchao's recipes all but the model's
+  // first and last linear layers and those whose sizes are not multiples of
+  // 16.
   std::function<bool(const std::string& name)> fp8_module_filter;
   // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
   // else 1.

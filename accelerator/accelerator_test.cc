@@ -467,6 +467,36 @@ TEST(AcceleratorTest, Fp16AndBf16TrainingEndNearFp32) {
   }
 }
 
+// Accelerate's default for torchao's recipes: the first and the last linear
+// layers, and sizes that are not multiples of 16, stay in high precision.
+TEST(AcceleratorTest, Fp8ByDefaultKeepsTheFirstAndLastLayersInHighPrecision) {
+  struct Layers : torch::nn::Module {
+    Layers() {
+      first = register_module("first", precision::Fp8Linear(16, 32));
+      middle = register_module("middle", precision::Fp8Linear(32, 32));
+      odd = register_module("odd", precision::Fp8Linear(32, 24));
+      last = register_module("last", precision::Fp8Linear(24, 16));
+    }
+    precision::Fp8Linear first{nullptr}, middle{nullptr}, odd{nullptr},
+        last{nullptr};
+  };
+  AcceleratorOptions options;
+  options.mixed_precision = "fp8";
+  auto model = std::make_shared<Layers>();
+  {
+    ASSERT_OK_AND_ASSIGN(auto acc,
+                         Accelerator::Create(options, state::MapEnvironment()));
+    ASSERT_OK(acc->PrepareModel(model).status());
+    EXPECT_FALSE(model->first->fp8_enabled());
+    EXPECT_TRUE(model->middle->fp8_enabled());
+    EXPECT_FALSE(model->odd->fp8_enabled());
+    EXPECT_FALSE(model->last->fp8_enabled());
+  }
+  // The model outlives its Accelerator and still runs.
+  EXPECT_EQ(model->middle->forward(torch::ones({2, 32})).sizes(),
+            (std::vector<int64_t>{2, 32}));
+}
+
 // Under fp8 the model's Fp8Linear layers that the filter keeps compute in
 // float8 with the recipe from the launcher's variables.
 TEST(AcceleratorTest, Fp8SwitchesTheFilteredFp8LinearLayers) {

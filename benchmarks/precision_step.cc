@@ -2,8 +2,9 @@
 // 4 heads, 64 tokens, batch 16) with the Accelerator in one mixed precision
 // (ACCELERATE_MIXED_PRECISION: no, bf16, fp16 or fp8; fp8's recipe from
 // ACCELERATE_FP8_*), one process. Every linear layer is a
-// precision::Fp8Linear; under fp8 the first and the last stay in high
-// precision, as Python Accelerate's torchao backend filters them. With fp16
+// precision::Fp8Linear; under fp8 with torchao's recipes the first and the
+// last stay in high precision, as Python Accelerate's torchao backend
+// filters them (Transformer Engine's recipe converts all). With fp16
 // it also times the loss scaler's own work (unscale, check, update). Prints
 // one JSON line for benchmarks/precision_step.py; the peer is
 // precision_step_peer.py.
@@ -103,12 +104,9 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main() {
-  accelerate::AcceleratorOptions options;
-  // The first and the last linear layers stay in high precision.
-  options.fp8_module_filter = [](const std::string& name) {
-    return name != "blocks.0.qkv" && name != "head";
-  };
-  auto created = accelerate::Accelerator::Create(options);
+  // Under fp8 with torchao's recipes the Accelerator keeps the first and the
+  // last linear layers in high precision, as Python Accelerate does.
+  auto created = accelerate::Accelerator::Create();
   if (!created.ok()) return Fail(created.status());
   accelerate::Accelerator& acc = **created;
   torch::manual_seed(0);

@@ -14,6 +14,7 @@
 #include "precision/autocast.h"
 #include "precision/float8.h"
 #include "state/collectives.h"
+#include "state/logging.h"
 #include "state/status_macros.h"
 
 namespace accelerate::precision {
@@ -36,6 +37,7 @@ at::Tensor CastDynamic(const at::Tensor& x, Float8Format format,
 
 // The same with a delayed scale, recording this tensor's amax for it.
 at::Tensor CastDelayed(const at::Tensor& x, DelayedScale& scale) {
+  scale.MoveTo(x.device());
   scale.Record(x.abs().max());
   return Dequantize(CastToFloat8(x, scale.scale(), scale.format()),
                     scale.scale());
@@ -43,12 +45,16 @@ at::Tensor CastDelayed(const at::Tensor& x, DelayedScale& scale) {
 
 // The recipe travels to backward inside the autograd context.
 void SaveRecipe(AutogradContext* ctx, const Fp8Recipe& recipe,
-                Fp8LayerScales* scales) {
+                const c10::intrusive_ptr<Fp8LayerScales>& scales) {
   ctx->saved_data["scaling"] = static_cast<int64_t>(recipe.scaling);
   ctx->saved_data["forward"] = static_cast<int64_t>(recipe.forward_format);
   ctx->saved_data["backward"] = static_cast<int64_t>(recipe.backward_format);
   ctx->saved_data["power_of_2"] = recipe.round_scales_to_power_of_2;
-  ctx->saved_data["scales"] = reinterpret_cast<int64_t>(scales);
+  // The context shares the scales: the layer may change or go first.
+  if (scales) {
+    ctx->saved_data["scales"] = c10::IValue::make_capsule(
+        c10::intrusive_ptr<torch::CustomClassHolder>(scales));
+  }
 }
 
 struct SavedRecipe {
@@ -56,7 +62,7 @@ struct SavedRecipe {
   Float8Format forward;
   Float8Format backward;
   bool power_of_2;
-  Fp8LayerScales* scales;
+  c10::intrusive_ptr<Fp8LayerScales> scales;  // Delayed scaling only.
 };
 
 SavedRecipe LoadRecipe(AutogradContext* ctx) {
@@ -64,8 +70,10 @@ SavedRecipe LoadRecipe(AutogradContext* ctx) {
           static_cast<Float8Format>(ctx->saved_data["forward"].toInt()),
           static_cast<Float8Format>(ctx->saved_data["backward"].toInt()),
           ctx->saved_data["power_of_2"].toBool(),
-          reinterpret_cast<Fp8LayerScales*>(
-              ctx->saved_data["scales"].toInt())};
+          ctx->saved_data.count("scales") > 0
+              ? c10::static_intrusive_pointer_cast<Fp8LayerScales>(
+                    ctx->saved_data["scales"].toCapsule())
+              : c10::intrusive_ptr<Fp8LayerScales>()};
 }
 
 // input [M, K] x weight [N, K]^T -> [M, N], the products in float32 from
@@ -75,9 +83,10 @@ SavedRecipe LoadRecipe(AutogradContext* ctx) {
 class Fp8MatmulFunction
     : public torch::autograd::Function<Fp8MatmulFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input,
-                            const at::Tensor& weight, const Fp8Recipe* recipe,
-                            Fp8LayerScales* scales) {
+  static at::Tensor forward(
+      AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+      const Fp8Recipe* recipe,
+      const c10::intrusive_ptr<Fp8LayerScales>& scales) {
     AutocastOff no_autocast;
     SaveRecipe(ctx, *recipe, scales);
     const Float8Format f = recipe->forward_format;
@@ -150,12 +159,13 @@ class Fp8MatmulFunction
 }  // namespace
 
 at::Tensor Fp8Matmul(const at::Tensor& input, const at::Tensor& weight,
-                     const Fp8Recipe& recipe, Fp8LayerScales* scales) {
-  TORCH_CHECK(recipe.scaling != Fp8Scaling::kDelayed || scales != nullptr,
-              "fp8 delayed scaling needs the layer's scales");
-  TORCH_CHECK(input.size(-1) == weight.size(1), "fp8 linear: input has ",
-              input.size(-1), " features, the weight expects ",
-              weight.size(1));
+                     const Fp8Recipe& recipe,
+                     const c10::intrusive_ptr<Fp8LayerScales>& scales) {
+  ACCELERATE_CHECK(recipe.scaling != Fp8Scaling::kDelayed || scales)
+      << "fp8 delayed scaling needs the layer's scales";
+  ACCELERATE_CHECK(input.size(-1) == weight.size(1))
+      << "fp8 linear: input has " << input.size(-1)
+      << " features, the weight expects " << weight.size(1);
   std::vector<int64_t> shape = input.sizes().vec();
   const at::Tensor flat = input.reshape({-1, input.size(-1)});
   at::Tensor out = Fp8MatmulFunction::apply(flat, weight, &recipe, scales);
@@ -169,6 +179,9 @@ Fp8LinearImpl::Fp8LinearImpl(const torch::nn::LinearOptions& options_)
 }
 
 void Fp8LinearImpl::reset() {
+  // A clone() copies this layer and resets it: its delayed scales become its
+  // own.
+  if (scales_) scales_ = scales_->Clone();
   weight = register_parameter(
       "weight", torch::empty({options.out_features(), options.in_features()}));
   if (options.bias()) {
@@ -195,8 +208,8 @@ void Fp8LinearImpl::EnableFp8(const Fp8Recipe& recipe,
   recipe_ = recipe;
   state_ = state;
   scales_ = recipe.scaling == Fp8Scaling::kDelayed
-                ? std::make_shared<Fp8LayerScales>(recipe)
-                : nullptr;
+                ? c10::make_intrusive<Fp8LayerScales>(recipe)
+                : c10::intrusive_ptr<Fp8LayerScales>();
 }
 
 absl::Status Fp8LinearImpl::UpdateDelayedScales() {
@@ -207,8 +220,9 @@ absl::Status Fp8LinearImpl::UpdateDelayedScales() {
   if (!any) return absl::OkStatus();
   if (state_ != nullptr && state_->use_distributed()) {
     // One all-gather for the three amaxes; the max over processes.
-    const at::Tensor mine = at::stack(
-        {all[0]->newest(), all[1]->newest(), all[2]->newest()});
+    const at::Tensor mine = at::stack({all[0]->newest().cpu(),
+                                       all[1]->newest().cpu(),
+                                       all[2]->newest().cpu()});
     ACCELERATE_ASSIGN_OR_RETURN(
         at::Tensor gathered, state::Gather(*state_, mine.to(state_->device())));
     const at::Tensor maxima =
@@ -235,7 +249,7 @@ at::Tensor Fp8LinearImpl::forward(const at::Tensor& input) {
     const absl::Status updated = UpdateDelayedScales();
     TORCH_CHECK(updated.ok(), "fp8 delayed scaling: ", updated.ToString());
   }
-  at::Tensor out = Fp8Matmul(x, weight, *recipe_, scales_.get());
+  at::Tensor out = Fp8Matmul(x, weight, *recipe_, scales_);
   if (bias.defined()) out = out + bias.to(out.scalar_type());
   return out;
 }

@@ -21,6 +21,10 @@
 //   }
 // clang-format on
 //
+// Errors: LibTorch's, thrown from `forward` as by any LibTorch module (the
+// Accelerator's steps turn them into statuses); a failed amax reduction
+// under delayed scaling too.
+//
 // Thread safety: one training thread (delayed scales change every step).
 
 #ifndef ACCELERATE_PRECISION_FP8_LINEAR_H_
@@ -31,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include <ATen/core/Tensor.h>
+#include <ATen/core/ivalue.h>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/options/linear.h>
 #include <torch/nn/pimpl.h>
@@ -40,21 +45,33 @@
 namespace accelerate::precision {
 
 // The scales one layer keeps under delayed scaling: input, weight, gradient.
-struct Fp8LayerScales {
-  Fp8LayerScales(const Fp8Recipe& recipe)
+// Reference-counted, so that a backward pass keeps them alive however long
+// the graph lives.
+struct Fp8LayerScales : torch::CustomClassHolder {
+  explicit Fp8LayerScales(const Fp8Recipe& recipe)
       : input(recipe, recipe.forward_format),
         weight(recipe, recipe.forward_format),
         grad_output(recipe, recipe.backward_format) {}
+  // A copy with its own histories (for `clone()`d layers).
+  c10::intrusive_ptr<Fp8LayerScales> Clone() const {
+    auto copy = c10::make_intrusive<Fp8LayerScales>(*this);
+    copy->input = input.Clone();
+    copy->weight = weight.Clone();
+    copy->grad_output = grad_output.Clone();
+    return copy;
+  }
   DelayedScale input;
   DelayedScale weight;
   DelayedScale grad_output;
 };
 
 // `input [..., K] x weight [N, K]^T` computed from float8 operands as
-// `recipe` says; differentiable in `input` and `weight`. `scales` is required
-// for delayed scaling (and updated), ignored otherwise.
+// `recipe` says; differentiable in `input` and `weight`.
+// REQUIRES: input.size(-1) == weight.size(1); `scales` set for delayed
+// scaling (and updated by it), ignored otherwise.
 at::Tensor Fp8Matmul(const at::Tensor& input, const at::Tensor& weight,
-                     const Fp8Recipe& recipe, Fp8LayerScales* scales);
+                     const Fp8Recipe& recipe,
+                     const c10::intrusive_ptr<Fp8LayerScales>& scales = {});
 
 class Fp8LinearImpl : public torch::nn::Cloneable<Fp8LinearImpl> {
  public:
@@ -67,10 +84,14 @@ class Fp8LinearImpl : public torch::nn::Cloneable<Fp8LinearImpl> {
   at::Tensor forward(const at::Tensor& input);
 
   // Computes in float8 from now on. `state` (may be null): the processes
-  // whose delayed-scaling amaxes are max-reduced before each update; it must
-  // outlive the layer's use.
+  // whose delayed-scaling amaxes are max-reduced before each update, a
+  // collective inside `forward`: REQUIRES every process to run the same
+  // forwards of the layer, and `state` to outlive them or be detached first
+  // (`DetachProcesses`; the Accelerator does so when it goes).
   void EnableFp8(const Fp8Recipe& recipe,
                  const state::PartialState* state = nullptr);
+  // From now on the delayed-scaling amaxes are this process's own.
+  void DetachProcesses() { state_ = nullptr; }
   bool fp8_enabled() const { return recipe_.has_value(); }
   // Delayed scaling only (else null).
   const Fp8LayerScales* scales() const { return scales_.get(); }
@@ -85,7 +106,7 @@ class Fp8LinearImpl : public torch::nn::Cloneable<Fp8LinearImpl> {
   absl::Status UpdateDelayedScales();
 
   std::optional<Fp8Recipe> recipe_;
-  std::shared_ptr<Fp8LayerScales> scales_;
+  c10::intrusive_ptr<Fp8LayerScales> scales_;
   const state::PartialState* state_ = nullptr;
 };
 

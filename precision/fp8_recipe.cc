@@ -112,6 +112,19 @@ DelayedScale::DelayedScale(const Fp8Recipe& recipe, Float8Format format)
       history_(at::zeros({recipe.amax_history_len}, at::kFloat)),
       scale_(at::ones({1}, at::kFloat)) {}
 
+DelayedScale DelayedScale::Clone() const {
+  DelayedScale copy = *this;
+  copy.history_ = history_.clone();
+  copy.scale_ = scale_.clone();
+  return copy;
+}
+
+void DelayedScale::MoveTo(c10::Device device) {
+  if (history_.device() == device) return;
+  history_ = history_.to(device);
+  scale_ = scale_.to(device);
+}
+
 void DelayedScale::Record(const at::Tensor& amax) {
   history_[0].copy_(amax.to(at::kFloat).reshape({}));
   pending_ = true;

@@ -37,6 +37,7 @@
 
 #include "absl/status/statusor.h"
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include "precision/float8.h"
 #include "state/environment.h"
 
@@ -83,6 +84,9 @@ class DelayedScale {
  public:
   DelayedScale(const Fp8Recipe& recipe, Float8Format format);
 
+  // Keeps the history and the scale on `device` (where the tensors being
+  // cast live), moving them on the first cast there.
+  void MoveTo(c10::Device device);
   // The scale for this step's cast (float32, one element).
   const at::Tensor& scale() const { return scale_; }
   // Writes this step's amax into the history's newest slot.
@@ -98,6 +102,8 @@ class DelayedScale {
   void Update();
   const at::Tensor& history() const { return history_; }
   Float8Format format() const { return format_; }
+  // A copy with its own history and scale.
+  DelayedScale Clone() const;
 
  private:
   Fp8Recipe recipe_;

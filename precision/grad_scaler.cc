@@ -1,6 +1,7 @@
 #include "precision/grad_scaler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <utility>
 #include <vector>
@@ -43,8 +44,11 @@ GradScaler::GradScaler(const GradScalerOptions& options,
 }
 
 at::Tensor GradScaler::Scale(const at::Tensor& loss) const {
-  // As PyTorch's float32 scale tensor promotes it.
-  return loss.to(at::kFloat) * scale_;
+  // As PyTorch's float32 scale tensor promotes it: lower precisions go to
+  // float32, float64 stays.
+  const at::ScalarType type =
+      loss.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return loss.to(type) * scale_;
 }
 
 absl::StatusOr<bool> GradScaler::Unscale(
@@ -109,7 +113,9 @@ absl::Status GradScaler::Update() {
     scale_ *= options_.backoff_factor;
     growth_tracker_ = 0;
   } else if (growth_tracker_ + 1 == options_.growth_interval) {
-    scale_ *= options_.growth_factor;
+    // As PyTorch's float32 scale: it grows only while it stays finite.
+    const double grown = scale_ * options_.growth_factor;
+    if (std::isfinite(static_cast<float>(grown))) scale_ = grown;
     growth_tracker_ = 0;
   } else {
     ++growth_tracker_;

@@ -39,9 +39,15 @@
 namespace accelerate::precision {
 
 struct GradScalerOptions {
-  double init_scale = 65536.0;  // 2^16, as PyTorch.
+  // The first scale. Default 2^16, as PyTorch.
+  double init_scale = 65536.0;
+  // The scale is multiplied by it after `growth_interval` finite iterations
+  // (as long as it stays finite in float32). Default 2.
   double growth_factor = 2.0;
+  // The scale is multiplied by it after an iteration with an inf or NaN.
+  // Default 0.5.
   double backoff_factor = 0.5;
+  // Finite iterations before the scale grows. Default 2000.
   int64_t growth_interval = 2000;
 };
 
@@ -66,14 +72,15 @@ class GradScaler {
   GradScaler(const GradScaler&) = delete;
   GradScaler& operator=(const GradScaler&) = delete;
 
-  // `loss` in float32 times the scale (an fp16 loss times 2^16 would
-  // overflow).
+  // `loss` in float32 (float64 stays) times the scale (an fp16 loss times
+  // 2^16 would overflow).
   at::Tensor Scale(const at::Tensor& loss) const;
 
   // Unscales the gradients of `params` (the parameters of the optimizer
   // `key`) in place, once per iteration: later calls with the same key
   // return the first answer without touching the gradients. Returns whether
-  // all are finite on every process. Collective with several processes:
+  // all are finite on every process (true when no parameter has a gradient,
+  // where PyTorch asserts instead). Collective with several processes:
   // every rank unscales the same keys in the same order.
   [[nodiscard]] absl::StatusOr<bool> Unscale(
       const void* key, const std::vector<at::Tensor>& params);

@@ -84,6 +84,17 @@ TEST(GradScalerTest, TheScaleGrowsAfterTheIntervalOfFiniteSteps) {
   EXPECT_EQ(scaler.State().growth_tracker, 1);
 }
 
+TEST(GradScalerTest, TheScaleStopsGrowingBeforeFloat32Overflows) {
+  GradScaler scaler({.init_scale = std::ldexp(1.0, 127), .growth_interval = 1});
+  int key = 0;
+  std::vector<torch::Tensor> params = {WithGrad(torch::ones({1}))};
+  ASSERT_THAT(scaler.Unscale(&key, params), IsOkAndHolds(true));
+  ASSERT_OK(scaler.Update());
+  EXPECT_EQ(scaler.scale(), std::ldexp(1.0, 127));  // 2^128 is inf in float32
+  EXPECT_EQ(scaler.Scale(torch::ones({}, torch::kDouble)).scalar_type(),
+            torch::kDouble);
+}
+
 TEST(GradScalerTest, StateRoundTripsAndBadStateIsRefused) {
   GradScaler scaler({.init_scale = 32.0, .growth_interval = 5});
   int key = 0;
