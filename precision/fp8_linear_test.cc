@@ -194,6 +194,19 @@ TEST(Fp8LinearTest, DelayedAmaxesAreMaxReducedAcrossProcesses) {
   EXPECT_THAT(statuses, Each(IsOk()));
 }
 
+// torchao's two recipes and Transformer Engine's (a short history), by name.
+std::vector<std::pair<std::string, Fp8Recipe>> EveryRecipe() {
+  Fp8Recipe delayed;
+  delayed.scaling = Fp8Scaling::kDelayed;
+  delayed.amax_history_len = 16;
+  absl::StatusOr<Fp8Recipe> rowwise =
+      ResolveFp8Recipe({.recipe = "rowwise"}, state::MapEnvironment());
+  EXPECT_TRUE(rowwise.ok()) << rowwise.status();
+  return {{"tensorwise", Fp8Recipe{}},
+          {"rowwise", rowwise.value_or(Fp8Recipe{})},
+          {"delayed", delayed}};
+}
+
 // A small network fitted in fp8 (each recipe) ends close to bf16.
 TEST(Fp8LinearTest, TrainingInFp8ConvergesNearBf16) {
   const auto fit = [](std::optional<Fp8Recipe> recipe) {
@@ -225,17 +238,8 @@ TEST(Fp8LinearTest, TrainingInFp8ConvergesNearBf16) {
     return loss_value;
   };
   const float bf16 = fit(std::nullopt);
-  Fp8Recipe delayed;
-  delayed.scaling = Fp8Scaling::kDelayed;
-  delayed.amax_history_len = 16;
-  ASSERT_OK_AND_ASSIGN(
-      Fp8Recipe rowwise,
-      ResolveFp8Recipe({.recipe = "rowwise"}, state::MapEnvironment()));
   EXPECT_LT(bf16, 0.1) << "the bf16 reference does not learn";
-  for (const auto& [name, recipe] :
-       std::vector<std::pair<std::string, Fp8Recipe>>{
-           {"tensorwise", Fp8Recipe{}}, {"rowwise", rowwise},
-           {"delayed", delayed}}) {
+  for (const auto& [name, recipe] : EveryRecipe()) {
     const float fp8 = fit(recipe);
     EXPECT_LT(std::abs(fp8 - bf16), 0.05) << name << ": fp8 loss " << fp8
                                           << ", bf16 loss " << bf16;
@@ -319,16 +323,7 @@ TEST(Fp8LinearTest, ASmallTransformerTrainedInFp8EndsNearBf16) {
   };
   const float bf16 = fit(std::nullopt);
   EXPECT_LT(bf16, 0.2) << "the bf16 reference does not learn";
-  Fp8Recipe delayed;
-  delayed.scaling = Fp8Scaling::kDelayed;
-  delayed.amax_history_len = 16;
-  ASSERT_OK_AND_ASSIGN(
-      Fp8Recipe rowwise,
-      ResolveFp8Recipe({.recipe = "rowwise"}, state::MapEnvironment()));
-  for (const auto& [name, recipe] :
-       std::vector<std::pair<std::string, Fp8Recipe>>{
-           {"tensorwise", Fp8Recipe{}}, {"rowwise", rowwise},
-           {"delayed", delayed}}) {
+  for (const auto& [name, recipe] : EveryRecipe()) {
     const float fp8 = fit(recipe);
     EXPECT_LT(std::abs(fp8 - bf16), 0.1) << name << ": fp8 loss " << fp8
                                          << ", bf16 loss " << bf16;
