@@ -50,7 +50,8 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
   ACCELERATE_ASSIGN_OR_RETURN(AcceleratorOptions resolved,
                               ResolveAcceleratorOptions(options, env));
   std::optional<precision::Fp8Recipe> fp8_recipe;
-  if (*resolved.mixed_precision == "fp8") {
+  if (*precision::ParseMixedPrecision(*resolved.mixed_precision) ==
+      precision::MixedPrecision::kFp8) {
     ACCELERATE_ASSIGN_OR_RETURN(fp8_recipe,
                                 precision::ResolveFp8Recipe(resolved.fp8, env));
   }

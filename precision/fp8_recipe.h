@@ -62,14 +62,24 @@ struct Fp8Options {
 
 enum class Fp8Scaling { kDynamicTensorwise, kDynamicRowwise, kDelayed };
 
+// A resolved recipe (what `ResolveFp8Recipe` returns; the defaults are
+// torchao's tensorwise recipe).
 struct Fp8Recipe {
+  // Where the scales come from.
   Fp8Scaling scaling = Fp8Scaling::kDynamicTensorwise;
-  Float8Format forward_format = Float8Format::kE4M3;   // inputs, weights
-  Float8Format backward_format = Float8Format::kE5M2;  // output gradients
+  // The format of inputs and weights.
+  Float8Format forward_format = Float8Format::kE4M3;
+  // The format of output gradients.
+  Float8Format backward_format = Float8Format::kE5M2;
+  // Dynamic scaling: scales rounded down to powers of two (rowwise).
   bool round_scales_to_power_of_2 = false;
+  // Delayed scaling: steps of amax history.
   int amax_history_len = 1024;
-  bool amax_max = false;  // max over the history, else the most recent
+  // Delayed scaling: the amax is the history's max, else the most recent.
+  bool amax_max = false;
+  // Delayed scaling: scales are divided by 2^margin.
   int margin = 0;
+  // Delayed scaling: updates between scale changes.
   int interval = 1;
 };
 
