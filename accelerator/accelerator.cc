@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 #include <torch/nn/utils/clip_grad.h>
 #include "accelerator/internal/data_parallel.h"
 #include "precision/autocast.h"
@@ -338,6 +339,22 @@ absl::StatusOr<at::Tensor> Accelerator::GatherForMetrics(
     return data::GatherForMetrics(*state_, *loader, tensor);
   }
   return state::Gather(*state_, tensor);
+}
+
+absl::StatusOr<bool> Accelerator::CheckTrigger() {
+  at::Tensor flag = at::full({1}, trigger_ ? 1 : 0, at::kLong);
+  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+      "check_trigger", [&] { flag = flag.to(Device()); }));
+  ACCELERATE_RETURN_IF_ERROR(state::AllReduceInPlace(
+      *state_, flag, {.reduction = state::Reduction::kSum}));
+  if (flag.cpu().item<int64_t>() == 0) return false;
+  trigger_ = false;
+  return true;
+}
+
+void Accelerator::SetSeed(uint64_t seed, bool device_specific) {
+  if (device_specific) seed += state_->process_index();
+  torch::manual_seed(seed);
 }
 
 int64_t Accelerator::buckets_reduced() const {

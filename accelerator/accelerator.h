@@ -73,6 +73,7 @@
 #include "precision/fp8_recipe.h"
 #include "precision/grad_scaler.h"
 #include "precision/mixed_precision.h"
+#include "state/collectives.h"
 #include "state/environment.h"
 #include "state/partial_state.h"
 
@@ -181,6 +182,39 @@ class Accelerator {
   [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
       const at::Tensor& tensor);
 
+  // Accelerate's collectives on the Accelerator: the concatenation over
+  // processes (`gather`), the sum by default (`reduce`, as
+  // `Accelerator.reduce`; `state::Reduction::kMean` for the mean), and padding
+  // to the largest size (`pad_across_processes`). `T`: a tensor, or nested
+  // vectors and string-keyed maps of tensors. Collective: every process calls.
+  template <typename T>
+  [[nodiscard]] absl::StatusOr<T> Gather(const T& value) const {
+    return state::Gather(*state_, value);
+  }
+  template <typename T>
+  [[nodiscard]] absl::StatusOr<T> Reduce(
+      const T& value, state::Reduction reduction = state::Reduction::kSum,
+      double scale = 1.0) const {
+    return state::Reduce(*state_, value,
+                         {.reduction = reduction, .scale = scale});
+  }
+  template <typename T>
+  [[nodiscard]] absl::StatusOr<T> PadAcrossProcesses(
+      const T& value, const state::PadOptions& options = {}) const {
+    return state::PadAcrossProcesses(*state_, value, options);
+  }
+
+  // Accelerate's triggers: a process that met a condition (a NaN loss, say)
+  // sets its trigger; `CheckTrigger` (collective) is true on every process
+  // when any set it, and clears it.
+  void SetTrigger() { trigger_ = true; }
+  [[nodiscard]] absl::StatusOr<bool> CheckTrigger();
+
+  // Seeds LibTorch's generators (CPU and, in CUDA builds, every GPU's) with
+  // `seed`, plus the process index when `device_specific` (Accelerate's
+  // `set_seed`).
+  void SetSeed(uint64_t seed, bool device_specific = false);
+
   template <typename... Args>
   void Print(const Args&... args) const {
     state_->Print(args...);
@@ -245,6 +279,8 @@ class Accelerator {
   std::map<const torch::nn::Module*, std::unique_ptr<DataParallel>> models_;
   std::vector<std::unique_ptr<PreparedOptimizer>> optimizers_;
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
+  // This process's trigger (SetTrigger).
+  bool trigger_ = false;
   // The models whose step is open (in `Accumulate` or `NoSync` scopes).
   AccumulateScope::OpenModels open_;
 };
