@@ -289,7 +289,7 @@ absl::Status Accelerator::Backward(const at::Tensor& loss) {
   } else {
     // Outside an Accumulate scope every step synchronizes, as under DDP.
     for (auto& [module, dp] : models_) {
-      if (dp->distributed()) syncing.push_back(dp.get());
+      if (dp->distributed() && dp->sync_enabled()) syncing.push_back(dp.get());
     }
   }
   return state::RunGuarded("backward", [&] {
@@ -339,6 +339,11 @@ absl::StatusOr<at::Tensor> Accelerator::GatherForMetrics(
     return data::GatherForMetrics(*state_, *loader, tensor);
   }
   return state::Gather(*state_, tensor);
+}
+
+void Accelerator::SetGradientSync(const torch::nn::Module& model,
+                                  bool enabled) {
+  Find(model)->set_sync_enabled(enabled);
 }
 
 absl::StatusOr<bool> Accelerator::CheckTrigger() {

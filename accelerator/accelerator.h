@@ -204,6 +204,10 @@ class Accelerator {
     return state::PadAcrossProcesses(*state_, value, options);
   }
 
+  // Turns gradient averaging of `model` off (or back on) for every step
+  // until changed; what `LocalSgd` does. REQUIRES: `model` prepared.
+  void SetGradientSync(const torch::nn::Module& model, bool enabled);
+
   // Accelerate's triggers: a process that met a condition (a NaN loss, say)
   // sets its trigger; `CheckTrigger` (collective) is true on every process
   // when any set it, and clears it.

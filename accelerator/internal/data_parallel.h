@@ -45,9 +45,15 @@ class DataParallel {
   // Whether gradients are averaged at all (more than one process).
   bool distributed() const { return reducer_ != nullptr; }
 
-  // Whether the open step's backward averages gradients.
-  void set_sync(bool sync) { sync_ = sync; }
+  // Whether the open step's backward averages gradients (never while
+  // gradient sync is disabled).
+  void set_sync(bool sync) { sync_ = sync && sync_enabled_; }
   bool sync() const { return sync_; }
+
+  // Off: no backward averages gradients, in or outside steps (LocalSGD
+  // averages the parameters instead).
+  void set_sync_enabled(bool enabled) { sync_enabled_ = enabled; }
+  bool sync_enabled() const { return sync_enabled_; }
 
   // Readies a synchronizing step: broadcasts the buffers from rank 0 (if
   // asked) and prepares the Reducer. Nothing on one process.
@@ -73,6 +79,7 @@ class DataParallel {
   std::atomic<int64_t> buckets_{0};
   std::unique_ptr<c10d::Reducer> reducer_;
   bool sync_ = true;
+  bool sync_enabled_ = true;
 };
 
 // The parameters of `model` that require gradients.
