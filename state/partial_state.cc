@@ -223,6 +223,49 @@ void PartialState::OnProcess(int process_index,
   if (info_.rank == process_index) fn();
 }
 
+void PartialState::OnLocalProcess(int local_process_index,
+                                  absl::FunctionRef<void()> fn) const {
+  ACCELERATE_CHECK(local_process_index >= 0 &&
+                   local_process_index < num_local_processes())
+      << "local_process_index " << local_process_index << " is outside [0, "
+      << num_local_processes() << ")";
+  if (info_.local_rank == local_process_index) fn();
+}
+
+absl::Status PartialState::CheckSameLengths(
+    const std::vector<std::pair<std::string, int64_t>>& lengths) {
+  for (const auto& [key, length] : lengths) {
+    if (length != lengths.front().second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "split_between_processes: all values must have the same length, "
+          "but \"", lengths.front().first, "\" has ", lengths.front().second,
+          " and \"", key, "\" has ", length));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, at::Tensor>>
+PartialState::SplitBetweenProcesses(
+    const std::map<std::string, at::Tensor>& inputs,
+    bool apply_padding) const {
+  std::vector<std::pair<std::string, int64_t>> lengths;
+  for (const auto& [key, tensor] : inputs) {
+    if (tensor.dim() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "split_between_processes: \"", key, "\" is 0-dimensional"));
+    }
+    lengths.emplace_back(key, tensor.size(0));
+  }
+  ACCELERATE_RETURN_IF_ERROR(CheckSameLengths(lengths));
+  std::map<std::string, at::Tensor> result;
+  for (const auto& [key, tensor] : inputs) {
+    ACCELERATE_ASSIGN_OR_RETURN(result[key],
+                                SplitBetweenProcesses(tensor, apply_padding));
+  }
+  return result;
+}
+
 PartialState::Share PartialState::ShareOf(int64_t length) const {
   const int64_t n = num_processes();
   const int64_t per_process = length / n;

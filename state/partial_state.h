@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -170,6 +171,10 @@ class PartialState {
   }
   // REQUIRES: 0 <= process_index < num_processes().
   void OnProcess(int process_index, absl::FunctionRef<void()> fn) const;
+  // Only on the process with this index on each machine.
+  // REQUIRES: 0 <= local_process_index < num_local_processes().
+  void OnLocalProcess(int local_process_index,
+                      absl::FunctionRef<void()> fn) const;
 
   // Prints the arguments and a newline to stdout, once per machine (on the
   // local main process), as Accelerate's `print` does.
@@ -195,6 +200,17 @@ class PartialState {
   [[nodiscard]] absl::StatusOr<at::Tensor> SplitBetweenProcesses(
       const at::Tensor& inputs, bool apply_padding = false) const;
 
+  // Each value split as above, by the same shares (a batch of named
+  // columns). `InvalidArgument` when the values' lengths differ, naming the
+  // keys and lengths.
+  template <typename T>
+  [[nodiscard]] absl::StatusOr<std::map<std::string, std::vector<T>>>
+  SplitBetweenProcesses(const std::map<std::string, std::vector<T>>& inputs,
+                        bool apply_padding = false) const;
+  [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>>
+  SplitBetweenProcesses(const std::map<std::string, at::Tensor>& inputs,
+                        bool apply_padding = false) const;
+
  private:
   struct Group;
   // [begin, end) of this process's share of `length` items and the longest
@@ -207,6 +223,9 @@ class PartialState {
 
   PartialState(LaunchInfo info, Backend backend, c10::Device device,
                absl::Duration timeout, bool debug);
+  // `InvalidArgument` unless every value of a map has `length` items.
+  static absl::Status CheckSameLengths(
+      const std::vector<std::pair<std::string, int64_t>>& lengths);
   Share ShareOf(int64_t length) const;
 
   LaunchInfo info_;
@@ -233,6 +252,23 @@ std::vector<T> PartialState::SplitBetweenProcesses(
     while (static_cast<int64_t>(result.size()) < share.longest) {
       result.push_back(result.back());
     }
+  }
+  return result;
+}
+
+template <typename T>
+absl::StatusOr<std::map<std::string, std::vector<T>>>
+PartialState::SplitBetweenProcesses(
+    const std::map<std::string, std::vector<T>>& inputs,
+    bool apply_padding) const {
+  std::vector<std::pair<std::string, int64_t>> lengths;
+  for (const auto& [key, values] : inputs) {
+    lengths.emplace_back(key, static_cast<int64_t>(values.size()));
+  }
+  if (absl::Status same = CheckSameLengths(lengths); !same.ok()) return same;
+  std::map<std::string, std::vector<T>> result;
+  for (const auto& [key, values] : inputs) {
+    result[key] = SplitBetweenProcesses(values, apply_padding);
   }
   return result;
 }

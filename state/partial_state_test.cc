@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include <ATen/ATen.h>
 #include "state/environment.h"
+#include "state/status_macros.h"
 #include "testing/distributed_testutil.h"
 #include "testing/free_port.h"
 #include "testing/status_matchers.h"
@@ -350,6 +351,46 @@ std::vector<int> SplitFor(int rank, int world_size,
       });
   EXPECT_THAT(statuses, Each(IsOk()));
   return result;
+}
+
+// Named columns split by the same shares, as Accelerate splits a dict.
+TEST(PartialStateTest, MapsSplitEveryValueByTheSameShares) {
+  std::vector<absl::Status> statuses =
+      RunOnRanks(2, [](const PartialState& state) -> absl::Status {
+        const int rank = state.process_index();
+        std::map<std::string, std::vector<int>> columns = {
+            {"a", {1, 2, 3, 4, 5}}, {"b", {10, 20, 30, 40, 50}}};
+        ACCELERATE_ASSIGN_OR_RETURN(auto mine,
+                                    state.SplitBetweenProcesses(columns));
+        const std::vector<int> a = rank == 0 ? std::vector<int>{1, 2, 3}
+                                             : std::vector<int>{4, 5};
+        const std::vector<int> b = rank == 0 ? std::vector<int>{10, 20, 30}
+                                             : std::vector<int>{40, 50};
+        if (mine["a"] != a || mine["b"] != b) {
+          return absl::InternalError("wrong vector shares");
+        }
+        ACCELERATE_ASSIGN_OR_RETURN(
+            auto tensors,
+            state.SplitBetweenProcesses(
+                std::map<std::string, at::Tensor>{
+                    {"ids", at::arange(5)}, {"mask", at::ones({5, 2})}},
+                /*apply_padding=*/true));
+        if (tensors["ids"].size(0) != 3 || tensors["mask"].size(0) != 3 ||
+            tensors["ids"][0].item<int64_t>() != (rank == 0 ? 0 : 3)) {
+          return absl::InternalError("wrong tensor shares");
+        }
+        int ran = 0;
+        state.OnLocalProcess(1, [&] { ++ran; });
+        if (ran != (rank == 1 ? 1 : 0)) {
+          return absl::InternalError("OnLocalProcess ran on the wrong rank");
+        }
+        columns["b"].pop_back();
+        return state.SplitBetweenProcesses(columns).status();
+      });
+  for (const absl::Status& status : statuses) {
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("\"a\" has 5 and \"b\" has 4")));
+  }
 }
 
 }  // namespace
