@@ -1,5 +1,6 @@
 #include "accelerator/accelerator.h"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -148,8 +149,21 @@ PreparedOptimizer* Accelerator::PrepareOptimizer(
 
 PreparedScheduler* Accelerator::PrepareScheduler(
     std::shared_ptr<torch::optim::LRScheduler> scheduler) {
-  const PreparedOptimizer* optimizer =
-      optimizers_.empty() ? nullptr : optimizers_.back().get();
+  return PrepareScheduler(
+      std::move(scheduler),
+      optimizers_.empty() ? nullptr : optimizers_.back().get());
+}
+
+PreparedScheduler* Accelerator::PrepareScheduler(
+    std::shared_ptr<torch::optim::LRScheduler> scheduler,
+    const PreparedOptimizer* optimizer) {
+  ACCELERATE_CHECK(optimizer == nullptr ||
+                   std::any_of(optimizers_.begin(), optimizers_.end(),
+                               [&](const auto& mine) {
+                                 return mine.get() == optimizer;
+                               }))
+      << "PrepareScheduler: the optimizer was not prepared by this "
+         "Accelerator";
   const SchedulerStepping stepping = {
       .with_optimizer = options_.step_scheduler_with_optimizer,
       .steps_per_optimizer_step =

@@ -130,8 +130,14 @@ class Accelerator {
   PrepareModel(std::shared_ptr<torch::nn::Module> model);
   PreparedOptimizer* PrepareOptimizer(
       std::shared_ptr<torch::optim::Optimizer> optimizer);
+  // The scheduler follows the optimizer prepared last (the usual one
+  // optimizer), or `optimizer` (its steps, and the fp16 steps it skips).
+  // REQUIRES: `optimizer`, when given, was prepared by this Accelerator.
   PreparedScheduler* PrepareScheduler(
       std::shared_ptr<torch::optim::LRScheduler> scheduler);
+  PreparedScheduler* PrepareScheduler(
+      std::shared_ptr<torch::optim::LRScheduler> scheduler,
+      const PreparedOptimizer* optimizer);
   // A loader over `dataset` with this Accelerator's data configuration
   // (split/even/dispatch batches, data seed) and `options`' batch size,
   // shuffling, drop_last and workers.

@@ -535,5 +535,45 @@ TEST(AcceleratorTest, Fp8SwitchesTheFilteredFp8LinearLayers) {
   EXPECT_TRUE(model->body->weight.grad().defined());
 }
 
+// Two optimizers under fp16: the first's gradients overflow, the second's
+// do not; each scheduler follows its own optimizer's skip.
+TEST(AcceleratorTest, EachSchedulerFollowsItsOwnOptimizer) {
+  AcceleratorOptions options;
+  options.mixed_precision = "fp16";
+  ASSERT_OK_AND_ASSIGN(auto acc,
+                       Accelerator::Create(options, state::MapEnvironment()));
+  auto overflowing = torch::nn::Linear(2, 1);
+  auto finite = torch::nn::Linear(2, 1);
+  ASSERT_OK(acc->PrepareModel(overflowing.ptr()).status());
+  ASSERT_OK(acc->PrepareModel(finite.ptr()).status());
+  auto sgd_a = std::make_shared<torch::optim::SGD>(overflowing->parameters(),
+                                                   0.1);
+  auto sgd_b = std::make_shared<torch::optim::SGD>(finite->parameters(), 0.1);
+  PreparedOptimizer* a = acc->PrepareOptimizer(sgd_a);
+  PreparedOptimizer* b = acc->PrepareOptimizer(sgd_b);
+  PreparedScheduler* follows_a = acc->PrepareScheduler(
+      std::make_shared<torch::optim::StepLR>(*sgd_a, 10), a);
+  PreparedScheduler* follows_b = acc->PrepareScheduler(
+      std::make_shared<torch::optim::StepLR>(*sgd_b, 10));  // the last one
+  {
+    auto step = acc->Accumulate({overflowing.get(), finite.get()});
+    // 1e5 overflows float16: only the first model's gradients are inf.
+    torch::Tensor loss =
+        overflowing->forward(torch::full({1, 2}, 1e5f)).to(torch::kFloat) +
+        finite->forward(torch::ones({1, 2})).to(torch::kFloat);
+    // Divided by 1024 so that the scaled gradient reaching the float16
+    // outputs stays finite (2^16 would not).
+    ASSERT_OK(acc->Backward(loss.sum() / 1024));
+    ASSERT_OK(a->step());
+    ASSERT_OK(b->step());
+    follows_a->step();
+    follows_b->step();
+  }
+  EXPECT_TRUE(a->step_was_skipped());
+  EXPECT_FALSE(b->step_was_skipped());
+  EXPECT_EQ(follows_a->scheduler_steps(), 0);
+  EXPECT_EQ(follows_b->scheduler_steps(), 1);
+}
+
 }  // namespace
 }  // namespace accelerate
