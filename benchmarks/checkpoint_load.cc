@@ -10,7 +10,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,17 +23,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
+#include "benchmarks/clock.h"
 #include "bigmodel/safetensors.h"
 
 namespace {
 
-using ::accelerate::bigmodel::NamedTensors;
+using ::accelerate::benchmarks::Now;
 
-double Now() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
+using ::accelerate::bigmodel::NamedTensors;
 
 double PeakRssMb() {
   std::ifstream in("/proc/self/status");

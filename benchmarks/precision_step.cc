@@ -9,8 +9,6 @@
 // one JSON line for benchmarks/precision_step.py; the peer is
 // precision_step_peer.py.
 
-#include <time.h>
-
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -21,8 +19,11 @@
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "precision/fp8_linear.h"
+#include "benchmarks/clock.h"
 
 namespace {
+
+using ::accelerate::benchmarks::Now;
 
 using ::accelerate::precision::Fp8Linear;
 
@@ -30,12 +31,6 @@ constexpr int kWarmup = 5;
 constexpr int kSteps = 30;
 constexpr int64_t kVocab = 256, kWidth = 128, kHeads = 4, kTokens = 64,
                   kBatch = 16, kBlocks = 2;
-
-double Now() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 struct BlockImpl : torch::nn::Module {
   BlockImpl() {

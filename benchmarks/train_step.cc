@@ -4,8 +4,6 @@
 // same number of gradient bytes. Rank 0 prints JSON lines for
 // benchmarks/train_step.py; the peer is train_step_peer.py (Python DDP).
 
-#include <time.h>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -13,8 +11,11 @@
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "state/collectives.h"
+#include "benchmarks/clock.h"
 
 namespace {
+
+using ::accelerate::benchmarks::Now;
 
 constexpr int kWarmup = 5;
 constexpr int kSteps = 30;
@@ -32,12 +33,6 @@ struct MlpImpl : torch::nn::Module {
   torch::nn::Linear l1{nullptr}, l2{nullptr}, l3{nullptr}, l4{nullptr};
 };
 TORCH_MODULE(Mlp);
-
-double Now() {
-  timespec t{};
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 int Fail(const absl::Status& status) {
   std::cerr << "train_step: " << status << std::endl;
