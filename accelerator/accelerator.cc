@@ -22,11 +22,12 @@ using accelerator_internal::TrainableParameters;
 
 Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
                          AcceleratorOptions options,
+                         precision::MixedPrecision mixed_precision,
                          std::optional<precision::Fp8Recipe> fp8_recipe)
     : state_(std::move(state)),
       options_(std::move(options)),
       gradients_(*options_.gradient_accumulation_steps),
-      precision_(*precision::ParseMixedPrecision(*options_.mixed_precision)),
+      precision_(mixed_precision),
       fp8_recipe_(std::move(fp8_recipe)) {
   if (precision_ == precision::MixedPrecision::kFp16) {
     // With several processes the found-inf flag is all-reduced, so that
@@ -51,9 +52,11 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
     const AcceleratorOptions& options, const state::Environment& env) {
   ACCELERATE_ASSIGN_OR_RETURN(AcceleratorOptions resolved,
                               ResolveAcceleratorOptions(options, env));
+  // Resolved, so it parses.
+  const precision::MixedPrecision mixed_precision =
+      *precision::ParseMixedPrecision(*resolved.mixed_precision);
   std::optional<precision::Fp8Recipe> fp8_recipe;
-  if (*precision::ParseMixedPrecision(*resolved.mixed_precision) ==
-      precision::MixedPrecision::kFp8) {
+  if (mixed_precision == precision::MixedPrecision::kFp8) {
     ACCELERATE_ASSIGN_OR_RETURN(fp8_recipe,
                                 precision::ResolveFp8Recipe(resolved.fp8, env));
   }
@@ -62,8 +65,9 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
   state_options.cpu = resolved.cpu;
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<state::PartialState> state,
                               state::PartialState::Create(state_options, env));
-  return std::unique_ptr<Accelerator>(new Accelerator(
-      std::move(state), std::move(resolved), std::move(fp8_recipe)));
+  return std::unique_ptr<Accelerator>(
+      new Accelerator(std::move(state), std::move(resolved), mixed_precision,
+                      std::move(fp8_recipe)));
 }
 
 void Accelerator::EnableFp8Layers(torch::nn::Module& model) {

@@ -258,10 +258,11 @@ class Accelerator {
   friend class AccumulateScope;
   using DataParallel = accelerator_internal::DataParallel;
 
-  // REQUIRES: `options` resolved (ResolveAcceleratorOptions); `fp8_recipe`
-  // set exactly under fp8.
+  // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and
+  // `mixed_precision` its value; `fp8_recipe` set exactly under fp8.
   Accelerator(std::unique_ptr<state::PartialState> state,
               AcceleratorOptions options,
+              precision::MixedPrecision mixed_precision,
               std::optional<precision::Fp8Recipe> fp8_recipe);
   DataParallel* Find(const torch::nn::Module& model);
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
