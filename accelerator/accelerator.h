@@ -20,7 +20,7 @@
 //       if (!batch) break;
 //       auto step = accelerator->Accumulate(*module);
 //       ACCELERATE_RETURN_IF_ERROR(step.status());
-//       at::Tensor loss = torch::mse_loss(model->forward(batch->data), batch->target);
+//       at::Tensor loss = torch::mse_loss(model->forward(batch->tensor(0)), batch->tensor(1));
 //       ACCELERATE_RETURN_IF_ERROR(accelerator->Backward(loss));
 //       ACCELERATE_RETURN_IF_ERROR(opt->step());
 //       sched->step();

@@ -195,7 +195,7 @@ TEST(AcceleratorTest, OptimizerAndSchedulerStepOnSynchronizedStepsOnly) {
             auto scope = acc.Accumulate(*model);
             ACCELERATE_RETURN_IF_ERROR(scope.status());
             ACCELERATE_RETURN_IF_ERROR(acc.Backward(torch::mse_loss(
-                linear->forward(batch->data), batch->target)));
+                linear->forward(batch->tensor(0)), batch->tensor(1))));
             ACCELERATE_RETURN_IF_ERROR(opt->step());
             sched->step();
             opt->zero_grad();
@@ -272,7 +272,7 @@ TEST(AcceleratorTest, TheLoaderBeingIteratedEndsTheAccumulation) {
     ASSERT_OK_AND_ASSIGN(auto batch, train->Next());
     if (!batch.has_value()) break;
     auto scope = acc->Accumulate(*linear);
-    ASSERT_OK(acc->Backward(linear->forward(batch->data).sum()));
+    ASSERT_OK(acc->Backward(linear->forward(batch->tensor(0)).sum()));
     syncs.push_back(acc->sync_gradients());
   }
   EXPECT_THAT(syncs, ElementsAre(false, true, false, true, true));

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include <ATen/ATen.h>
+#include "data/batch_collectives.h"
 #include "data/internal/broadcast_batch.h"
 #include "state/collectives.h"
 #include "state/logging.h"
@@ -17,16 +18,20 @@
 #include "state/torch_errors.h"
 
 namespace accelerate::data {
-TensorDataset::TensorDataset(at::Tensor data, at::Tensor target)
-    : data_(std::move(data)), target_(std::move(target)) {
-  ACCELERATE_CHECK(data_.dim() > 0 && target_.dim() > 0 &&
-                   data_.size(0) == target_.size(0))
-      << "data and target need the same number of rows";
+TensorDataset::TensorDataset(Batch rows) : rows_(std::move(rows)) {
+  absl::StatusOr<int64_t> size = rows_.BatchSize();
+  ACCELERATE_CHECK(size.ok()) << "TensorDataset: " << size.status().message();
+  size_ = *size;
 }
 
-Batch TensorDataset::Get(const std::vector<int64_t>& indices) const {
+TensorDataset::TensorDataset(at::Tensor data, at::Tensor target)
+    : TensorDataset(Batch::Of({std::move(data), std::move(target)})) {}
+
+absl::StatusOr<Batch> TensorDataset::Get(
+    const std::vector<int64_t>& indices) const {
   const at::Tensor index = at::tensor(indices, at::kLong);
-  return {data_.index_select(0, index), target_.index_select(0, index)};
+  return rows_.Transform(
+      [&](const at::Tensor& t) { return t.index_select(0, index); });
 }
 
 std::string LoaderState::Serialize() const {
@@ -159,24 +164,33 @@ absl::Status PreparedDataLoader::Restore(const LoaderState& saved) {
   return absl::OkStatus();
 }
 
-Batch PreparedDataLoader::Load(int64_t k) const {
-  Batch batch = dataset_->Get(shard_->Batch(k));
-  if (state_.device() != batch.data.device()) {
-    // To a GPU: from pinned memory, without waiting for the copy (the
-    // stream orders it before the kernels that read the batch).
-    if (state_.device().is_cuda() && batch.data.device().is_cpu()) {
-      batch.data = batch.data.pin_memory();
-      batch.target = batch.target.pin_memory();
-    }
-    batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
-    batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
+absl::StatusOr<Batch> PreparedDataLoader::Load(int64_t k) const {
+  const std::vector<int64_t> indices = shard_->Batch(k);
+  absl::StatusOr<Batch> batch = dataset_->Get(indices);
+  if (!batch.ok()) {
+    return absl::Status(batch.status().code(),
+                        absl::StrCat("loading batch ", k, ": ",
+                                     batch.status().message()));
   }
-  return batch;
+  // The dataset or its collate must give one sample per index.
+  absl::StatusOr<int64_t> samples = batch->BatchSize();
+  if (!samples.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch ", k, " from the dataset: ", samples.status().message()));
+  }
+  if (*samples != static_cast<int64_t>(indices.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch ", k, " from the dataset has ", *samples, " samples for ",
+        indices.size(), " indices: ", batch->Describe()));
+  }
+  return ToDevice(*batch, state_.device());
 }
 
 absl::StatusOr<Batch> PreparedDataLoader::LoadGuarded(int64_t k) const {
-  return state::CallGuarded(absl::StrCat("loading batch ", k),
-                            [&] { return Load(k); });
+  absl::StatusOr<absl::StatusOr<Batch>> loaded = state::CallGuarded(
+      absl::StrCat("loading batch ", k), [&] { return Load(k); });
+  if (!loaded.ok()) return loaded.status();
+  return *std::move(loaded);
 }
 
 void PreparedDataLoader::StartWorkers() {
@@ -227,27 +241,29 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
     Batch batch;
     std::string extra = "ok";
     if (state_.is_main_process()) {
-      try {
-        batch = dataset_->Get(all_shards_[p].Batch(k));
-      } catch (const std::exception& e) {
+      absl::StatusOr<absl::StatusOr<Batch>> loaded = state::CallGuarded(
+          absl::StrCat("loading batch ", k, " for process ", p),
+          [&] { return dataset_->Get(all_shards_[p].Batch(k)); });
+      absl::Status error = loaded.ok() ? loaded->status() : loaded.status();
+      if (error.ok()) {
+        batch = **std::move(loaded);
+        absl::StatusOr<int64_t> samples = batch.BatchSize();
+        if (!samples.ok()) error = samples.status();
+      }
+      if (!error.ok()) {
         // Everyone hears of the failure instead of waiting for a batch.
-        batch = {at::zeros({0}), at::zeros({0})};
-        extra = absl::StrCat(
-            "error: ",
-            state::StatusFromException(
-                absl::StrCat("loading batch ", k, " for process ", p), e)
-                .message());
+        batch = Batch();
+        extra = absl::StrCat("error: batch ", k, " for process ", p, ": ",
+                             error.message());
       }
     }
     ACCELERATE_ASSIGN_OR_RETURN(
-        batch, data_internal::BroadcastBatch(state_, std::move(batch), &extra));
+        batch, data_internal::BroadcastBatch(state_, batch, &extra));
     if (absl::StartsWith(extra, "error: ")) {
       return absl::InternalError(extra.substr(7));
     }
     if (p == state_.process_index()) mine = std::move(batch);
   }
-  mine.data = mine.data.to(state_.device());
-  mine.target = mine.target.to(state_.device());
   return mine;
 }
 
@@ -302,10 +318,26 @@ absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
   return all;
 }
 
+absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
+                                       const Batch& batch, bool end_of_epoch,
+                                       int64_t remainder) {
+  ACCELERATE_ASSIGN_OR_RETURN(Batch all, Gather(state, batch));
+  if (!end_of_epoch || remainder <= 0) return all;
+  ACCELERATE_ASSIGN_OR_RETURN(const int64_t samples, all.BatchSize());
+  return samples > remainder ? Slice(all, 0, remainder) : all;
+}
+
 absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
                                             const PreparedDataLoader& loader,
                                             const at::Tensor& tensor) {
   return GatherForMetrics(state, tensor, loader.end_of_epoch(),
+                          loader.remainder());
+}
+
+absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
+                                       const PreparedDataLoader& loader,
+                                       const Batch& batch) {
+  return GatherForMetrics(state, batch, loader.end_of_epoch(),
                           loader.remainder());
 }
 

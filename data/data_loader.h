@@ -22,7 +22,7 @@
 //       while (true) {
 //         ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
 //         if (!batch) break;
-//         at::Tensor predictions = batch->data.sum(1);  // the model's output
+//         at::Tensor predictions = batch->tensor(0).sum(1);  // the model's output
 //         ACCELERATE_ASSIGN_OR_RETURN(
 //             at::Tensor all, GatherForMetrics(state, *loader, predictions));
 //       }
@@ -51,16 +51,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include <ATen/core/Tensor.h>
+#include "data/batch.h"
 #include "data/batch_sampler_shard.h"
 #include "state/partial_state.h"
 
 namespace accelerate::data {
-
-// A batch: inputs and targets, stacked along dimension 0.
-struct Batch {
-  at::Tensor data;
-  at::Tensor target;
-};
 
 // A map-style dataset: a size and random access by index. `Get` is called
 // from worker threads, so it must be safe to call concurrently.
@@ -68,22 +63,28 @@ class MapDataset {
  public:
   virtual ~MapDataset() = default;
   virtual int64_t size() const = 0;
-  // The samples at `indices`, stacked.
-  virtual Batch Get(const std::vector<int64_t>& indices) const = 0;
+  // The samples at `indices` as one batch (any structure; every tensor with
+  // `indices.size()` samples along dimension 0). Errors and exceptions reach
+  // the loader's caller as a status.
+  virtual absl::StatusOr<Batch> Get(const std::vector<int64_t>& indices) const = 0;
 };
 
-// Rows of two tensors (inputs and targets) sharing dimension 0; batches are
-// gathered with one `index_select` each.
+// Rows of tensors sharing dimension 0, in any structure (PyTorch's
+// `TensorDataset` is the list case); batches are gathered with one
+// `index_select` per tensor.
 class TensorDataset final : public MapDataset {
  public:
-  // REQUIRES: data.size(0) == target.size(0).
+  // REQUIRES (CHECKed): every tensor of `rows` with the same size of
+  // dimension 0.
+  explicit TensorDataset(Batch rows);
+  // The list [data, target].
   TensorDataset(at::Tensor data, at::Tensor target);
-  int64_t size() const override { return data_.size(0); }
-  Batch Get(const std::vector<int64_t>& indices) const override;
+  int64_t size() const override { return size_; }
+  absl::StatusOr<Batch> Get(const std::vector<int64_t>& indices) const override;
 
  private:
-  at::Tensor data_;
-  at::Tensor target_;
+  Batch rows_;
+  int64_t size_;
 };
 
 struct DataLoaderOptions {
@@ -172,7 +173,7 @@ class PreparedDataLoader {
                      const state::PartialState& state,
                      const DataLoaderOptions& options);
   absl::Status BuildShards();
-  Batch Load(int64_t k) const;
+  absl::StatusOr<Batch> Load(int64_t k) const;
   // Load, with any exception (from the dataset, say) as a status.
   absl::StatusOr<Batch> LoadGuarded(int64_t k) const;
   absl::StatusOr<Batch> NextDispatched(int64_t k);
@@ -206,11 +207,19 @@ class PreparedDataLoader {
     const state::PartialState& state, const PreparedDataLoader& loader,
     const at::Tensor& tensor);
 
+// The same for a batch of any structure (outputs with their labels, say).
+[[nodiscard]] absl::StatusOr<Batch> GatherForMetrics(
+    const state::PartialState& state, const PreparedDataLoader& loader,
+    const Batch& batch);
+
 // The same for any loader: keeps the first `remainder` gathered samples when
 // `end_of_epoch` and `remainder > 0`.
 [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
     const state::PartialState& state, const at::Tensor& tensor,
     bool end_of_epoch, int64_t remainder);
+[[nodiscard]] absl::StatusOr<Batch> GatherForMetrics(
+    const state::PartialState& state, const Batch& batch, bool end_of_epoch,
+    int64_t remainder);
 
 }  // namespace accelerate::data
 

@@ -106,7 +106,7 @@ void BM_PreparedDataLoader(benchmark::State& state) {
     while (true) {
       auto next = loader->Next();
       if (!next.ok() || !next->has_value()) break;
-      benchmark::DoNotOptimize((**next).data.data_ptr());
+      benchmark::DoNotOptimize((**next).tensor(0).data_ptr());
     }
   }
   state.SetItemsProcessed(state.iterations() * BatchesPerEpoch());
@@ -116,9 +116,9 @@ void BM_PreparedDataLoader(benchmark::State& state) {
 class Virtual final : public MapDataset {
  public:
   int64_t size() const override { return 1000000; }
-  Batch Get(const std::vector<int64_t>& indices) const override {
-    return {at::zeros({static_cast<int64_t>(indices.size()), 1}),
-            at::zeros({static_cast<int64_t>(indices.size())})};
+  absl::StatusOr<Batch> Get(const std::vector<int64_t>& indices) const override {
+    return Batch::Of({at::zeros({static_cast<int64_t>(indices.size()), 1}),
+                      at::zeros({static_cast<int64_t>(indices.size())})});
   }
 };
 

@@ -40,7 +40,7 @@ std::shared_ptr<TensorDataset> Numbered(int64_t n) {
 
 std::vector<int64_t> Ids(const Batch& batch) {
   std::vector<int64_t> ids;
-  for (double v : TensorValues(batch.target)) ids.push_back(static_cast<int64_t>(v / 10));
+  for (double v : TensorValues(batch.tensor(1))) ids.push_back(static_cast<int64_t>(v / 10));
   return ids;
 }
 
@@ -74,8 +74,8 @@ TEST(PreparedDataLoaderTest, SingleProcessYieldsBatchesInOrder) {
   // The data rows match the targets.
   ASSERT_OK_AND_ASSIGN(std::optional<Batch> first, loader->Next());
   ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->data.sizes(), (std::vector<int64_t>{4, 2}));
-  EXPECT_THAT(TensorValues(first->data), ElementsAre(0, 0, 1, 1, 2, 2, 3, 3));
+  EXPECT_EQ(first->tensor(0).sizes(), (std::vector<int64_t>{4, 2}));
+  EXPECT_THAT(TensorValues(first->tensor(0)), ElementsAre(0, 0, 1, 1, 2, 2, 3, 3));
 }
 
 TEST(PreparedDataLoaderTest, EndOfEpochIsKnownAtTheLastBatch) {
@@ -170,10 +170,10 @@ TEST(PreparedDataLoaderTest, ResumeContinuesWithTheIdenticalBatches) {
 class Failing final : public MapDataset {
  public:
   int64_t size() const override { return 12; }
-  Batch Get(const std::vector<int64_t>& indices) const override {
+  absl::StatusOr<Batch> Get(const std::vector<int64_t>& indices) const override {
     if (indices[0] == 8) throw std::runtime_error("disk error at sample 8");
     const at::Tensor ids = at::tensor(indices, at::kLong);
-    return {ids.unsqueeze(1), ids};
+    return Batch::Of({ids.unsqueeze(1), ids});
   }
 };
 
@@ -253,7 +253,7 @@ TEST(PreparedDataLoaderTest, RanksShareTheDatasetAndMetricsDropPadding) {
             if (!next.ok()) return next.status();
             if (!next->has_value()) break;
             batches.push_back(Ids(**next));
-            auto all = GatherForMetrics(state, **loader, (**next).target);
+            auto all = GatherForMetrics(state, **loader, (**next).tensor(1));
             if (!all.ok()) return all.status();
             for (double v : TensorValues(*all)) metrics.push_back(v / 10);
           }
@@ -306,6 +306,77 @@ TEST(PreparedDataLoaderTest, DispatchModeMatchesLocalReading) {
   // 13 samples, batch 3, 2 processes: [0..2] [6..8] [12, 0, 1] on rank 0.
   EXPECT_EQ((seen[{true, 0}]), (std::vector<std::vector<int64_t>>{
                                    {0, 1, 2}, {6, 7, 8}, {12, 0, 1}}));
+}
+
+}  // namespace
+}  // namespace accelerate::data
+
+namespace accelerate::data {
+namespace {
+
+// 24 samples of named, nested fields: ids [3] and a (position, weight) pair.
+std::shared_ptr<TensorDataset> NamedRows() {
+  const at::Tensor index = at::arange(24, at::kLong);
+  return std::make_shared<TensorDataset>(Batch::Named(
+      {{"input_ids", index.unsqueeze(1).repeat({1, 3})},
+       {"extra", Batch::Of({index.to(at::kFloat) / 2,
+                            at::ones({24, 2}) * index.unsqueeze(1)})}}));
+}
+
+// Every batch of one shuffled epoch, each gathered over the processes.
+absl::StatusOr<std::vector<Batch>> GatheredEpoch(
+    const state::PartialState& state, int64_t batch_size, bool dispatch) {
+  DataLoaderOptions options;
+  options.batch_size = batch_size;
+  options.shuffle = true;
+  options.seed = 5;
+  options.dispatch_batches = dispatch;
+  auto loader = PreparedDataLoader::Create(NamedRows(), state, options);
+  if (!loader.ok()) return loader.status();
+  std::vector<Batch> batches;
+  while (true) {
+    auto next = (*loader)->Next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) return batches;
+    auto all = GatherForMetrics(state, **loader, **next);
+    if (!all.ok()) return all.status();
+    batches.push_back(*std::move(all));
+  }
+}
+
+TEST(PreparedDataLoaderTest, NamedBatchesOnTwoRanksEqualWhatOneProcessSees) {
+  std::vector<Batch> single;
+  ASSERT_THAT(testing::RunOnRanks(1,
+                                  [&](const state::PartialState& state) {
+                                    auto batches = GatheredEpoch(state, 4, false);
+                                    if (batches.ok()) single = *batches;
+                                    return batches.status();
+                                  }),
+              Each(IsOk()));
+  ASSERT_EQ(single.size(), 6u);
+  for (bool dispatch : {false, true}) {
+    std::vector<Batch> on_rank0;
+    std::vector<absl::Status> statuses = testing::RunOnRanks(
+        2, [&](const state::PartialState& state) -> absl::Status {
+          auto batches = GatheredEpoch(state, 2, dispatch);
+          if (batches.ok() && state.process_index() == 0) on_rank0 = *batches;
+          return batches.status();
+        });
+    ASSERT_THAT(statuses, Each(IsOk())) << "dispatch " << dispatch;
+    ASSERT_EQ(on_rank0.size(), single.size());
+    for (size_t k = 0; k < single.size(); ++k) {
+      EXPECT_EQ(on_rank0[k].Describe(), single[k].Describe());
+      single[k].ForEachTensor([&](const std::string& path, const at::Tensor& t) {
+        at::Tensor other;
+        on_rank0[k].ForEachTensor(
+            [&](const std::string& p, const at::Tensor& o) {
+              if (p == path) other = o;
+            });
+        EXPECT_TRUE(testing::TensorsClose(other, t, {}))
+            << "batch " << k << " field " << path << " dispatch " << dispatch;
+      });
+    }
+  }
 }
 
 }  // namespace

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (!next->has_value()) break;
-    const at::Tensor target = (**next).target;
+    const at::Tensor target = (**next).tensor(1);
     batches.push_back(absl::StrJoin(
         std::vector<int64_t>(target.data_ptr<int64_t>(),
                              target.data_ptr<int64_t>() + target.numel()),

@@ -7,7 +7,9 @@
 #include <ATen/ATen.h>
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
 #include "data/batch_sampler_shard.h"
+#include "data/collate.h"
 #include "data/internal/broadcast_batch.h"
 #include "state/collectives.h"
 #include "state/status_macros.h"
@@ -102,21 +104,24 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::NextDispatched() {
   if (state_.is_main_process()) {
     if (!started_) StartEpoch();
     if (ahead_.has_value()) {
-      std::vector<at::Tensor> data, target;
-      for (const Batch& sample : *ahead_) {
-        data.push_back(sample.data);
-        target.push_back(sample.target);
+      absl::StatusOr<Batch> stacked = Stack(*ahead_);
+      if (!stacked.ok()) {
+        // Everyone hears of it instead of waiting for a batch.
+        extra = absl::StrCat("error: ", stacked.status().message());
+      } else {
+        global = *std::move(stacked);
       }
-      global = {at::stack(data), at::stack(target)};
       const int64_t real = ahead_real_;
       const bool last = !ReadGlobalBatch();
-      extra = absl::StrCat(last ? 1 : 0, " ", real);
-    } else {
-      global = {at::zeros({0}), at::zeros({0})};
+      if (stacked.ok()) extra = absl::StrCat(last ? 1 : 0, " ", real);
     }
   }
   ACCELERATE_ASSIGN_OR_RETURN(
-      global, data_internal::BroadcastBatch(state_, std::move(global), &extra));
+      global, data_internal::BroadcastBatch(state_, global, &extra));
+  if (absl::StartsWith(extra, "error: ")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the stream's samples: ", extra.substr(7)));
+  }
   if (extra == "end") {
     ++epoch_;
     started_ = false;
@@ -132,11 +137,9 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::NextDispatched() {
   end_of_epoch_ = last != 0;
   remainder_ = end_of_epoch_ && real < real_batch_ ? real : 0;
   const int64_t begin = state_.process_index() * per_process_;
-  const int64_t end = std::min<int64_t>(begin + per_process_, global.data.size(0));
-  Batch batch{global.data.slice(0, begin, end), global.target.slice(0, begin, end)};
-  batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
-  batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
-  return std::optional<Batch>(std::move(batch));
+  ACCELERATE_ASSIGN_OR_RETURN(const int64_t samples, global.BatchSize());
+  const int64_t end = std::min<int64_t>(begin + per_process_, samples);
+  return std::optional<Batch>(Slice(global, begin, end));
 }
 
 void PreparedStreamLoader::StartEpoch() {
@@ -164,18 +167,16 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
   const bool last = !ReadGlobalBatch();
   end_of_epoch_ = last;
   remainder_ = last && real < real_batch_ ? real : 0;
-  std::vector<at::Tensor> data, target;
   const int64_t begin = state_.process_index() * per_process_;
   const int64_t end =
       std::min<int64_t>(begin + per_process_, static_cast<int64_t>(global.size()));
-  for (int64_t i = begin; i < end; ++i) {
-    data.push_back(global[static_cast<size_t>(i)].data);
-    target.push_back(global[static_cast<size_t>(i)].target);
+  const std::vector<Batch> mine(global.begin() + begin, global.begin() + end);
+  absl::StatusOr<Batch> batch = Stack(mine);
+  if (!batch.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the stream's samples: ", batch.status().message()));
   }
-  Batch batch{at::stack(data), at::stack(target)};
-  batch.data = batch.data.to(state_.device(), /*non_blocking=*/true);
-  batch.target = batch.target.to(state_.device(), /*non_blocking=*/true);
-  return std::optional<Batch>(std::move(batch));
+  return std::optional<Batch>(ToDevice(*batch, state_.device()));
 }
 
 absl::Status PreparedStreamLoader::SkipBatches(int64_t n) {
@@ -190,6 +191,13 @@ absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
                                             const PreparedStreamLoader& loader,
                                             const at::Tensor& tensor) {
   return GatherForMetrics(state, tensor, loader.end_of_epoch(),
+                          loader.remainder());
+}
+
+absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
+                                       const PreparedStreamLoader& loader,
+                                       const Batch& batch) {
+  return GatherForMetrics(state, batch, loader.end_of_epoch(),
                           loader.remainder());
 }
 

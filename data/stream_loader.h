@@ -17,7 +17,8 @@
 //       std::string line;
 //       if (!std::getline(in_, line)) return std::nullopt;
 //       const auto length = static_cast<float>(line.size());
-//       return Batch{at::full({1}, length), at::full({1}, length == 0)};
+//       return Batch::Named({{"length", at::full({1}, length)},
+//                            {"empty", at::full({1}, length == 0)}});
 //     }
 //
 //    private:
@@ -59,8 +60,8 @@
 
 namespace accelerate::data {
 
-// Samples read in order: `data` and `target` of one sample, without a batch
-// dimension.
+// Samples read in order: one sample each (any structure, the same for every
+// sample), without a batch dimension; the loader stacks them.
 class SampleStream {
  public:
   virtual ~SampleStream() = default;
@@ -127,6 +128,9 @@ class PreparedStreamLoader {
 [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
     const state::PartialState& state, const PreparedStreamLoader& loader,
     const at::Tensor& tensor);
+[[nodiscard]] absl::StatusOr<Batch> GatherForMetrics(
+    const state::PartialState& state, const PreparedStreamLoader& loader,
+    const Batch& batch);
 
 }  // namespace accelerate::data
 

@@ -40,7 +40,7 @@ class NumberStream final : public SampleStream {
   std::optional<Batch> Next() override {
     if (next_ >= n_) return std::nullopt;
     const int64_t i = next_++;
-    return Batch{at::full({1}, i, at::kLong), at::scalar_tensor(i, at::kLong)};
+    return Batch::Of({at::full({1}, i, at::kLong), at::scalar_tensor(i, at::kLong)});
   }
   const std::vector<int64_t>& epochs() const { return epochs_; }
 
@@ -81,9 +81,9 @@ std::map<int, RankRun> RunStream(int world, int64_t n,
           auto next = (*loader)->Next();
           if (!next.ok()) return next.status();
           if (!next->has_value()) break;
-          run.batches.push_back(ToIds((**next).target));
+          run.batches.push_back(ToIds((**next).tensor(1)));
           run.ends.push_back((*loader)->end_of_epoch());
-          auto all = GatherForMetrics(state, **loader, (**next).target);
+          auto all = GatherForMetrics(state, **loader, (**next).tensor(1));
           if (!all.ok()) return all.status();
           for (int64_t id : ToIds(*all)) run.metrics.push_back(id);
         }
@@ -149,7 +149,7 @@ TEST(PreparedStreamLoaderTest, OneProcessKeepsTheShortLastBatchAndMovesOn) {
     while (true) {
       ASSERT_OK_AND_ASSIGN(std::optional<Batch> batch, loader->Next());
       if (!batch.has_value()) break;
-      batches.push_back(ToIds(batch->target));
+      batches.push_back(ToIds(batch->tensor(1)));
     }
     EXPECT_EQ(batches, (Ids{{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9}}));
   }
@@ -157,7 +157,7 @@ TEST(PreparedStreamLoaderTest, OneProcessKeepsTheShortLastBatchAndMovesOn) {
   ASSERT_OK(loader->SkipBatches(2));
   ASSERT_OK_AND_ASSIGN(std::optional<Batch> third, loader->Next());
   ASSERT_TRUE(third.has_value());
-  EXPECT_THAT(ToIds(third->target), ElementsAre(8, 9));
+  EXPECT_THAT(ToIds(third->tensor(1)), ElementsAre(8, 9));
 }
 
 TEST(PreparedStreamLoaderTest, BadOptionsAreNamed) {
@@ -197,11 +197,11 @@ TEST(TorchMapDatasetTest, LibTorchDatasetsLoadThroughThePreparedLoader) {
           **state, options));
   ASSERT_OK_AND_ASSIGN(std::optional<Batch> first, loader->Next());
   ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->data.sizes(), (std::vector<int64_t>{4, 2}));
-  EXPECT_THAT(TensorValues(first->target), ElementsAre(0, 1, 4, 9));
+  EXPECT_EQ(first->tensor(0).sizes(), (std::vector<int64_t>{4, 2}));
+  EXPECT_THAT(TensorValues(first->tensor(1)), ElementsAre(0, 1, 4, 9));
   ASSERT_OK_AND_ASSIGN(std::optional<Batch> second, loader->Next());
   ASSERT_TRUE(second.has_value());
-  EXPECT_THAT(TensorValues(second->target), ElementsAre(16, 25));
+  EXPECT_THAT(TensorValues(second->tensor(1)), ElementsAre(16, 25));
 }
 
 }  // namespace

@@ -44,7 +44,8 @@ class TorchMapDataset final : public MapDataset {
     return static_cast<int64_t>(*dataset_.size());
   }
 
-  Batch Get(const std::vector<int64_t>& indices) const override {
+  // The list [data, target], stacked.
+  absl::StatusOr<Batch> Get(const std::vector<int64_t>& indices) const override {
     std::vector<at::Tensor> data, target;
     data.reserve(indices.size());
     target.reserve(indices.size());
@@ -53,7 +54,7 @@ class TorchMapDataset final : public MapDataset {
       data.push_back(std::move(example.data));
       target.push_back(std::move(example.target));
     }
-    return {at::stack(data), at::stack(target)};
+    return Batch::Of({at::stack(data), at::stack(target)});
   }
 
  private:

@@ -90,7 +90,7 @@ int Run() {
         return 1;
       }
       const torch::Tensor loss =
-          torch::mse_loss(model->forward((**batch).data), (**batch).target);
+          torch::mse_loss(model->forward((**batch).tensor(0)), (**batch).tensor(1));
       if (absl::Status done = acc.Backward(loss); !done.ok()) {
         std::cerr << "regression: rank " << acc.State().process_index() << ": "
                   << done << std::endl;

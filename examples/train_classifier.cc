@@ -112,7 +112,7 @@ int Run() {
       auto scope = acc.Accumulate(*module);
       CHECK_OK_OR_RETURN(scope.status());
       const torch::Tensor loss = torch::cross_entropy_loss(
-          model->forward((**batch).data), (**batch).target);
+          model->forward((**batch).tensor(0)), (**batch).tensor(1));
       CHECK_OK_OR_RETURN(acc.Backward(loss));
       CHECK_OK_OR_RETURN(opt->step());
       sched->step();
@@ -133,7 +133,7 @@ int Run() {
       CHECK_OK_OR_RETURN(batch.status());
       if (!batch->has_value()) break;
       const torch::Tensor hits =
-          model->forward((**batch).data).argmax(1).eq((**batch).target);
+          model->forward((**batch).tensor(0)).argmax(1).eq((**batch).tensor(1));
       auto all = acc.GatherForMetrics(hits);
       CHECK_OK_OR_RETURN(all.status());
       correct += all->sum().item<int64_t>();

@@ -4,67 +4,42 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include <ATen/ATen.h>
+#include "data/internal/batch_header.h"
 #include "state/collectives.h"
 #include "state/status_macros.h"
 
 namespace accelerate::data_internal {
-namespace {
-
-std::string DescribeShape(const at::Tensor& t) {
-  return absl::StrCat(static_cast<int>(t.scalar_type()), ":",
-                      absl::StrJoin(t.sizes(), "x"));
-}
-
-absl::StatusOr<at::Tensor> EmptyFromShape(absl::string_view text) {
-  std::vector<std::string> parts = absl::StrSplit(text, ':');
-  int dtype = 0;
-  const auto bad = [&] {
-    return absl::DataLossError(absl::StrCat("bad batch header \"", text, "\""));
-  };
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &dtype) || dtype < 0 ||
-      dtype >= static_cast<int>(at::ScalarType::NumOptions)) {
-    return bad();
-  }
-  std::vector<int64_t> sizes;
-  for (absl::string_view s : absl::StrSplit(parts[1], 'x', absl::SkipEmpty())) {
-    int64_t v = 0;
-    if (!absl::SimpleAtoi(s, &v) || v < 0) return bad();
-    sizes.push_back(v);
-  }
-  return at::empty(sizes, at::TensorOptions().dtype(
-                              static_cast<at::ScalarType>(dtype)));
-}
-
-}  // namespace
 
 absl::StatusOr<data::Batch> BroadcastBatch(const state::PartialState& state,
-                                           data::Batch batch,
-                                           std::string* extra) {
+                                           const data::Batch& batch,
+                                           std::string* extra,
+                                           int from_process) {
+  const bool sender = state.process_index() == from_process;
   std::string header;
-  if (state.is_main_process()) {
-    header = absl::StrCat(DescribeShape(batch.data), ";",
-                          DescribeShape(batch.target), ";", *extra);
+  if (sender) {
+    const std::string structure = EncodeStructure(batch);
+    header = absl::StrCat(structure.size(), ":", structure, *extra);
   }
-  ACCELERATE_ASSIGN_OR_RETURN(header, state::BroadcastObject(state, header));
-  std::vector<std::string> parts =
-      absl::StrSplit(header, absl::MaxSplits(';', 2));
-  if (parts.size() != 3) {
+  ACCELERATE_ASSIGN_OR_RETURN(header,
+                              state::BroadcastObject(state, header, from_process));
+  const size_t colon = header.find(':');
+  size_t length = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(header.substr(0, colon), &length) ||
+      length > header.size() - colon - 1) {
     return absl::DataLossError(absl::StrCat("bad batch header \"", header, "\""));
   }
-  *extra = parts[2];
-  if (!state.is_main_process()) {
-    ACCELERATE_ASSIGN_OR_RETURN(batch.data, EmptyFromShape(parts[0]));
-    ACCELERATE_ASSIGN_OR_RETURN(batch.target, EmptyFromShape(parts[1]));
+  *extra = header.substr(colon + 1 + length);
+  data::Batch out = batch;
+  if (!sender) {
+    ACCELERATE_ASSIGN_OR_RETURN(out,
+                                DecodeStructure(header.substr(colon + 1, length)));
   }
   // On the state's device: NCCL moves only GPU tensors.
-  batch.data = batch.data.to(state.device());
-  batch.target = batch.target.to(state.device());
-  ACCELERATE_ASSIGN_OR_RETURN(batch.data, state::Broadcast(state, batch.data));
-  ACCELERATE_ASSIGN_OR_RETURN(batch.target, state::Broadcast(state, batch.target));
-  return batch;
+  return out.Map([&](const std::string&, const at::Tensor& t) {
+    return state::BroadcastTensor(state, t.to(state.device()), from_process);
+  });
 }
 
 }  // namespace accelerate::data_internal

@@ -1,5 +1,5 @@
-// Broadcasting a batch from the main process (dispatch mode): its shapes and
-// dtypes first, then the tensors.
+// Broadcasting a batch from one process (dispatch mode): its structure,
+// dtypes and shapes first, then the tensors.
 
 #ifndef ACCELERATE_DATA_INTERNAL_BROADCAST_BATCH_H_
 #define ACCELERATE_DATA_INTERNAL_BROADCAST_BATCH_H_
@@ -7,18 +7,19 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "data/data_loader.h"
+#include "data/batch.h"
 #include "state/partial_state.h"
 
 namespace accelerate::data_internal {
 
-// On the main process returns `batch` after sending it; elsewhere returns
-// what the main process sent (`batch` is ignored). `extra` travels with the
-// header both ways (the main process's value is returned in it).
+// On `from_process` returns `batch` after sending it; elsewhere returns what
+// it sent (`batch` is ignored), on the state's device. `extra` travels with
+// the header (the sender's value is returned in it on every process).
 // `DataLoss` for a malformed header.
 absl::StatusOr<data::Batch> BroadcastBatch(const state::PartialState& state,
-                                           data::Batch batch,
-                                           std::string* extra);
+                                           const data::Batch& batch,
+                                           std::string* extra,
+                                           int from_process = 0);
 
 }  // namespace accelerate::data_internal
 
