@@ -9,6 +9,9 @@
 #include <torch/utils.h>
 #include <torch/nn/utils/clip_grad.h>
 #include "accelerator/internal/data_parallel.h"
+#ifdef ACCELERATE_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include "precision/autocast.h"
 #include "precision/fp8_linear.h"
 #include "state/collectives.h"
@@ -26,7 +29,7 @@ Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
                          std::optional<precision::Fp8Recipe> fp8_recipe)
     : state_(std::move(state)),
       options_(std::move(options)),
-      gradients_(*options_.gradient_accumulation_steps),
+      gradients_(options_.gradient_accumulation_plugin),
       precision_(mixed_precision),
       fp8_recipe_(std::move(fp8_recipe)) {
   if (precision_ == precision::MixedPrecision::kFp16) {
@@ -151,11 +154,34 @@ PreparedOptimizer* Accelerator::PrepareOptimizer(
   return optimizers_.back().get();
 }
 
-PreparedScheduler* Accelerator::PrepareScheduler(
+absl::StatusOr<PreparedScheduler*> Accelerator::PrepareScheduler(
     std::shared_ptr<torch::optim::LRScheduler> scheduler) {
-  return PrepareScheduler(
-      std::move(scheduler),
-      optimizers_.empty() ? nullptr : optimizers_.back().get());
+  return PrepareSchedulerFor({std::move(scheduler), nullptr}, 0);
+}
+
+absl::StatusOr<PreparedScheduler*> Accelerator::PrepareSchedulerFor(
+    const SchedulerFor& pair, size_t index) {
+  const std::string which = absl::StrCat("scheduler (argument ", index, ")");
+  if (pair.scheduler == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(which, " is null"));
+  }
+  if (pair.optimizer != nullptr) {
+    for (const auto& mine : optimizers_) {
+      if (&mine->optimizer() == pair.optimizer.get()) {
+        return PrepareScheduler(pair.scheduler, mine.get());
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        which, ": its optimizer was not prepared by this Accelerator; "
+               "prepare the optimizer too"));
+  }
+  if (optimizers_.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        which, " without its optimizer: ", optimizers_.size(),
+        " optimizers are prepared, so which one it follows is unknown; pass "
+        "SchedulerFor{scheduler, optimizer}"));
+  }
+  return PrepareScheduler(pair.scheduler, optimizers_[0].get());
 }
 
 PreparedScheduler* Accelerator::PrepareScheduler(
@@ -171,7 +197,9 @@ PreparedScheduler* Accelerator::PrepareScheduler(
   const SchedulerStepping stepping = {
       .with_optimizer = options_.step_scheduler_with_optimizer,
       .steps_per_optimizer_step =
-          options_.split_batches ? 1 : state_->num_processes()};
+          options_.split_batches ? 1 : state_->num_processes(),
+      .adjust_scheduler =
+          options_.gradient_accumulation_plugin.adjust_scheduler};
   schedulers_.push_back(std::make_unique<PreparedScheduler>(
       &gradients_, stepping, std::move(scheduler), optimizer));
   return schedulers_.back().get();
@@ -193,21 +221,19 @@ Accelerator::PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
   return shared;
 }
 
-absl::StatusOr<
-    std::tuple<std::shared_ptr<torch::nn::Module>, PreparedOptimizer*,
-               std::shared_ptr<data::PreparedDataLoader>, PreparedScheduler*>>
-Accelerator::Prepare(std::shared_ptr<torch::nn::Module> model,
-                     std::shared_ptr<torch::optim::Optimizer> optimizer,
-                     std::shared_ptr<const data::MapDataset> dataset,
-                     const data::DataLoaderOptions& loader_options,
-                     std::shared_ptr<torch::optim::LRScheduler> scheduler) {
-  ACCELERATE_ASSIGN_OR_RETURN(model, PrepareModel(std::move(model)));
-  PreparedOptimizer* prepared_optimizer = PrepareOptimizer(std::move(optimizer));
-  ACCELERATE_ASSIGN_OR_RETURN(auto loader,
-                              PrepareDataLoader(std::move(dataset), loader_options));
-  PreparedScheduler* prepared_scheduler = PrepareScheduler(std::move(scheduler));
-  return std::make_tuple(std::move(model), prepared_optimizer,
-                         std::move(loader), prepared_scheduler);
+absl::StatusOr<std::shared_ptr<data::PreparedStreamLoader>>
+Accelerator::PrepareStreamLoader(std::shared_ptr<data::SampleStream> stream,
+                                 const data::DataLoaderOptions& options) {
+  data::DataLoaderOptions merged = options;
+  merged.split_batches = options_.split_batches;
+  merged.even_batches = options_.even_batches;
+  merged.dispatch_batches = options_.dispatch_batches;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::unique_ptr<data::PreparedStreamLoader> loader,
+      data::PreparedStreamLoader::Create(std::move(stream), *state_, merged));
+  std::shared_ptr<data::PreparedStreamLoader> shared = std::move(loader);
+  gradients_.AddLoader(shared);
+  return shared;
 }
 
 Accelerator::DataParallel* Accelerator::Find(const torch::nn::Module& model) {
@@ -240,7 +266,11 @@ AccumulateScope Accelerator::Begin(
       scaler_ != nullptr ? EndScalerIteration() : absl::OkStatus();
   for (const torch::nn::Module* model : models) {
     DataParallel* dp = Find(*model);
-    dp->set_sync(!force_no_sync && gradients_.sync_gradients());
+    // sync_each_batch all-reduces every batch; the optimizer still waits.
+    dp->set_sync(!force_no_sync &&
+                 (gradients_.sync_gradients() ||
+                  (state_->use_distributed() &&
+                   gradients_.plugin().sync_each_batch)));
     open_.push_back(dp);
     if (status.ok() && dp->sync()) status = dp->StartSynchronizedStep();
   }
@@ -352,11 +382,33 @@ absl::Status Accelerator::ClipGradValue(const torch::nn::Module& model,
 
 absl::StatusOr<at::Tensor> Accelerator::GatherForMetrics(
     const at::Tensor& tensor) {
-  if (std::shared_ptr<data::PreparedDataLoader> loader =
-          gradients_.ActiveLoader()) {
-    return data::GatherForMetrics(*state_, *loader, tensor);
-  }
-  return state::Gather(*state_, tensor);
+  return data::GatherForMetrics(*state_, tensor,
+                                gradients_.end_of_dataloader(),
+                                gradients_.remainder());
+}
+
+absl::StatusOr<data::Batch> Accelerator::GatherForMetrics(
+    const data::Batch& batch) {
+  return data::GatherForMetrics(*state_, batch,
+                                gradients_.end_of_dataloader(),
+                                gradients_.remainder());
+}
+
+void Accelerator::ClearPrepared() {
+  open_.clear();
+  schedulers_.clear();
+  optimizers_.clear();
+  stepped_.clear();
+  // Reducers unregister their hooks before they go.
+  models_.clear();
+  gradients_ = GradientState(options_.gradient_accumulation_plugin);
+}
+
+void Accelerator::FreeMemory() {
+  ClearPrepared();
+#ifdef ACCELERATE_WITH_CUDA
+  if (Device().is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
 }
 
 void Accelerator::SetGradientSync(const torch::nn::Module& model,

@@ -13,14 +13,15 @@
 //     options.gradient_accumulation_steps = 4;
 //     ACCELERATE_ASSIGN_OR_RETURN(auto accelerator, Accelerator::Create(options));
 //     ACCELERATE_ASSIGN_OR_RETURN(auto prepared, accelerator->Prepare(
-//         model.ptr(), optimizer, dataset, {.batch_size = 32}, scheduler));
+//         model, optimizer, DataLoaderSpec{dataset, {.batch_size = 32}},
+//         scheduler));
 //     auto& [module, opt, loader, sched] = prepared;
 //     while (true) {
 //       ACCELERATE_ASSIGN_OR_RETURN(auto batch, loader->Next());
 //       if (!batch) break;
 //       auto step = accelerator->Accumulate(*module);
 //       ACCELERATE_RETURN_IF_ERROR(step.status());
-//       at::Tensor loss = torch::mse_loss(model->forward(batch->tensor(0)), batch->tensor(1));
+//       at::Tensor loss = torch::mse_loss(module->forward(batch->tensor(0)), batch->tensor(1));
 //       ACCELERATE_RETURN_IF_ERROR(accelerator->Backward(loss));
 //       ACCELERATE_RETURN_IF_ERROR(opt->step());
 //       sched->step();
@@ -67,8 +68,13 @@
 #include "accelerator/accelerator_options.h"
 #include "accelerator/gradient_state.h"
 #include "accelerator/prepared_optimizer.h"
+#include "accelerator/internal/float32_outputs.h"
+#include "accelerator/prepare_args.h"
 #include "accelerator/prepared_scheduler.h"
+#include "data/batch.h"
+#include "data/batch_collectives.h"
 #include "data/data_loader.h"
+#include "data/stream_loader.h"
 #include "precision/autocast.h"
 #include "precision/fp8_recipe.h"
 #include "precision/grad_scaler.h"
@@ -130,30 +136,36 @@ class Accelerator {
   PrepareModel(std::shared_ptr<torch::nn::Module> model);
   PreparedOptimizer* PrepareOptimizer(
       std::shared_ptr<torch::optim::Optimizer> optimizer);
-  // The scheduler follows the optimizer prepared last (the usual one
-  // optimizer), or `optimizer` (its steps, and the fp16 steps it skips).
-  // REQUIRES: `optimizer`, when given, was prepared by this Accelerator.
-  PreparedScheduler* PrepareScheduler(
+  // The scheduler follows the one optimizer prepared (its steps, and the fp16
+  // steps it skips). `InvalidArgument` when none or several are prepared:
+  // say which one with the overload below (or `SchedulerFor` in `Prepare`).
+  [[nodiscard]] absl::StatusOr<PreparedScheduler*> PrepareScheduler(
       std::shared_ptr<torch::optim::LRScheduler> scheduler);
+  // REQUIRES: `optimizer` was prepared by this Accelerator.
   PreparedScheduler* PrepareScheduler(
       std::shared_ptr<torch::optim::LRScheduler> scheduler,
       const PreparedOptimizer* optimizer);
   // A loader over `dataset` with this Accelerator's data configuration
   // (split/even/dispatch batches, data seed) and `options`' batch size,
-  // shuffling, drop_last and workers.
+  // shuffling, drop_last, workers and rng_types.
   [[nodiscard]] absl::StatusOr<std::shared_ptr<data::PreparedDataLoader>>
   PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
                     const data::DataLoaderOptions& options);
+  // A loader over a stream (iterable dataset), likewise; its end of epoch
+  // synchronizes accumulation and `GatherForMetrics` sees it.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<data::PreparedStreamLoader>>
+  PrepareStreamLoader(std::shared_ptr<data::SampleStream> stream,
+                      const data::DataLoaderOptions& options);
 
-  // All four at once, in this order.
+  // Any number of models, optimizers, schedulers and loaders in any order
+  // (Accelerate's `prepare`), each given back prepared, in the same order
+  // (see prepare_args.h for what each becomes). Schedulers are prepared
+  // last, each tied to its optimizer: the one of its `SchedulerFor`, else the
+  // only optimizer prepared. Errors name the argument.
+  template <typename... Args>
   [[nodiscard]] absl::StatusOr<
-      std::tuple<std::shared_ptr<torch::nn::Module>, PreparedOptimizer*,
-                 std::shared_ptr<data::PreparedDataLoader>, PreparedScheduler*>>
-  Prepare(std::shared_ptr<torch::nn::Module> model,
-          std::shared_ptr<torch::optim::Optimizer> optimizer,
-          std::shared_ptr<const data::MapDataset> dataset,
-          const data::DataLoaderOptions& loader_options,
-          std::shared_ptr<torch::optim::LRScheduler> scheduler);
+      std::tuple<accelerator_internal::PreparedResult<Args>...>>
+  Prepare(const Args&... args);
 
   // Opens the scope of one step: gradients synchronize every
   // `gradient_accumulation_steps` steps and always at the end of the data
@@ -184,9 +196,13 @@ class Accelerator {
                                            double clip_value);
 
   // Gathers from every process and drops the even-batches padding at the end
-  // of the epoch of the loader iterated last.
+  // of the epoch of the loader being iterated (Accelerate's
+  // `gather_for_metrics`); a batch of any structure (outputs and labels
+  // together, say) works too.
   [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
       const at::Tensor& tensor);
+  [[nodiscard]] absl::StatusOr<data::Batch> GatherForMetrics(
+      const data::Batch& batch);
 
   // Accelerate's collectives on the Accelerator: the concatenation over
   // processes (`gather`), the sum by default (`reduce`, as
@@ -209,6 +225,34 @@ class Accelerator {
       const T& value, const state::PadOptions& options = {}) const {
     return state::PadAcrossProcesses(*state_, value, options);
   }
+  // The same for batches of any structure (every process must hold the
+  // same structure: a difference is an error naming the field and process).
+  [[nodiscard]] absl::StatusOr<data::Batch> Gather(
+      const data::Batch& batch) const {
+    return data::Gather(*state_, batch);
+  }
+  [[nodiscard]] absl::StatusOr<data::Batch> PadAcrossProcesses(
+      const data::Batch& batch, const state::PadOptions& options = {}) const {
+    return data::PadAcrossProcesses(*state_, batch, options);
+  }
+
+  // Autocast in this Accelerator's precision (nothing under "no") until the
+  // scope ends: for code outside the model, such as the loss (Accelerate's
+  // `autocast`).
+  precision::AutocastScope Autocast() const {
+    return precision::AutocastScope(precision_, Device().type());
+  }
+  // `model->forward(args...)` under autocast, its floating-point outputs
+  // (a tensor, a `data::Batch`, a vector or tuple of tensors) converted to
+  // float32 under fp16, bf16 and fp8, as Accelerate's prepared model's
+  // forward does; in training and in evaluation.
+  template <typename Model, typename... Args>
+  auto Forward(Model& model, Args&&... args) {
+    precision::AutocastScope autocast = Autocast();
+    auto outputs = model->forward(std::forward<Args>(args)...);
+    if (precision_ == precision::MixedPrecision::kNo) return outputs;
+    return accelerator_internal::OutputsToFloat32(std::move(outputs));
+  }
 
   // Turns gradient averaging of `model` off (or back on) for every step
   // until changed; what `LocalSgd` does. REQUIRES: `model` prepared.
@@ -219,6 +263,15 @@ class Accelerator {
   // when any set it, and clears it.
   void SetTrigger() { trigger_ = true; }
   [[nodiscard]] absl::StatusOr<bool> CheckTrigger();
+
+  // Forgets every prepared model, optimizer, scheduler and loader (the
+  // pointers `Prepare` gave become invalid; models and loaders the caller
+  // still holds stay usable, without gradient synchronization), so that
+  // their memory can go (Accelerate's `clear`).
+  void ClearPrepared();
+  // `ClearPrepared`, then returns the GPU allocator's cached blocks to the
+  // device in CUDA builds (Accelerate's `free_memory`).
+  void FreeMemory();
 
   // Seeds LibTorch's generators (CPU and, in CUDA builds, every GPU's) with
   // `seed`, plus the process index when `device_specific` (Accelerate's
@@ -242,6 +295,8 @@ class Accelerator {
   const state::PartialState& State() const { return *state_; }
 
   bool sync_gradients() const { return gradients_.sync_gradients(); }
+  // Accelerate's GradientState: end_of_dataloader, remainder, the step.
+  const GradientState& gradient_state() const { return gradients_; }
   int gradient_accumulation_steps() const {
     return gradients_.accumulation_steps();
   }
@@ -273,6 +328,14 @@ class Accelerator {
   // After an optimizer's synchronized step: once every prepared optimizer
   // has stepped (or skipped), the fp16 iteration ends.
   absl::Status AfterOptimizerStep(const PreparedOptimizer& stepped);
+  // Prepares one argument of `Prepare` into `out`; `index` names it in
+  // errors.
+  template <typename T>
+  absl::Status PrepareOne(const T& in,
+                          std::optional<accelerator_internal::PreparedResult<T>>& out,
+                          size_t index);
+  absl::StatusOr<PreparedScheduler*> PrepareSchedulerFor(
+      const SchedulerFor& pair, size_t index);
   // Updates the fp16 scale for the iteration (nothing if no optimizer was
   // unscaled) and starts the next. REQUIRES: scaler_.
   absl::Status EndScalerIteration();
@@ -295,6 +358,72 @@ class Accelerator {
   // The models whose step is open (in `Accumulate` or `NoSync` scopes).
   AccumulateScope::OpenModels open_;
 };
+
+template <typename T>
+absl::Status Accelerator::PrepareOne(
+    const T& in, std::optional<accelerator_internal::PreparedResult<T>>& out,
+    size_t index) {
+  using accelerator_internal::PrepareKind;
+  constexpr PrepareKind kKind =
+      accelerator_internal::PrepareTraits<std::decay_t<T>>::kKind;
+  if constexpr (kKind == PrepareKind::kModel) {
+    auto prepared = PrepareModel(in);
+    if (!prepared.ok()) return prepared.status();
+    out = in;
+  } else if constexpr (kKind == PrepareKind::kModuleHolder) {
+    auto prepared = PrepareModel(in.ptr());
+    if (!prepared.ok()) return prepared.status();
+    out = in;
+  } else if constexpr (kKind == PrepareKind::kOptimizer) {
+    out = PrepareOptimizer(in);
+  } else if constexpr (kKind == PrepareKind::kScheduler) {
+    auto prepared = PrepareSchedulerFor({in, nullptr}, index);
+    if (!prepared.ok()) return prepared.status();
+    out = *prepared;
+  } else if constexpr (kKind == PrepareKind::kSchedulerFor) {
+    auto prepared = PrepareSchedulerFor(in, index);
+    if (!prepared.ok()) return prepared.status();
+    out = *prepared;
+  } else if constexpr (kKind == PrepareKind::kDataLoader) {
+    auto prepared = PrepareDataLoader(in.dataset, in.options);
+    if (!prepared.ok()) return prepared.status();
+    out = *std::move(prepared);
+  } else {
+    static_assert(kKind == PrepareKind::kStreamLoader);
+    auto prepared = PrepareStreamLoader(in.stream, in.options);
+    if (!prepared.ok()) return prepared.status();
+    out = *std::move(prepared);
+  }
+  return absl::OkStatus();
+}
+
+template <typename... Args>
+absl::StatusOr<std::tuple<accelerator_internal::PreparedResult<Args>...>>
+Accelerator::Prepare(const Args&... args) {
+  const auto inputs = std::forward_as_tuple(args...);
+  std::tuple<std::optional<accelerator_internal::PreparedResult<Args>>...> out;
+  absl::Status status;
+  // Schedulers last, so that their optimizers are prepared whatever the
+  // order of the arguments.
+  auto pass = [&]<size_t... I>(std::index_sequence<I...>, bool schedulers) {
+    (
+        [&] {
+          using Arg = std::tuple_element_t<I, std::tuple<Args...>>;
+          if (!status.ok() ||
+              accelerator_internal::IsScheduler<Arg>() != schedulers) {
+            return;
+          }
+          status = PrepareOne(std::get<I>(inputs), std::get<I>(out), I);
+        }(),
+        ...);
+  };
+  pass(std::index_sequence_for<Args...>{}, false);
+  pass(std::index_sequence_for<Args...>{}, true);
+  if (!status.ok()) return status;
+  return std::apply(
+      [](auto&... prepared) { return std::make_tuple(*std::move(prepared)...); },
+      out);
+}
 
 }  // namespace accelerate
 

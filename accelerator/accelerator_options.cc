@@ -23,6 +23,18 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
       precision::ParseMixedPrecision(*resolved.mixed_precision));
   resolved.mixed_precision =
       std::string(precision::MixedPrecisionName(mixed_precision));
+  std::optional<int>& plugin_steps =
+      resolved.gradient_accumulation_plugin.num_steps;
+  if (plugin_steps.has_value() &&
+      resolved.gradient_accumulation_steps.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gradient_accumulation_steps ", *resolved.gradient_accumulation_steps,
+        " and gradient_accumulation_plugin.num_steps ", *plugin_steps,
+        ": give only one of them"));
+  }
+  if (plugin_steps.has_value()) {
+    resolved.gradient_accumulation_steps = plugin_steps;
+  }
   if (!resolved.gradient_accumulation_steps.has_value()) {
     int steps = 1;
     if (std::optional<std::string> value =
@@ -41,6 +53,7 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
                      *resolved.gradient_accumulation_steps,
                      " is not a positive count"));
   }
+  plugin_steps = resolved.gradient_accumulation_steps;
   if (resolved.bucket_cap_mb < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bucket_cap_mb ", resolved.bucket_cap_mb, " is not a positive size"));

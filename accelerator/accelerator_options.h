@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "accelerator/gradient_state.h"
 #include "precision/fp8_recipe.h"
 #include "state/environment.h"
 
@@ -45,9 +46,13 @@ struct AcceleratorOptions {
   // first and last linear layers and those whose sizes are not multiples of
   // 16.
   std::function<bool(const std::string& name)> fp8_module_filter;
-  // Batches per optimizer step. Default: ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
-  // else 1.
+  // Batches per optimizer step. Default: `gradient_accumulation_plugin`'s
+  // `num_steps`, else ACCELERATE_GRADIENT_ACCUMULATION_STEPS, else 1.
   std::optional<int> gradient_accumulation_steps;
+  // Accelerate's GradientAccumulationPlugin: how accumulation meets the end
+  // of the data, per-batch all-reduce, scheduler counting. Resolved, its
+  // `num_steps` equals `gradient_accumulation_steps`.
+  GradientAccumulationPlugin gradient_accumulation_plugin;
   // Run on CPU even with GPUs. Default: ACCELERATE_USE_CPU.
   std::optional<bool> cpu;
   // The scheduler steps with the optimizer (only on synchronized steps).
@@ -67,9 +72,10 @@ struct AcceleratorOptions {
 };
 
 // `options` with `mixed_precision` (in lower case) and
-// `gradient_accumulation_steps` filled (from `env` where not given) and every
-// value checked. `InvalidArgument`
-// names a bad value and what would be valid.
+// `gradient_accumulation_steps` (and the plugin's `num_steps`) filled (from
+// `env` where not given) and every value checked. `InvalidArgument` names a
+// bad value and what would be valid (both `gradient_accumulation_steps` and
+// the plugin's `num_steps` given, say).
 [[nodiscard]] absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     const AcceleratorOptions& options, const state::Environment& env);
 

@@ -185,8 +185,9 @@ TEST(AcceleratorTest, OptimizerAndSchedulerStepOnSynchronizedStepsOnly) {
           data::DataLoaderOptions loader_options;
           loader_options.batch_size = split ? 4 : 2;
           ACCELERATE_ASSIGN_OR_RETURN(
-              auto prepared, acc.Prepare(linear.ptr(), sgd, Twenty(),
-                                         loader_options, schedule));
+              auto prepared, acc.Prepare(linear.ptr(), sgd,
+                                         DataLoaderSpec{Twenty(), loader_options},
+                                         schedule));
           auto& [model, opt, loader, sched] = prepared;
           std::vector<bool> syncs;
           while (true) {
@@ -553,8 +554,13 @@ TEST(AcceleratorTest, EachSchedulerFollowsItsOwnOptimizer) {
   PreparedOptimizer* b = acc->PrepareOptimizer(sgd_b);
   PreparedScheduler* follows_a = acc->PrepareScheduler(
       std::make_shared<torch::optim::StepLR>(*sgd_a, 10), a);
+  // Two optimizers: a scheduler must say which one it follows.
+  EXPECT_THAT(acc->PrepareScheduler(
+                  std::make_shared<torch::optim::StepLR>(*sgd_b, 10)),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("2 optimizers are prepared")));
   PreparedScheduler* follows_b = acc->PrepareScheduler(
-      std::make_shared<torch::optim::StepLR>(*sgd_b, 10));  // the last one
+      std::make_shared<torch::optim::StepLR>(*sgd_b, 10), b);
   {
     auto step = acc->Accumulate({overflowing.get(), finite.get()});
     // 1e5 overflows float16: only the first model's gradients are inf.

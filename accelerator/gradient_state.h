@@ -1,14 +1,15 @@
 // Where the training loop stands in gradient accumulation (Accelerate's
-// `GradientState`): which step of the `gradient_accumulation_steps` this is,
-// whether it synchronizes gradients, and which prepared data loader is being
-// iterated (the end of its epoch always synchronizes).
+// `GradientState` and `GradientAccumulationPlugin`): which batch of the
+// `num_steps` this is, whether it synchronizes gradients (and so steps the
+// optimizer), and which prepared data loader is being iterated (whose end
+// always synchronizes unless `sync_with_dataloader` is off).
 //
 // clang-format off
-//   void Example(std::shared_ptr<data::PreparedDataLoader> loader) {
-//     GradientState gradients(/*accumulation_steps=*/2);
+//   void Example(std::shared_ptr<data::TrackedLoader> loader) {
+//     GradientState gradients({.num_steps = 2});
 //     gradients.AddLoader(loader);
-//     gradients.BeginStep();  // step 1 of 2: accumulates
-//     gradients.BeginStep();  // step 2 of 2: synchronizes
+//     gradients.BeginStep();  // batch 1 of 2: accumulates
+//     gradients.BeginStep();  // batch 2 of 2: synchronizes
 //     bool sync = gradients.sync_gradients();  // true
 //     (void)sync;
 //   }
@@ -22,37 +23,68 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
-#include "data/data_loader.h"
+#include "data/tracked_loader.h"
 
 namespace accelerate {
 
+// Accelerate's `GradientAccumulationPlugin`, with its defaults.
+struct GradientAccumulationPlugin {
+  // Batches per optimizer step. Default: the Accelerator's
+  // `gradient_accumulation_steps` (giving both is an error), else 1.
+  std::optional<int> num_steps;
+  // On batches that only accumulate, a scheduler call is counted as a
+  // skipped step (Accelerate bumps the scheduler's `_step_count`, which moves
+  // no learning rate); see `PreparedScheduler::skipped_calls`. Default true.
+  bool adjust_scheduler = true;
+  // The last batch of the loader being iterated always synchronizes and
+  // restarts the count; off, the count carries across epochs. Default true.
+  bool sync_with_dataloader = true;
+  // Gradients are all-reduced on every batch (no `no_sync` accumulation,
+  // which saves the memory of unreduced gradient buckets), the optimizer
+  // still steps every `num_steps` batches. Default false.
+  bool sync_each_batch = false;
+};
+
 class GradientState {
  public:
-  // REQUIRES: accumulation_steps >= 1.
-  explicit GradientState(int accumulation_steps);
+  // REQUIRES: `plugin.num_steps` set and >= 1.
+  explicit GradientState(const GradientAccumulationPlugin& plugin);
 
-  // Watches `loader`: when it is the loader used last and its epoch has
-  // ended, the step synchronizes (Accelerate's `sync_with_dataloader`).
-  void AddLoader(std::weak_ptr<data::PreparedDataLoader> loader);
+  // Watches `loader` (see `data::TrackedLoader`).
+  void AddLoader(std::weak_ptr<data::TrackedLoader> loader);
 
-  // Starts the next step: it synchronizes every `accumulation_steps` steps
-  // and at the end of the active loader's epoch (which also restarts the
-  // count).
+  // Starts the next batch (Accelerate's `_do_sync`): at the end of the active
+  // loader with `sync_with_dataloader`, it synchronizes and the count
+  // restarts; otherwise the count advances and every `num_steps`-th batch
+  // synchronizes.
   void BeginStep();
 
-  // The live loader whose `Next()` ran last; null when none has run.
-  std::shared_ptr<data::PreparedDataLoader> ActiveLoader() const;
+  // The live loader whose epoch is being iterated and began last (an
+  // evaluation loop nested in a training loop is active until it ends); null
+  // when none is.
+  std::shared_ptr<data::TrackedLoader> ActiveLoader() const;
+  bool in_dataloader() const { return ActiveLoader() != nullptr; }
+  // The active loader has handed out its last batch; false outside one.
+  bool end_of_dataloader() const;
+  // Real samples in the active loader's last global batch when padding
+  // completed it, 0 when none was padded; -1 outside a loader (as
+  // Accelerate's, whose gather_for_metrics then drops nothing).
+  int64_t remainder() const;
 
   bool sync_gradients() const { return sync_gradients_; }
-  int accumulation_steps() const { return accumulation_steps_; }
+  int accumulation_steps() const { return *plugin_.num_steps; }
+  // Batches since the last synchronized one (Accelerate's `Accelerator.step`).
+  int64_t step() const { return step_; }
+  const GradientAccumulationPlugin& plugin() const { return plugin_; }
 
  private:
-  int accumulation_steps_;
+  GradientAccumulationPlugin plugin_;
   int64_t step_ = 0;
   bool sync_gradients_ = true;
-  std::vector<std::weak_ptr<data::PreparedDataLoader>> loaders_;
+  std::vector<std::weak_ptr<data::TrackedLoader>> loaders_;
 };
 
 }  // namespace accelerate

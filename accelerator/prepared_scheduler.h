@@ -33,6 +33,9 @@ struct SchedulerStepping {
   bool with_optimizer = true;
   // Underlying steps per optimizer step.
   int steps_per_optimizer_step = 1;
+  // Count calls on accumulating batches as skipped (Accelerate's
+  // `adjust_scheduler`).
+  bool adjust_scheduler = true;
 };
 
 class PreparedScheduler {
@@ -49,6 +52,11 @@ class PreparedScheduler {
   void step();
   // Steps of the underlying scheduler so far.
   int64_t scheduler_steps() const { return scheduler_steps_; }
+  // Calls on batches that only accumulated, with `adjust_scheduler`
+  // (Accelerate adds them to the scheduler's `_step_count`; no learning rate
+  // moves).
+  int64_t skipped_calls() const { return skipped_calls_; }
+  torch::optim::LRScheduler& scheduler() { return *scheduler_; }
 
  private:
   const GradientState* gradients_;
@@ -56,6 +64,7 @@ class PreparedScheduler {
   std::shared_ptr<torch::optim::LRScheduler> scheduler_;
   const PreparedOptimizer* optimizer_;
   int64_t scheduler_steps_ = 0;
+  int64_t skipped_calls_ = 0;
 };
 
 }  // namespace accelerate

@@ -1,6 +1,5 @@
 #include "data/data_loader.h"
 
-#include <atomic>
 #include <sstream>
 #include <utility>
 
@@ -124,6 +123,7 @@ absl::Status PreparedDataLoader::BuildShards() {
   }
   next_ = 0;
   end_of_epoch_ = false;
+  MarkIterating(false);
   return absl::OkStatus();
 }
 
@@ -268,14 +268,17 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
 }
 
 absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
-  static std::atomic<int64_t> clock{0};
-  last_used_ = ++clock;
   if (next_ >= size()) {
     // The epoch is over: say so once, and move on to the next epoch (as
     // Accelerate's seedable sampler does after a full pass).
     ++epoch_;
     ACCELERATE_RETURN_IF_ERROR(BuildShards());
     return std::optional<Batch>();
+  }
+  if (epoch_begun_at() == 0) {
+    // A new epoch: its random draws start from the main process's state.
+    ACCELERATE_RETURN_IF_ERROR(
+        state::SynchronizeRngStates(state_, options_.rng_types));
   }
   const int64_t k = next_;
   Batch batch;
@@ -304,6 +307,7 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
   }
   cv_.notify_all();
   end_of_epoch_ = next_ == size();
+  MarkIterating(true);
   return std::optional<Batch>(std::move(batch));
 }
 

@@ -53,7 +53,9 @@
 #include <ATen/core/Tensor.h>
 #include "data/batch.h"
 #include "data/batch_sampler_shard.h"
+#include "data/tracked_loader.h"
 #include "state/partial_state.h"
+#include "state/random.h"
 
 namespace accelerate::data {
 
@@ -109,6 +111,11 @@ struct DataLoaderOptions {
   int num_workers = 0;
   // Batches each worker may load ahead.
   int prefetch_factor = 2;
+  // Generators whose state every process takes from the main process at the
+  // start of each epoch (Accelerate's `rng_types`; see
+  // state::SynchronizeRngStates). Default none: our samplers are seeded alike
+  // everywhere (Accelerate's default "generator").
+  std::vector<state::RngType> rng_types;
 };
 
 // Where a loader stands: enough to resume mid-epoch without replaying.
@@ -125,7 +132,7 @@ struct LoaderState {
       const std::string& text);
 };
 
-class PreparedDataLoader {
+class PreparedDataLoader final : public TrackedLoader {
  public:
   // `InvalidArgument` for bad options (see ValidateShardOptions) and for
   // dispatch mode without even batches.
@@ -159,14 +166,11 @@ class PreparedDataLoader {
   // Batches per epoch on this process.
   int64_t size() const;
   // True once the last batch of the epoch has been handed out.
-  bool end_of_epoch() const { return end_of_epoch_; }
+  bool end_of_epoch() const override { return end_of_epoch_; }
   // Real samples in the last global batch (0: none padded); see
   // BatchSamplerShard::remainder.
-  int64_t remainder() const { return shard_->remainder(); }
+  int64_t remainder() const override { return shard_->remainder(); }
   int64_t epoch() const { return epoch_; }
-  // When Next() last ran, on a clock shared by all loaders of the process
-  // (0: never), so that the loader being iterated can be told apart.
-  int64_t last_used() const { return last_used_; }
 
  private:
   PreparedDataLoader(std::shared_ptr<const MapDataset> dataset,
@@ -185,7 +189,6 @@ class PreparedDataLoader {
   DataLoaderOptions options_;
   int64_t epoch_ = 0;
   int64_t next_ = 0;
-  int64_t last_used_ = 0;
   bool end_of_epoch_ = false;
   // This process's shard, and in dispatch mode every process's.
   std::optional<BatchSamplerShard> shard_;

@@ -58,6 +58,7 @@ PreparedStreamLoader::Create(std::shared_ptr<SampleStream> stream,
 void PreparedStreamLoader::SetEpoch(int64_t epoch) {
   epoch_ = epoch;
   started_ = false;
+  MarkIterating(false);
 }
 
 bool PreparedStreamLoader::ReadGlobalBatch() {
@@ -125,6 +126,7 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::NextDispatched() {
   if (extra == "end") {
     ++epoch_;
     started_ = false;
+    MarkIterating(false);
     return std::optional<Batch>();
   }
   int last = 0;
@@ -139,6 +141,7 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::NextDispatched() {
   const int64_t begin = state_.process_index() * per_process_;
   ACCELERATE_ASSIGN_OR_RETURN(const int64_t samples, global.BatchSize());
   const int64_t end = std::min<int64_t>(begin + per_process_, samples);
+  MarkIterating(true);
   return std::optional<Batch>(Slice(global, begin, end));
 }
 
@@ -152,6 +155,12 @@ void PreparedStreamLoader::StartEpoch() {
 }
 
 absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
+  if (epoch_begun_at() == 0) {
+    // A new epoch (on every process in step): its random draws start from
+    // the main process's state.
+    ACCELERATE_RETURN_IF_ERROR(
+        state::SynchronizeRngStates(state_, options_.rng_types));
+  }
   if (options_.dispatch_batches && state_.use_distributed()) {
     return NextDispatched();
   }
@@ -160,6 +169,7 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
     // The epoch is over: say so once, and move on to the next epoch.
     ++epoch_;
     started_ = false;
+    MarkIterating(false);
     return std::optional<Batch>();
   }
   std::vector<Batch> global = std::move(*ahead_);
@@ -176,6 +186,7 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
     return absl::InvalidArgumentError(absl::StrCat(
         "the stream's samples: ", batch.status().message()));
   }
+  MarkIterating(true);
   return std::optional<Batch>(ToDevice(*batch, state_.device()));
 }
 

@@ -56,6 +56,7 @@
 
 #include "absl/status/statusor.h"
 #include "data/data_loader.h"
+#include "data/tracked_loader.h"
 #include "state/partial_state.h"
 
 namespace accelerate::data {
@@ -71,7 +72,7 @@ class SampleStream {
   virtual std::optional<Batch> Next() = 0;
 };
 
-class PreparedStreamLoader {
+class PreparedStreamLoader final : public TrackedLoader {
  public:
   // Uses `batch_size`, `drop_last` and `split_batches` of `options`;
   // `InvalidArgument` for a bad batch size or a split batch size not divisible
@@ -93,10 +94,10 @@ class PreparedStreamLoader {
 
   // True once the last batch of the epoch has been handed out (known one
   // global batch ahead).
-  bool end_of_epoch() const { return end_of_epoch_; }
+  bool end_of_epoch() const override { return end_of_epoch_; }
   // Real samples in the last global batch when it was completed from the
   // first one; 0 otherwise (as PreparedDataLoader::remainder).
-  int64_t remainder() const { return remainder_; }
+  int64_t remainder() const override { return remainder_; }
 
  private:
   PreparedStreamLoader(std::shared_ptr<SampleStream> stream,

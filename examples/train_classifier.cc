@@ -91,9 +91,11 @@ int Run() {
   train_options.batch_size = absl::GetFlag(FLAGS_batch_size);
   train_options.shuffle = true;
   train_options.seed = 42;
-  auto prepared = acc.Prepare(model.ptr(), optimizer,
-                              Clouds(absl::GetFlag(FLAGS_samples), 1),
-                              train_options, scheduler);
+  auto prepared = acc.Prepare(
+      model, optimizer,
+      accelerate::DataLoaderSpec{Clouds(absl::GetFlag(FLAGS_samples), 1),
+                                 train_options},
+      scheduler);
   CHECK_OK_OR_RETURN(prepared.status());
   auto& [module, opt, train, sched] = *prepared;
   accelerate::data::DataLoaderOptions eval_options;

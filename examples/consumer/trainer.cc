@@ -27,9 +27,11 @@ absl::Status Run() {
   ACCELERATE_ASSIGN_OR_RETURN(
       auto prepared,
       accelerator->Prepare(
-          model.ptr(), optimizer,
-          std::make_shared<accelerate::data::TensorDataset>(x, y),
-          {.batch_size = 16, .shuffle = true}, scheduler));
+          model, optimizer,
+          accelerate::DataLoaderSpec{
+              std::make_shared<accelerate::data::TensorDataset>(x, y),
+              {.batch_size = 16, .shuffle = true}},
+          scheduler));
   auto& [module, opt, loader, sched] = prepared;
   for (int epoch = 0; epoch < 30; ++epoch) {
     loader->SetEpoch(epoch);
