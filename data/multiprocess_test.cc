@@ -80,6 +80,29 @@ TEST_P(DataMultiprocessTest, RanksCoverTheDatasetAndMetricsSeeItOnce) {
             static_cast<size_t>((length + batch * world - 1) / (batch * world)));
 }
 
+// Ranks seeded differently draw the same numbers once the loader takes the
+// main process's generator state at each epoch (rng_types torch), and
+// different ones without it.
+TEST(DataMultiprocessRngTest, RngTypesTorchSynchronizesEachEpoch) {
+  for (bool synchronize : {true, false}) {
+    absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
+        {Worker(), "rng", synchronize ? "sync" : "nosync"}, 2, PickFreePort(),
+        {}, absl::Seconds(90));
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (const ProcessResult& result : *results) {
+      ASSERT_EQ(result.exit_code, 0) << result.output;
+    }
+    const std::string rank0 = Result((*results)[0], "draws");
+    const std::string rank1 = Result((*results)[1], "draws");
+    ASSERT_FALSE(rank0.empty()) << (*results)[0].output;
+    if (synchronize) {
+      EXPECT_EQ(rank0, rank1);
+    } else {
+      EXPECT_NE(rank0, rank1);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Worlds, DataMultiprocessTest,
     ::testing::Combine(::testing::Values(2, 3), ::testing::Bool()),

@@ -4,6 +4,10 @@
 // samples GatherForMetrics returned, `RESULT metrics <sorted ids>`.
 //
 // Usage: multiprocess_worker <dataset_length> <batch_size> [dispatch]
+//
+// With `rng <sync|nosync>` instead: each rank seeds LibTorch differently,
+// iterates two epochs of a loader with (or without) `rng_types` torch, and
+// prints the first random draw after each epoch began, `RESULT draws a,b`.
 
 #include <algorithm>
 #include <iostream>
@@ -16,8 +20,52 @@
 #include "data/data_loader.h"
 #include "state/partial_state.h"
 
+namespace {
+
+int Draws(const accelerate::state::PartialState& state, bool synchronize) {
+  using namespace accelerate;  // NOLINT: a small program.
+  at::manual_seed(100 + state.process_index());
+  const at::Tensor ids = at::arange(8, at::kLong);
+  data::DataLoaderOptions options;
+  options.batch_size = 2;
+  if (synchronize) options.rng_types = {state::RngType::kTorch};
+  auto loader = data::PreparedDataLoader::Create(
+      std::make_shared<data::TensorDataset>(ids.unsqueeze(1), ids), state,
+      options);
+  if (!loader.ok()) {
+    std::cerr << loader.status() << std::endl;
+    return 1;
+  }
+  std::vector<double> draws;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    bool first = true;
+    while (true) {
+      auto next = (*loader)->Next();
+      if (!next.ok()) {
+        std::cerr << next.status() << std::endl;
+        return 1;
+      }
+      if (!next->has_value()) break;
+      if (first) draws.push_back(at::rand({1}).item<double>());
+      first = false;
+    }
+  }
+  std::cout << "RESULT draws " << absl::StrJoin(draws, ",") << std::endl;
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace accelerate;  // NOLINT: a small program.
+  if (argc == 3 && std::string(argv[1]) == "rng") {
+    auto state = state::PartialState::Create();
+    if (!state.ok()) {
+      std::cerr << state.status() << std::endl;
+      return 1;
+    }
+    return Draws(**state, std::string(argv[2]) == "sync");
+  }
   int64_t length = 0, batch_size = 0;
   if (argc < 3 || !absl::SimpleAtoi(argv[1], &length) ||
       !absl::SimpleAtoi(argv[2], &batch_size)) {
