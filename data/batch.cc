@@ -73,6 +73,42 @@ absl::StatusOr<Batch> MapAt(
   return Batch::Named(std::move(fields));
 }
 
+// Transform without building paths (the hot path of slicing and moving).
+Batch TransformTree(const Batch& batch,
+                    const std::function<at::Tensor(const at::Tensor&)>& fn) {
+  if (batch.is_tensor()) return Batch(fn(batch.tensor()));
+  if (batch.is_list()) {
+    Batch::Items items;
+    items.reserve(batch.items().size());
+    for (const Batch& item : batch.items()) {
+      items.push_back(TransformTree(item, fn));
+    }
+    return Batch::Of(std::move(items));
+  }
+  Batch::Fields fields;
+  for (const auto& [key, value] : batch.fields()) {
+    fields.emplace_hint(fields.end(), key, TransformTree(value, fn));
+  }
+  return Batch::Named(std::move(fields));
+}
+
+// Calls `fn` on every tensor, in order, without paths; stops when it
+// returns false.
+bool VisitTensors(const Batch& batch,
+                  const std::function<bool(const at::Tensor&)>& fn) {
+  if (batch.is_tensor()) return fn(batch.tensor());
+  if (batch.is_list()) {
+    for (const Batch& item : batch.items()) {
+      if (!VisitTensors(item, fn)) return false;
+    }
+    return true;
+  }
+  for (const auto& [key, value] : batch.fields()) {
+    if (!VisitTensors(value, fn)) return false;
+  }
+  return true;
+}
+
 std::string DescribeFrom(const Batch& batch, int64_t from_dim) {
   if (batch.is_tensor()) return ShapeText(batch.tensor(), from_dim);
   std::vector<std::string> parts;
@@ -181,13 +217,18 @@ absl::StatusOr<Batch> Batch::Map(
 
 Batch Batch::Transform(
     const std::function<at::Tensor(const at::Tensor&)>& fn) const {
-  absl::StatusOr<Batch> mapped =
-      Map([&](const std::string&, const at::Tensor& t)
-              -> absl::StatusOr<at::Tensor> { return fn(t); });
-  return *std::move(mapped);  // fn cannot fail.
+  return TransformTree(*this, fn);
 }
 
 absl::StatusOr<int64_t> Batch::BatchSize() const {
+  // Checked without a string first; the message only on trouble.
+  int64_t first = -1;
+  const bool uniform = VisitTensors(*this, [&](const at::Tensor& t) {
+    if (t.dim() == 0) return false;
+    if (first == -1) first = t.size(0);
+    return t.size(0) == first;
+  });
+  if (uniform && first >= 0) return first;
   std::vector<std::string> sizes;
   int64_t common = -1;
   bool agree = true;
@@ -253,7 +294,10 @@ absl::StatusOr<Batch> Concat(const std::vector<Batch>& batches) {
   });
 }
 
-Batch ToDevice(const Batch& batch, c10::Device device) {
+Batch ToDevice(Batch batch, c10::Device device) {
+  const bool there = VisitTensors(
+      batch, [&](const at::Tensor& t) { return t.device() == device; });
+  if (there) return batch;
   return batch.Transform([&](const at::Tensor& t) {
     if (t.device() == device) return t;
     if (device.is_cuda() && t.device().is_cpu()) {

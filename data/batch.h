@@ -125,7 +125,7 @@ Batch Slice(const Batch& batch, int64_t begin, int64_t end);
 
 // Every tensor on `device`; to a GPU from pinned memory without waiting for
 // the copy (the stream orders it before the kernels that read it).
-Batch ToDevice(const Batch& batch, c10::Device device);
+Batch ToDevice(Batch batch, c10::Device device);
 
 }  // namespace accelerate::data
 

@@ -1,13 +1,50 @@
 #include "data/collate.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 
 namespace accelerate::data {
 namespace {
+
+// Same kinds, keys and list lengths.
+bool SameTree(const Batch& a, const Batch& b) {
+  if (a.is_tensor() || b.is_tensor()) return a.is_tensor() && b.is_tensor();
+  if (a.is_list() != b.is_list()) return false;
+  if (a.is_list()) {
+    if (a.items().size() != b.items().size()) return false;
+    for (size_t i = 0; i < a.items().size(); ++i) {
+      if (!SameTree(a.items()[i], b.items()[i])) return false;
+    }
+    return true;
+  }
+  if (a.fields().size() != b.fields().size()) return false;
+  auto it = b.fields().begin();
+  for (const auto& [key, value] : a.fields()) {
+    if (key != it->first || !SameTree(value, it->second)) return false;
+    ++it;
+  }
+  return true;
+}
+
+void Leaves(const Batch& batch, std::vector<at::Tensor>& out) {
+  if (batch.is_tensor()) {
+    out.push_back(batch.tensor());
+  } else if (batch.is_list()) {
+    for (const Batch& item : batch.items()) Leaves(item, out);
+  } else {
+    for (const auto& [key, value] : batch.fields()) Leaves(value, out);
+  }
+}
+
+std::string ShapeText(const at::Tensor& t) {
+  return absl::StrCat(c10::toString(t.scalar_type()), "[",
+                      absl::StrJoin(t.sizes(), ", "), "]");
+}
 
 // The tensors of every sample, path by path (column c holds each sample's
 // c-th tensor), after checking that the samples share sample 0's structure
@@ -17,42 +54,88 @@ absl::StatusOr<std::vector<std::vector<at::Tensor>>> Columns(
   if (samples.empty()) {
     return absl::InvalidArgumentError("no samples to collate");
   }
-  std::vector<std::string> paths;
-  std::vector<std::vector<at::Tensor>> columns;
-  samples[0].ForEachTensor([&](const std::string& path, const at::Tensor& t) {
-    paths.push_back(path);
-    columns.push_back({t});
-  });
+  std::vector<at::Tensor> first;
+  Leaves(samples[0], first);
+  std::vector<std::vector<at::Tensor>> columns(first.size());
+  for (size_t c = 0; c < first.size(); ++c) {
+    columns[c].reserve(samples.size());
+    columns[c].push_back(first[c]);
+  }
+  std::vector<at::Tensor> leaves;
   for (size_t s = 1; s < samples.size(); ++s) {
-    std::vector<std::string> sample_paths;
-    std::string problem;
-    samples[s].ForEachTensor([&](const std::string& path, const at::Tensor& t) {
-      const size_t c = sample_paths.size();
-      sample_paths.push_back(path);
-      if (!problem.empty() || c >= columns.size() || paths[c] != path) return;
-      const at::Tensor& first = columns[c][0];
-      const std::string name = path.empty() ? "the tensor" : path;
-      if (t.scalar_type() != first.scalar_type() || t.dim() != first.dim() ||
-          (same_shapes && t.sizes() != first.sizes())) {
-        problem = absl::StrCat(
-            name, " of sample ", s, " is ", c10::toString(t.scalar_type()),
-            "[", absl::StrJoin(t.sizes(), ", "), "], of sample 0 ",
-            c10::toString(first.scalar_type()), "[",
-            absl::StrJoin(first.sizes(), ", "), "]");
-        return;
+    if (!SameTree(samples[s], samples[0])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot collate: sample ", s, " is ", samples[s].Describe(),
+          ", sample 0 is ", samples[0].Describe()));
+    }
+    leaves.clear();
+    Leaves(samples[s], leaves);
+    for (size_t c = 0; c < leaves.size(); ++c) {
+      const at::Tensor& t = leaves[c];
+      if (t.scalar_type() != first[c].scalar_type() ||
+          t.dim() != first[c].dim() ||
+          (same_shapes && t.sizes() != first[c].sizes())) {
+        std::vector<std::string> paths;
+        samples[0].ForEachTensor([&](const std::string& path,
+                                     const at::Tensor&) {
+          paths.push_back(path.empty() ? "the tensor" : path);
+        });
+        return absl::InvalidArgumentError(absl::StrCat(
+            "cannot collate: ", paths[c], " of sample ", s, " is ",
+            ShapeText(t), ", of sample 0 ", ShapeText(first[c])));
       }
       columns[c].push_back(t);
-    });
-    if (problem.empty() && sample_paths != paths) {
-      problem = absl::StrCat("sample ", s, " is ", samples[s].Describe(),
-                             ", sample 0 is ", samples[0].Describe());
-    }
-    if (!problem.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot collate: ", problem));
     }
   }
   return columns;
+}
+
+// Whether `PlaceRow` copies every sample with a memcpy.
+bool Memcpyable(const std::vector<at::Tensor>& column) {
+  return std::all_of(column.begin(), column.end(), [&](const at::Tensor& t) {
+    return t.is_cpu() && t.is_contiguous() &&
+           t.scalar_type() == column[0].scalar_type();
+  });
+}
+
+// The padded output for `column`: on CPU only its padding is written here
+// (the samples are copied in by `PlaceRow`), elsewhere all of it.
+at::Tensor EmptyPadded(const std::vector<int64_t>& shape, double pad,
+                       const std::vector<at::Tensor>& column, bool pad_first) {
+  if (!Memcpyable(column)) return at::full(shape, pad, column[0].options());
+  at::Tensor out = at::empty(shape, column[0].options());
+  const int64_t longest = shape[1];
+  const int64_t inner = longest == 0 ? 0 : out.stride(1);
+  AT_DISPATCH_ALL_TYPES_AND3(
+      at::kHalf, at::kBFloat16, at::kBool, out.scalar_type(), "pad", [&] {
+        auto* data = out.data_ptr<scalar_t>();
+        const auto value = static_cast<scalar_t>(pad);
+        for (size_t s = 0; s < column.size(); ++s) {
+          const int64_t n = column[s].size(0);
+          scalar_t* row = data + static_cast<int64_t>(s) * longest * inner;
+          // The padding is before the data or after it.
+          scalar_t* gap = pad_first ? row : row + n * inner;
+          std::fill_n(gap, (longest - n) * inner, value);
+        }
+      });
+  return out;
+}
+
+// Sample `s` of `out` (dimension 0 padded to `longest`) takes `t` at
+// `begin`: a memcpy for contiguous CPU tensors, a copy_ otherwise.
+void PlaceRow(at::Tensor& out, int64_t s, int64_t begin, const at::Tensor& t) {
+  const int64_t n = t.size(0);
+  if (n == 0) return;
+  if (out.is_cpu() && t.is_cpu() && t.is_contiguous() &&
+      t.scalar_type() == out.scalar_type()) {
+    const int64_t row = out.stride(0) * out.element_size();
+    const int64_t inner = t.numel() / n * out.element_size();
+    auto* base = static_cast<char*>(out.data_ptr());
+    std::memcpy(base + s * row + begin * inner, t.data_ptr(),
+                static_cast<size_t>(n * inner));
+    return;
+  }
+  out[s].slice(0, begin, begin + n).copy_(t);
 }
 
 // `samples[0]`'s structure holding the column results in order.
@@ -86,8 +169,11 @@ absl::StatusOr<Batch> PadAndStack(const std::vector<Batch>& samples,
       Columns(samples, /*same_shapes=*/false);
   if (!columns.ok()) return columns.status();
   std::vector<std::string> paths;
-  samples[0].ForEachTensor(
-      [&](const std::string& path, const at::Tensor&) { paths.push_back(path); });
+  if (!options.pad_values.empty()) {
+    samples[0].ForEachTensor([&](const std::string& path, const at::Tensor&) {
+      paths.push_back(path);
+    });
+  }
   std::vector<at::Tensor> stacked;
   at::Tensor mask;
   for (size_t c = 0; c < columns->size(); ++c) {
@@ -100,23 +186,27 @@ absl::StatusOr<Batch> PadAndStack(const std::vector<Batch>& samples,
     for (const at::Tensor& t : column) longest = std::max(longest, t.size(0));
     const int64_t m = options.pad_to_multiple_of;
     longest = (longest + m - 1) / m * m;
-    auto value = options.pad_values.find(paths[c]);
+    auto value = paths.empty() ? options.pad_values.end()
+                               : options.pad_values.find(paths[c]);
     const double pad =
         value == options.pad_values.end() ? options.pad_value : value->second;
     std::vector<int64_t> shape = column[0].sizes().vec();
     shape.insert(shape.begin(), static_cast<int64_t>(column.size()));
     shape[1] = longest;
-    at::Tensor out = at::full(shape, pad, column[0].options());
+    at::Tensor out = EmptyPadded(shape, pad, column, options.pad_first);
     const bool first_padded = !mask.defined();
     if (first_padded) {
-      mask = at::zeros({shape[0], longest}, at::kLong);
+      mask = at::empty({shape[0], longest}, at::kLong);
     }
+    int64_t* mask_data = first_padded ? mask.data_ptr<int64_t>() : nullptr;
     for (size_t s = 0; s < column.size(); ++s) {
       const int64_t n = column[s].size(0);
       const int64_t begin = options.pad_first ? longest - n : 0;
-      out[static_cast<int64_t>(s)].slice(0, begin, begin + n).copy_(column[s]);
-      if (first_padded) {
-        mask[static_cast<int64_t>(s)].slice(0, begin, begin + n).fill_(1);
+      PlaceRow(out, static_cast<int64_t>(s), begin, column[s]);
+      if (mask_data != nullptr) {
+        int64_t* row = mask_data + static_cast<int64_t>(s) * longest;
+        std::fill_n(row, longest, int64_t{0});
+        std::fill_n(row + begin, n, int64_t{1});
       }
     }
     stacked.push_back(out);

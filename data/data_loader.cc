@@ -183,7 +183,7 @@ absl::StatusOr<Batch> PreparedDataLoader::Load(int64_t k) const {
         "batch ", k, " from the dataset has ", *samples, " samples for ",
         indices.size(), " indices: ", batch->Describe()));
   }
-  return ToDevice(*batch, state_.device());
+  return ToDevice(*std::move(batch), state_.device());
 }
 
 absl::StatusOr<Batch> PreparedDataLoader::LoadGuarded(int64_t k) const {

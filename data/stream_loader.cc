@@ -187,7 +187,7 @@ absl::StatusOr<std::optional<Batch>> PreparedStreamLoader::Next() {
         "the stream's samples: ", batch.status().message()));
   }
   MarkIterating(true);
-  return std::optional<Batch>(ToDevice(*batch, state_.device()));
+  return std::optional<Batch>(ToDevice(*std::move(batch), state_.device()));
 }
 
 absl::Status PreparedStreamLoader::SkipBatches(int64_t n) {

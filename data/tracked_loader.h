@@ -5,6 +5,7 @@
 // (`PreparedDataLoader`, `PreparedStreamLoader`) implement it.
 //
 // clang-format off
+//   #include <vector>
 //   // The loader being iterated: the one whose epoch began last (an
 //   // evaluation loop inside a training loop is active until it ends).
 //   const TrackedLoader* Active(const std::vector<const TrackedLoader*>& loaders) {
