@@ -98,11 +98,31 @@ absl::StatusOr<std::unique_ptr<PreparedDataLoader>> PreparedDataLoader::Create(
   return loader;
 }
 
+absl::StatusOr<IndexOrder> PreparedDataLoader::EpochOrder() const {
+  if (!options_.sampler) {
+    return IndexOrder::Create(
+        dataset_->size(),
+        {.shuffle = options_.shuffle, .seed = options_.seed, .epoch = epoch_});
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::vector<int64_t> indices,
+      state::CallGuarded(absl::StrCat("the sampler of epoch ", epoch_),
+                         [&] { return options_.sampler(epoch_); }));
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] < 0 || indices[i] >= dataset_->size()) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "the sampler of epoch ", epoch_, " gave index ", indices[i],
+          " at position ", i, "; the dataset has ", dataset_->size(),
+          " samples"));
+    }
+  }
+  return IndexOrder::FromIndices(std::move(indices));
+}
+
 absl::Status PreparedDataLoader::BuildShards() {
   StopWorkers();
-  const IndexOrder order = IndexOrder::Create(
-      dataset_->size(),
-      {.shuffle = options_.shuffle, .seed = options_.seed, .epoch = epoch_});
+  shards_error_ = absl::OkStatus();
+  ACCELERATE_ASSIGN_OR_RETURN(const IndexOrder order, EpochOrder());
   ShardOptions shard_options;
   shard_options.batch_size = options_.batch_size;
   shard_options.drop_last = options_.drop_last;
@@ -134,8 +154,9 @@ void PreparedDataLoader::SetEpoch(int64_t epoch) {
   // continues where it was (as Accelerate's set_epoch keeps skip_batches).
   if (epoch == epoch_) return;
   epoch_ = epoch;
-  // The options were validated at creation; only the order changes.
-  ACCELERATE_CHECK_OK(BuildShards());
+  // The options were validated at creation; only the order changes (a
+  // user's sampler may fail: Next reports it).
+  shards_error_ = BuildShards();
 }
 
 void PreparedDataLoader::SkipBatches(int64_t n) {
@@ -268,11 +289,12 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
 }
 
 absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
+  if (!shards_error_.ok()) return shards_error_;
   if (next_ >= size()) {
     // The epoch is over: say so once, and move on to the next epoch (as
     // Accelerate's seedable sampler does after a full pass).
     ++epoch_;
-    ACCELERATE_RETURN_IF_ERROR(BuildShards());
+    shards_error_ = BuildShards();
     return std::optional<Batch>();
   }
   if (epoch_begun_at() == 0) {

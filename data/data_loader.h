@@ -39,6 +39,7 @@
 #define ACCELERATE_DATA_DATA_LOADER_H_
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -53,6 +54,7 @@
 #include <ATen/core/Tensor.h>
 #include "data/batch.h"
 #include "data/batch_sampler_shard.h"
+#include "data/sampler.h"
 #include "data/tracked_loader.h"
 #include "state/partial_state.h"
 #include "state/random.h"
@@ -96,6 +98,13 @@ struct DataLoaderOptions {
   // Seeded shuffling: the same order on every process, changed by SetEpoch.
   bool shuffle = false;
   uint64_t seed = 0;
+  // The user's own sampler instead (Accelerate shards any sampler the same
+  // way): the dataset indices epoch `epoch` visits, in order, any number of
+  // them. It must give the same indices on every process (seeded alike or
+  // by the epoch); `TorchSamplerOrder` adapts LibTorch's samplers. An index
+  // outside the dataset is an `OutOfRange` error from `Next`. Default: the
+  // order `shuffle` and `seed` give.
+  std::function<std::vector<int64_t>(int64_t epoch)> sampler;
   bool drop_last = false;
   // Accelerate's sharding switches (see ShardOptions).
   bool split_batches = false;
@@ -151,7 +160,8 @@ class PreparedDataLoader final : public TrackedLoader {
 
   // The next batch of this epoch on this process, on the state's device;
   // nullopt at the end of the epoch (the next call starts the next epoch).
-  // In dispatch mode every process must call it in step.
+  // In dispatch mode every process must call it in step. The error of a
+  // user's sampler for this epoch comes back here.
   [[nodiscard]] absl::StatusOr<std::optional<Batch>> Next();
 
   // Skips the next `n` batches of the current epoch without loading them
@@ -176,6 +186,8 @@ class PreparedDataLoader final : public TrackedLoader {
   PreparedDataLoader(std::shared_ptr<const MapDataset> dataset,
                      const state::PartialState& state,
                      const DataLoaderOptions& options);
+  // This epoch's order: the user's sampler's, or the seeded one.
+  absl::StatusOr<IndexOrder> EpochOrder() const;
   absl::Status BuildShards();
   absl::StatusOr<Batch> Load(int64_t k) const;
   // Load, with any exception (from the dataset, say) as a status.
@@ -193,6 +205,8 @@ class PreparedDataLoader final : public TrackedLoader {
   // This process's shard, and in dispatch mode every process's.
   std::optional<BatchSamplerShard> shard_;
   std::vector<BatchSamplerShard> all_shards_;
+  // Why this epoch's shards could not be built (a user's sampler failed).
+  absl::Status shards_error_;
 
   // Prefetching: workers load batches [next_, next_ + ahead) of the epoch.
   std::mutex mu_;

@@ -13,6 +13,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <ATen/ATen.h>
+#include <torch/data/samplers/distributed.h>
+#include "data/torch_dataset.h"
 #include "state/environment.h"
 #include "state/partial_state.h"
 #include "testing/distributed_testutil.h"
@@ -377,6 +379,80 @@ TEST(PreparedDataLoaderTest, NamedBatchesOnTwoRanksEqualWhatOneProcessSees) {
       });
     }
   }
+}
+
+}  // namespace
+}  // namespace accelerate::data
+
+namespace accelerate::data {
+namespace {
+
+// The user's sampler decides the order; Accelerate's sharding applies to it.
+TEST(PreparedDataLoaderTest, ShardsTheUsersSamplerAndLibTorchsSamplers) {
+  std::map<int, std::vector<std::vector<int64_t>>> seen;
+  std::mutex mu;
+  std::vector<absl::Status> statuses = testing::RunOnRanks(
+      2, [&](const state::PartialState& state) -> absl::Status {
+        DataLoaderOptions options;
+        options.batch_size = 2;
+        // Every other sample, backwards.
+        options.sampler = [](int64_t) {
+          return std::vector<int64_t>{9, 7, 5, 3, 1};
+        };
+        auto loader = PreparedDataLoader::Create(Numbered(10), state, options);
+        if (!loader.ok()) return loader.status();
+        auto batches = Epoch(**loader);
+        std::lock_guard<std::mutex> lock(mu);
+        seen[state.process_index()] = batches;
+        return absl::OkStatus();
+      });
+  ASSERT_THAT(statuses, Each(IsOk()));
+  // Global batches [9 7 | 5 3], then [1 9 | 7 5] completed from the start.
+  EXPECT_EQ(seen[0], (std::vector<std::vector<int64_t>>{{9, 7}, {1, 9}}));
+  EXPECT_EQ(seen[1], (std::vector<std::vector<int64_t>>{{5, 3}, {7, 5}}));
+
+  // LibTorch's DistributedRandomSampler with one replica: its epoch order,
+  // reshuffled by set_epoch.
+  auto torch_sampler =
+      std::make_shared<torch::data::samplers::DistributedRandomSampler>(
+          12, /*num_replicas=*/1, /*rank=*/0);
+  statuses = testing::RunOnRanks(
+      1, [&](const state::PartialState& state) -> absl::Status {
+        DataLoaderOptions options;
+        options.batch_size = 12;
+        options.sampler = TorchSamplerOrder(torch_sampler, 12);
+        auto loader = PreparedDataLoader::Create(Numbered(12), state, options);
+        if (!loader.ok()) return loader.status();
+        const auto first = Epoch(**loader);
+        (*loader)->SetEpoch(1);
+        const auto second = Epoch(**loader);
+        std::set<int64_t> all(first[0].begin(), first[0].end());
+        if (all.size() != 12 || first == second) {
+          return absl::InternalError("not a reshuffled permutation");
+        }
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(IsOk()));
+}
+
+TEST(PreparedDataLoaderTest, ASamplerIndexOutsideTheDatasetIsNamed) {
+  std::vector<absl::Status> statuses = testing::RunOnRanks(
+      1, [&](const state::PartialState& state) -> absl::Status {
+        DataLoaderOptions options;
+        options.batch_size = 2;
+        options.sampler = [](int64_t epoch) {
+          return epoch == 0 ? std::vector<int64_t>{0, 1}
+                            : std::vector<int64_t>{0, 10};
+        };
+        auto loader = PreparedDataLoader::Create(Numbered(10), state, options);
+        if (!loader.ok()) return loader.status();
+        Epoch(**loader);
+        return (*loader)->Next().status();
+      });
+  EXPECT_THAT(statuses[0],
+              StatusIs(absl::StatusCode::kOutOfRange,
+                       HasSubstr("the sampler of epoch 1 gave index 10 at "
+                                 "position 1; the dataset has 10 samples")));
 }
 
 }  // namespace

@@ -22,4 +22,10 @@ IndexOrder IndexOrder::Create(int64_t length, const SamplerOptions& options) {
   return IndexOrder(length, std::move(values));
 }
 
+IndexOrder IndexOrder::FromIndices(std::vector<int64_t> indices) {
+  const auto length = static_cast<int64_t>(indices.size());
+  return IndexOrder(
+      length, std::make_shared<const std::vector<int64_t>>(std::move(indices)));
+}
+
 }  // namespace accelerate::data

@@ -36,6 +36,8 @@ class IndexOrder {
  public:
   // REQUIRES: length >= 0.
   static IndexOrder Create(int64_t length, const SamplerOptions& options = {});
+  // The order a user's sampler gave (any length; indices may repeat).
+  static IndexOrder FromIndices(std::vector<int64_t> indices);
 
   int64_t size() const { return length_; }
   // The dataset index visited at position `i`. REQUIRES: 0 <= i < size().

@@ -1,6 +1,7 @@
 // Adapts a LibTorch map-style dataset (`torch::data::datasets::Dataset`
 // returning `torch::data::Example<>`) to `MapDataset`, so that
-// `PreparedDataLoader` reads it.
+// `PreparedDataLoader` reads it; and a LibTorch sampler to the loader's
+// `sampler` option (`TorchSamplerOrder`).
 //
 // clang-format off
 //   #include <torch/data/datasets/mnist.h>
@@ -20,6 +21,8 @@
 #ifndef ACCELERATE_DATA_TORCH_DATASET_H_
 #define ACCELERATE_DATA_TORCH_DATASET_H_
 
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -71,6 +74,29 @@ class TorchMapDataset final : public MapDataset {
   mutable TorchDataset dataset_;
   mutable std::mutex mu_;
 };
+
+// The order of a LibTorch sampler (`torch::data::samplers::Sampler<>`:
+// SequentialSampler, RandomSampler, DistributedRandomSampler, ...) for
+// `length` samples, as the loader's `sampler`: each epoch it is told the
+// epoch (when it has `set_epoch`), reset and read to the end. Its order must
+// be the same on every process: a `RandomSampler` draws from LibTorch's
+// global generator, so seed it alike on every process. Ownership: shares
+// the sampler; called from the thread that drives the loader.
+template <typename TorchSampler>
+std::function<std::vector<int64_t>(int64_t epoch)> TorchSamplerOrder(
+    std::shared_ptr<TorchSampler> sampler, int64_t length) {
+  return [sampler = std::move(sampler), length](int64_t epoch) {
+    if constexpr (requires { sampler->set_epoch(size_t{}); }) {
+      sampler->set_epoch(static_cast<size_t>(epoch));
+    }
+    sampler->reset(static_cast<size_t>(length));
+    std::vector<int64_t> order;
+    while (auto chunk = sampler->next(1024)) {
+      order.insert(order.end(), chunk->begin(), chunk->end());
+    }
+    return order;
+  };
+}
 
 }  // namespace accelerate::data
 
