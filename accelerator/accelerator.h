@@ -81,6 +81,7 @@
 #include "precision/mixed_precision.h"
 #include "state/collectives.h"
 #include "state/environment.h"
+#include "state/multi_process_logger.h"
 #include "state/partial_state.h"
 
 namespace accelerate {
@@ -277,6 +278,15 @@ class Accelerator {
   // `seed`, plus the process index when `device_specific` (Accelerate's
   // `set_seed`).
   void SetSeed(uint64_t seed, bool device_specific = false);
+
+  // A rank-aware logger (Accelerate's `get_logger`): the main process only
+  // by default, every process in rank order on request, the level from
+  // ACCELERATE_LOG_LEVEL when not given. It must not outlive the Accelerator.
+  [[nodiscard]] absl::StatusOr<state::MultiProcessLogger> GetLogger(
+      std::string name,
+      std::optional<state::LogLevel> level = std::nullopt) const {
+    return state::MultiProcessLogger::Create(std::move(name), *state_, level);
+  }
 
   template <typename... Args>
   void Print(const Args&... args) const {

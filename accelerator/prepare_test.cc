@@ -259,3 +259,20 @@ TEST(PrepareTest, ClearPreparedForgetsModelsOptimizersAndLoaders) {
 
 }  // namespace
 }  // namespace accelerate
+
+namespace accelerate {
+namespace {
+
+TEST(PrepareTest, GetLoggerWritesOnTheMainProcess) {
+  auto acc = SingleProcess();
+  ASSERT_OK_AND_ASSIGN(state::MultiProcessLogger logger,
+                       acc->GetLogger("train", state::LogLevel::kInfo));
+  EXPECT_EQ(logger.level(), state::LogLevel::kInfo);
+  ::testing::internal::CaptureStderr();
+  ASSERT_OK(logger.Log(state::LogLevel::kInfo, "epoch 1 done"));
+  ASSERT_OK(logger.Log(state::LogLevel::kDebug, "dropped"));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "INFO:train:epoch 1 done\n");
+}
+
+}  // namespace
+}  // namespace accelerate
