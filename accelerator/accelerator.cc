@@ -205,35 +205,36 @@ PreparedScheduler* Accelerator::PrepareScheduler(
   return schedulers_.back().get();
 }
 
-absl::StatusOr<std::shared_ptr<data::PreparedDataLoader>>
-Accelerator::PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
-                               const data::DataLoaderOptions& options) {
+data::DataLoaderOptions Accelerator::LoaderOptions(
+    const data::DataLoaderOptions& options) const {
   data::DataLoaderOptions merged = options;
   merged.split_batches = options_.split_batches;
   merged.even_batches = options_.even_batches;
   merged.dispatch_batches = options_.dispatch_batches;
   if (merged.shuffle && merged.seed == 0) merged.seed = options_.data_seed;
-  ACCELERATE_ASSIGN_OR_RETURN(
-      std::unique_ptr<data::PreparedDataLoader> loader,
-      data::PreparedDataLoader::Create(std::move(dataset), *state_, merged));
-  std::shared_ptr<data::PreparedDataLoader> shared = std::move(loader);
-  gradients_.AddLoader(shared);
-  return shared;
+  return merged;
+}
+
+absl::StatusOr<std::shared_ptr<data::PreparedDataLoader>>
+Accelerator::PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
+                               const data::DataLoaderOptions& options) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::shared_ptr<data::PreparedDataLoader> loader,
+                              data::PreparedDataLoader::Create(
+                                  std::move(dataset), *state_,
+                                  LoaderOptions(options)));
+  gradients_.AddLoader(loader);
+  return loader;
 }
 
 absl::StatusOr<std::shared_ptr<data::PreparedStreamLoader>>
 Accelerator::PrepareStreamLoader(std::shared_ptr<data::SampleStream> stream,
                                  const data::DataLoaderOptions& options) {
-  data::DataLoaderOptions merged = options;
-  merged.split_batches = options_.split_batches;
-  merged.even_batches = options_.even_batches;
-  merged.dispatch_batches = options_.dispatch_batches;
-  ACCELERATE_ASSIGN_OR_RETURN(
-      std::unique_ptr<data::PreparedStreamLoader> loader,
-      data::PreparedStreamLoader::Create(std::move(stream), *state_, merged));
-  std::shared_ptr<data::PreparedStreamLoader> shared = std::move(loader);
-  gradients_.AddLoader(shared);
-  return shared;
+  ACCELERATE_ASSIGN_OR_RETURN(std::shared_ptr<data::PreparedStreamLoader> loader,
+                              data::PreparedStreamLoader::Create(
+                                  std::move(stream), *state_,
+                                  LoaderOptions(options)));
+  gradients_.AddLoader(loader);
+  return loader;
 }
 
 Accelerator::DataParallel* Accelerator::Find(const torch::nn::Module& model) {

@@ -338,6 +338,9 @@ class Accelerator {
   // After an optimizer's synchronized step: once every prepared optimizer
   // has stepped (or skipped), the fp16 iteration ends.
   absl::Status AfterOptimizerStep(const PreparedOptimizer& stepped);
+  // `options` with this Accelerator's data configuration.
+  data::DataLoaderOptions LoaderOptions(
+      const data::DataLoaderOptions& options) const;
   // Prepares one argument of `Prepare` into `out`; `index` names it in
   // errors.
   template <typename T>
