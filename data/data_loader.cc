@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include "data/batch_collectives.h"
 #include "data/internal/broadcast_batch.h"
+#include "data/internal/dispatch_plan.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -132,14 +133,15 @@ absl::Status PreparedDataLoader::BuildShards() {
   // sampler: nothing to even out, the last batch stays short.
   shard_options.even_batches =
       options_.even_batches && state_.num_processes() > 1;
-  all_shards_.clear();
-  for (int p = 0; p < state_.num_processes(); ++p) {
-    if (!options_.dispatch_batches && p != state_.process_index()) continue;
-    shard_options.process_index = p;
-    ACCELERATE_ASSIGN_OR_RETURN(BatchSamplerShard shard,
+  shard_options.process_index = state_.process_index();
+  if (options_.dispatch_batches && state_.use_distributed()) {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        data_internal::DispatchPlan plan,
+        data_internal::DispatchPlan::Create(order, shard_options));
+    dispatch_ = std::make_unique<data_internal::DispatchPlan>(std::move(plan));
+  } else {
+    ACCELERATE_ASSIGN_OR_RETURN(shard_,
                                 BatchSamplerShard::Create(order, shard_options));
-    if (p == state_.process_index()) shard_ = shard;
-    all_shards_.push_back(std::move(shard));
   }
   next_ = 0;
   end_of_epoch_ = false;
@@ -147,7 +149,13 @@ absl::Status PreparedDataLoader::BuildShards() {
   return absl::OkStatus();
 }
 
-int64_t PreparedDataLoader::size() const { return shard_->size(); }
+int64_t PreparedDataLoader::size() const {
+  return dispatch_ != nullptr ? dispatch_->size() : shard_->size();
+}
+
+int64_t PreparedDataLoader::remainder() const {
+  return dispatch_ != nullptr ? dispatch_->remainder() : shard_->remainder();
+}
 
 void PreparedDataLoader::SetEpoch(int64_t epoch) {
   // The current epoch keeps its position, so a resumed or skipped loader
@@ -255,37 +263,40 @@ void PreparedDataLoader::StopWorkers() {
 }
 
 absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
-  // The main process loads every process's batch of step k and broadcasts
-  // them one after another; each process keeps its own.
-  Batch mine;
-  for (int p = 0; p < state_.num_processes(); ++p) {
-    Batch batch;
-    std::string extra = "ok";
-    if (state_.is_main_process()) {
-      absl::StatusOr<absl::StatusOr<Batch>> loaded = state::CallGuarded(
-          absl::StrCat("loading batch ", k, " for process ", p),
-          [&] { return dataset_->Get(all_shards_[p].Batch(k)); });
-      absl::Status error = loaded.ok() ? loaded->status() : loaded.status();
-      if (error.ok()) {
-        batch = **std::move(loaded);
-        absl::StatusOr<int64_t> samples = batch.BatchSize();
-        if (!samples.ok()) error = samples.status();
-      }
-      if (!error.ok()) {
-        // Everyone hears of the failure instead of waiting for a batch.
-        batch = Batch();
-        extra = absl::StrCat("error: batch ", k, " for process ", p, ": ",
-                             error.message());
+  // The main process reads the global batch of step k and broadcasts it;
+  // each process keeps its slice.
+  const data_internal::DispatchStep step = dispatch_->Step(k);
+  Batch global;
+  std::string extra = "ok";
+  if (state_.is_main_process()) {
+    absl::StatusOr<absl::StatusOr<Batch>> loaded = state::CallGuarded(
+        absl::StrCat("loading global batch ", k),
+        [&] { return dataset_->Get(step.indices); });
+    absl::Status error = loaded.ok() ? loaded->status() : loaded.status();
+    if (error.ok()) {
+      global = **std::move(loaded);
+      absl::StatusOr<int64_t> samples = global.BatchSize();
+      if (!samples.ok()) {
+        error = samples.status();
+      } else if (*samples != static_cast<int64_t>(step.indices.size())) {
+        error = absl::InvalidArgumentError(absl::StrCat(
+            "the dataset gave ", *samples, " samples for ",
+            step.indices.size(), " indices: ", global.Describe()));
       }
     }
-    ACCELERATE_ASSIGN_OR_RETURN(
-        batch, data_internal::BroadcastBatch(state_, batch, &extra));
-    if (absl::StartsWith(extra, "error: ")) {
-      return absl::InternalError(extra.substr(7));
+    if (!error.ok()) {
+      // Everyone hears of the failure instead of waiting for a batch.
+      global = Batch();
+      extra = absl::StrCat("error: global batch ", k, ": ", error.message());
     }
-    if (p == state_.process_index()) mine = std::move(batch);
   }
-  return mine;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      global, data_internal::BroadcastBatch(state_, global, &extra));
+  if (absl::StartsWith(extra, "error: ")) {
+    return absl::InternalError(extra.substr(7));
+  }
+  const int64_t begin = state_.process_index() * step.per_process;
+  return Slice(global, begin, begin + step.per_process);
 }
 
 absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
@@ -304,7 +315,7 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
   }
   const int64_t k = next_;
   Batch batch;
-  if (options_.dispatch_batches && state_.use_distributed()) {
+  if (dispatch_ != nullptr) {
     ACCELERATE_ASSIGN_OR_RETURN(batch, NextDispatched(k));
   } else if (options_.num_workers == 0) {
     ACCELERATE_ASSIGN_OR_RETURN(batch, LoadGuarded(k));

@@ -59,6 +59,10 @@
 #include "state/partial_state.h"
 #include "state/random.h"
 
+namespace accelerate::data_internal {
+class DispatchPlan;
+}  // namespace accelerate::data_internal
+
 namespace accelerate::data {
 
 // A map-style dataset: a size and random access by index. `Get` is called
@@ -109,11 +113,11 @@ struct DataLoaderOptions {
   // Accelerate's sharding switches (see ShardOptions).
   bool split_batches = false;
   bool even_batches = true;
-  // Only the main process reads the dataset; it broadcasts every process's
-  // batch (for data only one process can read). The batches are the ones
-  // BatchSamplerShard gives each process, so they equal the non-dispatched
-  // ones; Accelerate's dispatcher instead pads the last global batch only to
-  // a multiple of the process count. Needs `even_batches`.
+  // Only the main process reads the dataset (for data only one process can
+  // read): each step it reads one global batch and broadcasts it, and every
+  // process keeps its slice, as Accelerate's `DataLoaderDispatcher` does
+  // (the last global batch is split evenly, completed with the epoch's
+  // first samples when it does not divide). Needs `even_batches`.
   bool dispatch_batches = false;
   // Background threads loading batches ahead; 0 loads on the caller's
   // thread.
@@ -179,7 +183,7 @@ class PreparedDataLoader final : public TrackedLoader {
   bool end_of_epoch() const override { return end_of_epoch_; }
   // Real samples in the last global batch (0: none padded); see
   // BatchSamplerShard::remainder.
-  int64_t remainder() const override { return shard_->remainder(); }
+  int64_t remainder() const override;
   int64_t epoch() const { return epoch_; }
 
  private:
@@ -202,9 +206,10 @@ class PreparedDataLoader final : public TrackedLoader {
   int64_t epoch_ = 0;
   int64_t next_ = 0;
   bool end_of_epoch_ = false;
-  // This process's shard, and in dispatch mode every process's.
+  // This process's shard; in dispatch mode (several processes), the global
+  // batches instead.
   std::optional<BatchSamplerShard> shard_;
-  std::vector<BatchSamplerShard> all_shards_;
+  std::unique_ptr<data_internal::DispatchPlan> dispatch_;
   // Why this epoch's shards could not be built (a user's sampler failed).
   absl::Status shards_error_;
 

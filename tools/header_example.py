@@ -47,9 +47,11 @@ def main():
     path, include = sys.argv[1], sys.argv[2]
     with open(path) as header:
         text = header.read()
-    # The header's first project namespace; macro-only headers have none.
-    match = re.search(r"^namespace (accelerate[\w:]*) \{", text, re.M)
-    namespace = match.group(1) if match else "accelerate"
+    # The header's first public project namespace (forward declarations of
+    # `*_internal` types may come first); macro-only headers have none.
+    names = re.findall(r"^namespace (accelerate[\w:]*) \{", text, re.M)
+    public = [n for n in names if not n.endswith("_internal")]
+    namespace = (public or names or ["accelerate"])[0]
     code = extract(text, path)
     includes = [l for l in code if l.startswith("#include")]
     body = [l for l in code if not l.startswith("#include")]
