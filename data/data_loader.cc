@@ -216,9 +216,14 @@ absl::StatusOr<Batch> PreparedDataLoader::Load(int64_t k) const {
 }
 
 absl::StatusOr<Batch> PreparedDataLoader::LoadGuarded(int64_t k) const {
-  absl::StatusOr<absl::StatusOr<Batch>> loaded = state::CallGuarded(
-      absl::StrCat("loading batch ", k), [&] { return Load(k); });
-  if (!loaded.ok()) return loaded.status();
+  // The batch is named only on failure: no string per batch.
+  absl::StatusOr<absl::StatusOr<Batch>> loaded =
+      state::CallGuarded("loading a batch", [&] { return Load(k); });
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("batch ", k, ": ",
+                                     loaded.status().message()));
+  }
   return *std::move(loaded);
 }
 
