@@ -262,6 +262,7 @@ AccumulateScope Accelerator::Begin(
   if (!force_no_sync) gradients_.BeginStep();
   AccumulateScope::OpenModels previous = std::move(open_);
   open_.clear();
+  ++open_scopes_;
   // An iteration whose optimizers did not all step still ends here.
   absl::Status status =
       scaler_ != nullptr ? EndScalerIteration() : absl::OkStatus();
@@ -301,6 +302,7 @@ absl::Status Accelerator::UnscaleGradients() {
 
 void Accelerator::End(AccumulateScope::OpenModels previous) {
   open_ = std::move(previous);
+  --open_scopes_;
 }
 
 AccumulateScope::AccumulateScope(Accelerator* accelerator,
@@ -396,7 +398,8 @@ absl::StatusOr<data::Batch> Accelerator::GatherForMetrics(
 }
 
 void Accelerator::ClearPrepared() {
-  open_.clear();
+  ACCELERATE_CHECK(open_scopes_ == 0)
+      << "ClearPrepared inside an Accumulate or NoSync scope";
   schedulers_.clear();
   optimizers_.clear();
   stepped_.clear();

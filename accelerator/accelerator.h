@@ -169,9 +169,11 @@ class Accelerator {
   Prepare(const Args&... args);
 
   // Opens the scope of one step: gradients synchronize every
-  // `gradient_accumulation_steps` steps and always at the end of the data
-  // loader being iterated (Accelerate's sync_with_dataloader). Every model
-  // the step's losses reach must be named. REQUIRES: the models prepared.
+  // `gradient_accumulation_steps` steps and at the end of the data loader
+  // being iterated (unless the plugin's `sync_with_dataloader` is off);
+  // with `sync_each_batch` they are all-reduced on every batch while the
+  // optimizer still waits. Every model the step's losses reach must be
+  // named. REQUIRES: the models prepared.
   AccumulateScope Accumulate(const torch::nn::Module& model);
   AccumulateScope Accumulate(const std::vector<const torch::nn::Module*>& models);
   // Until the returned scope ends, backward passes through these models do
@@ -268,7 +270,8 @@ class Accelerator {
   // Forgets every prepared model, optimizer, scheduler and loader (the
   // pointers `Prepare` gave become invalid; models and loaders the caller
   // still holds stay usable, without gradient synchronization), so that
-  // their memory can go (Accelerate's `clear`).
+  // their memory can go (Accelerate's `clear`). REQUIRES (CHECKed): no
+  // `Accumulate` or `NoSync` scope open.
   void ClearPrepared();
   // `ClearPrepared`, then returns the GPU allocator's cached blocks to the
   // device in CUDA builds (Accelerate's `free_memory`).
@@ -368,8 +371,10 @@ class Accelerator {
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
   // This process's trigger (SetTrigger).
   bool trigger_ = false;
-  // The models whose step is open (in `Accumulate` or `NoSync` scopes).
+  // The models whose step is open (in `Accumulate` or `NoSync` scopes), and
+  // how many scopes are open.
   AccumulateScope::OpenModels open_;
+  int open_scopes_ = 0;
 };
 
 template <typename T>

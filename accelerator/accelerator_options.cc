@@ -48,10 +48,10 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     resolved.gradient_accumulation_steps = steps;
   }
   if (*resolved.gradient_accumulation_steps < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gradient_accumulation_steps ",
-                     *resolved.gradient_accumulation_steps,
-                     " is not a positive count"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        plugin_steps.has_value() ? "gradient_accumulation_plugin.num_steps "
+                                 : "gradient_accumulation_steps ",
+        *resolved.gradient_accumulation_steps, " is not a positive count"));
   }
   plugin_steps = resolved.gradient_accumulation_steps;
   if (resolved.bucket_cap_mb < 1) {

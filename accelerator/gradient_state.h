@@ -69,9 +69,9 @@ class GradientState {
   bool in_dataloader() const { return ActiveLoader() != nullptr; }
   // The active loader has handed out its last batch; false outside one.
   bool end_of_dataloader() const;
-  // Real samples in the active loader's last global batch when padding
-  // completed it, 0 when none was padded; -1 outside a loader (as
-  // Accelerate's, whose gather_for_metrics then drops nothing).
+  // The active loader's `remainder()` (the real samples of its last global
+  // batch when padding completed it, see data::TrackedLoader); -1 outside a
+  // loader (as Accelerate's, whose gather_for_metrics then drops nothing).
   int64_t remainder() const;
 
   bool sync_gradients() const { return sync_gradients_; }

@@ -303,7 +303,8 @@ Batch ToDevice(Batch batch, c10::Device device) {
     if (device.is_cuda() && t.device().is_cpu()) {
       return t.pin_memory().to(device, /*non_blocking=*/true);
     }
-    return t.to(device, /*non_blocking=*/true);
+    // Only host-to-device copies may return before they are done.
+    return t.to(device, /*non_blocking=*/!device.is_cpu());
   });
 }
 

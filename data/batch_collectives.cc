@@ -13,17 +13,15 @@
 namespace accelerate::data {
 namespace {
 
-// One line per tensor: "path=Dtype/dims" or, with sizes, the shape past
-// dimension 0 too.
+// One line per tensor: "path=Dtype/dims" and, with sizes, the shape.
 std::string Fingerprint(const Batch& batch, bool compare_sizes) {
   std::vector<std::string> lines;
   batch.ForEachTensor([&](const std::string& path, const at::Tensor& t) {
     std::string line = absl::StrCat(path.empty() ? "(tensor)" : path, "=",
                                      c10::toString(t.scalar_type()), "/",
                                      t.dim(), "d");
-    if (compare_sizes && t.dim() > 0) {
-      absl::StrAppend(&line, "[*, ",
-                      absl::StrJoin(t.sizes().slice(1), ", "), "]");
+    if (compare_sizes) {
+      absl::StrAppend(&line, "[", absl::StrJoin(t.sizes(), ", "), "]");
     }
     lines.push_back(std::move(line));
   });

@@ -29,8 +29,9 @@
 
 namespace accelerate::data {
 
-// Every process's batch concatenated sample-wise, in rank order. Shapes past
-// dimension 0 must agree (pad first where they do not).
+// Every process's batch concatenated sample-wise, in rank order. Shapes must
+// agree, dimension 0 included (pad first where they do not); a difference is
+// an `InvalidArgument` naming it.
 [[nodiscard]] absl::StatusOr<Batch> Gather(const state::PartialState& state,
                                            const Batch& batch);
 
@@ -48,7 +49,7 @@ namespace accelerate::data {
 
 // `InvalidArgument` on every process, naming the first field and process
 // that differ from process 0, when the processes' batches differ in
-// structure, dtypes or (with `compare_sizes`, past dimension 0) shapes.
+// structure, dtypes or (with `compare_sizes`) shapes.
 [[nodiscard]] absl::Status CheckSameStructure(const state::PartialState& state,
                                               const Batch& batch,
                                               bool compare_sizes);

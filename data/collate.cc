@@ -72,9 +72,13 @@ absl::StatusOr<std::vector<std::vector<at::Tensor>>> Columns(
     Leaves(samples[s], leaves);
     for (size_t c = 0; c < leaves.size(); ++c) {
       const at::Tensor& t = leaves[c];
+      // Padding pads dimension 0 only: the rest must agree too.
+      const bool shapes_differ =
+          same_shapes ? t.sizes() != first[c].sizes()
+                      : t.dim() > 0 && t.sizes().slice(1) !=
+                                           first[c].sizes().slice(1);
       if (t.scalar_type() != first[c].scalar_type() ||
-          t.dim() != first[c].dim() ||
-          (same_shapes && t.sizes() != first[c].sizes())) {
+          t.dim() != first[c].dim() || shapes_differ) {
         std::vector<std::string> paths;
         samples[0].ForEachTensor([&](const std::string& path,
                                      const at::Tensor&) {
@@ -102,8 +106,15 @@ bool Memcpyable(const std::vector<at::Tensor>& column) {
 // (the samples are copied in by `PlaceRow`), elsewhere all of it.
 at::Tensor EmptyPadded(const std::vector<int64_t>& shape, double pad,
                        const std::vector<at::Tensor>& column, bool pad_first) {
-  if (!Memcpyable(column)) return at::full(shape, pad, column[0].options());
+  const at::ScalarType dtype = column[0].scalar_type();
+  const bool dispatchable = at::isIntegralType(dtype, /*includeBool=*/true) ||
+                            dtype == at::kFloat || dtype == at::kDouble ||
+                            dtype == at::kHalf || dtype == at::kBFloat16;
+  if (!Memcpyable(column) || !dispatchable) {
+    return at::full(shape, pad, column[0].options());
+  }
   at::Tensor out = at::empty(shape, column[0].options());
+  if (out.numel() == 0) return out;
   const int64_t longest = shape[1];
   const int64_t inner = longest == 0 ? 0 : out.stride(1);
   AT_DISPATCH_ALL_TYPES_AND3(

@@ -63,6 +63,21 @@ TEST(PadAndStackTest, PadsToTheLongestWithEachFieldsValueAndMasks) {
               ElementsAre(1, 0, 0, 1, 1, 1));
 }
 
+TEST(PadAndStackTest, OnlyTheFirstDimensionMayDiffer) {
+  const Batch a = Batch::Named({{"embeddings", at::zeros({3, 4})}});
+  const Batch b = Batch::Named({{"embeddings", at::zeros({2, 8})}});
+  EXPECT_THAT(PadAndStack({a, b}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("embeddings of sample 1 is Float[2, 8], of "
+                                 "sample 0 Float[3, 4]")));
+  // Equal past dimension 0: padded rows of 4.
+  absl::StatusOr<Batch> padded = PadAndStack(
+      {a, Batch::Named({{"embeddings", at::ones({1, 4})}})});
+  ASSERT_TRUE(padded.ok()) << padded.status();
+  EXPECT_EQ(padded->Describe(), "{embeddings: Float[2, 3, 4]}");
+  EXPECT_EQ(padded->tensor("embeddings")[1].sum().item<float>(), 4);
+}
+
 TEST(PadAndStackTest, PadsFirstAndToAMultiple) {
   absl::StatusOr<Batch> batch =
       PadAndStack({Sentence(1), Sentence(2)},

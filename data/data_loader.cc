@@ -122,7 +122,16 @@ absl::StatusOr<IndexOrder> PreparedDataLoader::EpochOrder() const {
 
 absl::Status PreparedDataLoader::BuildShards() {
   StopWorkers();
-  shards_error_ = absl::OkStatus();
+  // The epoch starts over whether or not its plan can be made.
+  next_ = 0;
+  end_of_epoch_ = false;
+  rng_synced_ = false;
+  MarkIterating(false);
+  shards_error_ = PlanEpoch();
+  return shards_error_;
+}
+
+absl::Status PreparedDataLoader::PlanEpoch() {
   ACCELERATE_ASSIGN_OR_RETURN(const IndexOrder order, EpochOrder());
   ShardOptions shard_options;
   shard_options.batch_size = options_.batch_size;
@@ -143,9 +152,6 @@ absl::Status PreparedDataLoader::BuildShards() {
     ACCELERATE_ASSIGN_OR_RETURN(shard_,
                                 BatchSamplerShard::Create(order, shard_options));
   }
-  next_ = 0;
-  end_of_epoch_ = false;
-  MarkIterating(false);
   return absl::OkStatus();
 }
 
@@ -164,7 +170,7 @@ void PreparedDataLoader::SetEpoch(int64_t epoch) {
   epoch_ = epoch;
   // The options were validated at creation; only the order changes (a
   // user's sampler may fail: Next reports it).
-  shards_error_ = BuildShards();
+  BuildShards().IgnoreError();
 }
 
 void PreparedDataLoader::SkipBatches(int64_t n) {
@@ -292,13 +298,23 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
     if (!error.ok()) {
       // Everyone hears of the failure instead of waiting for a batch.
       global = Batch();
-      extra = absl::StrCat("error: global batch ", k, ": ", error.message());
+      // The code travels too: every process reports the same status.
+      extra = absl::StrCat("error:", static_cast<int>(error.code()),
+                           ": global batch ", k, ": ", error.message());
     }
   }
   ACCELERATE_ASSIGN_OR_RETURN(
       global, data_internal::BroadcastBatch(state_, global, &extra));
-  if (absl::StartsWith(extra, "error: ")) {
-    return absl::InternalError(extra.substr(7));
+  if (absl::StartsWith(extra, "error:")) {
+    const size_t colon = extra.find(':', 6);
+    int code = static_cast<int>(absl::StatusCode::kInternal);
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(extra.substr(6, colon - 6), &code) || code <= 0 ||
+        code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
+      return absl::DataLossError(absl::StrCat("bad batch header \"", extra, "\""));
+    }
+    return absl::Status(static_cast<absl::StatusCode>(code),
+                        extra.substr(colon + 2));
   }
   const int64_t begin = state_.process_index() * step.per_process;
   return Slice(global, begin, begin + step.per_process);
@@ -306,17 +322,20 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
 
 absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
   if (!shards_error_.ok()) return shards_error_;
+  if (!rng_synced_) {
+    // The epoch's first call on every process, whatever its shard holds
+    // (a collective): its random draws start from the main process's
+    // state. Marked first, so that a failure is not retried on one process.
+    rng_synced_ = true;
+    ACCELERATE_RETURN_IF_ERROR(
+        state::SynchronizeRngStates(state_, options_.rng_types));
+  }
   if (next_ >= size()) {
     // The epoch is over: say so once, and move on to the next epoch (as
     // Accelerate's seedable sampler does after a full pass).
     ++epoch_;
-    shards_error_ = BuildShards();
+    BuildShards().IgnoreError();  // Reported by the next call.
     return std::optional<Batch>();
-  }
-  if (epoch_begun_at() == 0) {
-    // A new epoch: its random draws start from the main process's state.
-    ACCELERATE_RETURN_IF_ERROR(
-        state::SynchronizeRngStates(state_, options_.rng_types));
   }
   const int64_t k = next_;
   Batch batch;

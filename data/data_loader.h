@@ -105,9 +105,11 @@ struct DataLoaderOptions {
   // The user's own sampler instead (Accelerate shards any sampler the same
   // way): the dataset indices epoch `epoch` visits, in order, any number of
   // them. It must give the same indices on every process (seeded alike or
-  // by the epoch); `TorchSamplerOrder` adapts LibTorch's samplers. An index
-  // outside the dataset is an `OutOfRange` error from `Next`. Default: the
-  // order `shuffle` and `seed` give.
+  // by the epoch: it runs when the epoch is planned, at creation, SetEpoch
+  // and the end of the previous epoch, before `rng_types` synchronizes);
+  // `TorchSamplerOrder` adapts LibTorch's samplers. An index outside the
+  // dataset is an `OutOfRange` error from `Next`. Default: the order
+  // `shuffle` and `seed` give.
   std::function<std::vector<int64_t>(int64_t epoch)> sampler;
   bool drop_last = false;
   // Accelerate's sharding switches (see ShardOptions).
@@ -126,8 +128,9 @@ struct DataLoaderOptions {
   int prefetch_factor = 2;
   // Generators whose state every process takes from the main process at the
   // start of each epoch (Accelerate's `rng_types`; see
-  // state::SynchronizeRngStates). Default none: our samplers are seeded alike
-  // everywhere (Accelerate's default "generator").
+  // state::SynchronizeRngStates): then the first `Next` of every epoch is a
+  // collective on every process. Default none: our samplers are seeded
+  // alike everywhere (Accelerate's default "generator").
   std::vector<state::RngType> rng_types;
 };
 
@@ -192,7 +195,10 @@ class PreparedDataLoader final : public TrackedLoader {
                      const DataLoaderOptions& options);
   // This epoch's order: the user's sampler's, or the seeded one.
   absl::StatusOr<IndexOrder> EpochOrder() const;
+  // Starts the epoch over and plans its batches; the error is also kept in
+  // `shards_error_` for Next.
   absl::Status BuildShards();
+  absl::Status PlanEpoch();
   absl::StatusOr<Batch> Load(int64_t k) const;
   // Load, with any exception (from the dataset, say) as a status.
   absl::StatusOr<Batch> LoadGuarded(int64_t k) const;
@@ -212,6 +218,8 @@ class PreparedDataLoader final : public TrackedLoader {
   std::unique_ptr<data_internal::DispatchPlan> dispatch_;
   // Why this epoch's shards could not be built (a user's sampler failed).
   absl::Status shards_error_;
+  // Whether this epoch's `rng_types` synchronization ran.
+  bool rng_synced_ = false;
 
   // Prefetching: workers load batches [next_, next_ + ahead) of the epoch.
   std::mutex mu_;

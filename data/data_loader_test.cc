@@ -196,6 +196,30 @@ TEST(PreparedDataLoaderTest, AReadErrorComesBackAsAStatus) {
   }
 }
 
+// Dispatched, the main process's read error reaches every process, with its
+// code, instead of leaving the others waiting.
+TEST(PreparedDataLoaderTest, ADispatchedReadErrorReachesEveryProcess) {
+  std::vector<absl::Status> statuses = RunOnRanks(
+      2, [&](const state::PartialState& state) -> absl::Status {
+        DataLoaderOptions options;
+        options.batch_size = 2;
+        options.dispatch_batches = true;
+        auto loader = PreparedDataLoader::Create(std::make_shared<Failing>(),
+                                                 state, options);
+        if (!loader.ok()) return loader.status();
+        // Global batches of 4: [0..3], [4..7], [8..11] fails.
+        for (int k = 0; k < 3; ++k) {
+          auto next = (*loader)->Next();
+          if (!next.ok()) return next.status();
+        }
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(StatusIs(absl::StatusCode::kInternal,
+                                      HasSubstr("global batch 2: "))));
+  EXPECT_THAT(statuses, Each(StatusIs(absl::StatusCode::kInternal,
+                                      HasSubstr("disk error at sample 8"))));
+}
+
 TEST(PreparedDataLoaderTest, BadStateAndOptionsAreRejected) {
   auto state = SingleProcess();
   DataLoaderOptions options;
@@ -284,6 +308,31 @@ TEST(PreparedDataLoaderTest, RanksShareTheDatasetAndMetricsDropPadding) {
       EXPECT_EQ(sorted, expected) << "rank " << rank << " dispatch " << dispatch;
     }
   }
+}
+
+// With drop_last, Accelerate's dispatcher also drops a last group of fewer
+// than num_processes batches: 16 samples, batch 3, 2 processes read 5 full
+// batches, of which 4 make 2 steps.
+TEST(PreparedDataLoaderTest, DispatchModeWithDropLastDropsAPartialGroup) {
+  std::mutex mu;
+  std::map<int, std::vector<std::vector<int64_t>>> seen;
+  std::vector<absl::Status> statuses = RunOnRanks(
+      2, [&](const state::PartialState& state) -> absl::Status {
+        DataLoaderOptions options;
+        options.batch_size = 3;
+        options.drop_last = true;
+        options.dispatch_batches = true;
+        auto loader = PreparedDataLoader::Create(Numbered(16), state, options);
+        if (!loader.ok()) return loader.status();
+        std::vector<std::vector<int64_t>> batches = Epoch(**loader);
+        std::lock_guard<std::mutex> lock(mu);
+        seen[state.process_index()] = batches;
+        return absl::OkStatus();
+      });
+  ASSERT_THAT(statuses, Each(IsOk()));
+  using Batches = std::vector<std::vector<int64_t>>;
+  EXPECT_EQ(seen[0], (Batches{{0, 1, 2}, {6, 7, 8}}));
+  EXPECT_EQ(seen[1], (Batches{{3, 4, 5}, {9, 10, 11}}));
 }
 
 TEST(PreparedDataLoaderTest, DispatchModeSplitsGlobalBatchesAsAccelerateDoes) {

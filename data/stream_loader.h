@@ -74,7 +74,8 @@ class SampleStream {
 
 class PreparedStreamLoader final : public TrackedLoader {
  public:
-  // Uses `batch_size`, `drop_last` and `split_batches` of `options`;
+  // Uses `batch_size`, `drop_last`, `split_batches`, `dispatch_batches` and
+  // `rng_types` of `options`;
   // `InvalidArgument` for a bad batch size or a split batch size not divisible
   // by the number of processes.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PreparedStreamLoader>>

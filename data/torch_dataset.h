@@ -76,7 +76,8 @@ class TorchMapDataset final : public MapDataset {
 };
 
 // The order of a LibTorch sampler (`torch::data::samplers::Sampler<>`:
-// SequentialSampler, RandomSampler, DistributedRandomSampler, ...) for
+// SequentialSampler, RandomSampler, a DistributedRandomSampler of one
+// replica since the loader does the sharding, ...) for
 // `length` samples, as the loader's `sampler`: each epoch it is told the
 // epoch (when it has `set_epoch`), reset and read to the end. Its order must
 // be the same on every process: a `RandomSampler` draws from LibTorch's

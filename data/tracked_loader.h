@@ -41,8 +41,9 @@ class TrackedLoader {
   int64_t epoch_begun_at() const { return epoch_begun_at_; }
   // True once the last batch of the epoch has been handed out.
   virtual bool end_of_epoch() const = 0;
-  // Real samples in the last global batch when padding completed it; 0
-  // otherwise.
+  // Real samples in the last global batch when padding completed it (for
+  // `GatherForMetrics`); 0, or the whole last batch's size, when nothing was
+  // padded.
   virtual int64_t remainder() const = 0;
 
  protected:

@@ -1,5 +1,7 @@
 #include "state/random.h"
 
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
 #include <ATen/core/Generator.h>

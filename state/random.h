@@ -1,7 +1,6 @@
 // Accelerate's `synchronize_rng_states`: every process takes the main
 // process's random generator state, so that random draws (dropout masks,
-// augmentation, a sampler drawing from the global generator) agree across
-// processes. Prepared data loaders call it at the start of each epoch for
+// augmentation in the dataset) agree across processes. Prepared data loaders call it at the start of each epoch for
 // their `rng_types`.
 //
 // clang-format off

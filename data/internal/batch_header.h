@@ -17,7 +17,7 @@ std::string EncodeStructure(const data::Batch& batch);
 
 // A batch of uninitialized CPU tensors with the encoded structure. `DataLoss`
 // naming the header for anything malformed.
-absl::StatusOr<data::Batch> DecodeStructure(absl::string_view header);
+[[nodiscard]] absl::StatusOr<data::Batch> DecodeStructure(absl::string_view header);
 
 }  // namespace accelerate::data_internal
 

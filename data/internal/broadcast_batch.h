@@ -16,7 +16,7 @@ namespace accelerate::data_internal {
 // it sent (`batch` is ignored), on the state's device. `extra` travels with
 // the header (the sender's value is returned in it on every process).
 // `DataLoss` for a malformed header.
-absl::StatusOr<data::Batch> BroadcastBatch(const state::PartialState& state,
+[[nodiscard]] absl::StatusOr<data::Batch> BroadcastBatch(const state::PartialState& state,
                                            const data::Batch& batch,
                                            std::string* extra,
                                            int from_process = 0);

@@ -31,7 +31,10 @@ DispatchPlan::DispatchPlan(data::BatchSamplerShard base, int group,
       group_(group),
       processes_(processes),
       drop_last_(drop_last) {
-  steps_ = (base_.size() + group_ - 1) / group_;
+  // With drop_last, Accelerate's dispatcher drops a group of fewer than
+  // `num_processes` batches too.
+  steps_ = drop_last_ ? base_.size() / group_
+                      : (base_.size() + group_ - 1) / group_;
   if (steps_ > 0) remainder_ = static_cast<int64_t>(Global(steps_ - 1).size());
 }
 

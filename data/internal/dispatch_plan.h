@@ -4,7 +4,8 @@
 // batch of `batch_size` with `split_batches`) and every process keeps its
 // equal slice. A last global batch that does not divide among the processes
 // takes the epoch's first `num_processes` samples and every slice grows by
-// one (unless `drop_last`), so that the processes stay in step.
+// one (unless `drop_last`, which drops incomplete batches and groups), so
+// that the processes stay in step.
 
 #ifndef ACCELERATE_DATA_INTERNAL_DISPATCH_PLAN_H_
 #define ACCELERATE_DATA_INTERNAL_DISPATCH_PLAN_H_
@@ -38,7 +39,8 @@ class DispatchPlan {
   // Step `k`. REQUIRES: 0 <= k < size().
   DispatchStep Step(int64_t k) const;
   // The real samples of the last global batch (what gathering for metrics
-  // keeps of it), as Accelerate's dispatcher reports at the end.
+  // keeps of it), as Accelerate's dispatcher reports at the end, also when
+  // nothing was added (GatherForMetrics then keeps everything).
   int64_t remainder() const { return remainder_; }
 
  private:
