@@ -23,7 +23,7 @@ namespace {
 
 constexpr int64_t kSequences = 4096;
 constexpr int64_t kBatch = 32;
-constexpr int kEpochs = 5;
+constexpr int kEpochs = 20;
 
 int Main() {
   torch::set_num_threads(1);

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from accelerate import Accelerator
 
-SEQUENCES, BATCH, EPOCHS = 4096, 32, 5
+SEQUENCES, BATCH, EPOCHS = 4096, 32, 20
 
 
 class Sequences(Dataset):
