@@ -329,6 +329,13 @@ absl::StatusOr<std::optional<Batch>> PreparedDataLoader::Next() {
     rng_synced_ = true;
     ACCELERATE_RETURN_IF_ERROR(
         state::SynchronizeRngStates(state_, options_.rng_types));
+    if (options_.sampler && !options_.rng_types.empty()) {
+      // The user's sampler may draw from the generators just synchronized:
+      // its order is drawn again, now alike on every process (the position
+      // in the epoch is kept).
+      shards_error_ = PlanEpoch();
+      ACCELERATE_RETURN_IF_ERROR(shards_error_);
+    }
   }
   if (next_ >= size()) {
     // The epoch is over: say so once, and move on to the next epoch (as

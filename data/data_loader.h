@@ -105,8 +105,9 @@ struct DataLoaderOptions {
   // The user's own sampler instead (Accelerate shards any sampler the same
   // way): the dataset indices epoch `epoch` visits, in order, any number of
   // them. It must give the same indices on every process (seeded alike or
-  // by the epoch: it runs when the epoch is planned, at creation, SetEpoch
-  // and the end of the previous epoch, before `rng_types` synchronizes);
+  // by the epoch, or drawing from a generator that `rng_types`
+  // synchronizes: it is then called again after each epoch's
+  // synchronization);
   // `TorchSamplerOrder` adapts LibTorch's samplers. An index outside the
   // dataset is an `OutOfRange` error from `Next`. Default: the order
   // `shuffle` and `seed` give.

@@ -80,9 +80,10 @@ TEST_P(DataMultiprocessTest, RanksCoverTheDatasetAndMetricsSeeItOnce) {
             static_cast<size_t>((length + batch * world - 1) / (batch * world)));
 }
 
-// Ranks seeded differently draw the same numbers once the loader takes the
-// main process's generator state at each epoch (rng_types torch), and
-// different ones without it.
+// Ranks seeded differently draw the same numbers, and their samplers (which
+// draw from the global generator) the same order, once the loader takes the
+// main process's generator state at each epoch (rng_types torch); different
+// numbers without it.
 TEST(DataMultiprocessRngTest, RngTypesTorchSynchronizesEachEpoch) {
   for (bool synchronize : {true, false}) {
     absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
@@ -97,6 +98,10 @@ TEST(DataMultiprocessRngTest, RngTypesTorchSynchronizesEachEpoch) {
     ASSERT_FALSE(rank0.empty()) << (*results)[0].output;
     if (synchronize) {
       EXPECT_EQ(rank0, rank1);
+      // The samplers drew the same order: each sample read once.
+      for (const ProcessResult& result : *results) {
+        EXPECT_EQ(Result(result, "epoch"), "0,1,2,3,4,5,6,7");
+      }
     } else {
       EXPECT_NE(rank0, rank1);
     }

@@ -6,8 +6,10 @@
 // Usage: multiprocess_worker <dataset_length> <batch_size> [dispatch]
 //
 // With `rng <sync|nosync>` instead: each rank seeds LibTorch differently,
-// iterates two epochs of a loader with (or without) `rng_types` torch, and
-// prints the first random draw after each epoch began, `RESULT draws a,b`.
+// iterates two epochs of a loader whose sampler draws from the global
+// generator, with (or without) `rng_types` torch, and prints the first
+// random draw of each epoch, `RESULT draws a,b`, and the sorted ids every
+// process read in the first epoch, `RESULT epoch ids`.
 
 #include <algorithm>
 #include <iostream>
@@ -29,6 +31,13 @@ int Draws(const accelerate::state::PartialState& state, bool synchronize) {
   data::DataLoaderOptions options;
   options.batch_size = 2;
   if (synchronize) options.rng_types = {state::RngType::kTorch};
+  // A sampler drawing from the global generator, as LibTorch's
+  // RandomSampler does: alike on every process only once synchronized.
+  options.sampler = [](int64_t) {
+    const at::Tensor order = at::randperm(8, at::kLong);
+    return std::vector<int64_t>(order.data_ptr<int64_t>(),
+                                order.data_ptr<int64_t>() + 8);
+  };
   auto loader = data::PreparedDataLoader::Create(
       std::make_shared<data::TensorDataset>(ids.unsqueeze(1), ids), state,
       options);
@@ -37,6 +46,7 @@ int Draws(const accelerate::state::PartialState& state, bool synchronize) {
     return 1;
   }
   std::vector<double> draws;
+  std::vector<int64_t> seen;
   for (int epoch = 0; epoch < 2; ++epoch) {
     bool first = true;
     while (true) {
@@ -48,9 +58,21 @@ int Draws(const accelerate::state::PartialState& state, bool synchronize) {
       if (!next->has_value()) break;
       if (first) draws.push_back(at::rand({1}).item<double>());
       first = false;
+      // Every process's samples: one permutation when the samplers agree.
+      auto gathered = data::GatherForMetrics(state, **loader, (**next).tensor(1));
+      if (!gathered.ok()) {
+        std::cerr << gathered.status() << std::endl;
+        return 1;
+      }
+      if (epoch == 0) {
+        seen.insert(seen.end(), gathered->data_ptr<int64_t>(),
+                    gathered->data_ptr<int64_t>() + gathered->numel());
+      }
     }
   }
+  std::sort(seen.begin(), seen.end());
   std::cout << "RESULT draws " << absl::StrJoin(draws, ",") << std::endl;
+  std::cout << "RESULT epoch " << absl::StrJoin(seen, ",") << std::endl;
   return 0;
 }
 
