@@ -18,6 +18,23 @@
 #include "state/torch_errors.h"
 
 namespace accelerate::data {
+namespace {
+
+// The dataset (or its collate) must give one sample per index:
+// `InvalidArgument` describing the batch otherwise.
+absl::Status CheckSamples(const Batch& batch, size_t indices) {
+  absl::StatusOr<int64_t> samples = batch.BatchSize();
+  if (!samples.ok()) return samples.status();
+  if (*samples != static_cast<int64_t>(indices)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the dataset gave ", *samples, " samples for ", indices,
+                     " indices: ", batch.Describe()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 TensorDataset::TensorDataset(Batch rows) : rows_(std::move(rows)) {
   absl::StatusOr<int64_t> size = rows_.BatchSize();
   ACCELERATE_CHECK(size.ok()) << "TensorDataset: " << size.status().message();
@@ -207,16 +224,10 @@ absl::StatusOr<Batch> PreparedDataLoader::Load(int64_t k) const {
                         absl::StrCat("loading batch ", k, ": ",
                                      batch.status().message()));
   }
-  // The dataset or its collate must give one sample per index.
-  absl::StatusOr<int64_t> samples = batch->BatchSize();
-  if (!samples.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch ", k, " from the dataset: ", samples.status().message()));
-  }
-  if (*samples != static_cast<int64_t>(indices.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "batch ", k, " from the dataset has ", *samples, " samples for ",
-        indices.size(), " indices: ", batch->Describe()));
+  if (absl::Status samples = CheckSamples(*batch, indices.size());
+      !samples.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch ", k, " from the dataset: ", samples.message()));
   }
   return ToDevice(*std::move(batch), state_.device());
 }
@@ -286,14 +297,7 @@ absl::StatusOr<Batch> PreparedDataLoader::NextDispatched(int64_t k) {
     absl::Status error = loaded.ok() ? loaded->status() : loaded.status();
     if (error.ok()) {
       global = **std::move(loaded);
-      absl::StatusOr<int64_t> samples = global.BatchSize();
-      if (!samples.ok()) {
-        error = samples.status();
-      } else if (*samples != static_cast<int64_t>(step.indices.size())) {
-        error = absl::InvalidArgumentError(absl::StrCat(
-            "the dataset gave ", *samples, " samples for ",
-            step.indices.size(), " indices: ", global.Describe()));
-      }
+      error = CheckSamples(global, step.indices.size());
     }
     if (!error.ok()) {
       // Everyone hears of the failure instead of waiting for a batch.
@@ -396,14 +400,14 @@ absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
 }
 
 absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
-                                            const PreparedDataLoader& loader,
+                                            const TrackedLoader& loader,
                                             const at::Tensor& tensor) {
   return GatherForMetrics(state, tensor, loader.end_of_epoch(),
                           loader.remainder());
 }
 
 absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
-                                       const PreparedDataLoader& loader,
+                                       const TrackedLoader& loader,
                                        const Batch& batch) {
   return GatherForMetrics(state, batch, loader.end_of_epoch(),
                           loader.remainder());

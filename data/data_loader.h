@@ -232,15 +232,16 @@ class PreparedDataLoader final : public TrackedLoader {
 };
 
 // Gathers `tensor` from every process (dimension 0) and, at the end of the
-// epoch, drops the samples that even_batches added to complete the last
-// global batch, as Accelerate's `gather_for_metrics` does.
+// epoch of `loader` (a PreparedDataLoader or a PreparedStreamLoader), drops
+// the samples that were added to complete its last global batch, as
+// Accelerate's `gather_for_metrics` does.
 [[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
-    const state::PartialState& state, const PreparedDataLoader& loader,
+    const state::PartialState& state, const TrackedLoader& loader,
     const at::Tensor& tensor);
 
 // The same for a batch of any structure (outputs with their labels, say).
 [[nodiscard]] absl::StatusOr<Batch> GatherForMetrics(
-    const state::PartialState& state, const PreparedDataLoader& loader,
+    const state::PartialState& state, const TrackedLoader& loader,
     const Batch& batch);
 
 // The same for any loader: keeps the first `remainder` gathered samples when

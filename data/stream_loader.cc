@@ -198,18 +198,4 @@ absl::Status PreparedStreamLoader::SkipBatches(int64_t n) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<at::Tensor> GatherForMetrics(const state::PartialState& state,
-                                            const PreparedStreamLoader& loader,
-                                            const at::Tensor& tensor) {
-  return GatherForMetrics(state, tensor, loader.end_of_epoch(),
-                          loader.remainder());
-}
-
-absl::StatusOr<Batch> GatherForMetrics(const state::PartialState& state,
-                                       const PreparedStreamLoader& loader,
-                                       const Batch& batch) {
-  return GatherForMetrics(state, batch, loader.end_of_epoch(),
-                          loader.remainder());
-}
-
 }  // namespace accelerate::data

@@ -125,15 +125,6 @@ class PreparedStreamLoader final : public TrackedLoader {
   int64_t ahead_real_ = 0;
 };
 
-// Gathers `tensor` from every process and, at the end of the epoch, drops
-// the samples that completed the last global batch.
-[[nodiscard]] absl::StatusOr<at::Tensor> GatherForMetrics(
-    const state::PartialState& state, const PreparedStreamLoader& loader,
-    const at::Tensor& tensor);
-[[nodiscard]] absl::StatusOr<Batch> GatherForMetrics(
-    const state::PartialState& state, const PreparedStreamLoader& loader,
-    const Batch& batch);
-
 }  // namespace accelerate::data
 
 #endif  // ACCELERATE_DATA_STREAM_LOADER_H_
