@@ -156,12 +156,14 @@ PreparedOptimizer* Accelerator::PrepareOptimizer(
 
 absl::StatusOr<PreparedScheduler*> Accelerator::PrepareScheduler(
     std::shared_ptr<torch::optim::LRScheduler> scheduler) {
-  return PrepareSchedulerFor({std::move(scheduler), nullptr}, 0);
+  return PrepareSchedulerFor({std::move(scheduler), nullptr}, std::nullopt);
 }
 
 absl::StatusOr<PreparedScheduler*> Accelerator::PrepareSchedulerFor(
-    const SchedulerFor& pair, size_t index) {
-  const std::string which = absl::StrCat("scheduler (argument ", index, ")");
+    const SchedulerFor& pair, std::optional<size_t> index) {
+  const std::string which =
+      index.has_value() ? absl::StrCat("scheduler (argument ", *index, ")")
+                        : std::string("scheduler");
   if (pair.scheduler == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(which, " is null"));
   }

@@ -350,8 +350,9 @@ class Accelerator {
   absl::Status PrepareOne(const T& in,
                           std::optional<accelerator_internal::PreparedResult<T>>& out,
                           size_t index);
+  // `index`: the argument of `Prepare` it was, named in errors.
   absl::StatusOr<PreparedScheduler*> PrepareSchedulerFor(
-      const SchedulerFor& pair, size_t index);
+      const SchedulerFor& pair, std::optional<size_t> index);
   // Updates the fp16 scale for the iteration (nothing if no optimizer was
   // unscaled) and starts the next. REQUIRES: scaler_.
   absl::Status EndScalerIteration();
