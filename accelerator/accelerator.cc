@@ -141,6 +141,7 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
            .find_unused_parameters = options_.find_unused_parameters,
            .broadcast_buffers = options_.broadcast_buffers}));
   models_[model.get()] = std::move(dp);
+  model_order_.push_back(model);
   return model;
 }
 
@@ -225,6 +226,7 @@ Accelerator::PrepareDataLoader(std::shared_ptr<const data::MapDataset> dataset,
                                   std::move(dataset), *state_,
                                   LoaderOptions(options)));
   gradients_.AddLoader(loader);
+  loaders_.push_back(loader);
   return loader;
 }
 
@@ -407,6 +409,8 @@ void Accelerator::ClearPrepared() {
   stepped_.clear();
   // Reducers unregister their hooks before they go.
   models_.clear();
+  model_order_.clear();
+  loaders_.clear();
   gradients_ = GradientState(options_.gradient_accumulation_plugin);
 }
 

@@ -51,7 +51,9 @@
 #ifndef ACCELERATE_ACCELERATOR_ACCELERATOR_H_
 #define ACCELERATE_ACCELERATOR_ACCELERATOR_H_
 
+#include <concepts>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +64,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <ATen/core/ivalue.h>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 #include <torch/optim/schedulers/lr_scheduler.h>
@@ -71,6 +74,8 @@
 #include "accelerator/internal/float32_outputs.h"
 #include "accelerator/prepare_args.h"
 #include "accelerator/prepared_scheduler.h"
+#include "bigmodel/safetensors.h"
+#include "checkpoint/project.h"
 #include "data/batch.h"
 #include "data/batch_collectives.h"
 #include "data/data_loader.h"
@@ -91,6 +96,48 @@ class DataParallel;
 }  // namespace accelerator_internal
 
 class Accelerator;
+
+// An object saved with every checkpoint (Accelerate's
+// `register_for_checkpointing`) as `custom_checkpoint_<i>.pkl`: its state as
+// a value PyTorch's serialization holds (dicts, lists, tuples, numbers,
+// strings, tensors), which Python reads with `torch.load`, and how to take
+// such a value back.
+struct CheckpointObject {
+  std::function<c10::IValue()> state_dict;
+  std::function<absl::Status(const c10::IValue&)> load_state_dict;
+};
+
+// A user type with `c10::IValue state_dict() const` and
+// `absl::Status load_state_dict(const c10::IValue&)`.
+template <typename T>
+concept Checkpointable = requires(T& object, const c10::IValue& value) {
+  { object.state_dict() } -> std::convertible_to<c10::IValue>;
+  { object.load_state_dict(value) } -> std::convertible_to<absl::Status>;
+};
+
+struct SaveStateOptions {
+  // Called on this process at each stage of the save: "staged" (the staging
+  // folder is ready), "writing <file>" and "wrote <file>" around each file,
+  // "agreed" (every process wrote its files), then on the main process
+  // "committing" (manifest written, folder not yet renamed) and
+  // "committed". For progress reports, and tests that interrupt a save.
+  std::function<void(const std::string& stage)> on_stage;
+};
+
+// Runs in `SaveState` before anything is written, on every process
+// (Accelerate's `register_save_state_pre_hook`): `weights[i]` are the
+// tensors about to be saved for `models[i]` (clear an entry to save that
+// model yourself); files written into `dir` (the staging folder) are
+// committed with the checkpoint.
+using SaveStateHook = std::function<absl::Status(
+    const std::vector<std::shared_ptr<torch::nn::Module>>& models,
+    std::vector<bigmodel::NamedTensors>& weights, const std::string& dir)>;
+// Runs in `LoadState` before anything is read (Accelerate's
+// `register_load_state_pre_hook`): set an entry of `models` to null to load
+// that model yourself.
+using LoadStateHook = std::function<absl::Status(
+    std::vector<std::shared_ptr<torch::nn::Module>>& models,
+    const std::string& dir)>;
 
 // The scope of one training step, from `Accumulate`: decides whether this
 // step synchronizes gradients, and (fp16, bf16, fp8) enables autocast until
@@ -282,6 +329,73 @@ class Accelerator {
   // `set_seed`).
   void SetSeed(uint64_t seed, bool device_specific = false);
 
+  // Checkpointing (Accelerate's `save_state` / `load_state`), in
+  // Accelerate's layout so that the folder opens in Python Accelerate too:
+  // `model.safetensors` (`model_<i>.safetensors`; names prefixed "module."
+  // with several processes, as a DDP model's), `optimizer.bin`,
+  // `scheduler.bin` (`_<i>` after the first), `scaler.pt` (fp16),
+  // `custom_checkpoint_<i>.pkl`, one `random_states_<rank>.pkl` per process
+  // (its generators, the accumulation step, and ours alone: each loader's
+  // position, gradients being accumulated), and our manifest
+  // (checkpoint/inspect.h).
+  //
+  // Atomic: every process writes into a staging folder, synced; the main
+  // process renames it into place only once every process reported
+  // success, so a crash at any point leaves the previous checkpoint whole.
+  // With automatic naming the folder is `checkpoints/checkpoint_<iteration>`
+  // (`dir` is ignored, as in Accelerate) and, past `total_limit`, the oldest
+  // complete checkpoints go after the new one is in place. Files that every
+  // process holds alike (models, optimizers, schedulers) are written by
+  // different processes in parallel, unless gradient sync is off for a
+  // model (then the main process writes them all, as Accelerate).
+  // Collective. Returns the folder written.
+  [[nodiscard]] absl::StatusOr<std::string> SaveState(
+      const std::string& dir = "", const SaveStateOptions& options = {});
+  // Restores everything `SaveState` saved, from `dir` or (automatic naming,
+  // `dir` empty) the latest complete checkpoint; then the next batch, step
+  // and random draw are those the saving run had next. Reads folders
+  // written by Python Accelerate (whose Python and NumPy generator states
+  // cannot be restored: a warning, as Accelerate gives when it cannot).
+  // `DataLoss` naming the file for a truncated, corrupt or incomplete
+  // checkpoint; `InvalidArgument` for one that does not fit what was
+  // prepared. Collective. Returns the folder read.
+  [[nodiscard]] absl::StatusOr<std::string> LoadState(
+      const std::string& dir = "");
+  // Saves `object` with every checkpoint (in registration order).
+  void RegisterForCheckpointing(CheckpointObject object) {
+    custom_objects_.push_back(std::move(object));
+  }
+  template <Checkpointable T>
+  void RegisterForCheckpointing(std::shared_ptr<T> object) {
+    RegisterForCheckpointing(CheckpointObject{
+        [object] { return c10::IValue(object->state_dict()); },
+        [object](const c10::IValue& value) {
+          return object->load_state_dict(value);
+        }});
+  }
+  void RegisterSaveStateHook(SaveStateHook hook) {
+    save_hooks_.push_back(std::move(hook));
+  }
+  void RegisterLoadStateHook(LoadStateHook hook) {
+    load_hooks_.push_back(std::move(hook));
+  }
+  // The model's weights by their names in the model (no "module." prefix):
+  // Accelerate's `get_state_dict`.
+  bigmodel::NamedTensors GetStateDict(const torch::nn::Module& model) const;
+  // Writes the model's weights into `dir` for inference (Accelerate's
+  // `save_model`): `model.safetensors`, or shards of at most
+  // `max_shard_bytes` with `model.safetensors.index.json` (stale shards of
+  // an earlier save removed); by the main process, the others waiting.
+  // Loadable by bigmodel's loader and by transformers/safetensors in Python.
+  // Collective.
+  [[nodiscard]] absl::Status SaveModel(const torch::nn::Module& model,
+                                       const std::string& dir,
+                                       uint64_t max_shard_bytes =
+                                           10'000'000'000);
+  checkpoint::ProjectConfiguration& project_configuration() {
+    return options_.project_config;
+  }
+
   // A rank-aware logger (Accelerate's `get_logger`): the main process only
   // by default, every process in rank order on request, the level from
   // ACCELERATE_LOG_LEVEL when not given. It must not outlive the Accelerator.
@@ -372,6 +486,13 @@ class Accelerator {
   std::vector<std::unique_ptr<PreparedScheduler>> schedulers_;
   // This process's trigger (SetTrigger).
   bool trigger_ = false;
+  // Prepared models and loaders in the order prepared (the checkpoint's
+  // file numbering; `optimizers_` and `schedulers_` keep theirs).
+  std::vector<std::shared_ptr<torch::nn::Module>> model_order_;
+  std::vector<std::weak_ptr<data::PreparedDataLoader>> loaders_;
+  std::vector<CheckpointObject> custom_objects_;
+  std::vector<SaveStateHook> save_hooks_;
+  std::vector<LoadStateHook> load_hooks_;
   // The models whose step is open (in `Accumulate` or `NoSync` scopes), and
   // how many scopes are open.
   AccumulateScope::OpenModels open_;

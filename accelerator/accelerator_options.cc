@@ -58,6 +58,21 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     return absl::InvalidArgumentError(absl::StrCat(
         "bucket_cap_mb ", resolved.bucket_cap_mb, " is not a positive size"));
   }
+  checkpoint::ProjectConfiguration& project = resolved.project_config;
+  if (project.logging_dir.empty()) project.logging_dir = project.project_dir;
+  if (project.automatic_checkpoint_naming && project.project_dir.empty()) {
+    return absl::InvalidArgumentError(
+        "project_config.automatic_checkpoint_naming needs a project_dir");
+  }
+  if (project.total_limit.has_value() && *project.total_limit < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("project_config.total_limit ", *project.total_limit,
+                     " is not a positive count"));
+  }
+  if (project.iteration < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "project_config.iteration ", project.iteration, " is negative"));
+  }
   return resolved;
 }
 

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "accelerator/gradient_state.h"
+#include "checkpoint/project.h"
 #include "precision/fp8_recipe.h"
 #include "state/environment.h"
 
@@ -67,6 +68,10 @@ struct AcceleratorOptions {
   int64_t bucket_cap_mb = 25;
   bool find_unused_parameters = false;
   bool broadcast_buffers = true;
+  // Where checkpoints go and how they are named and kept (Accelerate's
+  // ProjectConfiguration; see checkpoint/project.h). Default: no project
+  // folder, `SaveState` needs a folder.
+  checkpoint::ProjectConfiguration project_config;
   // Process-group timeout (rendezvous and collectives).
   absl::Duration timeout = absl::Minutes(30);
 };

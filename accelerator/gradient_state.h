@@ -79,6 +79,11 @@ class GradientState {
   // Batches since the last synchronized one (Accelerate's `Accelerator.step`).
   int64_t step() const { return step_; }
   const GradientAccumulationPlugin& plugin() const { return plugin_; }
+  // Puts the count back where a checkpoint saved it. REQUIRES: step >= 0.
+  void Restore(int64_t step, bool sync_gradients) {
+    step_ = step;
+    sync_gradients_ = sync_gradients;
+  }
 
  private:
   GradientAccumulationPlugin plugin_;

@@ -59,6 +59,12 @@ class PreparedOptimizer {
   bool step_was_skipped() const { return step_was_skipped_; }
   int64_t steps_taken() const { return steps_taken_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  const torch::optim::Optimizer& optimizer() const { return *optimizer_; }
+  // Puts the counters back where a checkpoint saved them.
+  void RestoreCounters(int64_t steps_taken, bool step_was_skipped) {
+    steps_taken_ = steps_taken;
+    step_was_skipped_ = step_was_skipped;
+  }
   // The parameters of every group.
   std::vector<at::Tensor> Parameters() const;
 

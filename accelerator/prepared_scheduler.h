@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <torch/optim/schedulers/lr_scheduler.h>
 #include "accelerator/gradient_state.h"
@@ -47,7 +48,13 @@ class PreparedScheduler {
       : gradients_(gradients),
         stepping_(stepping),
         scheduler_(std::move(scheduler)),
-        optimizer_(optimizer) {}
+        optimizer_(optimizer) {
+    if (optimizer_ != nullptr) {
+      for (const auto& group : optimizer_->optimizer().param_groups()) {
+        base_lrs_.push_back(group.options().get_lr());
+      }
+    }
+  }
 
   void step();
   // Steps of the underlying scheduler so far.
@@ -57,6 +64,20 @@ class PreparedScheduler {
   // moves).
   int64_t skipped_calls() const { return skipped_calls_; }
   torch::optim::LRScheduler& scheduler() { return *scheduler_; }
+  const torch::optim::LRScheduler& scheduler() const { return *scheduler_; }
+  // The optimizer it follows (may be null).
+  const PreparedOptimizer* optimizer() const { return optimizer_; }
+  // The learning rates of the optimizer's groups when it was prepared
+  // (Python's `base_lrs`).
+  const std::vector<double>& base_lrs() const { return base_lrs_; }
+  // Puts the counters back where a checkpoint saved them (the underlying
+  // scheduler's own count is restored separately).
+  void RestoreCounters(int64_t scheduler_steps, int64_t skipped_calls,
+                       std::vector<double> base_lrs) {
+    scheduler_steps_ = scheduler_steps;
+    skipped_calls_ = skipped_calls;
+    if (!base_lrs.empty()) base_lrs_ = std::move(base_lrs);
+  }
 
  private:
   const GradientState* gradients_;
@@ -65,6 +86,7 @@ class PreparedScheduler {
   const PreparedOptimizer* optimizer_;
   int64_t scheduler_steps_ = 0;
   int64_t skipped_calls_ = 0;
+  std::vector<double> base_lrs_;
 };
 
 }  // namespace accelerate

@@ -9,14 +9,16 @@ package, so a new library is covered without anyone remembering to.
 load("//tools:public_libraries.bzl", "public_cc_libraries")
 
 # Dependencies flow one way: //state at the bottom; data, precision,
-# sharding, bigmodel and trackers on it; the Accelerator facade above them;
+# sharding, bigmodel and trackers on it; checkpoint on bigmodel (safetensors)
+# and state; the Accelerator facade above them;
 # //launch links no library that needs LibTorch (checked by its own test):
 # from //precision only the names (//precision:mixed_precision).
 ALLOWED_PACKAGES = {
-    "accelerator": ["accelerator", "data", "precision", "sharding", "state", "third_party"],
+    "accelerator": ["accelerator", "bigmodel", "checkpoint", "data", "precision", "sharding", "state", "third_party"],
     "bigmodel": ["bigmodel", "state", "third_party"],
+    "checkpoint": ["bigmodel", "checkpoint", "state", "third_party"],
     "data": ["data", "state", "third_party"],
-    "launch": ["launch", "precision", "state", "third_party"],
+    "launch": ["checkpoint", "launch", "precision", "state", "third_party"],
     "precision": ["precision", "state", "third_party"],
     "sharding": ["sharding", "state", "third_party"],
     "state": ["state", "third_party"],

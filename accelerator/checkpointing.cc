@@ -1,0 +1,643 @@
+// The Accelerator's checkpoints: SaveState, LoadState, SaveModel (see
+// accelerator.h for the contract and checkpoint/ for the formats).
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include <torch/torch.h>
+#include "accelerator/accelerator.h"
+#include "accelerator/internal/data_parallel.h"
+#include "checkpoint/folder.h"
+#include "checkpoint/inspect.h"
+#include "checkpoint/model_state.h"
+#include "checkpoint/optimizer_state.h"
+#include "checkpoint/rng_state.h"
+#include "checkpoint/scheduler_state.h"
+#include "checkpoint/torch_file.h"
+#include "state/collectives.h"
+#include "state/logging.h"
+#include "state/status_macros.h"
+#include "state/torch_errors.h"
+
+namespace accelerate {
+namespace {
+
+namespace fs = std::filesystem;
+using Dict = c10::Dict<c10::IValue, c10::IValue>;
+
+Dict NewDict() { return Dict(c10::AnyType::get(), c10::AnyType::get()); }
+
+// Accelerate's numbering: "optimizer.bin", "optimizer_1.bin", ...
+std::string Numbered(const std::string& stem, size_t i,
+                     const std::string& extension) {
+  return i == 0 ? absl::StrCat(stem, extension)
+                : absl::StrCat(stem, "_", i, extension);
+}
+
+std::string RandomStatesName(int process) {
+  return absl::StrCat("random_states_", process, ".pkl");
+}
+
+// Every process's `mine`; the first failure (naming its process) when any
+// failed. Collective.
+absl::Status Agree(const state::PartialState& state, const absl::Status& mine) {
+  const std::string encoded =
+      mine.ok() ? std::string("ok")
+                : absl::StrCat(static_cast<int>(mine.code()), "\t",
+                               mine.message());
+  ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> all,
+                              state::GatherObject(state, encoded));
+  for (size_t p = 0; p < all.size(); ++p) {
+    if (all[p] == "ok") continue;
+    std::pair<std::string, std::string> parts =
+        absl::StrSplit(all[p], absl::MaxSplits('\t', 1));
+    int code = static_cast<int>(absl::StatusCode::kUnknown);
+    (void)absl::SimpleAtoi(parts.first, &code);
+    const std::string message =
+        state.num_processes() > 1
+            ? absl::StrCat("process ", p, ": ", parts.second)
+            : parts.second;
+    return absl::Status(static_cast<absl::StatusCode>(code), message);
+  }
+  return absl::OkStatus();
+}
+
+// A file a process wrote into the staging folder.
+struct WrittenFile {
+  std::string name;
+  uint64_t bytes = 0;
+  std::string kind;
+};
+
+// "ok\n<name>\t<bytes>\t<kind>\n..." or "error\t<code>\t<message>".
+std::string EncodeReport(const absl::StatusOr<std::vector<WrittenFile>>& files) {
+  if (!files.ok()) {
+    return absl::StrCat("error\t", static_cast<int>(files.status().code()),
+                        "\t", files.status().message());
+  }
+  std::string out = "ok";
+  for (const WrittenFile& file : *files) {
+    absl::StrAppend(&out, "\n", file.name, "\t", file.bytes, "\t", file.kind);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<WrittenFile>> DecodeReport(const std::string& text,
+                                                      int process) {
+  std::vector<WrittenFile> files;
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (lines.empty()) return absl::InternalError("empty save report");
+  if (lines[0] != "ok") {
+    std::vector<std::string> parts =
+        absl::StrSplit(lines[0], absl::MaxSplits('\t', 2));
+    int code = static_cast<int>(absl::StatusCode::kUnknown);
+    if (parts.size() == 3) (void)absl::SimpleAtoi(parts[1], &code);
+    return absl::Status(
+        static_cast<absl::StatusCode>(code),
+        absl::StrCat("process ", process, ": ",
+                     parts.size() == 3 ? parts[2] : text));
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> parts = absl::StrSplit(lines[i], '\t');
+    WrittenFile file;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[1], &file.bytes)) {
+      return absl::InternalError(absl::StrCat("bad save report: ", lines[i]));
+    }
+    file.name = parts[0];
+    file.kind = parts[2];
+    files.push_back(std::move(file));
+  }
+  return files;
+}
+
+// One file of the checkpoint that any process may write.
+struct SharedItem {
+  std::string name;
+  std::string kind;
+  // Whether its content is the same on every process (else the main
+  // process writes it).
+  bool replicated = true;
+  std::function<absl::Status(const std::string& path)> write;
+};
+
+absl::StatusOr<std::vector<WrittenFile>> WriteItems(
+    const std::vector<const SharedItem*>& items, const std::string& staging,
+    const SaveStateOptions& options) {
+  std::vector<WrittenFile> written;
+  for (const SharedItem* item : items) {
+    const std::string path = (fs::path(staging) / item->name).string();
+    if (options.on_stage) options.on_stage("writing " + item->name);
+    ACCELERATE_RETURN_IF_ERROR(item->write(path));
+    ACCELERATE_ASSIGN_OR_RETURN(uint64_t bytes, checkpoint::FileSize(path));
+    if (options.on_stage) options.on_stage("wrote " + item->name);
+    written.push_back({item->name, bytes, item->kind});
+  }
+  return written;
+}
+
+}  // namespace
+
+bigmodel::NamedTensors Accelerator::GetStateDict(
+    const torch::nn::Module& model) const {
+  return checkpoint::ModelStateDict(model);
+}
+
+absl::StatusOr<std::string> Accelerator::SaveState(
+    const std::string& dir, const SaveStateOptions& options) {
+  checkpoint::ProjectConfiguration& project = options_.project_config;
+  std::string target = dir;
+  if (project.automatic_checkpoint_naming) {
+    target = checkpoint::AutomaticCheckpointFolder(project);
+  } else if (target.empty()) {
+    return absl::InvalidArgumentError(
+        "SaveState: no folder given and project_config."
+        "automatic_checkpoint_naming is off");
+  }
+  const std::string staging = checkpoint::StagingFolder(target);
+  const int rank = state_->process_index();
+  const int world = state_->num_processes();
+
+  // 1. The main process readies the staging folder; everyone waits for it.
+  absl::Status staged;
+  if (state_->is_main_process()) {
+    if (project.automatic_checkpoint_naming && fs::exists(target)) {
+      absl::StatusOr<checkpoint::CheckpointReport> report =
+          checkpoint::InspectCheckpoint(target);
+      if (report.ok() && report->complete) {
+        staged = absl::FailedPreconditionError(absl::StrCat(
+            "checkpoint folder ", target, " (iteration ", project.iteration,
+            ") already exists; set project_config.iteration to the "
+            "iteration to start from"));
+      }
+    }
+    if (staged.ok()) staged = checkpoint::RecreateFolder(staging);
+  }
+  ACCELERATE_RETURN_IF_ERROR(Agree(*state_, staged));
+  if (options.on_stage) options.on_stage("staged");
+
+  // 2. What goes in: the shared files, spread over the processes.
+  std::vector<bigmodel::NamedTensors> weights;
+  bool all_synced = true;
+  for (const auto& model : model_order_) {
+    const DataParallel& dp = *models_.at(model.get());
+    all_synced = all_synced && dp.sync_enabled();
+    weights.push_back(checkpoint::ModelStateDict(
+        *model, dp.distributed() ? "module." : ""));
+  }
+  absl::Status hooks;
+  for (const SaveStateHook& hook : save_hooks_) {
+    hooks = hook(model_order_, weights, staging);
+    if (!hooks.ok()) break;
+  }
+  ACCELERATE_RETURN_IF_ERROR(Agree(*state_, hooks));
+
+  std::vector<SharedItem> shared;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i].empty()) continue;  // A hook saves it.
+    shared.push_back({Numbered("model", i, ".safetensors"), "model", true,
+                      [&, i](const std::string& path) {
+                        return bigmodel::SaveSafetensors(path, weights[i],
+                                                         {{"format", "pt"}});
+                      }});
+  }
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    shared.push_back(
+        {Numbered("optimizer", i, ".bin"), "optimizer", true,
+         [&, i](const std::string& path) -> absl::Status {
+           ACCELERATE_ASSIGN_OR_RETURN(
+               c10::IValue value,
+               checkpoint::OptimizerStateDict(optimizers_[i]->optimizer()));
+           return checkpoint::SaveTorchFile(path, value);
+         }});
+  }
+  for (size_t i = 0; i < schedulers_.size(); ++i) {
+    shared.push_back(
+        {Numbered("scheduler", i, ".bin"), "scheduler", true,
+         [&, i](const std::string& path) -> absl::Status {
+           const PreparedScheduler& s = *schedulers_[i];
+           if (s.optimizer() == nullptr) {
+             return absl::FailedPreconditionError(
+                 "a scheduler prepared without its optimizer cannot be saved");
+           }
+           return checkpoint::SaveTorchFile(
+               path, checkpoint::SchedulerStateDict(
+                         s.scheduler(), s.optimizer()->optimizer(),
+                         {.skipped_calls = s.skipped_calls(),
+                          .base_lrs = s.base_lrs()}));
+         }});
+  }
+  if (scaler_ != nullptr) {
+    shared.push_back({"scaler.pt", "scaler", true,
+                      [&](const std::string& path) {
+                        const precision::GradScalerState s = scaler_->State();
+                        Dict dict = NewDict();
+                        dict.insert("scale", s.scale);
+                        dict.insert("growth_factor", s.growth_factor);
+                        dict.insert("backoff_factor", s.backoff_factor);
+                        dict.insert("growth_interval", s.growth_interval);
+                        dict.insert("_growth_tracker", s.growth_tracker);
+                        return checkpoint::SaveTorchFile(path, dict);
+                      }});
+  }
+  for (size_t i = 0; i < custom_objects_.size(); ++i) {
+    shared.push_back({absl::StrCat("custom_checkpoint_", i, ".pkl"), "custom",
+                      false, [&, i](const std::string& path) -> absl::Status {
+                        c10::IValue value;
+                        ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+                            absl::StrCat("custom_checkpoint_", i, " state_dict"),
+                            [&] { value = custom_objects_[i].state_dict(); }));
+                        return checkpoint::SaveTorchFile(path, value);
+                      }});
+  }
+  std::vector<const SharedItem*> mine;
+  for (size_t k = 0; k < shared.size(); ++k) {
+    const int writer =
+        all_synced && shared[k].replicated ? static_cast<int>(k % world) : 0;
+    if (writer == rank) mine.push_back(&shared[k]);
+  }
+  // This process's own file.
+  SharedItem own{RandomStatesName(rank), "random_states", false,
+                 [&](const std::string& path) {
+                   Dict states = NewDict();
+                   states.insert("step", gradients_.step());
+                   checkpoint::AddGeneratorStates(states);
+                   Dict ours = NewDict();
+                   ours.insert("version", int64_t{1});
+                   ours.insert("num_processes", int64_t{world});
+                   ours.insert("sync_gradients", gradients_.sync_gradients());
+                   c10::List<c10::IValue> loaders(c10::AnyType::get());
+                   for (const auto& weak : loaders_) {
+                     std::shared_ptr<data::PreparedDataLoader> loader =
+                         weak.lock();
+                     if (loader == nullptr) {
+                       loaders.push_back(c10::IValue());
+                       continue;
+                     }
+                     const data::LoaderState position = loader->state();
+                     Dict entry = NewDict();
+                     entry.insert("epoch", position.epoch);
+                     entry.insert("batches_done", position.batches_done);
+                     entry.insert("seed", static_cast<int64_t>(position.seed));
+                     loaders.push_back(entry);
+                   }
+                   ours.insert("loaders", loaders);
+                   c10::List<c10::IValue> counters(c10::AnyType::get());
+                   for (const auto& optimizer : optimizers_) {
+                     Dict entry = NewDict();
+                     entry.insert("steps_taken", optimizer->steps_taken());
+                     entry.insert("step_was_skipped",
+                                  optimizer->step_was_skipped());
+                     counters.push_back(entry);
+                   }
+                   ours.insert("optimizers", counters);
+                   // Gradients being accumulated: this process's own.
+                   c10::List<c10::IValue> gradients(c10::AnyType::get());
+                   for (const auto& model : model_order_) {
+                     c10::Dict<std::string, at::Tensor> grads;
+                     for (const auto& item : model->named_parameters()) {
+                       if (item.value().grad().defined()) {
+                         grads.insert(item.key(), item.value().grad());
+                       }
+                     }
+                     gradients.push_back(grads);
+                   }
+                   ours.insert("gradients", gradients);
+                   states.insert("accelerate_cpp", ours);
+                   return checkpoint::SaveTorchFile(path, states);
+                 }};
+  mine.push_back(&own);
+
+  // 3. Every process writes its files and reports.
+  absl::StatusOr<std::vector<WrittenFile>> written =
+      WriteItems(mine, staging, options);
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::vector<std::string> reports,
+      state::GatherObject(*state_, EncodeReport(written)));
+  checkpoint::CheckpointManifest manifest;
+  absl::Status all_written;
+  for (size_t p = 0; p < reports.size() && all_written.ok(); ++p) {
+    absl::StatusOr<std::vector<WrittenFile>> files =
+        DecodeReport(reports[p], static_cast<int>(p));
+    if (!files.ok()) {
+      all_written = files.status();
+      break;
+    }
+    for (const WrittenFile& file : *files) {
+      checkpoint::CheckpointFile* entry = manifest.add_files();
+      entry->set_name(file.name);
+      entry->set_bytes(file.bytes);
+      entry->set_process(static_cast<int>(p));
+      entry->set_kind(file.kind);
+    }
+  }
+  if (!all_written.ok()) {
+    if (state_->is_main_process()) (void)checkpoint::RemoveTree(staging);
+    return all_written;
+  }
+  if (options.on_stage) options.on_stage("agreed");
+
+  // 4. The main process lists it all and renames the folder into place.
+  absl::Status committed;
+  if (state_->is_main_process()) {
+    std::set<std::string> listed;
+    for (const auto& file : manifest.files()) listed.insert(file.name());
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator(staging, error)) {
+      const std::string name = entry.path().filename();
+      if (!entry.is_regular_file() || listed.count(name) > 0) continue;
+      // Written by a save hook.
+      committed = checkpoint::SyncPath(entry.path().string());
+      if (!committed.ok()) break;
+      checkpoint::CheckpointFile* file = manifest.add_files();
+      file->set_name(name);
+      file->set_bytes(entry.file_size());
+      file->set_process(0);
+      file->set_kind(checkpoint::KindOfFile(name));
+    }
+    manifest.set_format(checkpoint::kManifestFormat);
+    manifest.set_version(1);
+    manifest.set_num_processes(world);
+    manifest.set_iteration(project.iteration);
+    if (committed.ok()) committed = checkpoint::WriteManifest(staging, manifest);
+    if (committed.ok()) {
+      if (options.on_stage) options.on_stage("committing");
+      committed = checkpoint::CommitFolder(staging, target);
+    }
+    if (committed.ok() && options.on_stage) options.on_stage("committed");
+    if (committed.ok() && project.automatic_checkpoint_naming) {
+      absl::StatusOr<std::vector<std::string>> removed =
+          checkpoint::PruneCheckpoints(
+              {.project_dir = project.project_dir,
+               .total_limit = project.total_limit});
+      if (!removed.ok()) {
+        ACCELERATE_LOG(WARNING) << "total_limit: " << removed.status();
+      } else if (!removed->empty()) {
+        ACCELERATE_LOG(INFO) << "total_limit " << *project.total_limit
+                             << ": removed " << removed->size()
+                             << " older checkpoint(s)";
+      }
+    }
+    if (!committed.ok()) (void)checkpoint::RemoveTree(staging);
+  }
+  ACCELERATE_RETURN_IF_ERROR(Agree(*state_, committed));
+  ++project.iteration;
+  return target;
+}
+
+absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
+  const checkpoint::ProjectConfiguration& project = options_.project_config;
+  std::string source = dir;
+  if (source.empty()) {
+    if (!project.automatic_checkpoint_naming) {
+      return absl::InvalidArgumentError(
+          "LoadState: no folder given and project_config."
+          "automatic_checkpoint_naming is off");
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(
+        source,
+        checkpoint::LatestCheckpoint(checkpoint::CheckpointsFolder(project)));
+  }
+  const int rank = state_->process_index();
+  absl::Status loaded = [&]() -> absl::Status {
+    ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
+                                checkpoint::InspectCheckpoint(source));
+    if (!report.complete) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", source, " is incomplete: ",
+                       report.problems.front()));
+    }
+    auto path = [&](const std::string& name) {
+      return (fs::path(source) / name).string();
+    };
+    std::vector<std::shared_ptr<torch::nn::Module>> models = model_order_;
+    for (const LoadStateHook& hook : load_hooks_) {
+      ACCELERATE_RETURN_IF_ERROR(hook(models, source));
+    }
+    for (size_t i = 0; i < models.size(); ++i) {
+      if (models[i] == nullptr) continue;
+      ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadModelState(
+          *models[i], path(Numbered("model", i, ".safetensors"))));
+    }
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      const std::string name = Numbered("optimizer", i, ".bin");
+      ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
+                                  checkpoint::LoadTorchFile(path(name)));
+      ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
+          optimizers_[i]->optimizer(), value, name));
+    }
+    for (size_t i = 0; i < schedulers_.size(); ++i) {
+      const std::string name = Numbered("scheduler", i, ".bin");
+      ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
+                                  checkpoint::LoadTorchFile(path(name)));
+      PreparedScheduler& s = *schedulers_[i];
+      ACCELERATE_ASSIGN_OR_RETURN(
+          checkpoint::SchedulerCounts counts,
+          checkpoint::LoadSchedulerStateDict(s.scheduler(), value, name));
+      s.RestoreCounters(checkpoint::SchedulerSteps(s.scheduler()),
+                        counts.skipped_calls, std::move(counts.base_lrs));
+    }
+    if (scaler_ != nullptr) {
+      ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
+                                  checkpoint::LoadTorchFile(path("scaler.pt")));
+      if (!value.isGenericDict()) {
+        return absl::DataLossError(
+            absl::StrCat(path("scaler.pt"), " is not a dict"));
+      }
+      Dict dict = value.toGenericDict();
+      auto number = [&](const char* key) -> absl::StatusOr<double> {
+        auto found = dict.find(key);
+        if (found == dict.end() ||
+            !(found->value().isDouble() || found->value().isInt())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("scaler.pt: ", key, " is missing or not a number"));
+        }
+        return found->value().isInt()
+                   ? static_cast<double>(found->value().toInt())
+                   : found->value().toDouble();
+      };
+      precision::GradScalerState s;
+      ACCELERATE_ASSIGN_OR_RETURN(s.scale, number("scale"));
+      ACCELERATE_ASSIGN_OR_RETURN(s.growth_factor, number("growth_factor"));
+      ACCELERATE_ASSIGN_OR_RETURN(s.backoff_factor, number("backoff_factor"));
+      ACCELERATE_ASSIGN_OR_RETURN(const double interval,
+                                  number("growth_interval"));
+      ACCELERATE_ASSIGN_OR_RETURN(const double tracker,
+                                  number("_growth_tracker"));
+      s.growth_interval = static_cast<int64_t>(interval);
+      s.growth_tracker = static_cast<int64_t>(tracker);
+      ACCELERATE_RETURN_IF_ERROR(scaler_->LoadState(s));
+    }
+    size_t custom_files = 0;
+    for (const auto& file : report.files) custom_files += file.kind == "custom";
+    if (custom_files != custom_objects_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint ", source, " holds ", custom_files,
+          " custom checkpoints; ", custom_objects_.size(),
+          " objects are registered for checkpointing"));
+    }
+    for (size_t i = 0; i < custom_objects_.size(); ++i) {
+      const std::string name = absl::StrCat("custom_checkpoint_", i, ".pkl");
+      ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
+                                  checkpoint::LoadTorchFile(path(name)));
+      absl::Status restored;
+      ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+          absl::StrCat(name, " load_state_dict"),
+          [&] { restored = custom_objects_[i].load_state_dict(value); }));
+      ACCELERATE_RETURN_IF_ERROR(restored);
+    }
+    // This process's own state.
+    const std::string own = RandomStatesName(rank);
+    absl::StatusOr<c10::IValue> states = checkpoint::LoadTorchFile(path(own));
+    if (!states.ok()) {
+      if (report.has_manifest && rank < report.num_processes) {
+        return states.status();
+      }
+      ACCELERATE_LOG(WARNING)
+          << "could not load random states from " << path(own) << " ("
+          << states.status().message()
+          << "); generators, loader positions and the accumulation step "
+             "start afresh";
+      return absl::OkStatus();
+    }
+    if (!states->isGenericDict()) {
+      return absl::DataLossError(absl::StrCat(path(own), " is not a dict"));
+    }
+    Dict dict = states->toGenericDict();
+    ACCELERATE_RETURN_IF_ERROR(checkpoint::RestoreGeneratorStates(dict, own));
+    auto ours_it = dict.find("accelerate_cpp");
+    int64_t step = 0;
+    if (auto found = dict.find("step");
+        found != dict.end() && found->value().isInt()) {
+      step = found->value().toInt();
+    }
+    bool sync = step % gradients_.accumulation_steps() == 0;
+    if (ours_it == dict.end() || !ours_it->value().isGenericDict()) {
+      gradients_.Restore(step, sync);
+      return absl::OkStatus();
+    }
+    Dict ours = ours_it->value().toGenericDict();
+    if (auto found = ours.find("sync_gradients");
+        found != ours.end() && found->value().isBool()) {
+      sync = found->value().toBool();
+    }
+    gradients_.Restore(step, sync);
+    const bool same_world =
+        report.num_processes == state_->num_processes();
+    if (auto found = ours.find("loaders"); found != ours.end() &&
+                                           found->value().isList()) {
+      c10::List<c10::IValue> saved = found->value().toList();
+      if (!same_world && !saved.empty()) {
+        ACCELERATE_LOG(WARNING)
+            << "checkpoint " << source << " was saved by "
+            << report.num_processes << " processes, not "
+            << state_->num_processes()
+            << ": loader positions are per process and are not restored";
+      }
+      for (size_t i = 0; same_world && i < saved.size() && i < loaders_.size();
+           ++i) {
+        std::shared_ptr<data::PreparedDataLoader> loader = loaders_[i].lock();
+        if (loader == nullptr || !saved.get(i).isGenericDict()) continue;
+        Dict entry = saved.get(i).toGenericDict();
+        data::LoaderState position;
+        position.epoch = entry.at("epoch").toInt();
+        position.batches_done = entry.at("batches_done").toInt();
+        position.seed = static_cast<uint64_t>(entry.at("seed").toInt());
+        absl::Status restored = loader->Restore(position);
+        if (!restored.ok()) {
+          return absl::Status(restored.code(),
+                              absl::StrCat(own, ": loader ", i, ": ",
+                                           restored.message()));
+        }
+      }
+    }
+    if (auto found = ours.find("optimizers"); found != ours.end() &&
+                                              found->value().isList()) {
+      c10::List<c10::IValue> saved = found->value().toList();
+      for (size_t i = 0; i < saved.size() && i < optimizers_.size(); ++i) {
+        if (!saved.get(i).isGenericDict()) continue;
+        Dict entry = saved.get(i).toGenericDict();
+        optimizers_[i]->RestoreCounters(entry.at("steps_taken").toInt(),
+                                        entry.at("step_was_skipped").toBool());
+      }
+    }
+    if (auto found = ours.find("gradients"); found != ours.end() &&
+                                             found->value().isList()) {
+      c10::List<c10::IValue> saved = found->value().toList();
+      for (size_t i = 0; i < saved.size() && i < model_order_.size(); ++i) {
+        if (!saved.get(i).isGenericDict()) continue;
+        Dict grads = saved.get(i).toGenericDict();
+        for (const auto& item : model_order_[i]->named_parameters()) {
+          at::Tensor& grad = item.value().mutable_grad();
+          auto g = grads.find(item.key());
+          if (g == grads.end()) {
+            grad = at::Tensor();
+            continue;
+          }
+          const at::Tensor value = g->value().toTensor();
+          if (!value.sizes().equals(item.value().sizes())) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                own, ": the gradient of ", item.key(), " has shape ",
+                c10::str(value.sizes()), ", its parameter ",
+                c10::str(item.value().sizes())));
+          }
+          grad = value.to(item.value().device(), item.value().scalar_type());
+        }
+      }
+    }
+    return absl::OkStatus();
+  }();
+  ACCELERATE_RETURN_IF_ERROR(Agree(*state_, loaded));
+  return source;
+}
+
+absl::Status Accelerator::SaveModel(const torch::nn::Module& model,
+                                    const std::string& dir,
+                                    uint64_t max_shard_bytes) {
+  absl::Status saved;
+  if (state_->is_main_process()) {
+    saved = [&]() -> absl::Status {
+      std::error_code error;
+      if (fs::exists(dir, error) && !fs::is_directory(dir, error)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("SaveModel: ", dir, " is a file, not a folder"));
+      }
+      fs::create_directories(dir, error);
+      if (error) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "SaveModel: cannot create ", dir, ": ", error.message()));
+      }
+      for (const auto& item : model.named_parameters()) {
+        if (item.value().device().is_meta()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "SaveModel: parameter ", item.key(),
+              " is on the meta device (load its weights first)"));
+        }
+      }
+      // Stale shards of an earlier save (a different shard count).
+      for (const auto& entry : fs::directory_iterator(dir, error)) {
+        const std::string name = entry.path().filename();
+        if (entry.is_regular_file() &&
+            ((name.rfind("model-", 0) == 0 &&
+              name.find("-of-") != std::string::npos) ||
+             name == "model.safetensors" ||
+             name == "model.safetensors.index.json")) {
+          fs::remove(entry.path(), error);
+        }
+      }
+      return bigmodel::SaveShardedSafetensors(
+          dir, checkpoint::ModelStateDict(model),
+          {.max_shard_bytes = max_shard_bytes});
+    }();
+  }
+  return Agree(*state_, saved);
+}
+
+}  // namespace accelerate

@@ -1,0 +1,103 @@
+#include "checkpoint/model_state.h"
+
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include <torch/torch.h>
+#include "state/status_macros.h"
+#include "state/torch_errors.h"
+
+namespace accelerate::checkpoint {
+namespace {
+
+constexpr char kDataParallelPrefix[] = "module.";
+
+std::map<std::string, at::Tensor> Targets(const torch::nn::Module& model) {
+  std::map<std::string, at::Tensor> targets;
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    targets[item.key()] = item.value();
+  }
+  for (const auto& item : model.named_buffers(/*recurse=*/true)) {
+    targets[item.key()] = item.value();
+  }
+  return targets;
+}
+
+// At most a few names, for messages.
+std::string Some(const std::vector<std::string>& names) {
+  std::vector<std::string> shown(
+      names.begin(), names.begin() + std::min<size_t>(names.size(), 5));
+  return absl::StrCat(absl::StrJoin(shown, ", "),
+                      names.size() > shown.size() ? ", ..." : "");
+}
+
+}  // namespace
+
+bigmodel::NamedTensors ModelStateDict(const torch::nn::Module& model,
+                                      const std::string& prefix) {
+  bigmodel::NamedTensors tensors;
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    tensors.emplace_back(prefix + item.key(), item.value().detach());
+  }
+  for (const auto& item : model.named_buffers(/*recurse=*/true)) {
+    tensors.emplace_back(prefix + item.key(), item.value().detach());
+  }
+  return tensors;
+}
+
+absl::Status LoadModelState(torch::nn::Module& model,
+                            const std::string& path) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<bigmodel::SafetensorsFile> file,
+                              bigmodel::SafetensorsFile::Open(path));
+  std::map<std::string, at::Tensor> targets = Targets(model);
+  // The file's name for each of ours.
+  std::map<std::string, std::string> source;
+  std::vector<std::string> unexpected;
+  for (const std::string& name : file->names()) {
+    std::string ours = name;
+    if (targets.count(ours) == 0 &&
+        absl::StartsWith(name, kDataParallelPrefix)) {
+      ours = name.substr(sizeof(kDataParallelPrefix) - 1);
+    }
+    if (targets.count(ours) == 0) {
+      unexpected.push_back(name);
+    } else {
+      source[ours] = name;
+    }
+  }
+  std::vector<std::string> missing;
+  for (const auto& [name, tensor] : targets) {
+    if (source.count(name) == 0) missing.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " does not match the model: ",
+        missing.empty() ? "" : absl::StrCat(missing.size(), " missing (",
+                                            Some(missing), ")"),
+        !missing.empty() && !unexpected.empty() ? "; " : "",
+        unexpected.empty() ? "" : absl::StrCat(unexpected.size(),
+                                               " unexpected (",
+                                               Some(unexpected), ")")));
+  }
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  for (const auto& [name, target] : targets) {
+    ACCELERATE_ASSIGN_OR_RETURN(at::Tensor loaded, file->Get(source[name]));
+    if (!loaded.sizes().equals(target.sizes())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": ", source[name], " has shape ", c10::str(loaded.sizes()),
+          "; the model's ", name, " has ", c10::str(target.sizes())));
+    }
+    copies.emplace_back(target, std::move(loaded));
+  }
+  return state::RunGuarded(absl::StrCat("loading ", path), [&] {
+    torch::NoGradGuard no_grad;
+    for (auto& [target, loaded] : copies) target.copy_(loaded);
+  });
+}
+
+}  // namespace accelerate::checkpoint

@@ -1,0 +1,49 @@
+// Files in PyTorch's own serialization (`torch.save`'s zip archive with a
+// pickle and one record per storage), which Python reads with `torch.load`
+// (`weights_only=True` too) and which Python's `torch.save` writes for us to
+// read: dicts, lists, tuples, strings, numbers, booleans, None and tensors.
+// Tensors are streamed to the file from their own memory (no copy of the
+// whole archive is built), and the file is synced to disk before `Save`
+// returns.
+//
+// clang-format off
+//   #include <ATen/ATen.h>
+//   #include "state/status_macros.h"
+//   absl::Status Example(const std::string& path) {
+//     c10::Dict<std::string, at::Tensor> values;
+//     values.insert("weight", at::ones({2, 2}));
+//     ACCELERATE_RETURN_IF_ERROR(SaveTorchFile(path, values));
+//     ACCELERATE_ASSIGN_OR_RETURN(c10::IValue loaded, LoadTorchFile(path));
+//     return loaded.isGenericDict() ? absl::OkStatus() : absl::DataLossError(path);
+//   }
+// clang-format on
+//
+// Thread safety: the functions are safe to call concurrently on different
+// files.
+
+#ifndef ACCELERATE_CHECKPOINT_TORCH_FILE_H_
+#define ACCELERATE_CHECKPOINT_TORCH_FILE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include <ATen/core/ivalue.h>
+
+namespace accelerate::checkpoint {
+
+// Writes `value` to `path` (replacing it) as `torch.save` would, synced.
+// Errors name the file (`ResourceExhausted` for a full disk).
+[[nodiscard]] absl::Status SaveTorchFile(const std::string& path,
+                                         const c10::IValue& value);
+
+// Reads a file written by `torch.save` (or `SaveTorchFile`), tensors on the
+// CPU. `NotFound` when missing; `DataLoss` naming the file when it is
+// truncated, not an archive (PyTorch's legacy format included), or holds
+// Python objects beyond the types above (a NumPy array, a class).
+[[nodiscard]] absl::StatusOr<c10::IValue> LoadTorchFile(
+    const std::string& path);
+
+}  // namespace accelerate::checkpoint
+
+#endif  // ACCELERATE_CHECKPOINT_TORCH_FILE_H_
