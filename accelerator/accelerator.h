@@ -358,7 +358,8 @@ class Accelerator {
   // cannot be restored: a warning, as Accelerate gives when it cannot).
   // `DataLoss` naming the file for a truncated, corrupt or incomplete
   // checkpoint; `InvalidArgument` for one that does not fit what was
-  // prepared. Collective. Returns the folder read.
+  // prepared. With automatic naming, the next save's iteration follows the
+  // checkpoint loaded. Collective. Returns the folder read.
   [[nodiscard]] absl::StatusOr<std::string> LoadState(
       const std::string& dir = "");
   // Saves `object` with every checkpoint (in registration order).

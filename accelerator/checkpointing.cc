@@ -595,6 +595,15 @@ absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
     return absl::OkStatus();
   }();
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, loaded));
+  // The next automatic checkpoint follows the one loaded (Accelerate would
+  // stop at the existing folder instead).
+  checkpoint::ProjectConfiguration& config = options_.project_config;
+  if (config.automatic_checkpoint_naming) {
+    if (std::optional<int64_t> number =
+            checkpoint::CheckpointNumber(fs::path(source).filename())) {
+      config.iteration = std::max(config.iteration, *number + 1);
+    }
+  }
   return source;
 }
 
