@@ -42,18 +42,25 @@ absl::Status FromErrorCode(absl::string_view what, const std::string& path,
   return Errno(what, path);
 }
 
+// `path` without "." parts or a trailing slash.
+fs::path Clean(const std::string& path) {
+  fs::path clean = fs::path(path).lexically_normal();
+  if (clean.filename().empty() && clean.has_parent_path()) {
+    clean = clean.parent_path();
+  }
+  return clean;
+}
+
 std::string Parent(const std::string& path) {
-  std::string parent = fs::path(path).lexically_normal().parent_path();
+  std::string parent = Clean(path).parent_path();
   return parent.empty() ? "." : parent;
 }
 
 }  // namespace
 
 std::string StagingFolder(const std::string& target) {
-  const fs::path path = fs::path(target).lexically_normal();
-  std::string name = path.filename();
-  if (name.empty()) name = path.parent_path().filename();
-  return (fs::path(Parent(target)) / absl::StrCat(".", name, ".partial"))
+  return (fs::path(Parent(target)) /
+          absl::StrCat(".", Clean(target).filename().string(), ".partial"))
       .string();
 }
 

@@ -1,0 +1,80 @@
+#include "checkpoint/model_state.h"
+
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <torch/torch.h>
+#include "testing/files.h"
+#include "testing/status_matchers.h"
+
+namespace accelerate::checkpoint {
+namespace {
+
+using ::accelerate::testing::FreshTestDir;
+using ::accelerate::testing::StatusIs;
+using ::testing::HasSubstr;
+
+struct Net : torch::nn::Module {
+  explicit Net(int64_t hidden) {
+    fc = register_module("fc", torch::nn::Linear(3, hidden));
+    norm = register_module("norm", torch::nn::BatchNorm1d(hidden));
+  }
+  torch::nn::Linear fc{nullptr};
+  torch::nn::BatchNorm1d norm{nullptr};
+};
+
+TEST(ModelStateTest, NamesAreStateDictNamesWithBuffers) {
+  Net net(4);
+  bigmodel::NamedTensors tensors = ModelStateDict(net, "module.");
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : tensors) names.push_back(name);
+  EXPECT_THAT(names, ::testing::UnorderedElementsAre(
+                         "module.fc.weight", "module.fc.bias",
+                         "module.norm.weight", "module.norm.bias",
+                         "module.norm.running_mean", "module.norm.running_var",
+                         "module.norm.num_batches_tracked"));
+}
+
+TEST(ModelStateTest, LoadsWithOrWithoutTheDataParallelPrefix) {
+  const std::string dir = FreshTestDir("model_state");
+  torch::manual_seed(0);
+  Net saved(4);
+  saved.norm->running_mean.fill_(0.5);
+  ASSERT_OK(bigmodel::SaveSafetensors(dir + "/plain.safetensors",
+                                      ModelStateDict(saved)));
+  ASSERT_OK(bigmodel::SaveSafetensors(dir + "/ddp.safetensors",
+                                      ModelStateDict(saved, "module.")));
+  for (const char* file : {"/plain.safetensors", "/ddp.safetensors"}) {
+    torch::manual_seed(1);
+    Net loaded(4);
+    ASSERT_OK(LoadModelState(loaded, dir + file));
+    EXPECT_TRUE(torch::equal(loaded.fc->weight, saved.fc->weight)) << file;
+    EXPECT_TRUE(torch::equal(loaded.norm->running_mean,
+                             saved.norm->running_mean))
+        << file;
+  }
+}
+
+TEST(ModelStateTest, MismatchesAreNamedAndChangeNothing) {
+  const std::string dir = FreshTestDir("model_mismatch");
+  Net saved(4);
+  ASSERT_OK(bigmodel::SaveSafetensors(dir + "/model.safetensors",
+                                      ModelStateDict(saved)));
+  Net wider(5);
+  const at::Tensor before = wider.fc->weight.clone();
+  EXPECT_THAT(LoadModelState(wider, dir + "/model.safetensors"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("fc.bias has shape [4]; the model's fc.bias has [5]")));
+  EXPECT_TRUE(torch::equal(wider.fc->weight, before));
+
+  torch::nn::Linear other(3, 4);
+  EXPECT_THAT(LoadModelState(*other, dir + "/model.safetensors"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("2 missing (bias, weight); 7 unexpected")));
+  EXPECT_THAT(LoadModelState(*other, dir + "/absent.safetensors"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+}  // namespace
+}  // namespace accelerate::checkpoint

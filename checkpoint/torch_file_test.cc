@@ -1,0 +1,88 @@
+#include "checkpoint/torch_file.h"
+
+#include <filesystem>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include <torch/torch.h>
+#include "testing/files.h"
+#include "testing/status_matchers.h"
+
+namespace accelerate::checkpoint {
+namespace {
+
+using ::accelerate::testing::FreshTestDir;
+using ::accelerate::testing::ReadFileOrDie;
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::WriteFileOrDie;
+using ::testing::HasSubstr;
+
+c10::IValue Sample() {
+  c10::Dict<c10::IValue, c10::IValue> dict(c10::AnyType::get(),
+                                           c10::AnyType::get());
+  dict.insert("weight", torch::arange(12, torch::kFloat32).reshape({3, 4}));
+  dict.insert("step", torch::scalar_tensor(3.0));
+  dict.insert("lr", 0.25);
+  dict.insert("name", std::string("adam"));
+  dict.insert("none", c10::IValue());
+  dict.insert("pair", c10::ivalue::Tuple::create({0.9, 0.999}));
+  c10::Dict<c10::IValue, c10::IValue> by_index(c10::IntType::get(),
+                                               c10::AnyType::get());
+  by_index.insert(int64_t{7}, torch::ones({2}, torch::kBFloat16));
+  dict.insert("state", by_index);
+  return dict;
+}
+
+TEST(TorchFileTest, RoundTripsDictsListsNumbersAndTensors) {
+  const std::string path = FreshTestDir("roundtrip") + "/state.bin";
+  ASSERT_OK(SaveTorchFile(path, Sample()));
+  ASSERT_OK_AND_ASSIGN(c10::IValue loaded, LoadTorchFile(path));
+  ASSERT_TRUE(loaded.isGenericDict());
+  auto dict = loaded.toGenericDict();
+  EXPECT_TRUE(torch::equal(dict.at("weight").toTensor(),
+                           torch::arange(12, torch::kFloat32).reshape({3, 4})));
+  EXPECT_EQ(dict.at("lr").toDouble(), 0.25);
+  EXPECT_EQ(dict.at("name").toStringRef(), "adam");
+  EXPECT_TRUE(dict.at("none").isNone());
+  EXPECT_EQ(dict.at("pair").toTupleRef().elements()[1].toDouble(), 0.999);
+  auto state = dict.at("state").toGenericDict();
+  EXPECT_EQ(state.at(int64_t{7}).toTensor().scalar_type(), at::kBFloat16);
+}
+
+TEST(TorchFileTest, SharedStorageIsWrittenOnce) {
+  const std::string dir = FreshTestDir("shared");
+  const at::Tensor big = torch::zeros({1 << 16});
+  c10::List<at::Tensor> twice({big, big});
+  ASSERT_OK(SaveTorchFile(dir + "/twice.bin", twice));
+  ASSERT_OK(SaveTorchFile(dir + "/once.bin", c10::List<at::Tensor>({big})));
+  EXPECT_LT(std::filesystem::file_size(dir + "/twice.bin"),
+            std::filesystem::file_size(dir + "/once.bin") + 1024);
+}
+
+TEST(TorchFileTest, TruncatedFileIsDataLossNamingIt) {
+  const std::string path = FreshTestDir("truncated") + "/optimizer.bin";
+  ASSERT_OK(SaveTorchFile(path, Sample()));
+  const std::string bytes = ReadFileOrDie(path);
+  WriteFileOrDie(path, bytes.substr(0, bytes.size() / 2));
+  EXPECT_THAT(LoadTorchFile(path),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr(path)));
+}
+
+TEST(TorchFileTest, ForeignAndMissingFiles) {
+  const std::string dir = FreshTestDir("foreign");
+  WriteFileOrDie(dir + "/notes.bin", "not a zip archive at all");
+  EXPECT_THAT(LoadTorchFile(dir + "/notes.bin"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("notes.bin")));
+  EXPECT_THAT(LoadTorchFile(dir + "/absent.bin"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("absent.bin")));
+}
+
+TEST(TorchFileTest, UnwritableFolderIsAnErrorNamingThePath) {
+  EXPECT_THAT(SaveTorchFile("/nonexistent-folder/x.bin", Sample()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("/nonexistent-folder/x.bin")));
+}
+
+}  // namespace
+}  // namespace accelerate::checkpoint
