@@ -8,25 +8,67 @@
 // process shows each epoch's training loss and evaluation accuracy
 // (gathered from every process, without the padding duplicates), then prints
 // the final metrics as one JSON line.
+//
+// Checkpoints, with Accelerate's example flags: `--checkpointing_steps N`
+// (every N batches, as `step_<n>`) or `epoch` (as `epoch_<e>`), under
+// `--output_dir`; `--resume_from_checkpoint <folder>` or `latest` picks up
+// where that checkpoint stood (mid-epoch too), and the run ends with the
+// same JSON line as one that never stopped. `--stop_after_steps N` ends the
+// run after N batches, as an interruption would.
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "data/data_loader.h"
+#include "examples/checkpointing_flags.h"
 #include "precision/fp8_linear.h"
 
 ABSL_FLAG(int, epochs, 8, "Passes over the training set.");
 ABSL_FLAG(int64_t, batch_size, 32, "Batch size per process.");
 ABSL_FLAG(double, lr, 0.05, "SGD learning rate.");
 ABSL_FLAG(int64_t, samples, 3000, "Training samples (as many for evaluation).");
+ABSL_FLAG(std::string, checkpointing_steps, "",
+          "Save a checkpoint every this many batches, or \"epoch\".");
+ABSL_FLAG(std::string, output_dir, "", "Where checkpoints go.");
+ABSL_FLAG(std::string, resume_from_checkpoint, "",
+          "A checkpoint folder to resume from, or \"latest\".");
+ABSL_FLAG(int64_t, stop_after_steps, -1,
+          "End after this many batches (an interruption, to resume).");
 
 namespace {
+
+// Where the loop stands, saved with each checkpoint: the batches so far and
+// the running loss of the epoch in progress.
+struct Progress {
+  int64_t step = 0;
+  double loss_sum = 0;
+  int64_t batches = 0;
+  c10::IValue state_dict() const {
+    c10::impl::GenericDict state(c10::StringType::get(), c10::AnyType::get());
+    state.insert("step", step);
+    state.insert("loss_sum", loss_sum);
+    state.insert("batches", batches);
+    return state;
+  }
+  absl::Status load_state_dict(const c10::IValue& value) {
+    if (!value.isGenericDict()) {
+      return absl::InvalidArgumentError("progress: not a dict");
+    }
+    auto state = value.toGenericDict();
+    step = state.at("step").toInt();
+    loss_sum = state.at("loss_sum").toDouble();
+    batches = state.at("batches").toInt();
+    return absl::OkStatus();
+  }
+};
 
 // torch::nn::Linear's drop-in that computes in float8 under
 // `--mixed_precision fp8` (and as torch::nn::Linear otherwise).
@@ -67,6 +109,10 @@ std::shared_ptr<accelerate::data::TensorDataset> Clouds(int64_t n,
   } while (false)
 
 int Run() {
+  auto checkpointing = accelerate::examples::ParseCheckpointingSteps(
+      absl::GetFlag(FLAGS_checkpointing_steps));
+  CHECK_OK_OR_RETURN(checkpointing.status());
+  const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
   auto created = accelerate::Accelerator::Create();
   CHECK_OK_OR_RETURN(created.status());
   accelerate::Accelerator& acc = **created;
@@ -101,12 +147,28 @@ int Run() {
   accelerate::data::DataLoaderOptions eval_options;
   eval_options.batch_size = 256;
 
+  auto progress = std::make_shared<Progress>();
+  acc.RegisterForCheckpointing(progress);
+  auto save = [&](const std::string& name) {
+    return acc
+        .SaveState((std::filesystem::path(output_dir) / name).string())
+        .status();
+  };
+  if (!absl::GetFlag(FLAGS_resume_from_checkpoint).empty()) {
+    auto folder = accelerate::examples::ResolveResumeFolder(
+        absl::GetFlag(FLAGS_resume_from_checkpoint), output_dir);
+    CHECK_OK_OR_RETURN(folder.status());
+    CHECK_OK_OR_RETURN(acc.LoadState(*folder).status());
+    acc.Print("resumed from ", *folder, " at step ", progress->step,
+              ", epoch ", train->epoch() + 1);
+  }
+
   double accuracy = 0;
   double last_loss = 0;
-  for (int epoch = 0; epoch < absl::GetFlag(FLAGS_epochs); ++epoch) {
+  // A resumed loader stands in the epoch it was saved in.
+  for (int epoch = static_cast<int>(train->epoch());
+       epoch < absl::GetFlag(FLAGS_epochs); ++epoch) {
     model->train();
-    double loss_sum = 0;
-    int64_t batches = 0;
     while (true) {
       auto batch = train->Next();
       CHECK_OK_OR_RETURN(batch.status());
@@ -119,8 +181,18 @@ int Run() {
       CHECK_OK_OR_RETURN(opt->step());
       sched->step();
       opt->zero_grad();
-      loss_sum += loss.item<double>();
-      ++batches;
+      progress->loss_sum += loss.item<double>();
+      ++progress->batches;
+      ++progress->step;
+      if (checkpointing->every > 0 &&
+          progress->step % checkpointing->every == 0) {
+        CHECK_OK_OR_RETURN(save(absl::StrCat("step_", progress->step)));
+      }
+      if (progress->step == absl::GetFlag(FLAGS_stop_after_steps)) {
+        acc.Print("stopping after step ", progress->step);
+        CHECK_OK_OR_RETURN(acc.WaitForEveryone());
+        return 0;
+      }
     }
     // Evaluation: every process scores its shard; the main process counts
     // each sample once.
@@ -142,10 +214,16 @@ int Run() {
       total += all->numel();
     }
     accuracy = static_cast<double>(correct) / static_cast<double>(total);
-    last_loss = loss_sum / static_cast<double>(std::max<int64_t>(batches, 1));
+    last_loss = progress->loss_sum /
+                static_cast<double>(std::max<int64_t>(progress->batches, 1));
+    progress->loss_sum = 0;
+    progress->batches = 0;
     acc.Print("epoch ", epoch + 1, "/", absl::GetFlag(FLAGS_epochs),
               ": train loss ", last_loss, ", eval accuracy ", accuracy,
               " (", total, " samples)");
+    if (checkpointing->each_epoch) {
+      CHECK_OK_OR_RETURN(save(absl::StrCat("epoch_", epoch)));
+    }
   }
   if (acc.IsMainProcess()) {
     std::printf(

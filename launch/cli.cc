@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "launch/checkpoint_command.h"
 #include "launch/command.h"
 #include "launch/companions.h"
 #include "launch/config.h"
@@ -35,6 +36,8 @@ constexpr char kUsage[] =
     "  env      Print the environment report for bug reports.\n"
     "  test     Run the bundled distributed self-check under the current "
     "config.\n"
+    "  checkpoint  List a project's checkpoints (`checkpoint list`) or check "
+    "one folder (`checkpoint check`).\n"
     "  plan-shards  Print the batches each process sees under Accelerate's "
     "data sharding, as JSON (plan-shards --help).\n"
     "  estimate-memory  Accelerate's memory table for a local safetensors "
@@ -200,6 +203,7 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
   if (command == "config") return RunConfigCommand(rest, env, input, host);
   if (command == "env") return RunEnvCommand(rest, env, host);
   if (command == "test") return Test(rest, env, host);
+  if (command == "checkpoint") return RunCheckpointCommand(rest, env);
   if (IsCompanionCommand(command)) {
     return RunCompanionCommand(command, rest, env);
   }
@@ -208,8 +212,9 @@ int RunCli(const std::vector<std::string>& args, const state::Environment& env,
     return 0;
   }
   std::cerr << "accelerate: unknown command \"" << command
-            << "\" (one of launch, config, env, test, plan-shards, "
-               "estimate-memory, merge-weights, plan-device-map)\n\n"
+            << "\" (one of launch, config, env, test, checkpoint, "
+               "plan-shards, estimate-memory, merge-weights, "
+               "plan-device-map)\n\n"
             << kUsage;
   return kFailureExitCode;
 }

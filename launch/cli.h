@@ -1,8 +1,9 @@
 // The `accelerate` command line: `launch`, `config` (and `config default`),
-// `env`, `test`, and the helper commands `plan-shards`, `estimate-memory`,
-// `merge-weights` and `plan-device-map`, with Accelerate's names, flags and
-// config files. Every subcommand parses its flags with the one parser
-// (flags.h): `--flag value` or `--flag=value`, and `--help`.
+// `env`, `test`, `checkpoint` (`list` and `check`), and the helper commands
+// `plan-shards`, `estimate-memory`, `merge-weights` and `plan-device-map`,
+// with Accelerate's names, flags and config files. Every subcommand parses
+// its flags with the one parser (flags.h): `--flag value` or
+// `--flag=value`, and `--help`.
 //
 // clang-format off
 //   #include <iostream>

@@ -1,7 +1,8 @@
 // The `accelerate` subcommands besides `launch`, run through the binary:
-// `config` (questions and `config default`), `env`, `test`, and the helper
-// commands (`plan-shards`, `merge-weights`, `estimate-memory`,
-// `plan-device-map`) with the one flag parser and help format.
+// `config` (questions and `config default`), `env`, `test`, `checkpoint`
+// (its behaviour is checkpoint_command_test's), and the helper commands
+// (`plan-shards`, `merge-weights`, `estimate-memory`, `plan-device-map`)
+// with the one flag parser and help format.
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -278,8 +279,8 @@ TEST(CliTest, HelperCommandsTakeEitherFlagSpellingAndNameUnknownFlags) {
 
 TEST(CliTest, EveryCommandHasTheSameHelpFormat) {
   for (const char* command :
-       {"launch", "config", "env", "test", "plan-shards", "estimate-memory",
-        "merge-weights", "plan-device-map"}) {
+       {"launch", "config", "env", "test", "checkpoint", "plan-shards",
+        "estimate-memory", "merge-weights", "plan-device-map"}) {
     ProcessResult result = RunAccelerate({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command << result.output;
     EXPECT_THAT(result.output,
