@@ -32,6 +32,13 @@
 // The main process prints `step N loss L lr X` every `--log_every` optimizer
 // steps, the evaluation perplexity after each epoch (and after training when
 // `--max_steps` stops it mid-epoch), then one JSON line with the results.
+//
+// Checkpoints, with Accelerate's example flags: `--checkpointing_steps N`
+// (every N optimizer steps, as `step_<n>`) or `epoch` (as `epoch_<e>`),
+// under `--output_dir`; `--resume_from_checkpoint <folder>` or `latest`
+// picks up there (mid-epoch too) and the run ends with the same results as
+// one that never stopped (all but the timings). `--stop_after_steps N` ends
+// the run after N optimizer steps, as an interruption would.
 
 #include <torch/torch.h>
 
@@ -59,6 +66,7 @@
 #include "data/batch.h"
 #include "data/collate.h"
 #include "data/data_loader.h"
+#include "examples/checkpointing_flags.h"
 #include "precision/fp8_linear.h"
 #include "state/status_macros.h"
 
@@ -80,6 +88,13 @@ ABSL_FLAG(int64_t, n_embd, 64, "Width.");
 ABSL_FLAG(int64_t, n_head, 4, "Attention heads.");
 ABSL_FLAG(uint64_t, seed, 42, "Seed of the initial weights and the order.");
 ABSL_FLAG(int64_t, log_every, 10, "Print the loss every this many steps.");
+ABSL_FLAG(std::string, checkpointing_steps, "",
+          "Save a checkpoint every this many optimizer steps, or \"epoch\".");
+ABSL_FLAG(std::string, output_dir, "", "Where checkpoints go.");
+ABSL_FLAG(std::string, resume_from_checkpoint, "",
+          "A checkpoint folder to resume from, or \"latest\".");
+ABSL_FLAG(int64_t, stop_after_steps, -1,
+          "End after this many optimizer steps (an interruption, to resume).");
 
 namespace {
 
@@ -348,8 +363,49 @@ absl::StatusOr<double> Perplexity(
   return std::exp(nll / tokens);
 }
 
+// Where the loop stands, saved with each checkpoint (at optimizer steps,
+// where no process holds a partial loss): the step, the tokens and seconds
+// counted, every step's loss, the last perplexity.
+struct Progress {
+  int64_t step = 0;
+  double tokens = 0, seconds = 0, perplexity = NAN;
+  std::vector<double> losses;
+  bool evaluated = false;
+  c10::IValue state_dict() const {
+    c10::impl::GenericDict state(c10::StringType::get(), c10::AnyType::get());
+    state.insert("step", step);
+    state.insert("tokens", tokens);
+    state.insert("seconds", seconds);
+    state.insert("perplexity", perplexity);
+    state.insert("losses", c10::List<double>(losses));
+    state.insert("evaluated", evaluated);
+    return state;
+  }
+  absl::Status load_state_dict(const c10::IValue& value) {
+    if (!value.isGenericDict()) {
+      return absl::InvalidArgumentError("progress: not a dict");
+    }
+    auto state = value.toGenericDict();
+    step = state.at("step").toInt();
+    tokens = state.at("tokens").toDouble();
+    seconds = state.at("seconds").toDouble();
+    perplexity = state.at("perplexity").toDouble();
+    losses.clear();
+    for (const c10::IValue& loss : state.at("losses").toListRef()) {
+      losses.push_back(loss.toDouble());
+    }
+    evaluated = state.at("evaluated").toBool();
+    return absl::OkStatus();
+  }
+};
+
 absl::Status Run() {
   ACCELERATE_RETURN_IF_ERROR(ValidateFlags());
+  ACCELERATE_ASSIGN_OR_RETURN(
+      const accelerate::examples::CheckpointingSteps checkpointing,
+      accelerate::examples::ParseCheckpointingSteps(
+          absl::GetFlag(FLAGS_checkpointing_steps)));
+  const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
   const int64_t max_length = absl::GetFlag(FLAGS_max_length);
   std::string text = absl::GetFlag(FLAGS_text);
   if (text.empty()) text = DefaultText();
@@ -397,16 +453,33 @@ absl::Status Run() {
             " batches per epoch per process, accumulation ", accumulation, ", ",
             total, " optimizer steps, ", eval_lines, " eval lines");
 
-  int64_t step = 0;
-  double tokens = 0, seconds = 0, perplexity = NAN;
+  auto progress = std::make_shared<Progress>();
+  acc.RegisterForCheckpointing(progress);
+  auto save = [&](const std::string& name) {
+    return acc.SaveState((std::filesystem::path(output_dir) / name).string())
+        .status();
+  };
+  if (!absl::GetFlag(FLAGS_resume_from_checkpoint).empty()) {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        const std::string folder,
+        accelerate::examples::ResolveResumeFolder(
+            absl::GetFlag(FLAGS_resume_from_checkpoint), output_dir));
+    ACCELERATE_RETURN_IF_ERROR(acc.LoadState(folder).status());
+    acc.Print("resumed from ", folder, " at step ", progress->step);
+  }
+  int64_t& step = progress->step;
+  double& tokens = progress->tokens;
+  double& seconds = progress->seconds;
+  double& perplexity = progress->perplexity;
+  std::vector<double>& losses = progress->losses;  // Each step's global loss.
+  bool& evaluated = progress->evaluated;
   double micro_loss = 0;  // This process's share of the step's loss.
   int64_t micro_batches = 0;
-  std::vector<double> losses;  // Global loss of each optimizer step.
-  bool evaluated = false;
-  for (int epoch = 0; epoch < absl::GetFlag(FLAGS_epochs) && step < total;
-       ++epoch) {
+  // A resumed loader stands in the epoch it was saved in.
+  for (int epoch = static_cast<int>(train->epoch());
+       epoch < absl::GetFlag(FLAGS_epochs) && step < total; ++epoch) {
     train->SetEpoch(epoch);
-    const auto start = std::chrono::steady_clock::now();
+    auto start = std::chrono::steady_clock::now();
     bool epoch_done = false;
     while (step < total) {
       ACCELERATE_ASSIGN_OR_RETURN(std::optional<Batch> batch, train->Next());
@@ -454,6 +527,17 @@ absl::Status Run() {
         acc.Print(absl::StrFormat("step %d loss %.4f lr %.6g", step,
                                   losses.back(), lr));
       }
+      if (checkpointing.every > 0 && step % checkpointing.every == 0) {
+        seconds += std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
+        start = std::chrono::steady_clock::now();
+        ACCELERATE_RETURN_IF_ERROR(save(absl::StrCat("step_", step)));
+      }
+      if (step == absl::GetFlag(FLAGS_stop_after_steps)) {
+        acc.Print("stopping after step ", step);
+        return acc.WaitForEveryone();
+      }
     }
     seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -464,6 +548,9 @@ absl::Status Run() {
       ACCELERATE_ASSIGN_OR_RETURN(perplexity, Perplexity(acc, model, *eval));
       acc.Print(absl::StrFormat("epoch %d: eval perplexity %.4f", epoch + 1,
                                 perplexity));
+    }
+    if (checkpointing.each_epoch && evaluated) {
+      ACCELERATE_RETURN_IF_ERROR(save(absl::StrCat("epoch_", epoch)));
     }
   }
   if (!evaluated) {

@@ -10,7 +10,10 @@
 #  4. train_lm_peer.py under Python Accelerate's launcher is the same work:
 #     with the same seed it builds the same initial weights (one LibTorch,
 #     the same draws in the same order) and reads the same batches, so its
-#     losses and perplexity equal ours (to 1e-5 relative).
+#     losses and perplexity equal ours (to 1e-5 relative);
+#  5. a run stopped after a checkpoint and resumed from it (`latest`, mid-
+#     epoch, accumulating) ends with the results of one that never stopped,
+#     exactly (all but the timings).
 # Arguments: the accelerate binary, the train_lm binary, the corpus, the
 # peers' Python, train_lm_peer.py.
 set -euo pipefail
@@ -131,4 +134,28 @@ paste <(losses "$ours"; field "$ours" eval_perplexity) \
     if (d > 1e-5) { print "line " n ": ours " $1 ", the peer " $2 > "/dev/stderr"; bad = 1 } }
   END { if (n != 4 || bad) { print "train_lm and its peer differ" > "/dev/stderr"; exit 1 } }'
 echo "peer runs: $((SECONDS - start)) s"
+
+# 5. Stopped and resumed.
+start=$SECONDS
+work="${TEST_TMPDIR}/resume"
+rm -rf "$work"
+untimed() {
+  sed -E 's/"tokens_per_second": [^,]+, "train_seconds": [^,]+, //' <<<"$1"
+}
+flags=(--gradient_accumulation_steps 2 -- --epochs 3 --max_steps 30
+  --warmup_steps 4 --log_every 1 --checkpointing_steps 8)
+full="$(untimed "$(run_json 2 "${flags[@]}" --output_dir "$work/full")")"
+"$accelerate" launch -q --cpu --num_processes 2 --num_cpu_threads_per_process 1 \
+  --gradient_accumulation_steps 2 "$program" --text "$text" --epochs 3 \
+  --max_steps 30 --warmup_steps 4 --log_every 1 --checkpointing_steps 8 \
+  --output_dir "$work/stopped" --stop_after_steps 27 >/dev/null
+[[ -d "$work/stopped/step_24" && ! -d "$work/stopped/step_32" ]] ||
+  { echo "the stopped run left: $(ls "$work/stopped")" >&2; exit 1; }
+resumed="$(untimed "$(run_json 2 "${flags[@]}" --output_dir "$work/stopped" \
+  --resume_from_checkpoint latest)")"
+echo "uninterrupted: $full"
+echo "resumed:       $resumed"
+[[ "$resumed" == "$full" ]] ||
+  { echo "the resumed run ends otherwise than the uninterrupted one" >&2; exit 1; }
+echo "resume runs: $((SECONDS - start)) s"
 echo "PASS"
