@@ -36,7 +36,7 @@ Accelerator::Accelerator(std::unique_ptr<state::PartialState> state,
     // With several processes the found-inf flag is all-reduced, so that
     // every rank skips the same steps.
     scaler_ = std::make_unique<precision::GradScaler>(
-        precision::GradScalerOptions{}, state_.get());
+        options_.grad_scaler, state_.get());
   }
 }
 

@@ -75,6 +75,7 @@
 #include "accelerator/prepare_args.h"
 #include "accelerator/prepared_scheduler.h"
 #include "bigmodel/safetensors.h"
+#include "checkpoint/inspect.h"
 #include "checkpoint/project.h"
 #include "data/batch.h"
 #include "data/batch_collectives.h"
@@ -331,12 +332,15 @@ class Accelerator {
 
   // Checkpointing (Accelerate's `save_state` / `load_state`), in
   // Accelerate's layout so that the folder opens in Python Accelerate too:
-  // `model.safetensors` (`model_<i>.safetensors`; names prefixed "module."
-  // with several processes, as a DDP model's), `optimizer.bin`,
-  // `scheduler.bin` (`_<i>` after the first), `scaler.pt` (fp16),
-  // `custom_checkpoint_<i>.pkl`, one `random_states_<rank>.pkl` per process
-  // (its generators, the accumulation step, and ours alone: each loader's
-  // position, gradients being accumulated), and our manifest
+  // `model.safetensors` (`model_<i>.safetensors`; the model's own names,
+  // with any number of processes, as Accelerate saves the module it was
+  // given rather than its DDP wrapper; "module." names, which earlier
+  // versions of ours wrote, still load), `optimizer.bin` (with
+  // `initial_lr` in each group when a scheduler follows it, as a Python
+  // scheduler sets), `scheduler.bin` (`_<i>` after the first), `scaler.pt`
+  // (fp16), `custom_checkpoint_<i>.pkl`, one `random_states_<rank>.pkl` per
+  // process (its generators, the accumulation step, and ours alone: each
+  // loader's position, gradients being accumulated), and our manifest
   // (checkpoint/inspect.h).
   //
   // Atomic: every process writes into a staging folder, synced; the main
@@ -468,6 +472,20 @@ class Accelerator {
   // `index`: the argument of `Prepare` it was, named in errors.
   absl::StatusOr<PreparedScheduler*> PrepareSchedulerFor(
       const SchedulerFor& pair, std::optional<size_t> index);
+  // Checkpointing: what `random_states_<rank>.pkl` holds for this process
+  // (generators, accumulation step, loader positions, accumulated
+  // gradients, optimizer counters, fp8 histories), and back from the
+  // checkpoint `source` (`report`: its inspection).
+  c10::IValue ProcessState() const;
+  absl::Status RestoreProcessState(const std::string& source,
+                                   const checkpoint::CheckpointReport& report);
+  absl::Status RestoreProcessStateUnguarded(
+      const std::string& source, const checkpoint::CheckpointReport& report);
+  // Checkpointing: the delayed-scaling state of each float8 layer (in the
+  // order switched), and back (`source` names the file in errors).
+  c10::IValue Fp8ScalesState() const;
+  absl::Status RestoreFp8Scales(const c10::IValue& saved,
+                                const std::string& source);
   // Updates the fp16 scale for the iteration (nothing if no optimizer was
   // unscaled) and starts the next. REQUIRES: scaler_.
   absl::Status EndScalerIteration();

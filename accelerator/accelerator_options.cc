@@ -58,6 +58,17 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     return absl::InvalidArgumentError(absl::StrCat(
         "bucket_cap_mb ", resolved.bucket_cap_mb, " is not a positive size"));
   }
+  const precision::GradScalerOptions& scaler = resolved.grad_scaler;
+  if (!(scaler.init_scale > 0) || !(scaler.growth_factor > 1) ||
+      !(scaler.backoff_factor > 0 && scaler.backoff_factor < 1) ||
+      scaler.growth_interval < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grad_scaler: init_scale ", scaler.init_scale, ", growth_factor ",
+        scaler.growth_factor, ", backoff_factor ", scaler.backoff_factor,
+        ", growth_interval ", scaler.growth_interval,
+        ": need init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1 "
+        "and growth_interval >= 1"));
+  }
   checkpoint::ProjectConfiguration& project = resolved.project_config;
   if (project.logging_dir.empty()) project.logging_dir = project.project_dir;
   if (project.automatic_checkpoint_naming && project.project_dir.empty()) {
@@ -68,6 +79,11 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
     return absl::InvalidArgumentError(
         absl::StrCat("project_config.total_limit ", *project.total_limit,
                      " is not a positive count"));
+  }
+  if (project.save_on_each_node) {
+    return absl::InvalidArgumentError(
+        "project_config.save_on_each_node is not supported: checkpoints are "
+        "written into one folder on a file system every process shares");
   }
   if (project.iteration < 0) {
     return absl::InvalidArgumentError(absl::StrCat(

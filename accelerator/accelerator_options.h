@@ -27,6 +27,7 @@
 #include "accelerator/gradient_state.h"
 #include "checkpoint/project.h"
 #include "precision/fp8_recipe.h"
+#include "precision/grad_scaler.h"
 #include "state/environment.h"
 
 namespace accelerate {
@@ -47,6 +48,10 @@ struct AcceleratorOptions {
   // first and last linear layers and those whose sizes are not multiples of
   // 16.
   std::function<bool(const std::string& name)> fp8_module_filter;
+  // The fp16 loss scaler's settings (Accelerate's `GradScalerKwargs`):
+  // initial scale, growth and backoff factors, growth interval; PyTorch's
+  // defaults.
+  precision::GradScalerOptions grad_scaler;
   // Batches per optimizer step. Default: `gradient_accumulation_plugin`'s
   // `num_steps`, else ACCELERATE_GRADIENT_ACCUMULATION_STEPS, else 1.
   std::optional<int> gradient_accumulation_steps;

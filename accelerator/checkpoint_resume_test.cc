@@ -1,7 +1,8 @@
 // Real processes (checkpoint_worker) over gloo on 127.0.0.1: a run stopped
 // at a checkpoint and resumed ends with the same weights, bit for bit, as
-// one that never stopped; a process killed at any stage of a save leaves
-// the previous checkpoint whole.
+// one that never stopped (fp32, fp16 with its loss scaler, fp8 with its
+// delayed-scaling histories); a process killed at any stage of a save
+// leaves the previous checkpoint whole.
 
 #include <signal.h>
 
@@ -105,7 +106,8 @@ INSTANTIATE_TEST_SUITE_P(
     Configurations, CheckpointResumeTest,
     ::testing::Values(std::make_tuple(1, std::string("no")),
                       std::make_tuple(2, std::string("no")),
-                      std::make_tuple(2, std::string("fp16"))));
+                      std::make_tuple(2, std::string("fp16")),
+                      std::make_tuple(2, std::string("fp8"))));
 
 class CheckpointCrashTest
     : public ::testing::TestWithParam<std::tuple<int, std::string>> {};

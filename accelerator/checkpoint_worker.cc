@@ -26,20 +26,23 @@
 #include "accelerator/accelerator.h"
 #include "bigmodel/safetensors.h"
 #include "checkpoint/model_state.h"
+#include "precision/fp8_linear.h"
 #include "state/status_macros.h"
 
 namespace accelerate {
 namespace {
 
+// Fp8Linear: plain linear layers but under fp8, where their delayed
+// scaling histories are part of the checkpoint.
 struct Net : torch::nn::Module {
   Net() {
-    fc1 = register_module("fc1", torch::nn::Linear(6, 16));
-    fc2 = register_module("fc2", torch::nn::Linear(16, 2));
+    fc1 = register_module("fc1", precision::Fp8Linear(6, 16));
+    fc2 = register_module("fc2", precision::Fp8Linear(16, 2));
   }
   at::Tensor forward(const at::Tensor& x) {
     return fc2(torch::dropout(torch::relu(fc1(x)), 0.3, is_training()));
   }
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  precision::Fp8Linear fc1{nullptr}, fc2{nullptr};
 };
 
 // Batches trained so far, saved with the checkpoint as a custom object.
@@ -81,6 +84,17 @@ absl::Status Run(std::map<std::string, std::string> args) {
   options.cpu = true;
   options.gradient_accumulation_steps = 3;
   options.mixed_precision = arg("precision", "no");
+  if (*options.mixed_precision == "fp16") {
+    // The scale grows every other step until gradients overflow and steps
+    // are skipped: the scaler's state matters to the result.
+    options.grad_scaler.growth_interval = 2;
+    options.grad_scaler.growth_factor = 4;
+  }
+  if (*options.mixed_precision == "fp8") {
+    // Transformer Engine's delayed scaling, with a short history.
+    options.fp8.backend = "TE";
+    options.fp8.amax_history_len = 4;
+  }
   if (!arg("project").empty()) {
     options.project_config.project_dir = arg("project");
     options.project_config.automatic_checkpoint_naming = true;
@@ -161,7 +175,12 @@ absl::Status Run(std::map<std::string, std::string> args) {
         absl::StrCat(arg("out"), "/final_", rank, ".safetensors"),
         checkpoint::ModelStateDict(*model)));
   }
-  std::cout << "RESULT batches " << counter->batches << std::endl;
+  std::cout << "RESULT batches " << counter->batches;
+  if (accelerator->scaler() != nullptr) {
+    std::cout << " scale " << accelerator->scaler()->scale() << " steps_taken "
+              << opt->steps_taken();
+  }
+  std::cout << std::endl;
   return absl::OkStatus();
 }
 

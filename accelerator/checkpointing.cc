@@ -22,6 +22,7 @@
 #include "checkpoint/rng_state.h"
 #include "checkpoint/scheduler_state.h"
 #include "checkpoint/torch_file.h"
+#include "precision/fp8_linear.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -128,6 +129,19 @@ struct SharedItem {
   std::function<absl::Status(const std::string& path)> write;
 };
 
+// Sets `initial_lr` in each group of `optimizer_state` (Python's
+// structure) from `base_lrs`, one per group; nothing when they differ in
+// number.
+void AddInitialLrs(const c10::IValue& optimizer_state,
+                   const std::vector<double>& base_lrs) {
+  c10::List<c10::IValue> groups =
+      optimizer_state.toGenericDict().at("param_groups").toList();
+  if (groups.size() != base_lrs.size()) return;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    groups.get(g).toGenericDict().insert_or_assign("initial_lr", base_lrs[g]);
+  }
+}
+
 absl::StatusOr<std::vector<WrittenFile>> WriteItems(
     const std::vector<const SharedItem*>& items, const std::string& staging,
     const SaveStateOptions& options) {
@@ -144,6 +158,233 @@ absl::StatusOr<std::vector<WrittenFile>> WriteItems(
 }
 
 }  // namespace
+
+c10::IValue Accelerator::ProcessState() const {
+  Dict states = NewDict();
+  states.insert("step", gradients_.step());
+  checkpoint::AddGeneratorStates(states);
+  Dict ours = NewDict();
+  ours.insert("version", int64_t{1});
+  ours.insert("num_processes", int64_t{state_->num_processes()});
+  ours.insert("sync_gradients", gradients_.sync_gradients());
+  c10::List<c10::IValue> loaders(c10::AnyType::get());
+  for (const auto& weak : loaders_) {
+    std::shared_ptr<data::PreparedDataLoader> loader = weak.lock();
+    if (loader == nullptr) {
+      loaders.push_back(c10::IValue());
+      continue;
+    }
+    const data::LoaderState position = loader->state();
+    Dict entry = NewDict();
+    entry.insert("epoch", position.epoch);
+    entry.insert("batches_done", position.batches_done);
+    entry.insert("seed", static_cast<int64_t>(position.seed));
+    loaders.push_back(entry);
+  }
+  ours.insert("loaders", loaders);
+  c10::List<c10::IValue> counters(c10::AnyType::get());
+  for (const auto& optimizer : optimizers_) {
+    Dict entry = NewDict();
+    entry.insert("steps_taken", optimizer->steps_taken());
+    entry.insert("step_was_skipped", optimizer->step_was_skipped());
+    counters.push_back(entry);
+  }
+  ours.insert("optimizers", counters);
+  // Gradients being accumulated: this process's own.
+  c10::List<c10::IValue> gradients(c10::AnyType::get());
+  for (const auto& model : model_order_) {
+    c10::Dict<std::string, at::Tensor> grads;
+    for (const auto& item : model->named_parameters()) {
+      if (item.value().grad().defined()) {
+        grads.insert(item.key(), item.value().grad());
+      }
+    }
+    gradients.push_back(grads);
+  }
+  ours.insert("gradients", gradients);
+  ours.insert("fp8_scales", Fp8ScalesState());
+  states.insert("accelerate_cpp", ours);
+  return states;
+}
+
+absl::Status Accelerator::RestoreProcessState(
+    const std::string& source, const checkpoint::CheckpointReport& report) {
+  try {
+    return RestoreProcessStateUnguarded(source, report);
+  } catch (const std::exception& e) {  // A field of the wrong type.
+    std::string what = e.what();
+    what = what.substr(0, what.find('\n'));
+    return absl::DataLossError(absl::StrCat(
+        (fs::path(source) / RandomStatesName(state_->process_index())).string(),
+        " does not hold what it should: ", what));
+  }
+}
+
+absl::Status Accelerator::RestoreProcessStateUnguarded(
+    const std::string& source, const checkpoint::CheckpointReport& report) {
+  const std::string own = RandomStatesName(state_->process_index());
+  const std::string own_path = (fs::path(source) / own).string();
+  absl::StatusOr<c10::IValue> states = checkpoint::LoadTorchFile(own_path);
+  if (!states.ok()) {
+    if (report.has_manifest && state_->process_index() < report.num_processes) {
+      return states.status();
+    }
+    ACCELERATE_LOG(WARNING)
+        << "could not load random states from " << own_path << " ("
+        << states.status().message()
+        << "); generators, loader positions and the accumulation step "
+           "start afresh";
+    return absl::OkStatus();
+  }
+  if (!states->isGenericDict()) {
+    return absl::DataLossError(absl::StrCat(own_path, " is not a dict"));
+  }
+  Dict dict = states->toGenericDict();
+  ACCELERATE_RETURN_IF_ERROR(checkpoint::RestoreGeneratorStates(dict, own));
+  auto ours_it = dict.find("accelerate_cpp");
+  int64_t step = 0;
+  if (auto found = dict.find("step");
+      found != dict.end() && found->value().isInt()) {
+    step = found->value().toInt();
+  }
+  bool sync = step % gradients_.accumulation_steps() == 0;
+  if (ours_it == dict.end() || !ours_it->value().isGenericDict()) {
+    gradients_.Restore(step, sync);
+    return absl::OkStatus();
+  }
+  Dict ours = ours_it->value().toGenericDict();
+  if (auto found = ours.find("sync_gradients");
+      found != ours.end() && found->value().isBool()) {
+    sync = found->value().toBool();
+  }
+  gradients_.Restore(step, sync);
+  const bool same_world =
+      report.num_processes == state_->num_processes();
+  if (auto found = ours.find("loaders"); found != ours.end() &&
+                                         found->value().isList()) {
+    c10::List<c10::IValue> saved = found->value().toList();
+    if (!same_world && !saved.empty()) {
+      ACCELERATE_LOG(WARNING)
+          << "checkpoint " << source << " was saved by "
+          << report.num_processes << " processes, not "
+          << state_->num_processes()
+          << ": loader positions are per process and are not restored";
+    }
+    for (size_t i = 0; same_world && i < saved.size() && i < loaders_.size();
+         ++i) {
+      std::shared_ptr<data::PreparedDataLoader> loader = loaders_[i].lock();
+      if (loader == nullptr || !saved.get(i).isGenericDict()) continue;
+      Dict entry = saved.get(i).toGenericDict();
+      data::LoaderState position;
+      position.epoch = entry.at("epoch").toInt();
+      position.batches_done = entry.at("batches_done").toInt();
+      position.seed = static_cast<uint64_t>(entry.at("seed").toInt());
+      absl::Status restored = loader->Restore(position);
+      if (!restored.ok()) {
+        return absl::Status(restored.code(),
+                            absl::StrCat(own, ": loader ", i, ": ",
+                                         restored.message()));
+      }
+    }
+  }
+  if (auto found = ours.find("optimizers"); found != ours.end() &&
+                                            found->value().isList()) {
+    c10::List<c10::IValue> saved = found->value().toList();
+    for (size_t i = 0; i < saved.size() && i < optimizers_.size(); ++i) {
+      if (!saved.get(i).isGenericDict()) continue;
+      Dict entry = saved.get(i).toGenericDict();
+      optimizers_[i]->RestoreCounters(entry.at("steps_taken").toInt(),
+                                      entry.at("step_was_skipped").toBool());
+    }
+  }
+  if (auto found = ours.find("fp8_scales"); found != ours.end()) {
+    ACCELERATE_RETURN_IF_ERROR(RestoreFp8Scales(found->value(), own));
+  }
+  if (auto found = ours.find("gradients"); found != ours.end() &&
+                                           found->value().isList()) {
+    c10::List<c10::IValue> saved = found->value().toList();
+    for (size_t i = 0; i < saved.size() && i < model_order_.size(); ++i) {
+      if (!saved.get(i).isGenericDict()) continue;
+      Dict grads = saved.get(i).toGenericDict();
+      for (const auto& item : model_order_[i]->named_parameters()) {
+        at::Tensor& grad = item.value().mutable_grad();
+        auto g = grads.find(item.key());
+        if (g == grads.end()) {
+          grad = at::Tensor();
+          continue;
+        }
+        const at::Tensor value = g->value().toTensor();
+        if (!value.sizes().equals(item.value().sizes())) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              own, ": the gradient of ", item.key(), " has shape ",
+              c10::str(value.sizes()), ", its parameter ",
+              c10::str(item.value().sizes())));
+        }
+        grad = value.to(item.value().device(), item.value().scalar_type());
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+c10::IValue Accelerator::Fp8ScalesState() const {
+  c10::List<c10::IValue> layers(c10::AnyType::get());
+  for (const auto& weak : fp8_layers_) {
+    auto layer =
+        std::dynamic_pointer_cast<precision::Fp8LinearImpl>(weak.lock());
+    if (layer == nullptr || layer->scales() == nullptr) {
+      layers.push_back(c10::IValue());
+      continue;
+    }
+    Dict scales = NewDict();
+    auto add = [&](const char* name, const precision::DelayedScale& scale) {
+      const precision::DelayedScale::Saved saved = scale.Save();
+      Dict entry = NewDict();
+      entry.insert("history", saved.history);
+      entry.insert("scale", saved.scale);
+      entry.insert("updates", saved.updates);
+      entry.insert("pending", saved.pending);
+      scales.insert(name, entry);
+    };
+    add("input", layer->scales()->input);
+    add("weight", layer->scales()->weight);
+    add("grad_output", layer->scales()->grad_output);
+    layers.push_back(scales);
+  }
+  return layers;
+}
+
+absl::Status Accelerator::RestoreFp8Scales(const c10::IValue& saved,
+                                          const std::string& source) {
+  if (!saved.isList()) return absl::OkStatus();
+  const c10::List<c10::IValue> layers = saved.toList();
+  for (size_t i = 0; i < layers.size() && i < fp8_layers_.size(); ++i) {
+    auto layer =
+        std::dynamic_pointer_cast<precision::Fp8LinearImpl>(fp8_layers_[i].lock());
+    if (layer == nullptr || layer->mutable_scales() == nullptr ||
+        !layers.get(i).isGenericDict()) {
+      continue;
+    }
+    Dict scales = layers.get(i).toGenericDict();
+    precision::Fp8LayerScales& ours = *layer->mutable_scales();
+    for (auto [name, scale] :
+         {std::pair<const char*, precision::DelayedScale*>{"input", &ours.input},
+          {"weight", &ours.weight},
+          {"grad_output", &ours.grad_output}}) {
+      auto found = scales.find(name);
+      if (found == scales.end() || !found->value().isGenericDict()) continue;
+      Dict entry = found->value().toGenericDict();
+      absl::Status restored = scale->Restore(
+          {entry.at("history").toTensor(), entry.at("scale").toTensor(),
+           entry.at("updates").toInt(), entry.at("pending").toBool()});
+      if (!restored.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            source, ": fp8 layer ", i, " ", name, ": ", restored.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
 
 bigmodel::NamedTensors Accelerator::GetStateDict(
     const torch::nn::Module& model) const {
@@ -189,8 +430,10 @@ absl::StatusOr<std::string> Accelerator::SaveState(
   for (const auto& model : model_order_) {
     const DataParallel& dp = *models_.at(model.get());
     all_synced = all_synced && dp.sync_enabled();
-    weights.push_back(checkpoint::ModelStateDict(
-        *model, dp.distributed() ? "module." : ""));
+    // Unprefixed even with several processes: Python Accelerate saves and
+    // loads the model it was given, not its DDP wrapper (`_models` keeps
+    // the bare module), so its `load_state` refuses "module." names.
+    weights.push_back(checkpoint::ModelStateDict(*model));
   }
   absl::Status hooks;
   for (const SaveStateHook& hook : save_hooks_) {
@@ -204,8 +447,7 @@ absl::StatusOr<std::string> Accelerator::SaveState(
     if (weights[i].empty()) continue;  // A hook saves it.
     shared.push_back({Numbered("model", i, ".safetensors"), "model", true,
                       [&, i](const std::string& path) {
-                        return bigmodel::SaveSafetensors(path, weights[i],
-                                                         {{"format", "pt"}});
+                        return checkpoint::SaveModelState(path, weights[i]);
                       }});
   }
   for (size_t i = 0; i < optimizers_.size(); ++i) {
@@ -215,6 +457,16 @@ absl::StatusOr<std::string> Accelerator::SaveState(
            ACCELERATE_ASSIGN_OR_RETURN(
                c10::IValue value,
                checkpoint::OptimizerStateDict(optimizers_[i]->optimizer()));
+           // A Python scheduler writes `initial_lr` (the learning rate its
+           // schedule starts from) into each group of its optimizer, so
+           // Python's optimizer.bin holds it, and Python needs it to build
+           // a scheduler that resumes at a `last_epoch`. The first
+           // scheduler of this optimizer sets it, as in Python.
+           for (const auto& s : schedulers_) {
+             if (s->optimizer() != optimizers_[i].get()) continue;
+             AddInitialLrs(value, s->base_lrs());
+             break;
+           }
            return checkpoint::SaveTorchFile(path, value);
          }});
   }
@@ -266,52 +518,7 @@ absl::StatusOr<std::string> Accelerator::SaveState(
   // This process's own file.
   SharedItem own{RandomStatesName(rank), "random_states", false,
                  [&](const std::string& path) {
-                   Dict states = NewDict();
-                   states.insert("step", gradients_.step());
-                   checkpoint::AddGeneratorStates(states);
-                   Dict ours = NewDict();
-                   ours.insert("version", int64_t{1});
-                   ours.insert("num_processes", int64_t{world});
-                   ours.insert("sync_gradients", gradients_.sync_gradients());
-                   c10::List<c10::IValue> loaders(c10::AnyType::get());
-                   for (const auto& weak : loaders_) {
-                     std::shared_ptr<data::PreparedDataLoader> loader =
-                         weak.lock();
-                     if (loader == nullptr) {
-                       loaders.push_back(c10::IValue());
-                       continue;
-                     }
-                     const data::LoaderState position = loader->state();
-                     Dict entry = NewDict();
-                     entry.insert("epoch", position.epoch);
-                     entry.insert("batches_done", position.batches_done);
-                     entry.insert("seed", static_cast<int64_t>(position.seed));
-                     loaders.push_back(entry);
-                   }
-                   ours.insert("loaders", loaders);
-                   c10::List<c10::IValue> counters(c10::AnyType::get());
-                   for (const auto& optimizer : optimizers_) {
-                     Dict entry = NewDict();
-                     entry.insert("steps_taken", optimizer->steps_taken());
-                     entry.insert("step_was_skipped",
-                                  optimizer->step_was_skipped());
-                     counters.push_back(entry);
-                   }
-                   ours.insert("optimizers", counters);
-                   // Gradients being accumulated: this process's own.
-                   c10::List<c10::IValue> gradients(c10::AnyType::get());
-                   for (const auto& model : model_order_) {
-                     c10::Dict<std::string, at::Tensor> grads;
-                     for (const auto& item : model->named_parameters()) {
-                       if (item.value().grad().defined()) {
-                         grads.insert(item.key(), item.value().grad());
-                       }
-                     }
-                     gradients.push_back(grads);
-                   }
-                   ours.insert("gradients", gradients);
-                   states.insert("accelerate_cpp", ours);
-                   return checkpoint::SaveTorchFile(path, states);
+                   return checkpoint::SaveTorchFile(path, ProcessState());
                  }};
   mine.push_back(&own);
 
@@ -405,7 +612,6 @@ absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
         source,
         checkpoint::LatestCheckpoint(checkpoint::CheckpointsFolder(project)));
   }
-  const int rank = state_->process_index();
   absl::Status loaded = [&]() -> absl::Status {
     ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
                                 checkpoint::InspectCheckpoint(source));
@@ -493,106 +699,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
           [&] { restored = custom_objects_[i].load_state_dict(value); }));
       ACCELERATE_RETURN_IF_ERROR(restored);
     }
-    // This process's own state.
-    const std::string own = RandomStatesName(rank);
-    absl::StatusOr<c10::IValue> states = checkpoint::LoadTorchFile(path(own));
-    if (!states.ok()) {
-      if (report.has_manifest && rank < report.num_processes) {
-        return states.status();
-      }
-      ACCELERATE_LOG(WARNING)
-          << "could not load random states from " << path(own) << " ("
-          << states.status().message()
-          << "); generators, loader positions and the accumulation step "
-             "start afresh";
-      return absl::OkStatus();
-    }
-    if (!states->isGenericDict()) {
-      return absl::DataLossError(absl::StrCat(path(own), " is not a dict"));
-    }
-    Dict dict = states->toGenericDict();
-    ACCELERATE_RETURN_IF_ERROR(checkpoint::RestoreGeneratorStates(dict, own));
-    auto ours_it = dict.find("accelerate_cpp");
-    int64_t step = 0;
-    if (auto found = dict.find("step");
-        found != dict.end() && found->value().isInt()) {
-      step = found->value().toInt();
-    }
-    bool sync = step % gradients_.accumulation_steps() == 0;
-    if (ours_it == dict.end() || !ours_it->value().isGenericDict()) {
-      gradients_.Restore(step, sync);
-      return absl::OkStatus();
-    }
-    Dict ours = ours_it->value().toGenericDict();
-    if (auto found = ours.find("sync_gradients");
-        found != ours.end() && found->value().isBool()) {
-      sync = found->value().toBool();
-    }
-    gradients_.Restore(step, sync);
-    const bool same_world =
-        report.num_processes == state_->num_processes();
-    if (auto found = ours.find("loaders"); found != ours.end() &&
-                                           found->value().isList()) {
-      c10::List<c10::IValue> saved = found->value().toList();
-      if (!same_world && !saved.empty()) {
-        ACCELERATE_LOG(WARNING)
-            << "checkpoint " << source << " was saved by "
-            << report.num_processes << " processes, not "
-            << state_->num_processes()
-            << ": loader positions are per process and are not restored";
-      }
-      for (size_t i = 0; same_world && i < saved.size() && i < loaders_.size();
-           ++i) {
-        std::shared_ptr<data::PreparedDataLoader> loader = loaders_[i].lock();
-        if (loader == nullptr || !saved.get(i).isGenericDict()) continue;
-        Dict entry = saved.get(i).toGenericDict();
-        data::LoaderState position;
-        position.epoch = entry.at("epoch").toInt();
-        position.batches_done = entry.at("batches_done").toInt();
-        position.seed = static_cast<uint64_t>(entry.at("seed").toInt());
-        absl::Status restored = loader->Restore(position);
-        if (!restored.ok()) {
-          return absl::Status(restored.code(),
-                              absl::StrCat(own, ": loader ", i, ": ",
-                                           restored.message()));
-        }
-      }
-    }
-    if (auto found = ours.find("optimizers"); found != ours.end() &&
-                                              found->value().isList()) {
-      c10::List<c10::IValue> saved = found->value().toList();
-      for (size_t i = 0; i < saved.size() && i < optimizers_.size(); ++i) {
-        if (!saved.get(i).isGenericDict()) continue;
-        Dict entry = saved.get(i).toGenericDict();
-        optimizers_[i]->RestoreCounters(entry.at("steps_taken").toInt(),
-                                        entry.at("step_was_skipped").toBool());
-      }
-    }
-    if (auto found = ours.find("gradients"); found != ours.end() &&
-                                             found->value().isList()) {
-      c10::List<c10::IValue> saved = found->value().toList();
-      for (size_t i = 0; i < saved.size() && i < model_order_.size(); ++i) {
-        if (!saved.get(i).isGenericDict()) continue;
-        Dict grads = saved.get(i).toGenericDict();
-        for (const auto& item : model_order_[i]->named_parameters()) {
-          at::Tensor& grad = item.value().mutable_grad();
-          auto g = grads.find(item.key());
-          if (g == grads.end()) {
-            grad = at::Tensor();
-            continue;
-          }
-          const at::Tensor value = g->value().toTensor();
-          if (!value.sizes().equals(item.value().sizes())) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                own, ": the gradient of ", item.key(), " has shape ",
-                c10::str(value.sizes()), ", its parameter ",
-                c10::str(item.value().sizes())));
-          }
-          grad = value.to(item.value().device(), item.value().scalar_type());
-        }
-      }
-    }
-    return absl::OkStatus();
+    return RestoreProcessState(source, report);
   }();
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, loaded));
   // The next automatic checkpoint follows the one loaded (Accelerate would

@@ -100,26 +100,25 @@ absl::StatusOr<std::string> SafetensorsDtype(at::ScalarType type) {
       absl::StrCat("safetensors has no dtype for ", c10::toString(type)));
 }
 
-absl::Status SaveSafetensors(
-    const std::string& path, const NamedTensors& tensors,
+absl::StatusOr<SafetensorsLayout> LayOutSafetensors(
+    const NamedTensors& tensors,
     const std::map<std::string, std::string>& metadata) {
-  // Larger elements first, then by name: every tensor starts aligned to its
-  // element size (the header is padded to 8 bytes).
-  std::vector<std::pair<std::string, at::Tensor>> order;
-  std::vector<TensorEntry> entries;
+  SafetensorsLayout layout;
   for (const auto& [name, tensor] : tensors) {
     if (!tensor.defined()) {
       return absl::InvalidArgumentError(
           absl::StrCat("safetensors: tensor \"", name, "\" is undefined"));
     }
-    order.emplace_back(name, tensor.detach().to(at::kCPU).contiguous());
+    layout.order.emplace_back(name, tensor.detach().to(at::kCPU).contiguous());
   }
   std::stable_sort(
-      order.begin(), order.end(), [](const auto& a, const auto& b) {
+      layout.order.begin(), layout.order.end(),
+      [](const auto& a, const auto& b) {
         const size_t sa = a.second.element_size(), sb = b.second.element_size();
         return sa != sb ? sa > sb : a.first < b.first;
       });
-  for (const auto& [name, tensor] : order) {
+  std::vector<TensorEntry> entries;
+  for (const auto& [name, tensor] : layout.order) {
     TensorEntry entry;
     entry.name = name;
     ACCELERATE_ASSIGN_OR_RETURN(entry.dtype,
@@ -128,10 +127,18 @@ absl::Status SaveSafetensors(
     entry.end = tensor.nbytes();
     entries.push_back(std::move(entry));
   }
-  ACCELERATE_ASSIGN_OR_RETURN(std::string header,
+  ACCELERATE_ASSIGN_OR_RETURN(layout.header,
                               SerializeSafetensorsHeader(entries, metadata));
-  std::vector<absl::string_view> parts = {header};
-  for (const auto& [name, tensor] : order) {
+  return layout;
+}
+
+absl::Status SaveSafetensors(
+    const std::string& path, const NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  ACCELERATE_ASSIGN_OR_RETURN(SafetensorsLayout layout,
+                              LayOutSafetensors(tensors, metadata));
+  std::vector<absl::string_view> parts = {layout.header};
+  for (const auto& [name, tensor] : layout.order) {
     parts.emplace_back(static_cast<const char*>(tensor.data_ptr()),
                        tensor.nbytes());
   }

@@ -95,6 +95,19 @@ bool AliasesMapping(const at::Tensor& tensor);
 [[nodiscard]] absl::StatusOr<at::ScalarType> SafetensorsScalarType(
     const TensorEntry& entry);
 
+// A safetensors file of `tensors` before it is written: the header, then
+// the tensors (on the CPU, contiguous) whose bytes follow it, in file
+// order: larger elements first, then by name, so that every tensor starts
+// aligned to its element size. `InvalidArgument` naming an undefined tensor
+// or a dtype safetensors lacks.
+struct SafetensorsLayout {
+  std::string header;
+  NamedTensors order;
+};
+[[nodiscard]] absl::StatusOr<SafetensorsLayout> LayOutSafetensors(
+    const NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata = {});
+
 // Writes `tensors` (any device, any layout) to `path`, with `metadata`.
 [[nodiscard]] absl::Status SaveSafetensors(
     const std::string& path, const NamedTensors& tensors,

@@ -1,5 +1,6 @@
 #include "checkpoint/model_state.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <torch/torch.h>
+#include "checkpoint/internal/direct_writer.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -48,6 +50,26 @@ bigmodel::NamedTensors ModelStateDict(const torch::nn::Module& model,
     tensors.emplace_back(prefix + item.key(), item.value().detach());
   }
   return tensors;
+}
+
+absl::Status SaveModelState(
+    const std::string& path, const bigmodel::NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  absl::StatusOr<bigmodel::SafetensorsLayout> layout =
+      bigmodel::LayOutSafetensors(tensors, metadata);
+  if (!layout.ok()) {
+    return absl::Status(layout.status().code(),
+                        absl::StrCat(path, ": ", layout.status().message()));
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(
+      std::unique_ptr<checkpoint_internal::DirectWriter> file,
+      checkpoint_internal::DirectWriter::Create(path));
+  ACCELERATE_RETURN_IF_ERROR(file->Append(layout->header));
+  for (const auto& [name, tensor] : layout->order) {
+    ACCELERATE_RETURN_IF_ERROR(file->Append(absl::string_view(
+        static_cast<const char*>(tensor.data_ptr()), tensor.nbytes())));
+  }
+  return file->Close();
 }
 
 absl::Status LoadModelState(torch::nn::Module& model,

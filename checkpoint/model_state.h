@@ -14,6 +14,7 @@
 #ifndef ACCELERATE_CHECKPOINT_MODEL_STATE_H_
 #define ACCELERATE_CHECKPOINT_MODEL_STATE_H_
 
+#include <map>
 #include <string>
 
 #include "absl/status/status.h"
@@ -28,9 +29,20 @@ namespace accelerate::checkpoint {
 bigmodel::NamedTensors ModelStateDict(const torch::nn::Module& model,
                                       const std::string& prefix = "");
 
+// Writes `tensors` (`ModelStateDict`'s) to `path` as a safetensors file,
+// the same bytes as `bigmodel::SaveSafetensors`, and syncs it; written in
+// place (not through a temporary file: for a staging folder) and, where the
+// file system allows, bypassing the page cache. Errors name the file
+// (`ResourceExhausted` for a full disk, `InvalidArgument` for an undefined
+// tensor or a dtype safetensors lacks).
+[[nodiscard]] absl::Status SaveModelState(
+    const std::string& path, const bigmodel::NamedTensors& tensors,
+    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
 // Copies the tensors of the safetensors file `path` into `model`'s
 // parameters and buffers (converting dtype, onto their devices). Names may
-// carry a "module." prefix (a checkpoint saved by several processes).
+// carry a "module." prefix (a DDP model's `state_dict()`, or a checkpoint
+// that earlier versions of ours saved on several processes).
 // Strict, as Python's `load_model`: `InvalidArgument` naming the file and
 // the names when some are missing or unexpected, or a shape differs;
 // `NotFound`/`DataLoss` for a missing or corrupt file. Nothing changes on

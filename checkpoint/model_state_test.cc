@@ -56,6 +56,27 @@ TEST(ModelStateTest, LoadsWithOrWithoutTheDataParallelPrefix) {
   }
 }
 
+TEST(ModelStateTest, SavesTheBytesOfSaveSafetensors) {
+  const std::string dir = FreshTestDir("model_save");
+  torch::manual_seed(0);
+  Net net(1000);  // Mixed element sizes (num_batches_tracked is int64).
+  const bigmodel::NamedTensors tensors = ModelStateDict(net);
+  ASSERT_OK(SaveModelState(dir + "/ours.safetensors", tensors));
+  ASSERT_OK(bigmodel::SaveSafetensors(dir + "/bigmodel.safetensors", tensors,
+                                      {{"format", "pt"}}));
+  EXPECT_EQ(testing::ReadFileOrDie(dir + "/ours.safetensors"),
+            testing::ReadFileOrDie(dir + "/bigmodel.safetensors"));
+  torch::manual_seed(1);
+  Net loaded(1000);
+  ASSERT_OK(LoadModelState(loaded, dir + "/ours.safetensors"));
+  EXPECT_TRUE(torch::equal(loaded.fc->weight, net.fc->weight));
+
+  EXPECT_THAT(SaveModelState(dir + "/undefined.safetensors",
+                             {{"w", at::Tensor()}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"w\" is undefined")));
+}
+
 TEST(ModelStateTest, MismatchesAreNamedAndChangeNothing) {
   const std::string dir = FreshTestDir("model_mismatch");
   Net saved(4);

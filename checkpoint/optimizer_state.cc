@@ -186,6 +186,7 @@ absl::Status LoadOptimizerStateDict(torch::optim::Optimizer& optimizer,
   // Check everything before changing anything.
   std::vector<Dict> group_dicts;
   std::map<int64_t, const at::Tensor*> param_of;  // Saved index -> ours.
+  std::map<int64_t, size_t> group_of;              // Saved index -> group.
   for (size_t g = 0; g < groups.size(); ++g) {
     const FieldPath where = root.Key("param_groups").Index(g);
     ACCELERATE_ASSIGN_OR_RETURN(Dict group, AsDict(groups.get(g), where));
@@ -212,6 +213,7 @@ absl::Status LoadOptimizerStateDict(torch::optim::Optimizer& optimizer,
       ACCELERATE_ASSIGN_OR_RETURN(
           const int64_t id, AsInt(params.get(i), where.Key("params").Index(i)));
       param_of[id] = &ours[g].params()[i];
+      group_of[id] = g;
     }
     group_dicts.push_back(std::move(group));
   }
@@ -246,10 +248,17 @@ absl::Status LoadOptimizerStateDict(torch::optim::Optimizer& optimizer,
       out.tensors[name] = t.to(p.device(), p.scalar_type());
     }
     if (kind != Kind::kSgd) {
-      for (const char* needed : {"exp_avg", "exp_avg_sq"}) {
-        if (out.tensors.count(needed) == 0) {
+      std::vector<const char*> needed = {"exp_avg", "exp_avg_sq"};
+      // LibTorch's AMSGrad step reads the running maximum unconditionally.
+      std::optional<c10::IValue> amsgrad =
+          OptionalField(group_dicts[group_of[id]], "amsgrad");
+      if (amsgrad && amsgrad->isBool() && amsgrad->toBool()) {
+        needed.push_back("max_exp_avg_sq");
+      }
+      for (const char* name : needed) {
+        if (out.tensors.count(name) == 0) {
           return absl::InvalidArgumentError(absl::StrCat(
-              where.Key(needed).ToString(), " is missing"));
+              where.Key(name).ToString(), " is missing"));
         }
       }
     }

@@ -118,6 +118,11 @@ TEST(OptimizerStateTest, MismatchesAreNamed) {
                        HasSubstr("an Adam-like optimizer; the optimizer is SGD")));
 
   auto group = saved.toGenericDict().at("param_groups").toList().get(0);
+  group.toGenericDict().insert_or_assign("amsgrad", true);
+  EXPECT_THAT(LoadOptimizerStateDict(adam, saved, "optimizer.bin"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("state.0.max_exp_avg_sq is missing")));
+  group.toGenericDict().insert_or_assign("amsgrad", false);
   group.toGenericDict().insert_or_assign("maximize", true);
   EXPECT_THAT(LoadOptimizerStateDict(adam, saved, "optimizer.bin"),
               StatusIs(absl::StatusCode::kInvalidArgument,

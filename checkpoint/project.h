@@ -46,7 +46,8 @@ struct ProjectConfiguration {
   // The number of the next automatic checkpoint. Default 0.
   int64_t iteration = 0;
   // Every node's local main process saves (file systems not shared across
-  // machines). Default false.
+  // machines). Default false; the Accelerator refuses true (its checkpoints
+  // need one shared file system).
   bool save_on_each_node = false;
 };
 

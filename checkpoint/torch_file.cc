@@ -1,13 +1,12 @@
 #include "checkpoint/torch_file.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include <caffe2/serialize/inline_container.h>
@@ -15,6 +14,7 @@
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
+#include "checkpoint/internal/direct_writer.h"
 
 namespace accelerate::checkpoint {
 namespace {
@@ -26,28 +26,48 @@ std::string FirstLine(const char* what) {
   return end == std::string::npos ? text : text.substr(0, end);
 }
 
-absl::Status ErrnoStatus(int error, absl::string_view what,
-                         const std::string& path) {
-  const std::string message =
-      absl::StrCat(what, " ", path, ": ", std::strerror(error));
-  if (error == ENOSPC || error == EDQUOT) {
-    return absl::ResourceExhaustedError(message);
+// LibTorch's pickler writes a list typed as ints, floats, booleans or
+// tensors (`c10::List<int64_t>`, say: an optimizer's `params`, a
+// scheduler's `base_lrs`) through TorchScript's
+// `torch.jit._pickle.build_intlist` (`build_doublelist`, ...), a global
+// that Python's weights-only unpickler refuses, and with it Accelerate's
+// `load_state`. Such lists are rewritten as plain lists, through dicts and
+// tuples; tensors are shared, not copied.
+c10::IValue PlainLists(const c10::IValue& value) {
+  if (value.isList()) {
+    c10::List<c10::IValue> out(c10::AnyType::get());
+    for (const c10::IValue& item : value.toListRef()) {
+      out.push_back(PlainLists(item));
+    }
+    return out;
   }
-  if (error == EACCES || error == EPERM) {
-    return absl::PermissionDeniedError(message);
+  if (value.isGenericDict()) {
+    const c10::Dict<c10::IValue, c10::IValue> dict = value.toGenericDict();
+    c10::Dict<c10::IValue, c10::IValue> out(dict.keyType(),
+                                            c10::AnyType::get());
+    for (const auto& item : dict) {
+      out.insert(item.key(), PlainLists(item.value()));
+    }
+    return out;
   }
-  if (error == ENOENT) return absl::NotFoundError(message);
-  return absl::InternalError(message);
+  if (value.isTuple()) {
+    std::vector<c10::IValue> items;
+    for (const c10::IValue& item : value.toTupleRef().elements()) {
+      items.push_back(PlainLists(item));
+    }
+    return c10::ivalue::Tuple::create(std::move(items));
+  }
+  return value;
 }
 
 }  // namespace
 
 absl::Status SaveTorchFile(const std::string& path, const c10::IValue& value) {
-  const int fd =
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus(errno, "cannot create", path);
-  int write_error = 0;
-  absl::Status status;
+  // Streamed past the page cache where the file system allows, and synced.
+  absl::StatusOr<std::unique_ptr<checkpoint_internal::DirectWriter>> file =
+      checkpoint_internal::DirectWriter::Create(path);
+  if (!file.ok()) return file.status();
+  absl::Status write_status;
   try {
     // Storages as `torch.save` records them (persistent ids), aggregates
     // untagged: what Python's weights-only unpickler accepts.
@@ -58,39 +78,23 @@ absl::Status SaveTorchFile(const std::string& path, const c10::IValue& value) {
         /*memoized_class_types=*/nullptr, /*get_tensor_id=*/nullptr,
         /*tag_aggregates=*/false);
     pickler.protocol();
-    pickler.pushIValue(value);
+    pickler.pushIValue(PlainLists(value));
     pickler.stop();
     caffe2::serialize::PyTorchStreamWriter writer(
         [&](const void* data, size_t n) -> size_t {
-          const char* bytes = static_cast<const char*>(data);
-          size_t done = 0;
-          while (done < n) {
-            const ssize_t wrote = ::write(fd, bytes + done, n - done);
-            if (wrote < 0 && errno == EINTR) continue;
-            if (wrote <= 0) {
-              write_error = wrote < 0 ? errno : EIO;
-              return done;
-            }
-            done += static_cast<size_t>(wrote);
-          }
-          return done;
+          write_status = (*file)->Append(
+              absl::string_view(static_cast<const char*>(data), n));
+          return write_status.ok() ? n : 0;
         });
     torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(),
                                        pickler.tensorData(), writer);
     writer.writeEndOfFile();
   } catch (const std::exception& e) {
-    status = write_error != 0
-                 ? ErrnoStatus(write_error, "cannot write", path)
-                 : absl::InvalidArgumentError(absl::StrCat(
-                       "cannot serialize ", path, ": ", FirstLine(e.what())));
+    if (!write_status.ok()) return write_status;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot serialize ", path, ": ", FirstLine(e.what())));
   }
-  if (status.ok() && ::fsync(fd) != 0) {
-    status = ErrnoStatus(errno, "cannot sync", path);
-  }
-  if (::close(fd) != 0 && status.ok()) {
-    status = ErrnoStatus(errno, "cannot close", path);
-  }
-  return status;
+  return (*file)->Close();
 }
 
 absl::StatusOr<c10::IValue> LoadTorchFile(const std::string& path) {

@@ -3,8 +3,8 @@
 // (`weights_only=True` too) and which Python's `torch.save` writes for us to
 // read: dicts, lists, tuples, strings, numbers, booleans, None and tensors.
 // Tensors are streamed to the file from their own memory (no copy of the
-// whole archive is built), and the file is synced to disk before `Save`
-// returns.
+// whole archive is built), past the page cache where the file system allows
+// (`O_DIRECT`), and the file is synced to disk before `Save` returns.
 //
 // clang-format off
 //   #include <ATen/ATen.h>

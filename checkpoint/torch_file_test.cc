@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
 #include "testing/files.h"
 #include "testing/status_matchers.h"
@@ -17,6 +18,7 @@ using ::accelerate::testing::ReadFileOrDie;
 using ::accelerate::testing::StatusIs;
 using ::accelerate::testing::WriteFileOrDie;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 c10::IValue Sample() {
   c10::Dict<c10::IValue, c10::IValue> dict(c10::AnyType::get(),
@@ -58,6 +60,46 @@ TEST(TorchFileTest, SharedStorageIsWrittenOnce) {
   ASSERT_OK(SaveTorchFile(dir + "/once.bin", c10::List<at::Tensor>({big})));
   EXPECT_LT(std::filesystem::file_size(dir + "/twice.bin"),
             std::filesystem::file_size(dir + "/once.bin") + 1024);
+}
+
+// LibTorch's pickler writes typed lists through TorchScript globals
+// (`torch.jit._pickle.build_intlist`, ...) that Python's weights-only
+// unpickler refuses; ours must be plain pickle lists.
+TEST(TorchFileTest, TypedListsAreWrittenAsPlainLists) {
+  const std::string path = FreshTestDir("typed_lists") + "/optimizer.bin";
+  c10::Dict<c10::IValue, c10::IValue> group(c10::AnyType::get(),
+                                            c10::AnyType::get());
+  group.insert("params", c10::List<int64_t>({0, 1, 2}));
+  group.insert("base_lrs", c10::List<double>({0.5, 0.25}));
+  group.insert("flags", c10::List<bool>({true, false}));
+  group.insert("tensors", c10::List<at::Tensor>({torch::ones({2})}));
+  c10::List<c10::IValue> groups(c10::AnyType::get());
+  groups.push_back(group);
+  c10::Dict<c10::IValue, c10::IValue> top(c10::AnyType::get(),
+                                          c10::AnyType::get());
+  top.insert("param_groups", groups);
+  top.insert("pair", c10::ivalue::Tuple::create(
+                         {c10::IValue(c10::List<int64_t>({3, 4}))}));
+  ASSERT_OK(SaveTorchFile(path, top));
+
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  auto [data, size] = reader.getRecord("data.pkl");
+  const std::string pickle(static_cast<const char*>(data.get()), size);
+  EXPECT_THAT(pickle, Not(HasSubstr("torch.jit")));
+
+  ASSERT_OK_AND_ASSIGN(c10::IValue loaded, LoadTorchFile(path));
+  auto read = loaded.toGenericDict()
+                  .at("param_groups")
+                  .toList()
+                  .get(0)
+                  .toGenericDict();
+  const c10::List<c10::IValue> params = read.at("params").toList();
+  ASSERT_EQ(params.size(), 3);
+  EXPECT_EQ(params.get(2).toInt(), 2);
+  EXPECT_EQ(read.at("base_lrs").toList().get(1).toDouble(), 0.25);
+  EXPECT_FALSE(read.at("flags").toList().get(1).toBool());
+  EXPECT_TRUE(torch::equal(read.at("tensors").toList().get(0).toTensor(),
+                           torch::ones({2})));
 }
 
 TEST(TorchFileTest, TruncatedFileIsDataLossNamingIt) {

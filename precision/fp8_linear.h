@@ -95,6 +95,7 @@ class Fp8LinearImpl : public torch::nn::Cloneable<Fp8LinearImpl> {
   bool fp8_enabled() const { return recipe_.has_value(); }
   // Delayed scaling only (else null).
   const Fp8LayerScales* scales() const { return scales_.get(); }
+  Fp8LayerScales* mutable_scales() { return scales_.get(); }
 
   torch::nn::LinearOptions options;
   at::Tensor weight;

@@ -119,6 +119,25 @@ DelayedScale DelayedScale::Clone() const {
   return copy;
 }
 
+absl::Status DelayedScale::Restore(const Saved& saved) {
+  if (!saved.history.defined() || !saved.scale.defined() ||
+      saved.history.dim() != 1 ||
+      saved.history.size(0) != history_.size(0) ||
+      saved.scale.numel() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fp8 delayed scaling state: a history of ",
+        saved.history.defined() ? c10::str(saved.history.sizes()) : "none",
+        " and a scale of ",
+        saved.scale.defined() ? c10::str(saved.scale.sizes()) : "none",
+        " do not fit amax_history_len ", history_.size(0)));
+  }
+  history_ = saved.history.to(history_.device(), at::kFloat).clone();
+  scale_ = saved.scale.to(scale_.device(), at::kFloat).reshape({1}).clone();
+  updates_ = saved.updates;
+  pending_ = saved.pending;
+  return absl::OkStatus();
+}
+
 void DelayedScale::MoveTo(c10::Device device) {
   if (history_.device() == device) return;
   history_ = history_.to(device);

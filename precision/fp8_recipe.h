@@ -35,6 +35,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -114,6 +115,18 @@ class DelayedScale {
   Float8Format format() const { return format_; }
   // A copy with its own history and scale.
   DelayedScale Clone() const;
+
+  // What a checkpoint keeps to resume the recipe exactly.
+  struct Saved {
+    at::Tensor history;
+    at::Tensor scale;
+    int64_t updates = 0;
+    bool pending = false;
+  };
+  Saved Save() const { return {history_, scale_, updates_, pending_}; }
+  // `InvalidArgument` naming the sizes when the history is not
+  // `amax_history_len` long or the scale not one value; nothing changes then.
+  [[nodiscard]] absl::Status Restore(const Saved& saved);
 
  private:
   Fp8Recipe recipe_;
