@@ -238,6 +238,7 @@ Accelerator::PrepareStreamLoader(std::shared_ptr<data::SampleStream> stream,
                                   std::move(stream), *state_,
                                   LoaderOptions(options)));
   gradients_.AddLoader(loader);
+  stream_loaders_.push_back(loader);
   return loader;
 }
 
@@ -411,6 +412,7 @@ void Accelerator::ClearPrepared() {
   models_.clear();
   model_order_.clear();
   loaders_.clear();
+  stream_loaders_.clear();
   gradients_ = GradientState(options_.gradient_accumulation_plugin);
 }
 

@@ -125,6 +125,16 @@ struct SaveStateOptions {
   std::function<void(const std::string& stage)> on_stage;
 };
 
+struct LoadStateOptions {
+  // The optimizers' states alias private, copy-on-write mappings of their
+  // files instead of being read (`torch.load(mmap=True)`): `LoadState`
+  // reads almost nothing and the first optimizer steps fault the pages in.
+  // REQUIRES: the checkpoint's files are not truncated or rewritten in
+  // place while training goes on (deleting them, as `total_limit` does, is
+  // fine). Default false.
+  bool map_files = false;
+};
+
 // Runs in `SaveState` before anything is written, on every process
 // (Accelerate's `register_save_state_pre_hook`): `weights[i]` are the
 // tensors about to be saved for `models[i]` (clear an entry to save that
@@ -365,7 +375,7 @@ class Accelerator {
   // prepared. With automatic naming, the next save's iteration follows the
   // checkpoint loaded. Collective. Returns the folder read.
   [[nodiscard]] absl::StatusOr<std::string> LoadState(
-      const std::string& dir = "");
+      const std::string& dir = "", const LoadStateOptions& options = {});
   // Saves `object` with every checkpoint (in registration order).
   void RegisterForCheckpointing(CheckpointObject object) {
     custom_objects_.push_back(std::move(object));
@@ -509,6 +519,8 @@ class Accelerator {
   // file numbering; `optimizers_` and `schedulers_` keep theirs).
   std::vector<std::shared_ptr<torch::nn::Module>> model_order_;
   std::vector<std::weak_ptr<data::PreparedDataLoader>> loaders_;
+  // Stream loaders, whose positions checkpoints do not hold (a warning).
+  std::vector<std::weak_ptr<data::PreparedStreamLoader>> stream_loaders_;
   std::vector<CheckpointObject> custom_objects_;
   std::vector<SaveStateHook> save_hooks_;
   std::vector<LoadStateHook> load_hooks_;

@@ -8,7 +8,8 @@
 //             `crash_rank` kills itself at stage `crash_stage` (none: no
 //             crash), then trains to `total` and writes the final weights;
 //   resume    builds everything afresh from another seed, loads the latest
-//             checkpoint of the project (or `dir`) and trains to `total`.
+//             checkpoint of the project (or `dir`; `map=1` maps the
+//             optimizer's file instead of reading it) and trains to `total`.
 // Arguments are key=value; the weights go to `<out>/final_<rank>.safetensors`.
 
 #include <signal.h>
@@ -129,7 +130,8 @@ absl::Status Run(std::map<std::string, std::string> args) {
 
   if (mode == "resume") {
     ACCELERATE_ASSIGN_OR_RETURN(std::string loaded,
-                                accelerator->LoadState(arg("dir")));
+                                accelerator->LoadState(
+                                    arg("dir"), {.map_files = arg("map") == "1"}));
     std::cout << "RESULT loaded " << loaded << " at " << counter->batches
               << std::endl;
   }

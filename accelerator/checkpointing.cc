@@ -424,6 +424,15 @@ absl::StatusOr<std::string> Accelerator::SaveState(
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, staged));
   if (options.on_stage) options.on_stage("staged");
 
+  for (const auto& weak : stream_loaders_) {
+    if (!weak.expired()) {
+      ACCELERATE_LOG(WARNING)
+          << "SaveState: a stream loader's position is not saved; after "
+             "LoadState it starts its epoch from the stream's start";
+      break;
+    }
+  }
+
   // 2. What goes in: the shared files, spread over the processes.
   std::vector<bigmodel::NamedTensors> weights;
   bool all_synced = true;
@@ -599,7 +608,8 @@ absl::StatusOr<std::string> Accelerator::SaveState(
   return target;
 }
 
-absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
+absl::StatusOr<std::string> Accelerator::LoadState(
+    const std::string& dir, const LoadStateOptions& options) {
   const checkpoint::ProjectConfiguration& project = options_.project_config;
   std::string source = dir;
   if (source.empty()) {
@@ -634,8 +644,10 @@ absl::StatusOr<std::string> Accelerator::LoadState(const std::string& dir) {
     }
     for (size_t i = 0; i < optimizers_.size(); ++i) {
       const std::string name = Numbered("optimizer", i, ".bin");
-      ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
-                                  checkpoint::LoadTorchFile(path(name)));
+      ACCELERATE_ASSIGN_OR_RETURN(
+          c10::IValue value,
+          checkpoint::LoadTorchFile(path(name),
+                                    {.map_file = options.map_files}));
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
           optimizers_[i]->optimizer(), value, name));
     }

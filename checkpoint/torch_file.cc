@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -14,6 +16,8 @@
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+#include "bigmodel/safetensors.h"
 #include "checkpoint/internal/direct_writer.h"
 
 namespace accelerate::checkpoint {
@@ -97,11 +101,62 @@ absl::Status SaveTorchFile(const std::string& path, const c10::IValue& value) {
   return (*file)->Close();
 }
 
-absl::StatusOr<c10::IValue> LoadTorchFile(const std::string& path) {
+namespace {
+
+// The deleter context of a storage aliasing a mapping: a share of it.
+void ReleaseMappingShare(void* context) {
+  delete static_cast<std::shared_ptr<const bigmodel::MappedFile>*>(context);
+}
+
+// LoadTorchFile with `map_file`: the pickle is read, the storages alias the
+// mapping at their records' offsets (stored uncompressed, as PyTorch writes
+// them).
+c10::IValue LoadMapped(const std::string& path,
+                       std::shared_ptr<const bigmodel::MappedFile> mapping) {
+  caffe2::serialize::PyTorchStreamReader reader{path};
+  auto [pickle_ptr, pickle_size] = reader.getRecord("data.pkl");
+  const char* pickle = static_cast<const char*>(pickle_ptr.get());
+  size_t position = 0;
+  auto read = [&](char* out, size_t n) -> size_t {
+    n = std::min(n, pickle_size - position);
+    std::memcpy(out, pickle + position, n);
+    position += n;
+    return n;
+  };
+  auto record = [&](const std::string& name) -> at::DataPtr {
+    const std::string key = "data/" + name;
+    const size_t offset = reader.getRecordOffset(key);
+    const size_t size = reader.getRecordSize(key);
+    TORCH_CHECK(offset <= mapping->size && size <= mapping->size - offset,
+                "record ", key, " lies outside the file");
+    return at::DataPtr(
+        mapping->base + offset,
+        new std::shared_ptr<const bigmodel::MappedFile>(mapping),
+        &ReleaseMappingShare, at::Device(at::kCPU));
+  };
+  torch::jit::Unpickler unpickler(read, /*type_resolver=*/nullptr,
+                                  /*obj_loader=*/nullptr, record,
+                                  at::Device(at::kCPU));
+  unpickler.set_version(reader.version());
+  return unpickler.parse_ivalue();
+}
+
+}  // namespace
+
+absl::StatusOr<c10::IValue> LoadTorchFile(
+    const std::string& path, const TorchFileLoadOptions& options) {
   if (::access(path.c_str(), F_OK) != 0) {
     return absl::NotFoundError(absl::StrCat(path, " is missing"));
   }
+  std::shared_ptr<const bigmodel::MappedFile> mapping;
+  if (options.map_file) {
+    absl::StatusOr<std::shared_ptr<const bigmodel::MappedFile>> mapped =
+        bigmodel::MappedFile::Map(path);
+    if (!mapped.ok()) return mapped.status();
+    mapping = *std::move(mapped);
+  }
   try {
+    if (mapping != nullptr) return LoadMapped(path, std::move(mapping));
     caffe2::serialize::PyTorchStreamReader reader{path};
     return torch::jit::readArchiveAndTensors(
         "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"data/",

@@ -37,12 +37,22 @@ namespace accelerate::checkpoint {
 [[nodiscard]] absl::Status SaveTorchFile(const std::string& path,
                                          const c10::IValue& value);
 
+struct TorchFileLoadOptions {
+  // The tensors alias a private, copy-on-write mapping of the file instead
+  // of being read into memory of their own (`torch.load(mmap=True)`):
+  // loading reads nothing, pages come in when first touched, and writing to
+  // a tensor copies that page, never the file. REQUIRES: the file is not
+  // truncated or rewritten in place while the tensors live (deleting it, or
+  // replacing it by a rename as `SaveState` does, is fine). Default false.
+  bool map_file = false;
+};
+
 // Reads a file written by `torch.save` (or `SaveTorchFile`), tensors on the
 // CPU. `NotFound` when missing; `DataLoss` naming the file when it is
 // truncated, not an archive (PyTorch's legacy format included), or holds
 // Python objects beyond the types above (a NumPy array, a class).
 [[nodiscard]] absl::StatusOr<c10::IValue> LoadTorchFile(
-    const std::string& path);
+    const std::string& path, const TorchFileLoadOptions& options = {});
 
 }  // namespace accelerate::checkpoint
 

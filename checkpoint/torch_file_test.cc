@@ -1,6 +1,9 @@
 #include "checkpoint/torch_file.h"
 
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -50,6 +53,36 @@ TEST(TorchFileTest, RoundTripsDictsListsNumbersAndTensors) {
   EXPECT_EQ(dict.at("pair").toTupleRef().elements()[1].toDouble(), 0.999);
   auto state = dict.at("state").toGenericDict();
   EXPECT_EQ(state.at(int64_t{7}).toTensor().scalar_type(), at::kBFloat16);
+}
+
+TEST(TorchFileTest, MappedLoadAliasesTheFileCopyOnWrite) {
+  const std::string path = FreshTestDir("mapped") + "/state.bin";
+  ASSERT_OK(SaveTorchFile(path, Sample()));
+  const std::string before = ReadFileOrDie(path);
+  ASSERT_OK_AND_ASSIGN(c10::IValue mapped,
+                       LoadTorchFile(path, {.map_file = true}));
+  ASSERT_OK_AND_ASSIGN(c10::IValue read, LoadTorchFile(path));
+  at::Tensor weight = mapped.toGenericDict().at("weight").toTensor();
+  EXPECT_TRUE(torch::equal(weight, read.toGenericDict().at("weight").toTensor()));
+  EXPECT_TRUE(torch::equal(
+      mapped.toGenericDict().at("state").toGenericDict().at(int64_t{7}).toTensor(),
+      torch::ones({2}, torch::kBFloat16)));
+  // The tensor's data lies in a mapping of the file (/proc/self/maps).
+  const auto address = reinterpret_cast<uintptr_t>(weight.data_ptr());
+  bool inside = false;
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find(path) == std::string::npos) continue;
+    uintptr_t begin = 0, end = 0;
+    std::sscanf(line.c_str(), "%zx-%zx", &begin, &end);
+    inside = inside || (begin <= address && address < end);
+  }
+  EXPECT_TRUE(inside) << "the tensor does not alias " << path;
+  // Writing copies the page; the file stays as it was.
+  weight.add_(1);
+  EXPECT_EQ(ReadFileOrDie(path), before);
+  EXPECT_THAT(LoadTorchFile(path + ".absent", {.map_file = true}),
+              StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST(TorchFileTest, SharedStorageIsWrittenOnce) {
