@@ -446,7 +446,10 @@ absl::StatusOr<std::string> Accelerator::SaveState(
   }
   absl::Status hooks;
   for (const SaveStateHook& hook : save_hooks_) {
-    hooks = hook(model_order_, weights, staging);
+    absl::Status ran = state::RunGuarded("a save-state hook", [&] {
+      hooks = hook(model_order_, weights, staging);
+    });
+    if (!ran.ok()) hooks = ran;
     if (!hooks.ok()) break;
   }
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, hooks));
@@ -635,7 +638,10 @@ absl::StatusOr<std::string> Accelerator::LoadState(
     };
     std::vector<std::shared_ptr<torch::nn::Module>> models = model_order_;
     for (const LoadStateHook& hook : load_hooks_) {
-      ACCELERATE_RETURN_IF_ERROR(hook(models, source));
+      absl::Status hooked;
+      ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+          "a load-state hook", [&] { hooked = hook(models, source); }));
+      ACCELERATE_RETURN_IF_ERROR(hooked);
     }
     for (size_t i = 0; i < models.size(); ++i) {
       if (models[i] == nullptr) continue;

@@ -7,15 +7,23 @@ each into a fresh setup (`free_memory`, a new model and AdamW prepared):
 cold (the checkpoint's files evicted from the page cache, then 5 s for
 the memory freed to go back to the VM's host) and warm (the same files
 again, now cached); each from the return of a barrier to the
-process's own return. Measures the growth of the peak RSS during the save
-(reset through /proc/self/clear_refs, VmHWM after minus VmRSS before).
-After the timed save the main process syncs the file systems (`save_state`
-leaves its files dirty in the page cache; dirty pages cannot be evicted).
-Checks the loaded weights and optimizer state against the saved ones. The
-main process prints one JSON line {"save_seconds", "cold_load_seconds",
-"warm_load_seconds", "save_peak_growth_mb": each the largest over
-processes, "model_mb", "processes"}. Run with the .venv's Python, one copy
-per rank with torchrun's variables:
+process's own return, and again to the end of the first training step on
+the loaded setup (forward, backward, `optimizer.step()`, `zero_grad()` on
+the same input as ours; the check of the loaded state between them left
+out). Accelerate's `load_state` has no mapped mode: it reads
+optimizer.bin with `torch.load` into new memory (`torch.load(mmap=True)`
+exists, Accelerate does not use it), so this side has only plain loads.
+Measures the growth of the peak RSS during the save (reset through
+/proc/self/clear_refs, VmHWM after minus VmRSS before). After the timed
+save the main process syncs the file systems (`save_state` leaves its
+files dirty in the page cache; dirty pages cannot be evicted). Checks the
+loaded weights and optimizer state against the saved ones, and the two
+first steps' results against each other. The main process prints one JSON
+line {"save_seconds", "cold_load_seconds", "warm_load_seconds",
+"cold_load_step_seconds", "warm_load_step_seconds",
+"save_peak_growth_mb": each the largest over processes, "model_mb",
+"processes"}. Run with the .venv's Python, one copy per rank with
+torchrun's variables:
 
     checkpoint_save_load_peer.py DIR
 """
@@ -92,7 +100,7 @@ def main():
     model, optimizer = prepare(accelerator, 0)
     model_bytes = sum(p.nbytes for p in model.parameters())
     torch.manual_seed(1)
-    x = torch.randn(4, WIDTH)
+    x = torch.randn(4, WIDTH)  # The input of every step (ours draws the same).
     accelerator.backward(model(x).pow(2).mean())
     optimizer.step()
     optimizer.zero_grad()
@@ -111,33 +119,50 @@ def main():
         os.sync()
 
     # Loads, each into a fresh setup (the previous one released first):
-    # cold, the checkpoint's files evicted from the page cache, then warm.
-    load_seconds = []
+    # cold, the checkpoint's files evicted from the page cache, then warm;
+    # each followed by the first training step on the same input.
+    load_seconds, load_step_seconds = [], []
+    stepped_bias = None
     for warm in (False, True):
         accelerator.free_memory()
         del model, optimizer
         model, optimizer = prepare(accelerator, 2 + warm)
         assert not torch.equal(probe(model, optimizer)[0], bias)
+        accelerator.wait_for_everyone()  # As ours.
         if not warm and accelerator.is_main_process:
             evict_from_page_cache(directory)
             time.sleep(COLD_WAIT_SECONDS)  # As ours (checkpoint_save_load.cc).
         accelerator.wait_for_everyone()
         start = time.perf_counter()
         accelerator.load_state(directory)
-        load_seconds.append(time.perf_counter() - start)
+        loaded = time.perf_counter()
+        load_seconds.append(loaded - start)
         loaded_bias, loaded_exp_avg = probe(model, optimizer)
         assert torch.equal(loaded_bias, bias), "weights not restored"
         assert loaded_exp_avg is not None and torch.equal(
             loaded_exp_avg, exp_avg), "optimizer state not restored"
+        checked = time.perf_counter()
+        accelerator.backward(model(x).pow(2).mean())
+        optimizer.step()
+        optimizer.zero_grad()
+        load_step_seconds.append(
+            time.perf_counter() - start - (checked - loaded))
+        stepped = probe(model, optimizer)[0]
+        assert not torch.equal(stepped, bias), "the step changed nothing"
+        if stepped_bias is None:
+            stepped_bias = stepped
+        assert torch.equal(stepped, stepped_bias), "first steps differ"
 
-    mine = torch.tensor([[save_seconds, *load_seconds, float(peak_growth)]],
-                        dtype=torch.float64)
+    mine = torch.tensor([[save_seconds, *load_seconds, *load_step_seconds,
+                          float(peak_growth)]], dtype=torch.float64)
     worst = accelerator.gather(mine).max(dim=0).values
     if accelerator.is_main_process:
         print(json.dumps({"save_seconds": worst[0].item(),
                           "cold_load_seconds": worst[1].item(),
                           "warm_load_seconds": worst[2].item(),
-                          "save_peak_growth_mb": worst[3].item() / 1e6,
+                          "cold_load_step_seconds": worst[3].item(),
+                          "warm_load_step_seconds": worst[4].item(),
+                          "save_peak_growth_mb": worst[5].item() / 1e6,
                           "model_mb": model_bytes / 1e6,
                           "processes": accelerator.num_processes}),
               flush=True)
