@@ -18,12 +18,14 @@
 //    "state": {name: {"step": int, "exp_avg": t, ... | "momentum_buffer": t}},
 //    "groups": [{"lr", "momentum", "betas", ...}],
 //    "scheduler": {"last_epoch": int, "base_lrs": [..], "last_lr": [..]},
-//    "custom": {"batches": int},
+//    "custom": {"batches": int}, "accumulation_step": int,
+//    "cpu_generator": the CPU generator's state (uint8 tensor),
 //    "next_params": {name: tensor}, "next_lr": [..]}
 
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -31,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "checkpoint/scheduler_state.h"
@@ -302,6 +305,11 @@ absl::Status Run(const std::string& mode, const std::string& kind,
   dump.insert("custom", counter->state_dict());
   dump.insert("accumulation_step",
               static_cast<int64_t>(accelerator->gradient_state().step()));
+  {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    dump.insert("cpu_generator", cpu.get_state());
+  }
 
   // The step after the checkpoint, on the batch the saving run had next.
   ACCELERATE_RETURN_IF_ERROR(step(kTrainSteps));

@@ -178,6 +178,7 @@ def worker(mode, kind, ckpt_dir, out_dir):
         },
         "custom": counter.state_dict(),
         "accumulation_step": int(accelerator.step),
+        "cpu_generator": torch.get_rng_state(),
         "optimizer_state_dict": raw_opt.state_dict(),
         "scheduler_state_dict": raw_sched.state_dict(),
         "load_log": list(records),

@@ -10,8 +10,10 @@ on 2 processes:
    could not be loaded (they hold no Python/NumPy generators) and still
    takes the step count from them. Then both take the same next step.
 2. Python saves; ours (checkpoint_interop load) reads the folder on a fresh
-   setup; compared the same way; ours warns that Python's random states
-   (which hold NumPy arrays) could not be loaded.
+   setup; compared the same way, the accumulation step too (and, on one
+   process, the CPU generator's state: two ranks as threads share ours);
+   ours warns only that Python's and NumPy's generators in Python's random
+   states have no LibTorch counterpart.
 3. The files themselves: every file of ours opens with
    `torch.load(weights_only=True)` and has the structure, types and
    hyperparameters of the file Python wrote in its place (Python's
@@ -89,7 +91,8 @@ def compare_named(where, expected, actual, atol=0.0):
             fail(where, f"{name} differs (max |diff| {diff}, tolerance {atol})")
 
 
-def compare_dumps(where, kind, saved, restored, accumulation_step_restored):
+def compare_dumps(where, kind, saved, restored, accumulation_step_restored,
+                  generator_restored=False):
     """`saved`: what one side saved; `restored`: what the other restored."""
     compare_named(f"{where} params", saved["params"], restored["params"])
     if set(saved["state"]) != set(restored["state"]):
@@ -110,6 +113,8 @@ def compare_dumps(where, kind, saved, restored, accumulation_step_restored):
     if accumulation_step_restored and saved["accumulation_step"] != restored["accumulation_step"]:
         fail(f"{where} accumulation step", f"{restored['accumulation_step']}, "
              f"expected {saved['accumulation_step']}")
+    if generator_restored and not equal_tensor(saved["cpu_generator"], restored["cpu_generator"]):
+        fail(f"{where} CPU generator", "state differs from the one saved")
     compare_named(f"{where} next step", saved["next_params"], restored["next_params"], NEXT_ATOL[kind])
     if saved["next_lr"] != restored["next_lr"]:
         fail(f"{where} next lr", f"{restored['next_lr']}, expected {saved['next_lr']}")
@@ -219,18 +224,17 @@ def case(kind, processes, work):
     loaded = run([TOOL, "load", kind, n, dirs["python_ckpt"], dirs["ours_restored"]], where)
     if loaded is None:
         return
-    warnings = loaded.stderr.count("could not load random states")
+    if "could not load random states" in loaded.stderr:
+        fail(f"{where}, ours loading Python's", f"random states not loaded:\n{loaded.stderr}")
+    warnings = loaded.stderr.count("which have no LibTorch counterpart")
     if warnings != processes:
-        fail(f"{where}, ours loading Python's", f"{warnings} warnings about random states, expected "
-             f"{processes}:\n{loaded.stderr}")
+        fail(f"{where}, ours loading Python's", f"{warnings} warnings about Python's and NumPy's "
+             f"generators, expected {processes}:\n{loaded.stderr}")
     for rank in range(processes):
         saved = load(os.path.join(dirs["python_saved"], f"rank{rank}.pt"))
         restored = load(os.path.join(dirs["ours_restored"], f"rank{rank}.pt"))
-        # Python's random states hold NumPy arrays, which LibTorch's
-        # unpickler refuses: the accumulation step in them is not restored
-        # (the warning above).
         compare_dumps(f"{where}, rank {rank}, ours loading Python's", kind, saved, restored,
-                      accumulation_step_restored=False)
+                      accumulation_step_restored=True, generator_restored=processes == 1)
 
     # 3. The files, and Python's state_dict() after loading ours.
     compare_files(f"{where}, files", dirs["ours_ckpt"], dirs["python_ckpt"], processes)

@@ -241,6 +241,14 @@ absl::Status Accelerator::RestoreProcessStateUnguarded(
   }
   Dict dict = states->toGenericDict();
   ACCELERATE_RETURN_IF_ERROR(checkpoint::RestoreGeneratorStates(dict, own));
+  // Python Accelerate's file: the step and torch's generators are restored
+  // above and below; Python's and NumPy's generators have no counterpart.
+  if (dict.contains("random_state") || dict.contains("numpy_random_seed")) {
+    ACCELERATE_LOG(WARNING)
+        << own_path << " holds Python's and NumPy's generator states "
+           "(random_state, numpy_random_seed), which have no LibTorch "
+           "counterpart: not restored";
+  }
   auto ours_it = dict.find("accelerate_cpp");
   int64_t step = 0;
   if (auto found = dict.find("step");

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include <torch/csrc/jit/serialization/unpickler.h>
 #include "bigmodel/safetensors.h"
 #include "checkpoint/internal/direct_writer.h"
+#include "checkpoint/internal/pickle_reader.h"
 
 namespace accelerate::checkpoint {
 namespace {
@@ -108,22 +112,17 @@ void ReleaseMappingShare(void* context) {
   delete static_cast<std::shared_ptr<const bigmodel::MappedFile>*>(context);
 }
 
-// LoadTorchFile with `map_file`: the pickle is read, the storages alias the
-// mapping at their records' offsets (stored uncompressed, as PyTorch writes
-// them).
-c10::IValue LoadMapped(const std::string& path,
-                       std::shared_ptr<const bigmodel::MappedFile> mapping) {
-  caffe2::serialize::PyTorchStreamReader reader{path};
-  auto [pickle_ptr, pickle_size] = reader.getRecord("data.pkl");
-  const char* pickle = static_cast<const char*>(pickle_ptr.get());
-  size_t position = 0;
-  auto read = [&](char* out, size_t n) -> size_t {
-    n = std::min(n, pickle_size - position);
-    std::memcpy(out, pickle + position, n);
-    position += n;
-    return n;
-  };
-  auto record = [&](const std::string& name) -> at::DataPtr {
+// The storage records of an archive: read into memory, or aliasing
+// `mapping` at their offsets (stored uncompressed, as PyTorch writes them).
+std::function<at::DataPtr(const std::string&)> RecordReader(
+    caffe2::serialize::PyTorchStreamReader& reader,
+    std::shared_ptr<const bigmodel::MappedFile> mapping) {
+  if (mapping == nullptr) {
+    return [&reader](const std::string& name) {
+      return std::get<0>(reader.getRecord("data/" + name));
+    };
+  }
+  return [&reader, mapping](const std::string& name) {
     const std::string key = "data/" + name;
     const size_t offset = reader.getRecordOffset(key);
     const size_t size = reader.getRecordSize(key);
@@ -134,11 +133,51 @@ c10::IValue LoadMapped(const std::string& path,
         new std::shared_ptr<const bigmodel::MappedFile>(mapping),
         &ReleaseMappingShare, at::Device(at::kCPU));
   };
+}
+
+// LibTorch's unpickler over the archive's pickle.
+c10::IValue LoadExact(caffe2::serialize::PyTorchStreamReader& reader,
+                      std::shared_ptr<const bigmodel::MappedFile> mapping) {
+  if (mapping == nullptr) {
+    return torch::jit::readArchiveAndTensors(
+        "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"data/",
+        /*type_resolver=*/std::nullopt, /*obj_loader=*/std::nullopt,
+        /*device=*/at::Device(at::kCPU), reader);
+  }
+  auto [pickle_ptr, pickle_size] = reader.getRecord("data.pkl");
+  const char* pickle = static_cast<const char*>(pickle_ptr.get());
+  size_t position = 0;
+  auto read = [&](char* out, size_t n) -> size_t {
+    n = std::min(n, pickle_size - position);
+    std::memcpy(out, pickle + position, n);
+    position += n;
+    return n;
+  };
   torch::jit::Unpickler unpickler(read, /*type_resolver=*/nullptr,
-                                  /*obj_loader=*/nullptr, record,
+                                  /*obj_loader=*/nullptr,
+                                  RecordReader(reader, std::move(mapping)),
                                   at::Device(at::kCPU));
   unpickler.set_version(reader.version());
   return unpickler.parse_ivalue();
+}
+
+// Our lenient reader over the archive's pickle (Python objects LibTorch has
+// no type for read as None).
+absl::StatusOr<c10::IValue> LoadLenient(
+    caffe2::serialize::PyTorchStreamReader& reader,
+    std::shared_ptr<const bigmodel::MappedFile> mapping) {
+  auto [pickle_ptr, pickle_size] = reader.getRecord("data.pkl");
+  std::function<at::DataPtr(const std::string&)> record =
+      RecordReader(reader, std::move(mapping));
+  return checkpoint_internal::ReadTorchPickle(
+      absl::string_view(static_cast<const char*>(pickle_ptr.get()),
+                        pickle_size),
+      [&](const std::string& key) -> checkpoint_internal::TorchPickleRecord {
+        checkpoint_internal::TorchPickleRecord out;
+        out.size = reader.getRecordSize("data/" + key);
+        out.data = record(key);
+        return out;
+      });
 }
 
 }  // namespace
@@ -155,13 +194,22 @@ absl::StatusOr<c10::IValue> LoadTorchFile(
     if (!mapped.ok()) return mapped.status();
     mapping = *std::move(mapped);
   }
+  std::string exact_error;
   try {
-    if (mapping != nullptr) return LoadMapped(path, std::move(mapping));
     caffe2::serialize::PyTorchStreamReader reader{path};
-    return torch::jit::readArchiveAndTensors(
-        "data", /*pickle_prefix=*/"", /*tensor_prefix=*/"data/",
-        /*type_resolver=*/std::nullopt, /*obj_loader=*/std::nullopt,
-        /*device=*/at::Device(at::kCPU), reader);
+    try {
+      return LoadExact(reader, mapping);
+    } catch (const std::exception& e) {
+      // Python objects LibTorch has no type for (NumPy's in Accelerate's
+      // random states), or ints it does not read (`random.getstate()`'s):
+      // read again leniently.
+      exact_error = FirstLine(e.what());
+    }
+    absl::StatusOr<c10::IValue> lenient = LoadLenient(reader, mapping);
+    if (lenient.ok()) return lenient;
+    return absl::DataLossError(absl::StrCat(
+        path, " is not a readable torch.save archive: ", exact_error, "; ",
+        lenient.status().message()));
   } catch (const std::exception& e) {
     return absl::DataLossError(absl::StrCat(
         path, " is not a readable torch.save archive: ", FirstLine(e.what())));

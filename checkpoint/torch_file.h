@@ -48,9 +48,11 @@ struct TorchFileLoadOptions {
 };
 
 // Reads a file written by `torch.save` (or `SaveTorchFile`), tensors on the
-// CPU. `NotFound` when missing; `DataLoss` naming the file when it is
-// truncated, not an archive (PyTorch's legacy format included), or holds
-// Python objects beyond the types above (a NumPy array, a class).
+// CPU. Python objects LibTorch has no type for (a NumPy array, an instance
+// of a class, as in Accelerate's `random_states_<rank>.pkl`) come back as
+// None, and the rest exactly; bytes come back as strings. `NotFound` when
+// missing; `DataLoss` naming the file when it is truncated or not an
+// archive (PyTorch's legacy format included).
 [[nodiscard]] absl::StatusOr<c10::IValue> LoadTorchFile(
     const std::string& path, const TorchFileLoadOptions& options = {});
 
