@@ -25,11 +25,13 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "data/data_loader.h"
 #include "examples/checkpointing_flags.h"
 #include "precision/fp8_linear.h"
+#include "trackers/progress_bar.h"
 
 ABSL_FLAG(int, epochs, 8, "Passes over the training set.");
 ABSL_FLAG(int64_t, batch_size, 32, "Batch size per process.");
@@ -169,6 +171,12 @@ int Run() {
   for (int epoch = static_cast<int>(train->epoch());
        epoch < absl::GetFlag(FLAGS_epochs); ++epoch) {
     model->train();
+    // On the main process's standard error (a resumed epoch starts where
+    // it stood).
+    accelerate::trackers::ProgressBar bar(
+        train->size(), &acc.State(),
+        {.description = absl::StrCat("epoch ", epoch + 1)});
+    bar.Update(train->state().batches_done);
     while (true) {
       auto batch = train->Next();
       CHECK_OK_OR_RETURN(batch.status());
@@ -182,6 +190,8 @@ int Run() {
       sched->step();
       opt->zero_grad();
       progress->loss_sum += loss.item<double>();
+      bar.SetPostfix(absl::StrFormat("loss=%.4f", loss.item<double>()));
+      bar.Update();
       ++progress->batches;
       ++progress->step;
       if (checkpointing->every > 0 &&
@@ -194,6 +204,7 @@ int Run() {
         return 0;
       }
     }
+    bar.Close();
     // Evaluation: every process scores its shard; the main process counts
     // each sample once.
     auto eval = acc.PrepareDataLoader(Clouds(absl::GetFlag(FLAGS_samples), 2),

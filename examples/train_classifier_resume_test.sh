@@ -11,12 +11,20 @@ export HF_HOME="${TEST_TMPDIR}/hf"
 work="${TEST_TMPDIR}/resume"
 rm -rf "$work" && mkdir -p "$work"
 
+# Any free port (0): tests running at once must not meet at 29500. A failed
+# run says so (callers that expect a failure test the status themselves).
 run() {
-  "$accelerate" launch --cpu --num_processes 2 "$program" --epochs 4 "$@" 2>&1
+  "$accelerate" launch --cpu --num_processes 2 --main_process_port 0 \
+    "$program" --epochs 4 "$@" 2>&1
+}
+must_run() {
+  local out
+  out="$(run "$@")" || { echo "run $* failed: $out" >&2; return 1; }
+  echo "$out"
 }
 json_of() { grep '"eval_accuracy"' <<<"$1" | tail -1; }
 
-full="$(json_of "$(run --checkpointing_steps 40 --output_dir "$work/full")")"
+full="$(json_of "$(must_run --checkpointing_steps 40 --output_dir "$work/full")")"
 [[ -n "$full" ]] || { echo "the uninterrupted run printed no JSON line" >&2; exit 1; }
 echo "uninterrupted: $full"
 [[ -d "$work/full/step_40" && -d "$work/full/step_160" ]] ||
@@ -24,9 +32,9 @@ echo "uninterrupted: $full"
 
 # 4 epochs of 47 batches on 2 processes: stop at batch 100 (mid-epoch 3),
 # after step_80 was saved.
-out="$(run --checkpointing_steps 40 --output_dir "$work/steps" --stop_after_steps 100)"
+out="$(must_run --checkpointing_steps 40 --output_dir "$work/steps" --stop_after_steps 100)"
 [[ -z "$(json_of "$out")" ]] || { echo "the stopped run finished: $out" >&2; exit 1; }
-out="$(run --checkpointing_steps 40 --output_dir "$work/steps" --resume_from_checkpoint latest)"
+out="$(must_run --checkpointing_steps 40 --output_dir "$work/steps" --resume_from_checkpoint latest)"
 [[ "$out" == *"resumed from $work/steps/step_80 at step 80"* ]] ||
   { echo "did not resume from step_80: $out" >&2; exit 1; }
 resumed="$(json_of "$out")"
@@ -34,8 +42,8 @@ echo "resumed from step_80: $resumed"
 [[ "$resumed" == "$full" ]] || { echo "resumed run differs from $full" >&2; exit 1; }
 
 # By epochs: stop in the third epoch, resume from epoch_1 named explicitly.
-run --checkpointing_steps epoch --output_dir "$work/epochs" --stop_after_steps 110 >/dev/null
-out="$(run --resume_from_checkpoint "$work/epochs/epoch_1")"
+must_run --checkpointing_steps epoch --output_dir "$work/epochs" --stop_after_steps 110 >/dev/null
+out="$(must_run --resume_from_checkpoint "$work/epochs/epoch_1")"
 resumed="$(json_of "$out")"
 echo "resumed from epoch_1: $resumed"
 [[ "$resumed" == "$full" ]] || { echo "resumed run differs from $full" >&2; exit 1; }

@@ -35,6 +35,7 @@ run_json() {
     shift
   fi
   line="$("$accelerate" launch -q --cpu --num_processes "$processes" \
+    --main_process_port 0 \
     --num_cpu_threads_per_process 1 "${launch_flags[@]}" \
     "$program" --text "$text" "$@" | grep '"first_losses"' | tail -1)"
   [[ "$line" == *"\"num_processes\": ${processes},"* ]] ||
@@ -146,7 +147,7 @@ flags=(--gradient_accumulation_steps 2 -- --epochs 3 --max_steps 30
   --warmup_steps 4 --log_every 1 --checkpointing_steps 8)
 full="$(untimed "$(run_json 2 "${flags[@]}" --output_dir "$work/full")")"
 "$accelerate" launch -q --cpu --num_processes 2 --num_cpu_threads_per_process 1 \
-  --gradient_accumulation_steps 2 "$program" --text "$text" --epochs 3 \
+  --main_process_port 0 --gradient_accumulation_steps 2 "$program" --text "$text" --epochs 3 \
   --max_steps 30 --warmup_steps 4 --log_every 1 --checkpointing_steps 8 \
   --output_dir "$work/stopped" --stop_after_steps 27 >/dev/null
 [[ -d "$work/stopped/step_24" && ! -d "$work/stopped/step_32" ]] ||
