@@ -47,26 +47,36 @@ std::string RandomStatesName(int process) {
   return absl::StrCat("random_states_", process, ".pkl");
 }
 
+// A status as text for a gather: "ok", or "<code>\t<message>".
+std::string EncodeStatus(const absl::Status& status) {
+  return status.ok() ? std::string("ok")
+                     : absl::StrCat(static_cast<int>(status.code()), "\t",
+                                    status.message());
+}
+
+// `EncodeStatus`'s text back, the message prefixed "process <p>: " when
+// `name_process`.
+absl::Status DecodeStatus(absl::string_view text, size_t process,
+                          bool name_process) {
+  if (text == "ok") return absl::OkStatus();
+  std::pair<absl::string_view, absl::string_view> parts =
+      absl::StrSplit(text, absl::MaxSplits('\t', 1));
+  int code = static_cast<int>(absl::StatusCode::kUnknown);
+  (void)absl::SimpleAtoi(parts.first, &code);
+  return absl::Status(
+      static_cast<absl::StatusCode>(code),
+      name_process ? absl::StrCat("process ", process, ": ", parts.second)
+                   : std::string(parts.second));
+}
+
 // Every process's `mine`; the first failure (naming its process) when any
 // failed. Collective.
 absl::Status Agree(const state::PartialState& state, const absl::Status& mine) {
-  const std::string encoded =
-      mine.ok() ? std::string("ok")
-                : absl::StrCat(static_cast<int>(mine.code()), "\t",
-                               mine.message());
   ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> all,
-                              state::GatherObject(state, encoded));
+                              state::GatherObject(state, EncodeStatus(mine)));
   for (size_t p = 0; p < all.size(); ++p) {
-    if (all[p] == "ok") continue;
-    std::pair<std::string, std::string> parts =
-        absl::StrSplit(all[p], absl::MaxSplits('\t', 1));
-    int code = static_cast<int>(absl::StatusCode::kUnknown);
-    (void)absl::SimpleAtoi(parts.first, &code);
-    const std::string message =
-        state.num_processes() > 1
-            ? absl::StrCat("process ", p, ": ", parts.second)
-            : parts.second;
-    return absl::Status(static_cast<absl::StatusCode>(code), message);
+    absl::Status status = DecodeStatus(all[p], p, state.num_processes() > 1);
+    if (!status.ok()) return status;
   }
   return absl::OkStatus();
 }
@@ -78,12 +88,9 @@ struct WrittenFile {
   std::string kind;
 };
 
-// "ok\n<name>\t<bytes>\t<kind>\n..." or "error\t<code>\t<message>".
+// "ok\n<name>\t<bytes>\t<kind>\n..." or the failure's `EncodeStatus`.
 std::string EncodeReport(const absl::StatusOr<std::vector<WrittenFile>>& files) {
-  if (!files.ok()) {
-    return absl::StrCat("error\t", static_cast<int>(files.status().code()),
-                        "\t", files.status().message());
-  }
+  if (!files.ok()) return EncodeStatus(files.status());
   std::string out = "ok";
   for (const WrittenFile& file : *files) {
     absl::StrAppend(&out, "\n", file.name, "\t", file.bytes, "\t", file.kind);
@@ -93,19 +100,9 @@ std::string EncodeReport(const absl::StatusOr<std::vector<WrittenFile>>& files) 
 
 absl::StatusOr<std::vector<WrittenFile>> DecodeReport(const std::string& text,
                                                       int process) {
-  std::vector<WrittenFile> files;
   std::vector<std::string> lines = absl::StrSplit(text, '\n');
-  if (lines.empty()) return absl::InternalError("empty save report");
-  if (lines[0] != "ok") {
-    std::vector<std::string> parts =
-        absl::StrSplit(lines[0], absl::MaxSplits('\t', 2));
-    int code = static_cast<int>(absl::StatusCode::kUnknown);
-    if (parts.size() == 3) (void)absl::SimpleAtoi(parts[1], &code);
-    return absl::Status(
-        static_cast<absl::StatusCode>(code),
-        absl::StrCat("process ", process, ": ",
-                     parts.size() == 3 ? parts[2] : text));
-  }
+  if (lines[0] != "ok") return DecodeStatus(text, process, true);
+  std::vector<WrittenFile> files;
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> parts = absl::StrSplit(lines[i], '\t');
     WrittenFile file;

@@ -8,38 +8,27 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoint/internal/direct_writer.h"
+#include "checkpoint/internal/errno_status.h"
 
 namespace accelerate::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
 
+// The status of the system call that just failed (errno).
 absl::Status Errno(absl::string_view what, const std::string& path) {
-  const int error = errno;
-  const std::string message =
-      absl::StrCat(what, " ", path, ": ", std::strerror(error));
-  switch (error) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(message);
-    default:
-      return absl::InternalError(message);
-  }
+  return checkpoint_internal::ErrnoStatus(errno, what, path);
 }
 
 absl::Status FromErrorCode(absl::string_view what, const std::string& path,
                            const std::error_code& error) {
-  errno = error.value();
-  return Errno(what, path);
+  return checkpoint_internal::ErrnoStatus(error.value(), what, path);
 }
 
 // `path` without "." parts or a trailing slash.
@@ -85,26 +74,14 @@ absl::Status RecreateFolder(const std::string& path) {
 
 absl::Status WriteFileSynced(const std::string& path,
                              absl::string_view contents) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                        0644);
-  if (fd < 0) return Errno("cannot create", path);
-  while (!contents.empty()) {
-    const ssize_t n = ::write(fd, contents.data(), contents.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status status = Errno("cannot write", path);
-      ::close(fd);
-      return status;
-    }
-    contents.remove_prefix(static_cast<size_t>(n));
+  absl::StatusOr<std::unique_ptr<checkpoint_internal::DirectWriter>> file =
+      checkpoint_internal::DirectWriter::Create(path, /*direct=*/false);
+  if (!file.ok()) return file.status();
+  if (absl::Status appended = (*file)->Append(contents); !appended.ok()) {
+    (void)(*file)->Close();
+    return appended;
   }
-  if (::fsync(fd) != 0) {
-    absl::Status status = Errno("cannot sync", path);
-    ::close(fd);
-    return status;
-  }
-  if (::close(fd) != 0) return Errno("cannot close", path);
-  return absl::OkStatus();
+  return (*file)->Close();
 }
 
 absl::Status SyncPath(const std::string& path) {

@@ -19,17 +19,6 @@ namespace {
 
 constexpr char kDataParallelPrefix[] = "module.";
 
-std::map<std::string, at::Tensor> Targets(const torch::nn::Module& model) {
-  std::map<std::string, at::Tensor> targets;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
-    targets[item.key()] = item.value();
-  }
-  for (const auto& item : model.named_buffers(/*recurse=*/true)) {
-    targets[item.key()] = item.value();
-  }
-  return targets;
-}
-
 // At most a few names, for messages.
 std::string Some(const std::vector<std::string>& names) {
   std::vector<std::string> shown(
@@ -76,7 +65,9 @@ absl::Status LoadModelState(torch::nn::Module& model,
                             const std::string& path) {
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<bigmodel::SafetensorsFile> file,
                               bigmodel::SafetensorsFile::Open(path));
-  std::map<std::string, at::Tensor> targets = Targets(model);
+  // The model's own tensors by name (detached aliases: copied into below).
+  std::map<std::string, at::Tensor> targets;
+  for (auto& [name, tensor] : ModelStateDict(model)) targets[name] = tensor;
   // The file's name for each of ours.
   std::map<std::string, std::string> source;
   std::vector<std::string> unexpected;

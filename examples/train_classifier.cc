@@ -189,8 +189,9 @@ int Run() {
       CHECK_OK_OR_RETURN(opt->step());
       sched->step();
       opt->zero_grad();
-      progress->loss_sum += loss.item<double>();
-      bar.SetPostfix(absl::StrFormat("loss=%.4f", loss.item<double>()));
+      const double loss_value = loss.item<double>();
+      progress->loss_sum += loss_value;
+      bar.SetPostfix(absl::StrFormat("loss=%.4f", loss_value));
       bar.Update();
       ++progress->batches;
       ++progress->step;

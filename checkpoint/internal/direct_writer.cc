@@ -10,25 +10,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoint/internal/errno_status.h"
 
 namespace accelerate::checkpoint_internal {
-namespace {
-
-absl::Status ErrnoStatus(int error, absl::string_view what,
-                         const std::string& path) {
-  const std::string message =
-      absl::StrCat(what, " ", path, ": ", std::strerror(error));
-  if (error == ENOSPC || error == EDQUOT) {
-    return absl::ResourceExhaustedError(message);
-  }
-  if (error == EACCES || error == EPERM) {
-    return absl::PermissionDeniedError(message);
-  }
-  if (error == ENOENT) return absl::NotFoundError(message);
-  return absl::InternalError(message);
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<DirectWriter>> DirectWriter::Create(
     const std::string& path, bool direct) {
