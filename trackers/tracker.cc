@@ -1,0 +1,29 @@
+#include "trackers/tracker.h"
+
+#include <string>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "trackers/internal/number_text.h"
+
+namespace accelerate::trackers {
+
+std::string ConfigValue::ToString() const {
+  struct Visitor {
+    std::string operator()(bool value) const {
+      return value ? "true" : "false";
+    }
+    std::string operator()(int64_t value) const {
+      return absl::StrCat(value);
+    }
+    // Shortest text that reads back as the same double (absl's StrCat
+    // keeps only 6 digits).
+    std::string operator()(double value) const {
+      return trackers_internal::FormatDouble(value);
+    }
+    std::string operator()(const std::string& value) const { return value; }
+  };
+  return std::visit(Visitor{}, value_);
+}
+
+}  // namespace accelerate::trackers
