@@ -89,6 +89,8 @@
 #include "state/environment.h"
 #include "state/multi_process_logger.h"
 #include "state/partial_state.h"
+#include "trackers/trackers.h"
+#include "trackers/tracker.h"
 
 namespace accelerate {
 
@@ -411,6 +413,30 @@ class Accelerator {
     return options_.project_config;
   }
 
+  // Starts the trackers of `options().trackers` (Accelerate's
+  // `init_trackers`): a run named `project_name` under
+  // `project_config.logging_dir`, with `config` as its hyperparameters
+  // (unless empty). Only the processes that run a tracker start it (the
+  // main process, unless a tracker says otherwise). An error names the
+  // tracker that cannot start; the others are finished. Called once.
+  [[nodiscard]] absl::Status InitTrackers(const std::string& project_name,
+                                          const trackers::Config& config = {});
+  // Logs `values` at `step` to the trackers this process runs (Accelerate's
+  // `log`); nothing on the other processes. A tracker's error is a warning
+  // unless `trackers.fail_on_error`. FailedPrecondition when trackers were
+  // asked for and `InitTrackers` was not called.
+  [[nodiscard]] absl::Status Log(const trackers::LogValues& values,
+                                 std::optional<int64_t> step = std::nullopt);
+  // The tracker `name` ("tensorboard", a custom tracker's name) when this
+  // process runs it, null otherwise (Accelerate's `get_tracker`).
+  trackers::Tracker* GetTracker(absl::string_view name) const {
+    return trackers_ == nullptr ? nullptr : trackers_->Get(name);
+  }
+  // Finishes every tracker (everything logged written or sent; an error
+  // says what was lost), then waits for every process (Accelerate's
+  // `end_training`). Collective.
+  [[nodiscard]] absl::Status EndTraining();
+
   // A rank-aware logger (Accelerate's `get_logger`): the main process only
   // by default, every process in rank order on request, the level from
   // ACCELERATE_LOG_LEVEL when not given. It must not outlive the Accelerator.
@@ -524,6 +550,8 @@ class Accelerator {
   std::vector<CheckpointObject> custom_objects_;
   std::vector<SaveStateHook> save_hooks_;
   std::vector<LoadStateHook> load_hooks_;
+  // The trackers (InitTrackers); null before.
+  std::unique_ptr<trackers::Trackers> trackers_;
   // The models whose step is open (in `Accumulate` or `NoSync` scopes), and
   // how many scopes are open.
   AccumulateScope::OpenModels open_;

@@ -2,12 +2,15 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "precision/mixed_precision.h"
 #include "state/status_macros.h"
+#include "trackers/trackers.h"
 
 namespace accelerate {
 
@@ -70,7 +73,25 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
         "and growth_interval >= 1"));
   }
   checkpoint::ProjectConfiguration& project = resolved.project_config;
+  if (project.project_dir.empty()) {
+    project.project_dir = env.Get("ACCELERATE_PROJECT_DIR").value_or("");
+  }
   if (project.logging_dir.empty()) project.logging_dir = project.project_dir;
+  std::vector<std::string>& log_with = resolved.trackers.log_with;
+  if (log_with.empty()) {
+    if (const std::optional<std::string> text = env.Get("ACCELERATE_LOG_WITH")) {
+      auto names = trackers::ParseLogWith(*text);
+      if (!names.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ACCELERATE_LOG_WITH: ", names.status().message()));
+      }
+      log_with = *std::move(names);
+    }
+  } else {
+    for (const std::string& name : log_with) {
+      ACCELERATE_RETURN_IF_ERROR(trackers::ParseLogWith(name).status());
+    }
+  }
   if (project.automatic_checkpoint_naming && project.project_dir.empty()) {
     return absl::InvalidArgumentError(
         "project_config.automatic_checkpoint_naming needs a project_dir");

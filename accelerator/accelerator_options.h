@@ -1,7 +1,8 @@
 // The Accelerator's options, and their resolution against the launcher's
 // environment: what is not given comes from the variables `accelerate launch`
-// sets (ACCELERATE_MIXED_PRECISION, ACCELERATE_GRADIENT_ACCUMULATION_STEPS);
-// `cpu` is resolved by //state (ACCELERATE_USE_CPU).
+// sets (ACCELERATE_MIXED_PRECISION, ACCELERATE_GRADIENT_ACCUMULATION_STEPS,
+// ACCELERATE_LOG_WITH, ACCELERATE_PROJECT_DIR); `cpu` is resolved by
+// //state (ACCELERATE_USE_CPU).
 //
 // clang-format off
 //   absl::StatusOr<AcceleratorOptions> Example() {
@@ -28,6 +29,7 @@
 #include "checkpoint/project.h"
 #include "precision/fp8_recipe.h"
 #include "precision/grad_scaler.h"
+#include "trackers/trackers.h"
 #include "state/environment.h"
 
 namespace accelerate {
@@ -77,6 +79,13 @@ struct AcceleratorOptions {
   // ProjectConfiguration; see checkpoint/project.h). Default: no project
   // folder, `SaveState` needs a folder.
   checkpoint::ProjectConfiguration project_config;
+  // Trackers (Accelerate's `log_with` and the trackers' `init_kwargs`):
+  // `trackers.log_with` names built-in ones ("tensorboard", "mlflow",
+  // "jsonl", "csv", "all"; from ACCELERATE_LOG_WITH, comma-separated, when
+  // empty), `trackers.custom` adds users' own. Their logs go to
+  // `project_config.logging_dir` (its `project_dir` from
+  // ACCELERATE_PROJECT_DIR when empty). Default none.
+  trackers::TrackersOptions trackers;
   // Process-group timeout (rendezvous and collectives).
   absl::Duration timeout = absl::Minutes(30);
 };

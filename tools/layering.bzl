@@ -10,11 +10,11 @@ load("//tools:public_libraries.bzl", "public_cc_libraries")
 
 # Dependencies flow one way: //state at the bottom; data, precision,
 # sharding, bigmodel and trackers on it; checkpoint on bigmodel (safetensors)
-# and state; the Accelerator facade above them;
+# and state; the Accelerator facade above them (trackers included);
 # //launch links no library that needs LibTorch (checked by its own test):
 # from //precision only the names (//precision:mixed_precision).
 ALLOWED_PACKAGES = {
-    "accelerator": ["accelerator", "bigmodel", "checkpoint", "data", "precision", "sharding", "state", "third_party"],
+    "accelerator": ["accelerator", "bigmodel", "checkpoint", "data", "precision", "sharding", "state", "third_party", "trackers"],
     "bigmodel": ["bigmodel", "state", "third_party"],
     "checkpoint": ["bigmodel", "checkpoint", "state", "third_party"],
     "data": ["data", "state", "third_party"],

@@ -4,7 +4,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
-#include "trackers/internal/number_text.h"
+#include "trackers/internal/text.h"
 
 namespace accelerate::trackers {
 

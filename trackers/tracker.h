@@ -46,9 +46,9 @@
 namespace accelerate::trackers {
 
 // A histogram of a tensor's values, as TensorBoard draws them: bucket `i`
-// holds `bucket_counts[i]` values in (`bucket_limits[i - 1]`,
-// `bucket_limits[i]`] (the first from `min`). `HistogramOf` (histogram.h)
-// computes one from a tensor.
+// counts `bucket_counts[i]` values between the previous limit (`min` for
+// the first) and `bucket_limits[i]`. `HistogramOf` (histogram.h) computes
+// one from a tensor.
 struct Histogram {
   double min = 0;
   double max = 0;

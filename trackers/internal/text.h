@@ -1,0 +1,36 @@
+// Values as text for the text-based trackers (JSON Lines, CSV, MLflow's
+// params): numbers as the shortest text that reads back as the same
+// double, JSON strings and CSV fields quoted as their formats require.
+
+#ifndef ACCELERATE_TRACKERS_INTERNAL_TEXT_H_
+#define ACCELERATE_TRACKERS_INTERNAL_TEXT_H_
+
+#include <string>
+#include <string_view>
+
+namespace accelerate::trackers_internal {
+
+// "0.001", "1e-05", "3" (integral values without a decimal point, as
+// `std::to_chars` writes them); non-finite values as Python's `repr`:
+// "nan", "inf", "-inf".
+std::string FormatDouble(double value);
+
+// Appends `FormatDouble(value)` to `out` without a temporary string.
+void AppendDouble(std::string& out, double value);
+
+// Appends `value` as a JSON number; non-finite values as Python's `json`
+// writes them (NaN, Infinity, -Infinity), which Python and pandas read back
+// and strict JSON parsers refuse.
+void AppendJsonNumber(std::string& out, double value);
+
+// Appends `text` as a JSON string: quoted, with `"`, `\` and control
+// characters escaped; other bytes (UTF-8) as they are.
+void AppendJsonString(std::string& out, std::string_view text);
+
+// Appends `text` as one CSV field (RFC 4180): quoted, with quotes doubled,
+// when it holds a comma, a quote, CR or LF; as it is otherwise.
+void AppendCsvField(std::string& out, std::string_view text);
+
+}  // namespace accelerate::trackers_internal
+
+#endif  // ACCELERATE_TRACKERS_INTERNAL_TEXT_H_

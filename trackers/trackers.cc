@@ -1,0 +1,223 @@
+#include "trackers/trackers.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "state/logging.h"
+
+namespace accelerate::trackers {
+namespace {
+
+bool IsKnown(absl::string_view name) {
+  for (const std::string& known : TrackerNames()) {
+    if (known == name) return true;
+  }
+  return false;
+}
+
+// The built-in tracker named `name`.
+absl::StatusOr<std::shared_ptr<Tracker>> MakeBuiltIn(
+    const std::string& name, const TrackersOptions& options,
+    const state::Environment& env) {
+  if (name == "tensorboard") {
+    return std::make_shared<TensorBoardTracker>(options.tensorboard);
+  }
+  if (name == "jsonl") return std::make_shared<JsonlTracker>(options.jsonl);
+  if (name == "csv") return std::make_shared<CsvTracker>(options.csv);
+  if (name == "mlflow") {
+    return absl::InvalidArgumentError("MLFLOW_TRACKING_URI");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("log_with: \"", name, "\" is not one of ",
+                   absl::StrJoin(TrackerNames(), ", "), ", all"));
+}
+
+// `log_with` with "all" expanded and duplicates dropped.
+std::vector<std::string> Expand(const TrackersOptions& options,
+                                const state::Environment& env) {
+  std::vector<std::string> names;
+  const auto add = [&](const std::string& name) {
+    for (const std::string& seen : names) {
+      if (seen == name) return;
+    }
+    names.push_back(name);
+  };
+  for (const std::string& name : options.log_with) {
+    if (name != "all") {
+      add(name);
+      continue;
+    }
+    add("tensorboard");
+    add("jsonl");
+    add("csv");
+    if (!options.mlflow.tracking_uri.empty() ||
+        env.Get("MLFLOW_TRACKING_URI").has_value()) {
+      add("mlflow");
+    } else {
+      ACCELERATE_LOG(WARNING) << "log_with \"all\" leaves mlflow out: no "
+                                 "MLFLOW_TRACKING_URI is set";
+    }
+  }
+  return names;
+}
+
+}  // namespace
+
+const std::vector<std::string>& TrackerNames() {
+  static const auto* names =
+      new std::vector<std::string>{"tensorboard", "mlflow", "jsonl", "csv"};
+  return *names;
+}
+
+absl::StatusOr<std::vector<std::string>> ParseLogWith(absl::string_view text) {
+  std::vector<std::string> names;
+  for (absl::string_view name :
+       absl::StrSplit(text, absl::ByAnyChar(", "), absl::SkipEmpty())) {
+    if (name != "all" && !IsKnown(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log_with: \"", name, "\" is not one of ",
+                       absl::StrJoin(TrackerNames(), ", "), ", all"));
+    }
+    names.emplace_back(name);
+  }
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<Trackers>> Trackers::Start(
+    const TrackersOptions& options, RunInfo run, const Config& config,
+    const state::PartialState* state, const state::Environment& env) {
+  for (const std::string& name : options.log_with) {
+    if (name != "all" && !IsKnown(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("log_with: \"", name, "\" is not one of ",
+                       absl::StrJoin(TrackerNames(), ", "), ", all"));
+    }
+  }
+  const bool main_process = state == nullptr || state->is_main_process();
+  if (state != nullptr) {
+    run.process_index = state->process_index();
+    run.num_processes = state->num_processes();
+  }
+  std::unique_ptr<Trackers> trackers(new Trackers);
+  trackers->fail_on_error_ = options.fail_on_error;
+  // A failed start finishes the trackers already started.
+  const auto fail = [&](absl::Status status) {
+    (void)trackers->Finish();
+    return status;
+  };
+  std::vector<std::shared_ptr<Tracker>> candidates;
+  for (const std::string& name : Expand(options, env)) {
+    if (!main_process) {
+      // Built-in trackers run on the main process, but for JSON Lines when
+      // every process writes.
+      if (!(name == "jsonl" && options.jsonl.every_process)) continue;
+    }
+    auto tracker = MakeBuiltIn(name, options, env);
+    if (!tracker.ok()) return tracker.status();
+    candidates.push_back(*std::move(tracker));
+  }
+  for (const std::shared_ptr<Tracker>& tracker : options.custom) {
+    ACCELERATE_CHECK(tracker != nullptr) << "a null custom tracker";
+    if (tracker->main_process_only() && !main_process) continue;
+    candidates.push_back(tracker);
+  }
+  for (std::shared_ptr<Tracker>& tracker : candidates) {
+    if (tracker->requires_logging_directory() && run.logging_dir.empty()) {
+      return fail(absl::InvalidArgumentError(absl::StrCat(
+          "the ", tracker->name(),
+          " tracker needs a logging folder: set ProjectConfiguration's "
+          "project_dir or logging_dir (the examples' --project_dir)")));
+    }
+    absl::Status started = tracker->Start(run);
+    if (!started.ok()) {
+      return fail(absl::Status(
+          started.code(), absl::StrCat("the ", tracker->name(),
+                                       " tracker cannot start: ",
+                                       started.message())));
+    }
+    trackers->entries_.push_back({.tracker = std::move(tracker)});
+  }
+  if (!config.empty()) {
+    for (Entry& entry : trackers->entries_) {
+      absl::Status stored = entry.tracker->StoreInitConfiguration(config);
+      if (!stored.ok()) {
+        return fail(absl::Status(
+            stored.code(),
+            absl::StrCat("the ", entry.tracker->name(),
+                         " tracker cannot store the configuration: ",
+                         stored.message())));
+      }
+    }
+  }
+  return trackers;
+}
+
+Trackers::~Trackers() {
+  absl::Status finished = Finish();
+  if (!finished.ok()) ACCELERATE_LOG(ERROR) << finished;
+}
+
+absl::Status Trackers::Log(const LogValues& values,
+                           std::optional<int64_t> step) {
+  absl::Status first = absl::OkStatus();
+  for (Entry& entry : entries_) {
+    absl::Status logged = entry.tracker->Log(values, step);
+    if (logged.ok()) continue;
+    if (fail_on_error_) {
+      if (first.ok()) {
+        first = absl::Status(logged.code(),
+                             absl::StrCat("the ", entry.tracker->name(),
+                                          " tracker: ", logged.message()));
+      }
+      continue;
+    }
+    if (!entry.warned) {
+      entry.warned = true;
+      ACCELERATE_LOG(WARNING)
+          << "the " << entry.tracker->name() << " tracker: " << logged
+          << " (training goes on; further errors of this tracker are not "
+             "shown)";
+    }
+  }
+  return first;
+}
+
+Tracker* Trackers::Get(absl::string_view name) const {
+  for (const Entry& entry : entries_) {
+    if (entry.tracker->name() == name) return entry.tracker.get();
+  }
+  return nullptr;
+}
+
+absl::Status Trackers::Finish() {
+  if (finished_) return absl::OkStatus();
+  finished_ = true;
+  std::vector<std::string> errors;
+  absl::StatusCode code = absl::StatusCode::kOk;
+  for (Entry& entry : entries_) {
+    absl::Status finished = entry.tracker->Finish();
+    if (finished.ok()) continue;
+    if (code == absl::StatusCode::kOk) code = finished.code();
+    errors.push_back(
+        absl::StrCat("the ", entry.tracker->name(), " tracker: ",
+                     finished.message()));
+  }
+  if (errors.empty()) return absl::OkStatus();
+  return absl::Status(code, absl::StrJoin(errors, "; "));
+}
+
+std::vector<std::string> Trackers::names() const {
+  std::vector<std::string> names;
+  for (const Entry& entry : entries_) names.push_back(entry.tracker->name());
+  return names;
+}
+
+}  // namespace accelerate::trackers
