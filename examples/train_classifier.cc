@@ -15,6 +15,12 @@
 // where that checkpoint stood (mid-epoch too), and the run ends with the
 // same JSON line as one that never stopped. `--stop_after_steps N` ends the
 // run after N batches, as an interruption would.
+//
+// Tracking, with Accelerate's example flags: `--with_tracking` logs the
+// training loss and learning rate every batch and the evaluation accuracy
+// every epoch (steps counted in batches) to the trackers `--report_to`
+// names (`tensorboard`, `mlflow`, `jsonl`, `csv`, `all`), under
+// `--project_dir` (`<project_dir>/train_classifier/`).
 
 #include <algorithm>
 #include <cstdio>
@@ -30,6 +36,7 @@
 #include "accelerator/accelerator.h"
 #include "data/data_loader.h"
 #include "examples/checkpointing_flags.h"
+#include "examples/tracking_flags.h"
 #include "precision/fp8_linear.h"
 #include "trackers/progress_bar.h"
 
@@ -42,6 +49,12 @@ ABSL_FLAG(std::string, checkpointing_steps, "",
 ABSL_FLAG(std::string, output_dir, "", "Where checkpoints go.");
 ABSL_FLAG(std::string, resume_from_checkpoint, "",
           "A checkpoint folder to resume from, or \"latest\".");
+ABSL_FLAG(bool, with_tracking, false,
+          "Log losses, learning rate and accuracy to --report_to.");
+ABSL_FLAG(std::string, report_to, "all",
+          "Trackers: tensorboard, mlflow, jsonl, csv, all (or several, "
+          "comma-separated).");
+ABSL_FLAG(std::string, project_dir, "logs", "Where the trackers' logs go.");
 ABSL_FLAG(int64_t, stop_after_steps, -1,
           "End after this many batches (an interruption, to resume).");
 
@@ -115,9 +128,25 @@ int Run() {
       absl::GetFlag(FLAGS_checkpointing_steps));
   CHECK_OK_OR_RETURN(checkpointing.status());
   const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
-  auto created = accelerate::Accelerator::Create();
+  accelerate::AcceleratorOptions options;
+  CHECK_OK_OR_RETURN(accelerate::examples::ApplyTrackingFlags(
+      {.with_tracking = absl::GetFlag(FLAGS_with_tracking),
+       .report_to = absl::GetFlag(FLAGS_report_to),
+       .project_dir = absl::GetFlag(FLAGS_project_dir)},
+      options));
+  auto created = accelerate::Accelerator::Create(options);
   CHECK_OK_OR_RETURN(created.status());
   accelerate::Accelerator& acc = **created;
+  if (absl::GetFlag(FLAGS_with_tracking)) {
+    CHECK_OK_OR_RETURN(acc.InitTrackers(
+        "train_classifier",
+        {{"lr", absl::GetFlag(FLAGS_lr)},
+         {"epochs", absl::GetFlag(FLAGS_epochs)},
+         {"batch_size", absl::GetFlag(FLAGS_batch_size)},
+         {"samples", absl::GetFlag(FLAGS_samples)},
+         {"num_processes", acc.State().num_processes()},
+         {"mixed_precision", acc.mixed_precision()}}));
+  }
 
   torch::manual_seed(0);  // The same initial model everywhere (rank 0's wins).
   Mlp model;
@@ -186,6 +215,7 @@ int Run() {
       const torch::Tensor loss = torch::cross_entropy_loss(
           model->forward((**batch).tensor(0)), (**batch).tensor(1));
       CHECK_OK_OR_RETURN(acc.Backward(loss));
+      const double lr = optimizer->param_groups()[0].options().get_lr();
       CHECK_OK_OR_RETURN(opt->step());
       sched->step();
       opt->zero_grad();
@@ -195,13 +225,16 @@ int Run() {
       bar.Update();
       ++progress->batches;
       ++progress->step;
+      // Nothing happens on processes that run no tracker.
+      CHECK_OK_OR_RETURN(
+          acc.Log({{"train_loss", loss_value}, {"lr", lr}}, progress->step));
       if (checkpointing->every > 0 &&
           progress->step % checkpointing->every == 0) {
         CHECK_OK_OR_RETURN(save(absl::StrCat("step_", progress->step)));
       }
       if (progress->step == absl::GetFlag(FLAGS_stop_after_steps)) {
         acc.Print("stopping after step ", progress->step);
-        CHECK_OK_OR_RETURN(acc.WaitForEveryone());
+        CHECK_OK_OR_RETURN(acc.EndTraining());
         return 0;
       }
     }
@@ -233,6 +266,10 @@ int Run() {
     acc.Print("epoch ", epoch + 1, "/", absl::GetFlag(FLAGS_epochs),
               ": train loss ", last_loss, ", eval accuracy ", accuracy,
               " (", total, " samples)");
+    CHECK_OK_OR_RETURN(acc.Log({{"eval_accuracy", accuracy},
+                                {"epoch_train_loss", last_loss},
+                                {"epoch", epoch + 1}},
+                               progress->step));
     if (checkpointing->each_epoch) {
       CHECK_OK_OR_RETURN(save(absl::StrCat("epoch_", epoch)));
     }
@@ -244,7 +281,9 @@ int Run() {
         acc.State().num_processes(), acc.mixed_precision().c_str(), accuracy,
         last_loss);
   }
-  CHECK_OK_OR_RETURN(acc.WaitForEveryone());
+  // Trackers finished (everything logged written or sent), then everyone
+  // waits.
+  CHECK_OK_OR_RETURN(acc.EndTraining());
   return 0;
 }
 

@@ -39,6 +39,12 @@
 // picks up there (mid-epoch too) and the run ends with the same results as
 // one that never stopped (all but the timings). `--stop_after_steps N` ends
 // the run after N optimizer steps, as an interruption would.
+//
+// Tracking, with Accelerate's example flags: `--with_tracking` logs the
+// loss and learning rate every optimizer step and the evaluation
+// perplexity every epoch to the trackers `--report_to` names
+// (`tensorboard`, `mlflow`, `jsonl`, `csv`, `all`), under `--project_dir`
+// (`<project_dir>/train_lm/`).
 
 #include <torch/torch.h>
 
@@ -67,6 +73,7 @@
 #include "data/collate.h"
 #include "data/data_loader.h"
 #include "examples/checkpointing_flags.h"
+#include "examples/tracking_flags.h"
 #include "precision/fp8_linear.h"
 #include "state/status_macros.h"
 
@@ -93,6 +100,12 @@ ABSL_FLAG(std::string, checkpointing_steps, "",
 ABSL_FLAG(std::string, output_dir, "", "Where checkpoints go.");
 ABSL_FLAG(std::string, resume_from_checkpoint, "",
           "A checkpoint folder to resume from, or \"latest\".");
+ABSL_FLAG(bool, with_tracking, false,
+          "Log the loss, learning rate and perplexity to --report_to.");
+ABSL_FLAG(std::string, report_to, "all",
+          "Trackers: tensorboard, mlflow, jsonl, csv, all (or several, "
+          "comma-separated).");
+ABSL_FLAG(std::string, project_dir, "logs", "Where the trackers' logs go.");
 ABSL_FLAG(int64_t, stop_after_steps, -1,
           "End after this many optimizer steps (an interruption, to resume).");
 
@@ -411,9 +424,27 @@ absl::Status Run() {
   if (text.empty()) text = DefaultText();
   ACCELERATE_ASSIGN_OR_RETURN(auto split, ReadSplit(text, max_length));
 
-  ACCELERATE_ASSIGN_OR_RETURN(auto created, accelerate::Accelerator::Create());
+  accelerate::AcceleratorOptions options;
+  ACCELERATE_RETURN_IF_ERROR(accelerate::examples::ApplyTrackingFlags(
+      {.with_tracking = absl::GetFlag(FLAGS_with_tracking),
+       .report_to = absl::GetFlag(FLAGS_report_to),
+       .project_dir = absl::GetFlag(FLAGS_project_dir)},
+      options));
+  ACCELERATE_ASSIGN_OR_RETURN(auto created,
+                              accelerate::Accelerator::Create(options));
   accelerate::Accelerator& acc = *created;
   const int processes = acc.State().num_processes();
+  if (absl::GetFlag(FLAGS_with_tracking)) {
+    ACCELERATE_RETURN_IF_ERROR(acc.InitTrackers(
+        "train_lm", {{"lr", absl::GetFlag(FLAGS_lr)},
+                     {"epochs", absl::GetFlag(FLAGS_epochs)},
+                     {"batch_size", absl::GetFlag(FLAGS_batch_size)},
+                     {"warmup_steps", absl::GetFlag(FLAGS_warmup_steps)},
+                     {"n_layer", absl::GetFlag(FLAGS_n_layer)},
+                     {"n_embd", absl::GetFlag(FLAGS_n_embd)},
+                     {"num_processes", processes},
+                     {"mixed_precision", acc.mixed_precision()}}));
+  }
 
   torch::manual_seed(absl::GetFlag(FLAGS_seed));  // Rank 0's weights win.
   Gpt model(GptConfig{absl::GetFlag(FLAGS_n_layer), absl::GetFlag(FLAGS_n_embd),
@@ -523,6 +554,8 @@ absl::Status Run() {
       losses.push_back(summed.item<double>() / micro_batches);
       micro_loss = 0;
       micro_batches = 0;
+      ACCELERATE_RETURN_IF_ERROR(
+          acc.Log({{"train_loss", losses.back()}, {"lr", lr}}, step));
       if (step == 1 || step % absl::GetFlag(FLAGS_log_every) == 0) {
         acc.Print(absl::StrFormat("step %d loss %.4f lr %.6g", step,
                                   losses.back(), lr));
@@ -536,7 +569,7 @@ absl::Status Run() {
       }
       if (step == absl::GetFlag(FLAGS_stop_after_steps)) {
         acc.Print("stopping after step ", step);
-        return acc.WaitForEveryone();
+        return acc.EndTraining();
       }
     }
     seconds +=
@@ -548,6 +581,8 @@ absl::Status Run() {
       ACCELERATE_ASSIGN_OR_RETURN(perplexity, Perplexity(acc, model, *eval));
       acc.Print(absl::StrFormat("epoch %d: eval perplexity %.4f", epoch + 1,
                                 perplexity));
+      ACCELERATE_RETURN_IF_ERROR(acc.Log(
+          {{"eval_perplexity", perplexity}, {"epoch", epoch + 1}}, step));
     }
     if (checkpointing.each_epoch && evaluated) {
       ACCELERATE_RETURN_IF_ERROR(save(absl::StrCat("epoch_", epoch)));
@@ -557,6 +592,8 @@ absl::Status Run() {
     ACCELERATE_ASSIGN_OR_RETURN(perplexity, Perplexity(acc, model, *eval));
     acc.Print(absl::StrFormat("after %d steps: eval perplexity %.4f", step,
                               perplexity));
+    ACCELERATE_RETURN_IF_ERROR(
+        acc.Log({{"eval_perplexity", perplexity}}, step));
   }
 
   // The training loss: the mean over the last `--log_every` steps.
@@ -582,7 +619,7 @@ absl::Status Run() {
         absl::StrJoin(first, ", "));
     std::fflush(stdout);
   }
-  return acc.WaitForEveryone();
+  return acc.EndTraining();
 }
 
 }  // namespace

@@ -83,7 +83,8 @@ absl::Status JsonlTracker::Start(const RunInfo& run) {
           ? absl::StrCat("metrics.", run.process_index, ".jsonl")
           : std::string("metrics.jsonl");
   auto file = BufferedFile::Open(absl::StrCat(run_folder_, "/", name),
-                                 {.flush_interval = options_.flush_interval});
+                                 {.flush_interval = options_.flush_interval,
+                                  .append = true});
   if (!file.ok()) return file.status();
   file_ = *std::move(file);
   return absl::OkStatus();
@@ -157,9 +158,11 @@ absl::Status CsvTracker::Start(const RunInfo& run) {
   if (!folder.ok()) return folder.status();
   run_folder_ = *folder;
   auto file = BufferedFile::Open(absl::StrCat(run_folder_, "/metrics.csv"),
-                                 {.flush_interval = options_.flush_interval});
+                                 {.flush_interval = options_.flush_interval,
+                                  .append = true});
   if (!file.ok()) return file.status();
   file_ = *std::move(file);
+  if (file_->initial_size() > 0) return absl::OkStatus();  // A resumed run.
   return file_->Append("step,time,name,value\n");
 }
 

@@ -1,6 +1,7 @@
 #include "trackers/internal/buffered_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,12 +39,18 @@ absl::StatusOr<std::unique_ptr<BufferedFile>> BufferedFile::Open(
                                      parent.string()));
     }
   }
-  const int fd =
-      ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(),
+                        O_WRONLY | O_CREAT | O_CLOEXEC |
+                            (options.append ? O_APPEND : O_TRUNC),
+                        0644);
   if (fd < 0) {
     return ErrnoError(errno, absl::StrCat("cannot create the log file ", path));
   }
-  return std::unique_ptr<BufferedFile>(new BufferedFile(path, fd, options));
+  struct stat info = {};
+  const size_t size = ::fstat(fd, &info) == 0 ? info.st_size : 0;
+  std::unique_ptr<BufferedFile> file(new BufferedFile(path, fd, options));
+  file->initial_size_ = size;
+  return file;
 }
 
 BufferedFile::BufferedFile(std::string path, int fd,

@@ -31,11 +31,15 @@ struct BufferedFileOptions {
   absl::Duration flush_interval = absl::Seconds(2);
   // Bytes waiting that wake the writer early. Default 1 MiB.
   size_t max_pending = size_t{1} << 20;
+  // Appends to a file that exists instead of truncating it (a resumed run
+  // continues its logs). Default false.
+  bool append = false;
 };
 
 class BufferedFile {
  public:
-  // Creates `path` (truncated if present) and its parent folder.
+  // Creates `path` (truncated if present, unless `append`) and its parent
+  // folder.
   // Errors name the path: PermissionDenied, NotFound, ...
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<BufferedFile>> Open(
       const std::string& path, const BufferedFileOptions& options = {});
@@ -55,6 +59,8 @@ class BufferedFile {
   absl::Status Close();
 
   const std::string& path() const { return path_; }
+  // The file's size when it was opened (0 unless appending to one).
+  size_t initial_size() const { return initial_size_; }
 
  private:
   BufferedFile(std::string path, int fd, const BufferedFileOptions& options);
@@ -65,6 +71,7 @@ class BufferedFile {
   const std::string path_;
   const int fd_;
   const BufferedFileOptions options_;
+  size_t initial_size_ = 0;
 
   // Guards `pending_`, `error_`, `closing_`.
   std::mutex mutex_;
