@@ -135,6 +135,10 @@ struct LoadStateOptions {
   // place while training goes on (deleting them, as `total_limit` does, is
   // fine). Default false.
   bool map_files = false;
+  // Draws a progress bar of the files loaded (models, optimizers,
+  // schedulers, custom objects) on the main process's standard error.
+  // Default false.
+  bool progress_bar = false;
 };
 
 // Runs in `SaveState` before anything is written, on every process

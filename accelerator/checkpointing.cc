@@ -27,6 +27,7 @@
 #include "state/logging.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
+#include "trackers/progress_bar.h"
 
 namespace accelerate {
 namespace {
@@ -642,6 +643,19 @@ absl::StatusOr<std::string> Accelerator::LoadState(
       return (fs::path(source) / name).string();
     };
     std::vector<std::shared_ptr<torch::nn::Module>> models = model_order_;
+    std::optional<trackers::ProgressBar> bar;
+    if (options.progress_bar) {
+      bar.emplace(static_cast<int64_t>(models.size() + optimizers_.size() +
+                                       schedulers_.size() +
+                                       (scaler_ != nullptr) +
+                                       custom_objects_.size()),
+                  state_.get(),
+                  trackers::ProgressBarOptions{.description =
+                                                   "loading checkpoint"});
+    }
+    const auto loaded_one = [&] {
+      if (bar.has_value()) bar->Update();
+    };
     for (const LoadStateHook& hook : load_hooks_) {
       absl::Status hooked;
       ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
@@ -652,6 +666,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
       if (models[i] == nullptr) continue;
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadModelState(
           *models[i], path(Numbered("model", i, ".safetensors"))));
+      loaded_one();
     }
     for (size_t i = 0; i < optimizers_.size(); ++i) {
       const std::string name = Numbered("optimizer", i, ".bin");
@@ -661,6 +676,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
                                     {.map_file = options.map_files}));
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
           optimizers_[i]->optimizer(), value, name));
+      loaded_one();
     }
     for (size_t i = 0; i < schedulers_.size(); ++i) {
       const std::string name = Numbered("scheduler", i, ".bin");
@@ -672,6 +688,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
           checkpoint::LoadSchedulerStateDict(s.scheduler(), value, name));
       s.RestoreCounters(checkpoint::SchedulerSteps(s.scheduler()),
                         counts.skipped_calls, std::move(counts.base_lrs));
+      loaded_one();
     }
     if (scaler_ != nullptr) {
       ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
@@ -703,6 +720,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
       s.growth_interval = static_cast<int64_t>(interval);
       s.growth_tracker = static_cast<int64_t>(tracker);
       ACCELERATE_RETURN_IF_ERROR(scaler_->LoadState(s));
+      loaded_one();
     }
     size_t custom_files = 0;
     for (const auto& file : report.files) custom_files += file.kind == "custom";
@@ -721,6 +739,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
           absl::StrCat(name, " load_state_dict"),
           [&] { restored = custom_objects_[i].load_state_dict(value); }));
       ACCELERATE_RETURN_IF_ERROR(restored);
+      loaded_one();
     }
     return RestoreProcessState(source, report);
   }();

@@ -28,6 +28,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "absl/flags/flag.h"
@@ -45,6 +46,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "state/status_macros.h"
+#include "trackers/progress_bar.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "Folder with config.json and model.safetensors[.index.json]; "
@@ -82,6 +84,7 @@ ABSL_FLAG(bool, cold, false,
 namespace {
 
 namespace bigmodel = accelerate::bigmodel;
+namespace trackers = accelerate::trackers;
 
 struct GptConfig {
   int64_t vocab_size = 256;
@@ -270,39 +273,6 @@ absl::Status WriteModel(const std::string& dir, const GptConfig& config,
   return WriteConfig(dir + "/config.json", config);
 }
 
-// Redrawn in place on a terminal; one line at the end otherwise.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool enabled)
-      : enabled_(enabled), terminal_(::isatty(STDERR_FILENO)) {}
-  void Update(int64_t done, int64_t total) {
-    if (!enabled_) return;
-    if (!terminal_) {
-      if (done == total) {
-        std::fprintf(stderr, "loaded %lld weights\n",
-                     static_cast<long long>(total));
-      }
-      return;
-    }
-    const int width = 30;
-    const int filled =
-        static_cast<int>(width * done / std::max<int64_t>(total, 1));
-    if (filled == last_ && done != total) return;
-    last_ = filled;
-    std::fprintf(stderr, "\rloading [%s%s] %lld/%lld weights",
-                 std::string(filled, '#').c_str(),
-                 std::string(width - filled, '.').c_str(),
-                 static_cast<long long>(done), static_cast<long long>(total));
-    if (done == total) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  bool enabled_;
-  bool terminal_;
-  int last_ = -1;
-};
-
 // Asks the kernel to forget the cached pages of the checkpoint's files
 // (pages still mapped, such as resident weights in use, stay).
 void DropFromPageCache(const std::string& dir) {
@@ -391,7 +361,8 @@ absl::Status Run() {
   }
 
   // 3. The weights, as placed.
-  ProgressBar bar(absl::GetFlag(FLAGS_progress));
+  // Created at the first weight, when the total is known.
+  std::optional<trackers::ProgressBar> bar;
   const auto load_start = std::chrono::steady_clock::now();
   ACCELERATE_ASSIGN_OR_RETURN(
       auto dispatched,
@@ -402,7 +373,14 @@ absl::Status Run() {
            .prefetch_bytes =
                static_cast<int64_t>(absl::GetFlag(FLAGS_prefetch_mb) * 1e6),
            .progress = [&](int64_t done, int64_t total) {
-             bar.Update(done, total);
+             if (!absl::GetFlag(FLAGS_progress)) return;
+             if (!bar.has_value()) {
+               bar.emplace(total, /*state=*/nullptr,
+                           trackers::ProgressBarOptions{.description =
+                                                            "weights"});
+             }
+             bar->Update(done - bar->count());
+             if (done == total) bar->Close();
            }}));
   const double load_seconds = std::chrono::duration<double>(
                                   std::chrono::steady_clock::now() - load_start)

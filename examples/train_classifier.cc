@@ -189,7 +189,8 @@ int Run() {
     auto folder = accelerate::examples::ResolveResumeFolder(
         absl::GetFlag(FLAGS_resume_from_checkpoint), output_dir);
     CHECK_OK_OR_RETURN(folder.status());
-    CHECK_OK_OR_RETURN(acc.LoadState(*folder).status());
+    CHECK_OK_OR_RETURN(
+        acc.LoadState(*folder, {.progress_bar = true}).status());
     acc.Print("resumed from ", *folder, " at step ", progress->step,
               ", epoch ", train->epoch() + 1);
   }
@@ -247,10 +248,13 @@ int Run() {
     model->eval();
     torch::NoGradGuard no_grad;
     int64_t correct = 0, total = 0;
+    accelerate::trackers::ProgressBar eval_bar(
+        (*eval)->size(), &acc.State(), {.description = "evaluation"});
     while (true) {
       auto batch = (*eval)->Next();
       CHECK_OK_OR_RETURN(batch.status());
       if (!batch->has_value()) break;
+      eval_bar.Update();
       const torch::Tensor hits =
           model->forward((**batch).tensor(0)).argmax(1).eq((**batch).tensor(1));
       auto all = acc.GatherForMetrics(hits);
@@ -258,6 +262,7 @@ int Run() {
       correct += all->sum().item<int64_t>();
       total += all->numel();
     }
+    eval_bar.Close();
     accuracy = static_cast<double>(correct) / static_cast<double>(total);
     last_loss = progress->loss_sum /
                 static_cast<double>(std::max<int64_t>(progress->batches, 1));

@@ -495,7 +495,8 @@ absl::Status Run() {
         const std::string folder,
         accelerate::examples::ResolveResumeFolder(
             absl::GetFlag(FLAGS_resume_from_checkpoint), output_dir));
-    ACCELERATE_RETURN_IF_ERROR(acc.LoadState(folder).status());
+    ACCELERATE_RETURN_IF_ERROR(
+        acc.LoadState(folder, {.progress_bar = true}).status());
     acc.Print("resumed from ", folder, " at step ", progress->step);
   }
   int64_t& step = progress->step;
