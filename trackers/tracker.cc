@@ -11,15 +11,14 @@ namespace accelerate::trackers {
 std::string ConfigValue::ToString() const {
   struct Visitor {
     std::string operator()(bool value) const {
-      return value ? "true" : "false";
+      return value ? "True" : "False";
     }
     std::string operator()(int64_t value) const {
       return absl::StrCat(value);
     }
-    // Shortest text that reads back as the same double (absl's StrCat
-    // keeps only 6 digits).
+    // As Python's `str` (absl's StrCat keeps only 6 digits).
     std::string operator()(double value) const {
-      return trackers_internal::FormatDouble(value);
+      return trackers_internal::FormatPythonFloat(value);
     }
     std::string operator()(const std::string& value) const { return value; }
   };

@@ -106,8 +106,9 @@ class ConfigValue {
   ConfigValue(const char* value) : value_(std::string(value)) {}
 
   const Variant& value() const { return value_; }
-  // The value as text: "true", "3", "0.001" (shortest round-trip), the
-  // string itself. MLflow's params and the CSV tracker use it.
+  // The value as Python's `str` writes it, so that runs logged from
+  // Python and from C++ compare: "True", "3", "0.001", "3.0", "1e-05",
+  // the string itself. MLflow's params and the CSV tracker use it.
   std::string ToString() const;
 
  private:

@@ -33,7 +33,9 @@ absl::StatusOr<std::shared_ptr<Tracker>> MakeBuiltIn(
   if (name == "jsonl") return std::make_shared<JsonlTracker>(options.jsonl);
   if (name == "csv") return std::make_shared<CsvTracker>(options.csv);
   if (name == "mlflow") {
-    return absl::InvalidArgumentError("MLFLOW_TRACKING_URI");
+    auto tracker = MakeMlflowTracker(options.mlflow, env);
+    if (!tracker.ok()) return tracker.status();
+    return std::shared_ptr<Tracker>(*std::move(tracker));
   }
   return absl::InvalidArgumentError(
       absl::StrCat("log_with: \"", name, "\" is not one of ",
@@ -58,7 +60,7 @@ std::vector<std::string> Expand(const TrackersOptions& options,
     add("tensorboard");
     add("jsonl");
     add("csv");
-    if (!options.mlflow.tracking_uri.empty() ||
+    if (options.mlflow.tracking_uri.has_value() ||
         env.Get("MLFLOW_TRACKING_URI").has_value()) {
       add("mlflow");
     } else {

@@ -43,6 +43,7 @@
 #include "state/environment.h"
 #include "state/partial_state.h"
 #include "trackers/jsonl_tracker.h"
+#include "trackers/mlflow/mlflow_tracker.h"
 #include "trackers/tensorboard/tensorboard_tracker.h"
 #include "trackers/tracker.h"
 
@@ -67,7 +68,7 @@ struct TrackersOptions {
   std::vector<std::shared_ptr<Tracker>> custom;
   // The built-in trackers' options (Accelerate's `init_kwargs`).
   TensorBoardOptions tensorboard;
-  struct { std::string tracking_uri; } mlflow;
+  MlflowOptions mlflow;
   TextTrackerOptions jsonl;
   TextTrackerOptions csv;
   // Whether `Log` returns a tracker's error instead of warning once and

@@ -15,6 +15,12 @@ namespace accelerate::trackers_internal {
 // "nan", "inf", "-inf".
 std::string FormatDouble(double value);
 
+// As Python's `repr(float)` (and `str`): the shortest round-trip digits,
+// positional with at least one decimal ("3.0", "0.001", "100000.0") for
+// exponents from -4 to 15, scientific otherwise ("1e-05", "1e+16");
+// "nan", "inf", "-inf".
+std::string FormatPythonFloat(double value);
+
 // Appends `FormatDouble(value)` to `out` without a temporary string.
 void AppendDouble(std::string& out, double value);
 
