@@ -64,12 +64,12 @@ int Run() {
     if (!logged.ok()) return Fail(logged);
   }
   const double per_call = (accelerate::benchmarks::Now() - start) / calls;
+  auto gathered = acc.Gather(torch::tensor({per_call}, torch::kDouble));
+  if (!gathered.ok()) return Fail(gathered.status());
   const double end_start = accelerate::benchmarks::Now();
   absl::Status ended = acc.EndTraining();
   if (!ended.ok()) return Fail(ended);
   const double end_seconds = accelerate::benchmarks::Now() - end_start;
-  auto gathered = acc.Gather(torch::tensor({per_call}, torch::kDouble));
-  if (!gathered.ok()) return Fail(gathered.status());
   if (acc.IsMainProcess()) {
     std::vector<std::string> ranks;
     for (int64_t i = 0; i < gathered->numel(); ++i) {

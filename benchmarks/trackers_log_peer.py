@@ -21,6 +21,7 @@ def main():
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     accelerator = Accelerator(
+        cpu=True,  # gloo on CPU: without it, each process runs alone
         log_with=os.environ["ACCELERATE_LOG_WITH"],
         project_dir=os.environ["ACCELERATE_PROJECT_DIR"],
     )
@@ -41,10 +42,11 @@ def main():
             names[8]: x / 1000, names[9]: 0.01,
         }, step=step + 10)
     per_call = (time.perf_counter() - start) / calls
+    # (end_training also ends the process group: gather first.)
+    gathered = accelerator.gather(torch.tensor([per_call], dtype=torch.float64))
     end_start = time.perf_counter()
     accelerator.end_training()
     end_seconds = time.perf_counter() - end_start
-    gathered = accelerator.gather(torch.tensor([per_call], dtype=torch.float64))
     if accelerator.is_main_process:
         print(json.dumps({"seconds_per_call": gathered.tolist(), "calls": calls,
                           "end_training_seconds": end_seconds}), flush=True)
