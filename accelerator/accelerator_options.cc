@@ -87,11 +87,9 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
       }
       log_with = *std::move(names);
     }
-  } else {
-    for (const std::string& name : log_with) {
-      ACCELERATE_RETURN_IF_ERROR(trackers::ParseLogWith(name).status());
-    }
   }
+  ACCELERATE_ASSIGN_OR_RETURN(
+      resolved.trackers, trackers::ResolveTrackersOptions(resolved.trackers, env));
   if (project.automatic_checkpoint_naming && project.project_dir.empty()) {
     return absl::InvalidArgumentError(
         "project_config.automatic_checkpoint_naming needs a project_dir");

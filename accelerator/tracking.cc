@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "accelerator/accelerator.h"
+#include "state/environment.h"
 #include "trackers/trackers.h"
 
 namespace accelerate {
@@ -19,7 +20,9 @@ absl::Status Accelerator::InitTrackers(const std::string& project_name,
       options_.trackers,
       {.project_name = project_name,
        .logging_dir = options_.project_config.logging_dir},
-      config, state_.get());
+      config, state_.get(),
+      // Resolved with the Accelerator's environment (Create).
+      state::MapEnvironment());
   if (!started.ok()) return started.status();
   trackers_ = *std::move(started);
   return absl::OkStatus();

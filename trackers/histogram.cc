@@ -1,5 +1,8 @@
 #include "trackers/histogram.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <torch/torch.h>
 
 #include "state/logging.h"
@@ -20,9 +23,10 @@ Histogram HistogramOf(const at::Tensor& values, int bins) {
   histogram.sum_squares = flat.square().sum().item<double>();
   double low = histogram.min;
   double high = histogram.max;
-  if (low == high) {  // One value: one bucket around it.
-    low -= 0.5;
-    high += 0.5;
+  if (low == high) {  // One value: buckets around it.
+    const double half = std::max(0.5, std::abs(low) * 1e-6);
+    low -= half;
+    high += half;
   }
   const at::Tensor counts = at::histc(flat, bins, low, high).contiguous();
   const double* count = counts.data_ptr<double>();

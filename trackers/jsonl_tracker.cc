@@ -1,5 +1,8 @@
 #include "trackers/jsonl_tracker.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +67,20 @@ void AppendJsonArray(std::string& out, const std::vector<double>& values) {
   out += ']';
 }
 
+// A run killed mid-write may have left its last line unfinished: the
+// resumed run starts on a new line.
+absl::Status EndTornLine(BufferedFile& file) {
+  if (file.initial_size() == 0) return absl::OkStatus();
+  const int fd = ::open(file.path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::OkStatus();  // The appends will say what fails.
+  char last = '\n';
+  const ssize_t n = ::pread(fd, &last, 1,
+                            static_cast<off_t>(file.initial_size()) - 1);
+  ::close(fd);
+  if (n == 1 && last != '\n') return file.Append("\n");
+  return absl::OkStatus();
+}
+
 absl::Status NotStarted(const char* tracker) {
   return absl::FailedPreconditionError(
       absl::StrCat("the ", tracker, " run is not started"));
@@ -78,6 +95,7 @@ absl::Status JsonlTracker::Start(const RunInfo& run) {
   auto folder = RunFolder(run, "jsonl");
   if (!folder.ok()) return folder.status();
   run_folder_ = *folder;
+  process_index_ = run.process_index;
   const std::string name =
       options_.every_process
           ? absl::StrCat("metrics.", run.process_index, ".jsonl")
@@ -87,11 +105,13 @@ absl::Status JsonlTracker::Start(const RunInfo& run) {
                                   .append = true});
   if (!file.ok()) return file.status();
   file_ = *std::move(file);
-  return absl::OkStatus();
+  return EndTornLine(*file_);
 }
 
 absl::Status JsonlTracker::StoreInitConfiguration(const Config& config) {
   if (file_ == nullptr) return NotStarted("jsonl");
+  // One configuration file for the run, whoever writes metrics.
+  if (process_index_ != 0) return absl::OkStatus();
   std::string json = "{";
   for (size_t i = 0; i < config.size(); ++i) {
     if (i > 0) json += ", ";
@@ -162,7 +182,7 @@ absl::Status CsvTracker::Start(const RunInfo& run) {
                                   .append = true});
   if (!file.ok()) return file.status();
   file_ = *std::move(file);
-  if (file_->initial_size() > 0) return absl::OkStatus();  // A resumed run.
+  if (file_->initial_size() > 0) return EndTornLine(*file_);  // Resumed.
   return file_->Append("step,time,name,value\n");
 }
 

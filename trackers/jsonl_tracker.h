@@ -8,7 +8,7 @@
 // histograms as objects with min, max, num, sum, sum_squares,
 // bucket_limits, bucket_counts; NaN and infinities as Python's `json`
 // writes them: NaN, Infinity, -Infinity). The configuration goes to
-// `config.json`. Every process can write its own file
+// `config.json` (by process 0). Every process can write its own file
 // (`metrics.<process>.jsonl`) when asked.
 //
 // CSV: `metrics.csv` in long form, one row per value, so that names that
@@ -75,6 +75,7 @@ class JsonlTracker final : public Tracker {
  private:
   TextTrackerOptions options_;
   std::string run_folder_;
+  int process_index_ = 0;
   std::unique_ptr<trackers_internal::BufferedFile> file_;
   std::string line_;  // Reused for every `Log`.
 };

@@ -42,35 +42,6 @@ absl::StatusOr<std::shared_ptr<Tracker>> MakeBuiltIn(
                    absl::StrJoin(TrackerNames(), ", "), ", all"));
 }
 
-// `log_with` with "all" expanded and duplicates dropped.
-std::vector<std::string> Expand(const TrackersOptions& options,
-                                const state::Environment& env) {
-  std::vector<std::string> names;
-  const auto add = [&](const std::string& name) {
-    for (const std::string& seen : names) {
-      if (seen == name) return;
-    }
-    names.push_back(name);
-  };
-  for (const std::string& name : options.log_with) {
-    if (name != "all") {
-      add(name);
-      continue;
-    }
-    add("tensorboard");
-    add("jsonl");
-    add("csv");
-    if (options.mlflow.tracking_uri.has_value() ||
-        env.Get("MLFLOW_TRACKING_URI").has_value()) {
-      add("mlflow");
-    } else {
-      ACCELERATE_LOG(WARNING) << "log_with \"all\" leaves mlflow out: no "
-                                 "MLFLOW_TRACKING_URI is set";
-    }
-  }
-  return names;
-}
-
 }  // namespace
 
 const std::vector<std::string>& TrackerNames() {
@@ -93,16 +64,56 @@ absl::StatusOr<std::vector<std::string>> ParseLogWith(absl::string_view text) {
   return names;
 }
 
-absl::StatusOr<std::unique_ptr<Trackers>> Trackers::Start(
-    const TrackersOptions& options, RunInfo run, const Config& config,
-    const state::PartialState* state, const state::Environment& env) {
-  for (const std::string& name : options.log_with) {
-    if (name != "all" && !IsKnown(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("log_with: \"", name, "\" is not one of ",
-                       absl::StrJoin(TrackerNames(), ", "), ", all"));
+absl::StatusOr<TrackersOptions> ResolveTrackersOptions(
+    const TrackersOptions& options, const state::Environment& env) {
+  TrackersOptions resolved = options;
+  std::vector<std::string>& names = resolved.log_with;
+  names.clear();
+  const auto add = [&](const std::string& name) {
+    for (const std::string& seen : names) {
+      if (seen == name) return;
+    }
+    names.push_back(name);
+  };
+  for (const std::string& entry : options.log_with) {
+    auto parsed = ParseLogWith(entry);
+    if (!parsed.ok()) return parsed.status();
+    for (const std::string& name : *parsed) {
+      if (name != "all") {
+        add(name);
+        continue;
+      }
+      add("tensorboard");
+      add("jsonl");
+      add("csv");
+      if (options.mlflow.tracking_uri.has_value() ||
+          env.Get("MLFLOW_TRACKING_URI").has_value()) {
+        add("mlflow");
+      } else {
+        ACCELERATE_LOG(WARNING) << "log_with \"all\" leaves mlflow out: no "
+                                   "MLFLOW_TRACKING_URI is set";
+      }
     }
   }
+  for (const std::string& name : names) {
+    if (name != "mlflow") continue;
+    auto mlflow = ResolveMlflowOptions(options.mlflow, env);
+    if (!mlflow.ok()) {
+      return absl::Status(mlflow.status().code(),
+                          absl::StrCat("the mlflow tracker: ",
+                                       mlflow.status().message()));
+    }
+    resolved.mlflow = *std::move(mlflow);
+  }
+  return resolved;
+}
+
+absl::StatusOr<std::unique_ptr<Trackers>> Trackers::Start(
+    const TrackersOptions& given, RunInfo run, const Config& config,
+    const state::PartialState* state, const state::Environment& env) {
+  auto resolved = ResolveTrackersOptions(given, env);
+  if (!resolved.ok()) return resolved.status();
+  const TrackersOptions& options = *resolved;
   const bool main_process = state == nullptr || state->is_main_process();
   if (state != nullptr) {
     run.process_index = state->process_index();
@@ -116,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Trackers>> Trackers::Start(
     return status;
   };
   std::vector<std::shared_ptr<Tracker>> candidates;
-  for (const std::string& name : Expand(options, env)) {
+  for (const std::string& name : options.log_with) {
     if (!main_process) {
       // Built-in trackers run on the main process, but for JSON Lines when
       // every process writes.
@@ -169,6 +180,10 @@ Trackers::~Trackers() {
 
 absl::Status Trackers::Log(const LogValues& values,
                            std::optional<int64_t> step) {
+  if (finished_) {
+    return absl::FailedPreconditionError(
+        "Log after the trackers finished (EndTraining)");
+  }
   absl::Status first = absl::OkStatus();
   for (Entry& entry : entries_) {
     absl::Status logged = entry.tracker->Log(values, step);

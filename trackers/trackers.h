@@ -76,12 +76,22 @@ struct TrackersOptions {
   bool fail_on_error = false;
 };
 
+// `options` checked and completed once: `log_with` entries split
+// (`ParseLogWith`: "tensorboard,jsonl" is two), "all" expanded, duplicates
+// dropped; MLflow's options resolved from `env` (`ResolveMlflowOptions`)
+// when mlflow is asked for. InvalidArgument names an unknown tracker or a
+// bad MLflow setting (no tracking URI, say). Resolving twice changes
+// nothing.
+[[nodiscard]] absl::StatusOr<TrackersOptions> ResolveTrackersOptions(
+    const TrackersOptions& options, const state::Environment& env);
+
 class Trackers {
  public:
-  // Makes the trackers this process runs, starts their runs (`run`'s
-  // process fields are filled from `state`), and stores `config` unless it
-  // is empty. A tracker that cannot start is an error naming it (the others
-  // are finished first); so is an unknown name. `state` may be null (one
+  // Makes the trackers this process runs (`options` resolved first,
+  // `ResolveTrackersOptions`), starts their runs (`run`'s process fields
+  // are filled from `state`), and stores `config` unless it is empty. A
+  // tracker that cannot start is an error naming it (the others are
+  // finished first); so is an unknown name. `state` may be null (one
   // process). `env` gives MLFLOW_* variables.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Trackers>> Start(
       const TrackersOptions& options, RunInfo run, const Config& config,
@@ -93,6 +103,7 @@ class Trackers {
   ~Trackers();
 
   // Logs `values` at `step` to every tracker this process runs.
+  // FailedPrecondition after `Finish`.
   absl::Status Log(const LogValues& values, std::optional<int64_t> step);
   // The tracker named `name` when this process runs it, null otherwise
   // (Accelerate's `get_tracker(name, unwrap=True)` on the main process).

@@ -146,6 +146,24 @@ for line in open(folder + "/metrics.jsonl"):
             "hist 9 10 0 9 10 30\n");
 }
 
+// A run killed mid-line, then resumed: the new lines start on their own.
+TEST(JsonlTrackerTest, AResumedRunAppendsAfterATornLine) {
+  const std::string dir = FreshTestDir("jsonl_torn");
+  std::filesystem::create_directories(dir + "/run");
+  accelerate::testing::WriteFileOrDie(dir + "/run/metrics.jsonl",
+                                      "{\"step\": 1, \"loss\": 0.5}\n{\"step\": 2, \"lo");
+  JsonlTracker tracker;
+  ASSERT_THAT(tracker.Start({.project_name = "run", .logging_dir = dir}),
+              IsOk());
+  ASSERT_THAT(tracker.Log({{"loss", 0.25}}, 3), IsOk());
+  ASSERT_THAT(tracker.Finish(), IsOk());
+  const std::vector<std::string> lines = absl::StrSplit(
+      ReadFileOrDie(dir + "/run/metrics.jsonl"), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[1], "{\"step\": 2, \"lo");
+  EXPECT_THAT(lines[2], ::testing::StartsWith("{\"step\": 3, \"time\": "));
+}
+
 TEST(CsvTrackerTest, PythonsCsvReaderReadsEveryRow) {
   const std::string dir = FreshTestDir("csv");
   CsvTracker tracker;
@@ -232,6 +250,8 @@ TEST(TrackersTest, ATrackersTroubleWarnsAndTrainingGoesOnUnlessAsked) {
   EXPECT_THAT(healthy->calls, ElementsAre("start p 0/1", "log loss@1",
                                           "log loss@2"));
   ASSERT_THAT((*trackers)->Finish(), IsOk());
+  EXPECT_THAT((*trackers)->Log({{"loss", 3.0}}, 3),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
 
   options.fail_on_error = true;
   auto strict = Trackers::Start(options, {.project_name = "p"}, {}, nullptr,

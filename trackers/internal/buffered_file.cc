@@ -28,6 +28,13 @@ absl::Status ErrnoError(int error, const std::string& what) {
 
 absl::StatusOr<std::unique_ptr<BufferedFile>> BufferedFile::Open(
     const std::string& path, const BufferedFileOptions& options) {
+  if (!(options.flush_interval >= absl::Milliseconds(1) &&
+        options.flush_interval <= absl::Hours(1))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flush_interval ",
+                     absl::FormatDuration(options.flush_interval),
+                     " is not between 1ms and 1h"));
+  }
   const std::filesystem::path parent =
       std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
@@ -55,17 +62,35 @@ absl::StatusOr<std::unique_ptr<BufferedFile>> BufferedFile::Open(
 
 BufferedFile::BufferedFile(std::string path, int fd,
                            const BufferedFileOptions& options)
-    : path_(std::move(path)), fd_(fd), options_(options) {
-  writer_ = std::thread([this] { Run(); });
+    : path_(std::move(path)),
+      fd_(fd),
+      options_(options),
+      owner_pid_(::getpid()) {
+  // The registration first: if starting the thread throws, nothing is
+  // left joinable.
   on_signal_ = std::make_unique<FlushOnSignal>([this] { (void)Flush(); });
+  writer_ = std::thread([this] { Run(); });
 }
 
 BufferedFile::~BufferedFile() { (void)Close(); }
 
 absl::Status BufferedFile::Append(std::string_view bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (closing_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the log file ", path_, " is closed"));
+  }
+  if (pending_.size() + bytes.size() > options_.max_buffered) {
+    dropped_bytes_ += bytes.size();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        dropped_bytes_, " bytes for ", path_, " were dropped: ",
+        pending_.size(), " bytes wait to be written (",
+        error_.ok() ? "the disk is slow" : error_.message(), ")"));
+  }
   pending_.append(bytes.data(), bytes.size());
-  if (pending_.size() >= options_.max_pending) wake_.notify_one();
+  if (pending_.size() >= options_.max_pending && error_.ok()) {
+    wake_.notify_one();
+  }
   return error_;
 }
 
@@ -85,11 +110,14 @@ absl::Status BufferedFile::WriteOut() {
       std::lock_guard<std::mutex> lock(mutex_);
       // What was not written goes back in front of what came since.
       pending_.insert(0, bytes, done, std::string::npos);
-      if (error_.ok()) error_ = status;
+      error_ = status;
+      if (first_error_.ok()) first_error_ = status;
       return status;
     }
     done += static_cast<size_t>(n);
   }
+  std::lock_guard<std::mutex> lock(mutex_);
+  error_ = absl::OkStatus();
   return absl::OkStatus();
 }
 
@@ -105,9 +133,12 @@ absl::Status BufferedFile::Flush() {
 void BufferedFile::Run() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!closing_) {
+    // After a failed write, the next try waits the whole interval (a full
+    // disk is not retried in a loop).
     wake_.wait_for(lock, absl::ToChronoNanoseconds(options_.flush_interval),
                    [this] {
-                     return closing_ || pending_.size() >= options_.max_pending;
+                     return closing_ || (error_.ok() && pending_.size() >=
+                                                            options_.max_pending);
                    });
     if (closing_) return;
     if (pending_.empty()) continue;
@@ -121,18 +152,26 @@ void BufferedFile::Run() {
 }
 
 absl::Status BufferedFile::Close() {
+  std::lock_guard<std::mutex> close_lock(close_mutex_);
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return close_status_;
     closing_ = true;
     wake_.notify_one();
+  }
+  if (owner_pid_ != ::getpid()) {
+    // A forked child's copy: the thread and the queued bytes are the
+    // parent's.
+    if (writer_.joinable()) writer_.detach();
+    on_signal_.reset();  // The registry was reset in this process.
+    ::close(fd_);
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    return close_status_;
   }
   if (writer_.joinable()) writer_.join();
   on_signal_.reset();  // Waits for a flush that is running.
   std::lock_guard<std::mutex> write_lock(write_mutex_);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closed_) return close_status_;
-  }
   absl::Status status = WriteOut();
   if (::fsync(fd_) != 0 && status.ok()) {
     status = ErrnoError(errno, absl::StrCat("cannot sync the log file ", path_));
@@ -142,6 +181,13 @@ absl::Status BufferedFile::Close() {
         ErrnoError(errno, absl::StrCat("cannot close the log file ", path_));
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  if (status.ok() && dropped_bytes_ > 0) {
+    status = absl::DataLossError(absl::StrCat(
+        dropped_bytes_, " bytes of logs for ", path_,
+        " were dropped while it could not be written (",
+        first_error_.ok() ? "the disk was too slow" : first_error_.message(),
+        ")"));
+  }
   closed_ = true;
   close_status_ = status;
   return status;

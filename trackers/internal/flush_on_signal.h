@@ -5,7 +5,9 @@
 // number to a pipe; a watcher thread runs every registered flush, then
 // lets the signal do what it did before (ends the process under the
 // default action, calls a program's own handler, which the handler already
-// called, or nothing when ignored).
+// called, or nothing when ignored). The same signal again while the flush
+// runs acts at once (a second Ctrl-C always ends the program). A child
+// forked without exec starts with no registrations of its own.
 //
 // Thread safety: registration and unregistration from any thread; flushes
 // run on the watcher thread, so they take their own locks. Ownership: a

@@ -29,8 +29,17 @@ void AppendDouble(std::string& out, double value);
 // and strict JSON parsers refuse.
 void AppendJsonNumber(std::string& out, double value);
 
+// `text` with each byte that does not belong to valid UTF-8 (a multibyte
+// character cut in two by a tokenizer, say) replaced by U+FFFD, so that
+// readers that decode strictly (Python, protobuf's `string` fields) take
+// it; `text` itself when it is valid.
+std::string ValidUtf8(std::string_view text);
+
+// Whether `text` is valid UTF-8 (ASCII is checked fast).
+bool IsValidUtf8(std::string_view text);
+
 // Appends `text` as a JSON string: quoted, with `"`, `\` and control
-// characters escaped; other bytes (UTF-8) as they are.
+// characters escaped, invalid UTF-8 replaced (`ValidUtf8`).
 void AppendJsonString(std::string& out, std::string_view text);
 
 // Appends `text` as one CSV field (RFC 4180): quoted, with quotes doubled,

@@ -40,5 +40,19 @@ TEST(TextTest, QuotesJsonAndCsvAsTheirFormatsWant) {
   EXPECT_EQ(number, "NaN");
 }
 
+TEST(TextTest, ReplacesEachByteOfInvalidUtf8) {
+  EXPECT_EQ(ValidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"),
+            "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+  // A character cut in two, a stray continuation byte, an overlong form,
+  // a surrogate.
+  EXPECT_EQ(ValidUtf8("a\xE2\x82"), "a\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(ValidUtf8("\x80x"), "\xEF\xBF\xBDx");
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(ValidUtf8("\xED\xA0\x80").size(), 9u);
+  std::string json;
+  AppendJsonString(json, "\xFFok");
+  EXPECT_EQ(json, "\"\xEF\xBF\xBDok\"");
+}
+
 }  // namespace
 }  // namespace accelerate::trackers_internal

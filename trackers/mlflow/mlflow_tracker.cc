@@ -630,6 +630,7 @@ absl::Status MlflowTracker::Log(const LogValues& values,
         absl::StrAppend(&message,
                         "; last send error: ", last_send_error_.message());
       }
+      not_queued_points_ += scalars;
       return absl::ResourceExhaustedError(message);
     }
     for (const auto& [key, value] : values) {
@@ -750,12 +751,14 @@ absl::Status MlflowTracker::Finish() {
 
   int64_t unsent;
   int64_t refused;
+  int64_t not_queued;
   absl::Status first_refusal;
   absl::Status last_error;
   {
     absl::MutexLock lock(&mu_);
     unsent = static_cast<int64_t>(queue_.size()) + in_flight_;
     refused = refused_points_;
+    not_queued = not_queued_points_;
     first_refusal = first_refusal_;
     last_error = last_send_error_;
   }
@@ -772,6 +775,10 @@ absl::Status MlflowTracker::Finish() {
       absl::StrAppend(&message, "; besides, the server refused ",
                       CountOf(refused, "point"), ": ", first_refusal.message());
     }
+    if (not_queued > 0) {
+      absl::StrAppend(&message, "; and ", CountOf(not_queued, "point"),
+                      " were never queued (the queue was full)");
+    }
     return absl::UnavailableError(message);
   }
 
@@ -779,8 +786,11 @@ absl::Status MlflowTracker::Finish() {
   update.set_run_id(run_id_);
   update.set_status(api::FINISHED);
   update.set_end_time(absl::ToUnixMillis(absl::Now()));
-  const absl::Status ended =
-      WithRetries(options_, deadline, [&](absl::Duration timeout) {
+  // Ending the run gets a few seconds of its own when sending used up the
+  // finish timeout.
+  const absl::Status ended = WithRetries(
+      options_, std::max(deadline, absl::Now() + absl::Seconds(5)),
+      [&](absl::Duration timeout) {
         return client_->UpdateRun(update, timeout);
       });
   if (refused > 0) {
@@ -791,6 +801,14 @@ absl::Status MlflowTracker::Finish() {
                      ", which were dropped: ", first_refusal.message(),
                      ended.ok() ? "" : "; ending the run failed too: ",
                      ended.ok() ? "" : ended.message()));
+  }
+  if (not_queued > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "mlflow: ", CountOf(not_queued, "metric point"), " of run ", run_id_,
+        " were never queued for ", uri_,
+        " (Log refused them: the queue was full)",
+        ended.ok() ? "" : "; ending the run failed too: ",
+        ended.ok() ? "" : ended.message()));
   }
   return Annotate(
       ended,

@@ -259,6 +259,8 @@ class MlflowTracker final : public Tracker {
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time give_up_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   int64_t refused_points_ ABSL_GUARDED_BY(mu_) = 0;
+  // Points `Log` refused because the queue was full (reported by Finish).
+  int64_t not_queued_points_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status first_refusal_ ABSL_GUARDED_BY(mu_);
   absl::Status last_send_error_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,5 +1,6 @@
 #include "trackers/tensorboard/tensorboard_tracker.h"
 
+#include <limits>
 #include <optional>
 #include <string>
 #include <utility>
@@ -10,12 +11,15 @@
 #include "google/protobuf/struct.pb.h"
 #include "state/logging.h"
 #include "trackers/internal/buffered_file.h"
+#include "trackers/internal/text.h"
 #include "trackers/tensorboard/hparams.pb.h"
 #include "yaml-cpp/yaml.h"
 
 namespace accelerate::trackers {
 namespace {
 
+using trackers_internal::IsValidUtf8;
+using trackers_internal::ValidUtf8;
 using tensorboard::Event;
 using tensorboard::HParamsPluginData;
 using tensorboard::Summary;
@@ -46,10 +50,21 @@ google::protobuf::Value ToProtoValue(const ConfigValue& config_value) {
       out.set_number_value(static_cast<double>(value));
     }
     void operator()(double value) { out.set_number_value(value); }
-    void operator()(const std::string& value) { out.set_string_value(value); }
+    void operator()(const std::string& value) {
+      out.set_string_value(ValidUtf8(value));
+    }
   };
   std::visit(Visitor{out}, config_value.value());
   return out;
+}
+
+// TensorBoard's scalars are float32; beyond its range, infinity (a cast
+// would be undefined).
+float ToFloat(double value) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  if (value > kMax) return std::numeric_limits<float>::infinity();
+  if (value < -kMax) return -std::numeric_limits<float>::infinity();
+  return static_cast<float>(value);
 }
 
 YAML::Node ToYaml(const ConfigValue& config_value) {
@@ -89,7 +104,7 @@ absl::Status TensorBoardTracker::StoreInitConfiguration(const Config& config) {
   auto* start = data.mutable_session_start_info();
   YAML::Node yaml(YAML::NodeType::Map);
   for (const auto& [key, value] : config) {
-    (*start->mutable_hparams())[key] = ToProtoValue(value);
+    (*start->mutable_hparams())[ValidUtf8(key)] = ToProtoValue(value);
     yaml[key] = ToYaml(value);
   }
   const double now = WallTimeNow();
@@ -123,19 +138,23 @@ absl::Status TensorBoardTracker::Log(const LogValues& values,
   Summary* summary = event_.mutable_summary();
   for (const auto& [key, value] : values) {
     Summary::Value* out = summary->add_value();
+    // Tags are protobuf strings: TensorBoard refuses invalid UTF-8.
+    std::string replaced;
+    if (!IsValidUtf8(key)) replaced = ValidUtf8(key);
+    const std::string& tag = replaced.empty() ? key : replaced;
     if (const double* scalar = value.scalar()) {
-      out->set_tag(key);
-      out->set_simple_value(static_cast<float>(*scalar));
+      out->set_tag(tag);
+      out->set_simple_value(ToFloat(*scalar));
     } else if (const std::string* text = value.text()) {
       // PyTorch's add_text.
-      out->set_tag(absl::StrCat(key, "/text_summary"));
+      out->set_tag(absl::StrCat(tag, "/text_summary"));
       out->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
       auto* tensor = out->mutable_tensor();
       tensor->set_dtype(tensorboard::DT_STRING);
       tensor->mutable_tensor_shape()->add_dim()->set_size(1);
       tensor->add_string_val(*text);
     } else if (const Histogram* histogram = value.histogram()) {
-      out->set_tag(key);
+      out->set_tag(tag);
       auto* histo = out->mutable_histo();
       histo->set_min(histogram->min);
       histo->set_max(histogram->max);
