@@ -1,0 +1,203 @@
+#include "sharding/sharded_optimizer.h"
+
+#include <algorithm>
+#include <memory>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "state/status_macros.h"
+#include "state/torch_errors.h"
+
+namespace accelerate::sharding {
+namespace {
+
+// Optimizers whose update of each value depends on that value's own
+// gradient and state only (so a slice steps as the whole would).
+bool IsElementwise(const torch::optim::Optimizer& optimizer) {
+  return dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr ||
+         dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr ||
+         dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr ||
+         dynamic_cast<const torch::optim::RMSprop*>(&optimizer) != nullptr ||
+         dynamic_cast<const torch::optim::Adagrad*>(&optimizer) != nullptr;
+}
+
+int64_t Bytes(const at::Tensor& tensor) {
+  return tensor.defined() ? static_cast<int64_t>(tensor.nbytes()) : 0;
+}
+
+}  // namespace
+
+int64_t OptimizerStateBytes(const torch::optim::Optimizer& optimizer) {
+  int64_t bytes = 0;
+  for (const auto& [key, state] : optimizer.state()) {
+    const torch::optim::OptimizerParamState* s = state.get();
+    if (const auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(s)) {
+      bytes += Bytes(adam->exp_avg()) + Bytes(adam->exp_avg_sq()) +
+               Bytes(adam->max_exp_avg_sq());
+    } else if (const auto* adamw =
+                   dynamic_cast<const torch::optim::AdamWParamState*>(s)) {
+      bytes += Bytes(adamw->exp_avg()) + Bytes(adamw->exp_avg_sq()) +
+               Bytes(adamw->max_exp_avg_sq());
+    } else if (const auto* sgd =
+                   dynamic_cast<const torch::optim::SGDParamState*>(s)) {
+      bytes += Bytes(sgd->momentum_buffer());
+    } else if (const auto* rms =
+                   dynamic_cast<const torch::optim::RMSpropParamState*>(s)) {
+      bytes += Bytes(rms->square_avg()) + Bytes(rms->momentum_buffer()) +
+               Bytes(rms->grad_avg());
+    } else if (const auto* adagrad =
+                   dynamic_cast<const torch::optim::AdagradParamState*>(s)) {
+      bytes += Bytes(adagrad->sum());
+    }
+  }
+  return bytes;
+}
+
+absl::StatusOr<std::unique_ptr<ShardedOptimizer>> ShardedOptimizer::Create(
+    std::shared_ptr<torch::optim::Optimizer> optimizer,
+    const state::PartialState& state) {
+  if (optimizer == nullptr) {
+    return absl::InvalidArgumentError("ShardedOptimizer needs an optimizer");
+  }
+  if (!IsElementwise(*optimizer)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sharding the optimizer state needs an elementwise optimizer (SGD, "
+        "Adam, AdamW, RMSprop, Adagrad); ",
+        typeid(*optimizer).name(), " is not one"));
+  }
+  if (!optimizer->state().empty()) {
+    return absl::FailedPreconditionError(
+        "the optimizer already has state: shard it before its first step");
+  }
+  std::unique_ptr<ShardedOptimizer> sharded(
+      new ShardedOptimizer(optimizer, state));
+  const int64_t world = state.num_processes();
+  const int64_t rank = state.process_index();
+  for (size_t g = 0; g < optimizer->param_groups().size(); ++g) {
+    torch::optim::OptimizerParamGroup& param_group =
+        optimizer->param_groups()[g];
+    Group group;
+    group.params = param_group.params();
+    if (group.params.empty()) {
+      sharded->groups_.push_back(std::move(group));
+      continue;
+    }
+    const at::TensorOptions options = group.params[0].options();
+    int64_t total = 0;
+    for (size_t i = 0; i < group.params.size(); ++i) {
+      const at::Tensor& p = group.params[i];
+      if (p.scalar_type() != options.dtype().toScalarType() ||
+          p.device() != options.device()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "param group ", g, " mixes ", c10::toString(p.scalar_type()),
+            " on ", p.device().str(), " with ",
+            c10::toString(options.dtype().toScalarType()), " on ",
+            options.device().str(),
+            ": a sharded group needs one dtype and one device"));
+      }
+      group.offsets.push_back(total);
+      total += p.numel();
+    }
+    group.shard_size = (total + world - 1) / world;
+    absl::Status laid_out = state::RunGuarded("sharding the parameters", [&] {
+      torch::NoGradGuard no_grad;
+      group.flat = at::zeros({group.shard_size * world}, options);
+      for (size_t i = 0; i < group.params.size(); ++i) {
+        at::Tensor& p = group.params[i];
+        at::Tensor view = group.flat.narrow(0, group.offsets[i], p.numel());
+        view.copy_(p.detach().reshape({-1}));
+        p.set_data(view.view(p.sizes()));
+      }
+      group.shard = group.flat.narrow(0, rank * group.shard_size,
+                                      group.shard_size)
+                        .detach()
+                        .clone()
+                        .requires_grad_(true);
+      param_group.params() = {group.shard};
+    });
+    if (!laid_out.ok()) return laid_out;
+    sharded->parameters_.insert(sharded->parameters_.end(),
+                                group.params.begin(), group.params.end());
+    sharded->groups_.push_back(std::move(group));
+  }
+  return sharded;
+}
+
+absl::Status ShardedOptimizer::BeforeStep() {
+  const int64_t rank = state_.process_index();
+  return state::RunGuarded("sharding the gradients", [&] {
+    torch::NoGradGuard no_grad;
+    for (Group& group : groups_) {
+      if (!group.shard.defined()) continue;
+      at::Tensor grad = group.shard.mutable_grad();
+      if (!grad.defined()) {
+        grad = at::zeros_like(group.shard);
+      } else {
+        grad.zero_();
+      }
+      const int64_t low = rank * group.shard_size;
+      const int64_t high = low + group.shard_size;
+      for (size_t i = 0; i < group.params.size(); ++i) {
+        at::Tensor& p = group.params[i];
+        const int64_t begin = std::max(low, group.offsets[i]);
+        const int64_t end = std::min(high, group.offsets[i] + p.numel());
+        if (begin < end && p.grad().defined()) {
+          grad.narrow(0, begin - low, end - begin)
+              .copy_(p.grad().reshape({-1}).narrow(
+                  0, begin - group.offsets[i], end - begin));
+        }
+        p.mutable_grad().reset();  // Only the slice's gradient is kept.
+      }
+      group.shard.mutable_grad() = grad;
+    }
+  });
+}
+
+absl::Status ShardedOptimizer::AfterStep() {
+  const int64_t world = state_.num_processes();
+  return state::RunGuarded("gathering the updated parameters", [&] {
+    torch::NoGradGuard no_grad;
+    for (Group& group : groups_) {
+      if (!group.shard.defined()) continue;
+      if (world == 1) {
+        group.flat.copy_(group.shard.detach());
+        continue;
+      }
+      std::vector<std::vector<at::Tensor>> outputs(1);
+      for (int64_t r = 0; r < world; ++r) {
+        outputs[0].push_back(
+            group.flat.narrow(0, r * group.shard_size, group.shard_size));
+      }
+      std::vector<at::Tensor> inputs = {group.shard.detach()};
+      state_.process_group()->allgather(outputs, inputs)->wait();
+    }
+  });
+}
+
+void ShardedOptimizer::ZeroGrad() {
+  for (Group& group : groups_) {
+    if (group.shard.defined()) group.shard.mutable_grad().reset();
+    for (at::Tensor& p : group.params) p.mutable_grad().reset();
+  }
+}
+
+StateBytes ShardedOptimizer::Bytes() const {
+  StateBytes bytes;
+  for (const Group& group : groups_) {
+    bytes.parameters += sharding::Bytes(group.flat);
+    if (group.shard.defined()) bytes.gradients += sharding::Bytes(group.shard.grad());
+    for (const at::Tensor& p : group.params) {
+      bytes.gradients += sharding::Bytes(p.grad());
+    }
+  }
+  bytes.optimizer_state = OptimizerStateBytes(*optimizer_);
+  return bytes;
+}
+
+}  // namespace accelerate::sharding

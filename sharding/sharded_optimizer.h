@@ -1,0 +1,109 @@
+// Optimizer state and gradients sharded across the processes (ZeRO stage
+// 2, FSDP's SHARD_GRAD_OP with the parameters kept whole): each parameter
+// group of an elementwise optimizer (SGD, Adam, AdamW, RMSprop, Adagrad) is
+// laid out in one flat buffer, padded to a multiple of the number of
+// processes, and the model's parameters become views into it. The
+// optimizer is given, per group, this process's slice of the buffer as its
+// only parameter, so it keeps state for 1/N of the values. Each step:
+// `BeforeStep` copies this process's slice of the averaged gradients (the
+// data-parallel reduction ran in backward) into the slice's gradient and
+// frees the whole gradients; the optimizer steps on the slice; `AfterStep`
+// all-gathers the slices into the buffer, so every process holds the new
+// parameters. Elementwise updates make this exactly the update of the
+// unsharded optimizer.
+//
+// clang-format off
+//   #include <torch/nn/module.h>
+//   #include <torch/optim/adamw.h>
+//   absl::Status Example(torch::nn::Module& model, const state::PartialState& state) {
+//     auto optimizer = std::make_shared<torch::optim::AdamW>(model.parameters());
+//     auto sharded = ShardedOptimizer::Create(optimizer, state);
+//     if (!sharded.ok()) return sharded.status();
+//     // ... forward, backward, gradients averaged ...
+//     absl::Status before = (*sharded)->BeforeStep();
+//     if (!before.ok()) return before;
+//     optimizer->step();
+//     return (*sharded)->AfterStep();
+//   }
+// clang-format on
+//
+// Thread safety: one thread drives it (the training loop). Ownership:
+// shares the optimizer; the flat buffers own the parameters' storage from
+// `Create` on. REQUIRES: the state's process group outlives it.
+
+#ifndef ACCELERATE_SHARDING_SHARDED_OPTIMIZER_H_
+#define ACCELERATE_SHARDING_SHARDED_OPTIMIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <torch/optim/optimizer.h>
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "state/partial_state.h"
+
+namespace accelerate::sharding {
+
+// Bytes held by this process in each kind of training state.
+struct StateBytes {
+  int64_t parameters = 0;
+  int64_t gradients = 0;
+  int64_t optimizer_state = 0;
+  int64_t total() const { return parameters + gradients + optimizer_state; }
+};
+
+class ShardedOptimizer {
+ public:
+  // Takes over `optimizer`'s parameters as described above. The model's
+  // parameters keep their identity (autograd, `named_parameters`), their
+  // values now live in the flat buffers. InvalidArgument names an optimizer
+  // that is not elementwise (LBFGS) or a group that mixes dtypes or
+  // devices; FailedPrecondition when the optimizer already has state.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardedOptimizer>>
+  Create(std::shared_ptr<torch::optim::Optimizer> optimizer,
+         const state::PartialState& state);
+  ShardedOptimizer(const ShardedOptimizer&) = delete;
+  ShardedOptimizer& operator=(const ShardedOptimizer&) = delete;
+
+  // This process's slice of each parameter's gradient into the slice's
+  // gradient (zeros where a parameter has none); the whole gradients are
+  // freed. Call after the gradients are averaged, before the step.
+  [[nodiscard]] absl::Status BeforeStep();
+  // All-gathers the updated slices: every process holds the parameters
+  // after the step. Collective.
+  [[nodiscard]] absl::Status AfterStep();
+  // Drops the gradients of the slices and of the whole parameters.
+  void ZeroGrad();
+
+  // The whole parameters (as the optimizer had them before `Create`).
+  const std::vector<at::Tensor>& parameters() const { return parameters_; }
+  // What this process holds now.
+  StateBytes Bytes() const;
+
+ private:
+  struct Group {
+    at::Tensor flat;         // the whole group, padded
+    at::Tensor shard;        // this process's slice (the optimizer's param)
+    int64_t shard_size = 0;  // elements per process
+    std::vector<at::Tensor> params;
+    std::vector<int64_t> offsets;  // of each param in `flat`
+  };
+  ShardedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
+                   const state::PartialState& state)
+      : optimizer_(std::move(optimizer)), state_(state) {}
+
+  std::shared_ptr<torch::optim::Optimizer> optimizer_;
+  const state::PartialState& state_;
+  std::vector<Group> groups_;
+  std::vector<at::Tensor> parameters_;
+};
+
+// Bytes of optimizer state `optimizer` holds (SGD, Adam, AdamW, RMSprop,
+// Adagrad states; 0 for others).
+int64_t OptimizerStateBytes(const torch::optim::Optimizer& optimizer);
+
+}  // namespace accelerate::sharding
+
+#endif  // ACCELERATE_SHARDING_SHARDED_OPTIMIZER_H_

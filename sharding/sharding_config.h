@@ -1,0 +1,70 @@
+// What the launcher asked for when it exported an FSDP configuration
+// (`accelerate launch` with `distributed_type: FSDP` or `--use_fsdp`:
+// ACCELERATE_USE_FSDP, FSDP_VERSION, FSDP_SHARDING_STRATEGY or, for FSDP 2,
+// FSDP_RESHARD_AFTER_FORWARD, and the other FSDP_* variables), resolved to
+// a strategy this process can honour, or refused: a program configured
+// to shard never trains replicated without saying so.
+//
+// What runs (see README, "Sharding"): `NO_SHARD` is data parallel;
+// `SHARD_GRAD_OP` (FSDP 2: `reshard_after_forward: false`) keeps the
+// parameters whole on every process and shards the gradients (after their
+// average) and the optimizer state, ZeRO-2 style. `FULL_SHARD`,
+// `HYBRID_SHARD`, `HYBRID_SHARD_ZERO2`, CPU offload and activation
+// checkpointing are refused (Unimplemented, naming the variable); keys
+// that mean nothing without units (wrapping policy, prefetch, state-dict
+// type, ...) draw a warning.
+//
+// clang-format off
+//   absl::StatusOr<ShardingStrategy> Example(const state::Environment& env) {
+//     auto config = ResolveShardingConfig(env);
+//     if (!config.ok()) return config.status();
+//     return config->strategy;
+//   }
+// clang-format on
+//
+// Thread safety: plain values and pure functions (warnings go to the log).
+
+#ifndef ACCELERATE_SHARDING_SHARDING_CONFIG_H_
+#define ACCELERATE_SHARDING_SHARDING_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "state/environment.h"
+
+namespace accelerate::sharding {
+
+// Accelerate's (PyTorch FSDP's) sharding strategies, and none.
+enum class ShardingStrategy {
+  kNone,            // no FSDP configuration: plain data parallel
+  kNoShard,         // NO_SHARD: data parallel
+  kShardGradOp,     // SHARD_GRAD_OP: gradients and optimizer state sharded
+  kFullShard,       // FULL_SHARD: parameters too (refused for now)
+  kHybridShard,     // HYBRID_SHARD (refused for now)
+  kHybridShardZero2 // HYBRID_SHARD_ZERO2 (refused for now)
+};
+
+// "none", "NO_SHARD", "SHARD_GRAD_OP", "FULL_SHARD", "HYBRID_SHARD",
+// "HYBRID_SHARD_ZERO2".
+std::string ShardingStrategyName(ShardingStrategy strategy);
+
+struct ShardingConfig {
+  ShardingStrategy strategy = ShardingStrategy::kNone;
+  // FSDP_VERSION (1 or 2); 0 without FSDP.
+  int fsdp_version = 0;
+  // Whether the optimizer state and gradients are sharded.
+  bool shards_optimizer_state() const {
+    return strategy == ShardingStrategy::kShardGradOp;
+  }
+};
+
+// Reads the FSDP_* variables of `env`. InvalidArgument names a malformed
+// value (a strategy that does not exist); Unimplemented names what is
+// configured but cannot run here yet.
+[[nodiscard]] absl::StatusOr<ShardingConfig> ResolveShardingConfig(
+    const state::Environment& env);
+
+}  // namespace accelerate::sharding
+
+#endif  // ACCELERATE_SHARDING_SHARDING_CONFIG_H_
