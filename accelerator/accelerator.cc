@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,8 @@
 #endif
 #include "precision/autocast.h"
 #include "precision/fp8_linear.h"
+#include "sharding/sharded_optimizer.h"
+#include "sharding/sharding_config.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -145,13 +148,57 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
   return model;
 }
 
+sharding::StateBytes Accelerator::StateBytesPerProcess() const {
+  sharding::StateBytes bytes;
+  std::set<const void*> seen;
+  const auto count = [&](const at::Tensor& p) {
+    if (!seen.insert(p.unsafeGetTensorImpl()).second) return;
+    bytes.parameters += static_cast<int64_t>(p.nbytes());
+    if (p.grad().defined()) {
+      bytes.gradients += static_cast<int64_t>(p.grad().nbytes());
+    }
+  };
+  for (const auto& model : model_order_) {
+    for (const at::Tensor& p : model->parameters()) count(p);
+  }
+  for (const auto& optimizer : optimizers_) {
+    if (const sharding::ShardedOptimizer* sharded = optimizer->sharded()) {
+      // The slices' gradients (the whole ones are counted above).
+      const sharding::StateBytes held = sharded->Bytes();
+      int64_t whole = 0;
+      for (const at::Tensor& p : sharded->parameters()) {
+        if (p.grad().defined()) whole += static_cast<int64_t>(p.grad().nbytes());
+      }
+      bytes.gradients += held.gradients - whole;
+    }
+    bytes.optimizer_state +=
+        sharding::OptimizerStateBytes(optimizer->optimizer());
+  }
+  return bytes;
+}
+
 PreparedOptimizer* Accelerator::PrepareOptimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
+  std::unique_ptr<sharding::ShardedOptimizer> sharded;
+  absl::Status setup_error;
+  if (options_.sharding->shards_optimizer_state() && optimizer != nullptr) {
+    auto made = sharding::ShardedOptimizer::Create(optimizer, *state_);
+    if (made.ok()) {
+      sharded = *std::move(made);
+    } else {
+      setup_error = absl::Status(
+          made.status().code(),
+          absl::StrCat("sharding ",
+                       sharding::ShardingStrategyName(options_.sharding->strategy),
+                       ": ", made.status().message()));
+    }
+  }
   optimizers_.push_back(std::make_unique<PreparedOptimizer>(
       &gradients_, scaler_.get(), std::move(optimizer),
       [this](const PreparedOptimizer& stepped) {
         return AfterOptimizerStep(stepped);
-      }));
+      },
+      std::move(sharded), std::move(setup_error)));
   return optimizers_.back().get();
 }
 

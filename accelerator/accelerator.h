@@ -199,6 +199,10 @@ class Accelerator {
   // module.
   [[nodiscard]] absl::StatusOr<std::shared_ptr<torch::nn::Module>>
   PrepareModel(std::shared_ptr<torch::nn::Module> model);
+  // Under SHARD_GRAD_OP, the optimizer's state and gradients are sharded
+  // across the processes (sharding/sharded_optimizer.h: the model's
+  // parameters move into flat buffers); an optimizer that cannot be
+  // sharded makes `Prepare` fail and every `step` return why.
   PreparedOptimizer* PrepareOptimizer(
       std::shared_ptr<torch::optim::Optimizer> optimizer);
   // The scheduler follows the one optimizer prepared (its steps, and the fp16
@@ -475,6 +479,13 @@ class Accelerator {
   const std::string& mixed_precision() const {
     return *options_.mixed_precision;
   }
+  // The sharding strategy in effect ("none", "NO_SHARD", "SHARD_GRAD_OP").
+  std::string sharding_strategy() const {
+    return sharding::ShardingStrategyName(options_.sharding->strategy);
+  }
+  // Bytes of the prepared models' parameters and gradients and of the
+  // optimizers' state this process holds now (what sharding divides).
+  sharding::StateBytes StateBytesPerProcess() const;
   const AcceleratorOptions& options() const { return options_; }
   // The fp16 loss scaler; null in other precisions.
   const precision::GradScaler* scaler() const { return scaler_.get(); }
@@ -483,6 +494,9 @@ class Accelerator {
 
  private:
   friend class AccumulateScope;
+  // Unimplemented while the optimizer state is sharded (`what` names the
+  // call).
+  absl::Status RefuseShardedCheckpoint(const char* what) const;
   using DataParallel = accelerator_internal::DataParallel;
 
   // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and
@@ -579,6 +593,7 @@ absl::Status Accelerator::PrepareOne(
     out = in;
   } else if constexpr (kKind == PrepareKind::kOptimizer) {
     out = PrepareOptimizer(in);
+    if (!(*out)->setup_error().ok()) return (*out)->setup_error();
   } else if constexpr (kKind == PrepareKind::kScheduler) {
     auto prepared = PrepareSchedulerFor({in, nullptr}, index);
     if (!prepared.ok()) return prepared.status();

@@ -90,6 +90,17 @@ absl::StatusOr<AcceleratorOptions> ResolveAcceleratorOptions(
   }
   ACCELERATE_ASSIGN_OR_RETURN(
       resolved.trackers, trackers::ResolveTrackersOptions(resolved.trackers, env));
+  if (!resolved.sharding.has_value()) {
+    ACCELERATE_ASSIGN_OR_RETURN(resolved.sharding,
+                                sharding::ResolveShardingConfig(env));
+  }
+  if (resolved.sharding->shards_optimizer_state() &&
+      *resolved.mixed_precision == "fp16") {
+    return absl::UnimplementedError(absl::StrCat(
+        "sharding ", sharding::ShardingStrategyName(resolved.sharding->strategy),
+        " with mixed_precision fp16 is not supported yet (the loss scaler "
+        "would see only this process's gradient slice); use bf16 or no"));
+  }
   if (project.automatic_checkpoint_naming && project.project_dir.empty()) {
     return absl::InvalidArgumentError(
         "project_config.automatic_checkpoint_naming needs a project_dir");

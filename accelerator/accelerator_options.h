@@ -29,6 +29,7 @@
 #include "checkpoint/project.h"
 #include "precision/fp8_recipe.h"
 #include "precision/grad_scaler.h"
+#include "sharding/sharding_config.h"
 #include "trackers/trackers.h"
 #include "state/environment.h"
 
@@ -86,6 +87,10 @@ struct AcceleratorOptions {
   // `project_config.logging_dir` (its `project_dir` from
   // ACCELERATE_PROJECT_DIR when empty). Default none.
   trackers::TrackersOptions trackers;
+  // Sharding (Accelerate's FSDP plugin): from the launcher's FSDP_*
+  // variables when not given (sharding/sharding_config.h says what runs and
+  // what is refused). Default: from the environment.
+  std::optional<sharding::ShardingConfig> sharding;
   // Process-group timeout (rendezvous and collectives).
   absl::Duration timeout = absl::Minutes(30);
 };

@@ -397,8 +397,17 @@ bigmodel::NamedTensors Accelerator::GetStateDict(
   return checkpoint::ModelStateDict(model);
 }
 
+absl::Status Accelerator::RefuseShardedCheckpoint(const char* what) const {
+  if (!options_.sharding->shards_optimizer_state()) return absl::OkStatus();
+  return absl::UnimplementedError(absl::StrCat(
+      what, " with sharding ", sharding_strategy(),
+      " is not supported yet: the optimizer state is sharded across the "
+      "processes and would not be saved in Accelerate's layout"));
+}
+
 absl::StatusOr<std::string> Accelerator::SaveState(
     const std::string& dir, const SaveStateOptions& options) {
+  ACCELERATE_RETURN_IF_ERROR(RefuseShardedCheckpoint("SaveState"));
   checkpoint::ProjectConfiguration& project = options_.project_config;
   std::string target = dir;
   if (project.automatic_checkpoint_naming) {
@@ -619,6 +628,7 @@ absl::StatusOr<std::string> Accelerator::SaveState(
 
 absl::StatusOr<std::string> Accelerator::LoadState(
     const std::string& dir, const LoadStateOptions& options) {
+  ACCELERATE_RETURN_IF_ERROR(RefuseShardedCheckpoint("LoadState"));
   const checkpoint::ProjectConfiguration& project = options_.project_config;
   std::string source = dir;
   if (source.empty()) {

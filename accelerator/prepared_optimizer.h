@@ -29,6 +29,7 @@
 #include <torch/optim/optimizer.h>
 #include "accelerator/gradient_state.h"
 #include "precision/grad_scaler.h"
+#include "sharding/sharded_optimizer.h"
 
 namespace accelerate {
 
@@ -36,15 +37,22 @@ class PreparedOptimizer {
  public:
   // `scaler` is null unless training in fp16; `after_step` (may be empty)
   // runs after each synchronized step, taken or skipped.
+  // `sharded` (may be null) holds the optimizer's state and gradients
+  // sharded across processes (SHARD_GRAD_OP); `setup_error` is why
+  // sharding could not be set up (returned by every `step`).
   PreparedOptimizer(const GradientState* gradients,
                     precision::GradScaler* scaler,
                     std::shared_ptr<torch::optim::Optimizer> optimizer,
                     std::function<absl::Status(const PreparedOptimizer&)>
-                        after_step = {})
+                        after_step = {},
+                    std::unique_ptr<sharding::ShardedOptimizer> sharded = {},
+                    absl::Status setup_error = absl::OkStatus())
       : gradients_(gradients),
         scaler_(scaler),
         optimizer_(std::move(optimizer)),
-        after_step_(std::move(after_step)) {}
+        after_step_(std::move(after_step)),
+        sharded_(std::move(sharded)),
+        setup_error_(std::move(setup_error)) {}
 
   // Steps on synchronized steps; LibTorch's errors (out of memory, say)
   // come back as a status.
@@ -65,14 +73,20 @@ class PreparedOptimizer {
     steps_taken_ = steps_taken;
     step_was_skipped_ = step_was_skipped;
   }
-  // The parameters of every group.
+  // The parameters of every group (the whole ones when sharded).
   std::vector<at::Tensor> Parameters() const;
+  // The sharded state (SHARD_GRAD_OP); null otherwise.
+  const sharding::ShardedOptimizer* sharded() const { return sharded_.get(); }
+  // Why sharding could not be set up; OK otherwise.
+  const absl::Status& setup_error() const { return setup_error_; }
 
  private:
   const GradientState* gradients_;
   precision::GradScaler* scaler_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::function<absl::Status(const PreparedOptimizer&)> after_step_;
+  std::unique_ptr<sharding::ShardedOptimizer> sharded_;
+  absl::Status setup_error_;
   bool step_was_skipped_ = false;
   int64_t steps_taken_ = 0;
 };

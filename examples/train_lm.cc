@@ -614,10 +614,12 @@ absl::Status Run() {
         "\"tokens_per_second\": %.1f, \"train_seconds\": %.3f, "
         "\"num_processes\": %d, \"gradient_accumulation_steps\": %d, "
         "\"mixed_precision\": \"%s\", \"intra_op_threads\": %d, "
-        "\"first_losses\": [%s]}\n",
+        "\"first_losses\": [%s], \"sharding\": \"%s\", "
+        "\"state_bytes_per_rank\": %d}\n",
         train_loss, perplexity, step, tokens / seconds, seconds, processes,
         accumulation, acc.mixed_precision(), at::get_num_threads(),
-        absl::StrJoin(first, ", "));
+        absl::StrJoin(first, ", "), acc.sharding_strategy(),
+        acc.StateBytesPerProcess().total());
     std::fflush(stdout);
   }
   return acc.EndTraining();

@@ -42,6 +42,13 @@ absl::Status NotYet(const std::string& what) {
       "state sharded, parameters whole)"));
 }
 
+absl::Status FeatureNotYet(const std::string& what) {
+  return absl::UnimplementedError(absl::StrCat(
+      what,
+      " is not supported by accelerate-cpp yet; the run is refused rather "
+      "than run without it"));
+}
+
 }  // namespace
 
 std::string ShardingStrategyName(ShardingStrategy strategy) {
@@ -110,20 +117,22 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
 
   // What would change the numbers or the memory and cannot run here.
   for (const char* name :
-       {"FSDP_OFFLOAD_PARAMS", "FSDP_ACTIVATION_CHECKPOINTING",
-        "FSDP_CPU_RAM_EFFICIENT_LOADING"}) {
+       {"FSDP_OFFLOAD_PARAMS", "FSDP_ACTIVATION_CHECKPOINTING"}) {
     auto on = ParseBool(env, name, false);
     if (!on.ok()) return on.status();
-    if (*on) return NotYet(absl::StrCat(name, "=true"));
+    if (*on) return FeatureNotYet(absl::StrCat(name, "=true"));
   }
   // What means nothing when the whole model is one unit whose parameters
-  // stay whole: said once, then ignored.
+  // stay whole: said once, then ignored. (CPU-RAM-efficient loading,
+  // Accelerate's default, is what `Prepare` does anyway: the main
+  // process's weights are broadcast to the others.)
   std::vector<std::string> ignored;
   for (const char* name :
        {"FSDP_AUTO_WRAP_POLICY", "FSDP_TRANSFORMER_CLS_TO_WRAP",
         "FSDP_MIN_NUM_PARAMS", "FSDP_BACKWARD_PREFETCH",
         "FSDP_STATE_DICT_TYPE", "FSDP_USE_ORIG_PARAMS",
-        "FSDP_IGNORED_MODULES"}) {
+        "FSDP_IGNORED_MODULES", "FSDP_SYNC_MODULE_STATES",
+        "FSDP_CPU_RAM_EFFICIENT_LOADING"}) {
     if (env.Get(name).has_value()) ignored.push_back(name);
   }
   auto forward_prefetch = ParseBool(env, "FSDP_FORWARD_PREFETCH", false);

@@ -12,7 +12,8 @@
 // `HYBRID_SHARD`, `HYBRID_SHARD_ZERO2`, CPU offload and activation
 // checkpointing are refused (Unimplemented, naming the variable); keys
 // that mean nothing without units (wrapping policy, prefetch, state-dict
-// type, ...) draw a warning.
+// type, module-state sync and CPU-RAM-efficient loading, which `Prepare`'s
+// broadcast from the main process covers) draw a warning.
 //
 // clang-format off
 //   absl::StatusOr<ShardingStrategy> Example(const state::Environment& env) {

@@ -1,0 +1,147 @@
+// The Accelerator under SHARD_GRAD_OP: the same training as data parallel
+// (gradient accumulation and clipping included), 1/N of the optimizer
+// state per process, and what cannot be sharded refused.
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "accelerator/accelerator.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sharding/sharding_config.h"
+#include "state/environment.h"
+#include "state/status_macros.h"
+#include "testing/distributed_testutil.h"
+#include "testing/status_matchers.h"
+#include "testing/tensor_testutil.h"
+
+namespace accelerate {
+namespace {
+
+using ::accelerate::testing::IsOk;
+using ::accelerate::testing::RunOnRankThreads;
+using ::accelerate::testing::StatusIs;
+using ::accelerate::testing::TensorsClose;
+using ::testing::Each;
+using ::testing::HasSubstr;
+
+struct Result {
+  std::vector<at::Tensor> parameters;
+  sharding::StateBytes bytes;
+  std::string strategy;
+};
+
+// Trains a small MLP with AdamW for 6 batches per process, accumulating 2,
+// clipping at 1, each process on its own data; returns rank 0's result.
+Result Train(int world, sharding::ShardingStrategy strategy) {
+  // Thread ranks share the global generator: values from our own.
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(11);
+  std::vector<at::Tensor> initial;
+  for (const auto& sizes :
+       std::vector<std::vector<int64_t>>{{9, 5}, {9}, {3, 9}, {3}}) {
+    initial.push_back(torch::randn(sizes, generator) * 0.3);
+  }
+  std::vector<at::Tensor> inputs;
+  for (int i = 0; i < world * 6; ++i) {
+    inputs.push_back(torch::randn({4, 5}, generator));
+  }
+  AcceleratorOptions options;
+  options.gradient_accumulation_steps = 2;
+  options.sharding = sharding::ShardingConfig{.strategy = strategy};
+  std::mutex mu;
+  Result result;
+  const std::vector<absl::Status> statuses = RunOnRankThreads(
+      world, {}, [&](int rank, const state::Environment& env) -> absl::Status {
+        ACCELERATE_ASSIGN_OR_RETURN(auto acc, Accelerator::Create(options, env));
+        torch::nn::Sequential model(torch::nn::Linear(5, 9), torch::nn::Tanh(),
+                                    torch::nn::Linear(9, 3));
+        {
+          torch::NoGradGuard no_grad;
+          auto params = model->parameters();
+          for (size_t i = 0; i < params.size(); ++i) params[i].copy_(initial[i]);
+        }
+        auto adamw = std::make_shared<torch::optim::AdamW>(
+            model->parameters(), torch::optim::AdamWOptions(0.05));
+        ACCELERATE_ASSIGN_OR_RETURN(auto prepared,
+                                    acc->Prepare(model.ptr(), adamw));
+        auto& [module, opt] = prepared;
+        for (int step = 0; step < 6; ++step) {
+          auto scope = acc->Accumulate(*module);
+          ACCELERATE_RETURN_IF_ERROR(scope.status());
+          const at::Tensor x = inputs[step * world + rank];
+          ACCELERATE_RETURN_IF_ERROR(
+              acc->Backward(model->forward(x).square().mean()));
+          if (acc->sync_gradients()) {
+            ACCELERATE_RETURN_IF_ERROR(acc->ClipGradNorm(*module, 1.0).status());
+          }
+          ACCELERATE_RETURN_IF_ERROR(opt->step());
+          opt->zero_grad();
+        }
+        if (rank == 0) {
+          std::lock_guard<std::mutex> lock(mu);
+          for (const at::Tensor& p : model->parameters()) {
+            result.parameters.push_back(p.detach().clone());
+          }
+          result.bytes = acc->StateBytesPerProcess();
+          result.strategy = acc->sharding_strategy();
+        }
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(IsOk()));
+  return result;
+}
+
+TEST(AcceleratorShardingTest, ShardGradOpTrainsAsDataParallelWithAShareOfTheState) {
+  for (int world : {2, 4}) {
+    const Result plain = Train(world, sharding::ShardingStrategy::kNone);
+    const Result sharded = Train(world, sharding::ShardingStrategy::kShardGradOp);
+    EXPECT_EQ(plain.strategy, "none");
+    EXPECT_EQ(sharded.strategy, "SHARD_GRAD_OP");
+    ASSERT_EQ(plain.parameters.size(), sharded.parameters.size());
+    for (size_t i = 0; i < plain.parameters.size(); ++i) {
+      EXPECT_TRUE(TensorsClose(sharded.parameters[i], plain.parameters[i],
+                               {.rtol = 1e-5, .atol = 1e-6}))
+          << world << " processes, parameter " << i;
+    }
+    // AdamW keeps two values per parameter value: all of them under data
+    // parallel, 1/N (padded) sharded.
+    EXPECT_EQ(plain.bytes.optimizer_state, 2 * plain.bytes.parameters);
+    EXPECT_GE(sharded.bytes.optimizer_state,
+              2 * plain.bytes.parameters / world);
+    EXPECT_LE(sharded.bytes.optimizer_state,
+              2 * plain.bytes.parameters / world + 8 * world);
+    EXPECT_EQ(sharded.bytes.parameters, plain.bytes.parameters);
+  }
+}
+
+TEST(AcceleratorShardingTest, RefusesWhatItCannotShard) {
+  AcceleratorOptions options;
+  options.sharding =
+      sharding::ShardingConfig{.strategy = sharding::ShardingStrategy::kShardGradOp};
+  options.mixed_precision = "fp16";
+  EXPECT_THAT(Accelerator::Create(options, state::MapEnvironment()),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("SHARD_GRAD_OP with mixed_precision fp16")));
+  options.mixed_precision = "no";
+  auto acc = Accelerator::Create(options, state::MapEnvironment());
+  ASSERT_THAT(acc, IsOk());
+  torch::nn::Linear model(3, 2);
+  auto lbfgs = std::make_shared<torch::optim::LBFGS>(model->parameters());
+  EXPECT_THAT((*acc)->Prepare(model.ptr(), lbfgs).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("sharding SHARD_GRAD_OP: sharding the "
+                                 "optimizer state needs an elementwise")));
+  EXPECT_THAT((*acc)->SaveState(::testing::TempDir() + "/sharded").status(),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("SaveState with sharding SHARD_GRAD_OP")));
+}
+
+}  // namespace
+}  // namespace accelerate
