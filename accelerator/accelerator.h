@@ -494,9 +494,11 @@ class Accelerator {
 
  private:
   friend class AccumulateScope;
-  // Unimplemented while the optimizer state is sharded (`what` names the
-  // call).
-  absl::Status RefuseShardedCheckpoint(const char* what) const;
+  // Checkpoints under SHARD_GRAD_OP: the sharded optimizers unsharded
+  // (collective) and back.
+  absl::StatusOr<std::vector<sharding::ShardedOptimizer*>> UnshardOptimizers();
+  void ReshardOptimizers(
+      const std::vector<sharding::ShardedOptimizer*>& unsharded);
   using DataParallel = accelerator_internal::DataParallel;
 
   // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and

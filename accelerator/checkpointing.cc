@@ -397,17 +397,32 @@ bigmodel::NamedTensors Accelerator::GetStateDict(
   return checkpoint::ModelStateDict(model);
 }
 
-absl::Status Accelerator::RefuseShardedCheckpoint(const char* what) const {
-  if (!options_.sharding->shards_optimizer_state()) return absl::OkStatus();
-  return absl::UnimplementedError(absl::StrCat(
-      what, " with sharding ", sharding_strategy(),
-      " is not supported yet: the optimizer state is sharded across the "
-      "processes and would not be saved in Accelerate's layout"));
+absl::StatusOr<std::vector<sharding::ShardedOptimizer*>>
+Accelerator::UnshardOptimizers() {
+  std::vector<sharding::ShardedOptimizer*> unsharded;
+  for (const auto& optimizer : optimizers_) {
+    sharding::ShardedOptimizer* sharded = optimizer->mutable_sharded();
+    if (sharded == nullptr) continue;
+    absl::Status gathered = sharded->Unshard();
+    if (!gathered.ok()) {
+      ReshardOptimizers(unsharded);
+      return gathered;
+    }
+    unsharded.push_back(sharded);
+  }
+  return unsharded;
+}
+
+void Accelerator::ReshardOptimizers(
+    const std::vector<sharding::ShardedOptimizer*>& unsharded) {
+  for (sharding::ShardedOptimizer* sharded : unsharded) {
+    absl::Status cut = sharded->Reshard();
+    ACCELERATE_CHECK(cut.ok()) << "resharding the optimizer state: " << cut;
+  }
 }
 
 absl::StatusOr<std::string> Accelerator::SaveState(
     const std::string& dir, const SaveStateOptions& options) {
-  ACCELERATE_RETURN_IF_ERROR(RefuseShardedCheckpoint("SaveState"));
   checkpoint::ProjectConfiguration& project = options_.project_config;
   std::string target = dir;
   if (project.automatic_checkpoint_naming) {
@@ -468,6 +483,16 @@ absl::StatusOr<std::string> Accelerator::SaveState(
     if (!hooks.ok()) break;
   }
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, hooks));
+
+  // Sharded optimizer state is written whole, in Accelerate's layout
+  // (FSDP's FULL_STATE_DICT): gathered for the writing, cut back after.
+  ACCELERATE_ASSIGN_OR_RETURN(std::vector<sharding::ShardedOptimizer*> unsharded,
+                              UnshardOptimizers());
+  struct Reshard {
+    Accelerator* accelerator;
+    const std::vector<sharding::ShardedOptimizer*>* unsharded;
+    ~Reshard() { accelerator->ReshardOptimizers(*unsharded); }
+  } reshard{this, &unsharded};
 
   std::vector<SharedItem> shared;
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -628,7 +653,6 @@ absl::StatusOr<std::string> Accelerator::SaveState(
 
 absl::StatusOr<std::string> Accelerator::LoadState(
     const std::string& dir, const LoadStateOptions& options) {
-  ACCELERATE_RETURN_IF_ERROR(RefuseShardedCheckpoint("LoadState"));
   const checkpoint::ProjectConfiguration& project = options_.project_config;
   std::string source = dir;
   if (source.empty()) {
@@ -641,6 +665,15 @@ absl::StatusOr<std::string> Accelerator::LoadState(
         source,
         checkpoint::LatestCheckpoint(checkpoint::CheckpointsFolder(project)));
   }
+  // Sharded optimizers take the whole state of the file, then their
+  // slices of it (every process, before anything can fail apart).
+  ACCELERATE_ASSIGN_OR_RETURN(std::vector<sharding::ShardedOptimizer*> unsharded,
+                              UnshardOptimizers());
+  struct Reshard {
+    Accelerator* accelerator;
+    const std::vector<sharding::ShardedOptimizer*>* unsharded;
+    ~Reshard() { accelerator->ReshardOptimizers(*unsharded); }
+  } reshard{this, &unsharded};
   absl::Status loaded = [&]() -> absl::Status {
     ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
                                 checkpoint::InspectCheckpoint(source));

@@ -77,6 +77,7 @@ class PreparedOptimizer {
   std::vector<at::Tensor> Parameters() const;
   // The sharded state (SHARD_GRAD_OP); null otherwise.
   const sharding::ShardedOptimizer* sharded() const { return sharded_.get(); }
+  sharding::ShardedOptimizer* mutable_sharded() { return sharded_.get(); }
   // Why sharding could not be set up; OK otherwise.
   const absl::Status& setup_error() const { return setup_error_; }
 

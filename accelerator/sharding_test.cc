@@ -138,9 +138,87 @@ TEST(AcceleratorShardingTest, RefusesWhatItCannotShard) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("sharding SHARD_GRAD_OP: sharding the "
                                  "optimizer state needs an elementwise")));
-  EXPECT_THAT((*acc)->SaveState(::testing::TempDir() + "/sharded").status(),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("SaveState with sharding SHARD_GRAD_OP")));
+}
+
+// Trains `steps` steps from `initial` (optionally loading `load` first and
+// saving `save` after `save_after` steps); returns rank 0's parameters.
+std::vector<at::Tensor> TrainAndCheckpoint(
+    sharding::ShardingStrategy strategy, int first_step, int steps,
+    const std::string& load, const std::string& save, int save_after) {
+  constexpr int kWorld = 2;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
+  std::vector<at::Tensor> initial;
+  for (const auto& sizes :
+       std::vector<std::vector<int64_t>>{{6, 4}, {6}, {2, 6}, {2}}) {
+    initial.push_back(torch::randn(sizes, generator) * 0.3);
+  }
+  std::vector<at::Tensor> inputs;
+  for (int i = 0; i < kWorld * 10; ++i) {
+    inputs.push_back(torch::randn({3, 4}, generator));
+  }
+  AcceleratorOptions options;
+  options.sharding = sharding::ShardingConfig{.strategy = strategy};
+  std::vector<at::Tensor> result;
+  std::mutex mu;
+  const std::vector<absl::Status> statuses = RunOnRankThreads(
+      kWorld, {}, [&](int rank, const state::Environment& env) -> absl::Status {
+        ACCELERATE_ASSIGN_OR_RETURN(auto acc, Accelerator::Create(options, env));
+        torch::nn::Sequential model(torch::nn::Linear(4, 6), torch::nn::Tanh(),
+                                    torch::nn::Linear(6, 2));
+        {
+          torch::NoGradGuard no_grad;
+          auto params = model->parameters();
+          for (size_t i = 0; i < params.size(); ++i) params[i].copy_(initial[i]);
+        }
+        auto adamw = std::make_shared<torch::optim::AdamW>(
+            model->parameters(), torch::optim::AdamWOptions(0.05));
+        ACCELERATE_ASSIGN_OR_RETURN(auto prepared,
+                                    acc->Prepare(model.ptr(), adamw));
+        auto& [module, opt] = prepared;
+        if (!load.empty()) ACCELERATE_RETURN_IF_ERROR(acc->LoadState(load).status());
+        for (int step = first_step; step < first_step + steps; ++step) {
+          ACCELERATE_RETURN_IF_ERROR(acc->Backward(
+              model->forward(inputs[step * kWorld + rank]).square().mean()));
+          ACCELERATE_RETURN_IF_ERROR(opt->step());
+          opt->zero_grad();
+          if (!save.empty() && step + 1 == save_after) {
+            ACCELERATE_RETURN_IF_ERROR(acc->SaveState(save).status());
+          }
+        }
+        if (rank == 0) {
+          std::lock_guard<std::mutex> lock(mu);
+          for (const at::Tensor& p : model->parameters()) {
+            result.push_back(p.detach().clone());
+          }
+        }
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(IsOk()));
+  return result;
+}
+
+// A checkpoint of sharded training holds the whole state in Accelerate's
+// layout: resumed sharded, or by data parallel, training goes on exactly.
+TEST(AcceleratorShardingTest, CheckpointsHoldTheWholeStateAndResumeExactly) {
+  const std::string dir = ::testing::TempDir() + "/sharded_checkpoint";
+  using sharding::ShardingStrategy;
+  const std::vector<at::Tensor> straight = TrainAndCheckpoint(
+      ShardingStrategy::kShardGradOp, 0, 8, "", dir, 5);
+  const std::vector<at::Tensor> resumed_sharded = TrainAndCheckpoint(
+      ShardingStrategy::kShardGradOp, 5, 3, dir, "", 0);
+  const std::vector<at::Tensor> resumed_plain = TrainAndCheckpoint(
+      ShardingStrategy::kNone, 5, 3, dir, "", 0);
+  ASSERT_EQ(straight.size(), 4u);
+  ASSERT_EQ(resumed_sharded.size(), 4u);
+  ASSERT_EQ(resumed_plain.size(), 4u);
+  for (size_t i = 0; i < straight.size(); ++i) {
+    EXPECT_TRUE(TensorsClose(resumed_sharded[i], straight[i],
+                             {.rtol = 1e-6, .atol = 1e-7}))
+        << "resumed sharded, parameter " << i;
+    EXPECT_TRUE(TensorsClose(resumed_plain[i], straight[i],
+                             {.rtol = 1e-5, .atol = 1e-6}))
+        << "resumed by data parallel, parameter " << i;
+  }
 }
 
 }  // namespace

@@ -3,9 +3,9 @@
 # 4 processes ends exactly where data parallel ends (same accuracy and
 # loss), its final JSON line names the strategy and the bytes of
 # parameters, gradients and optimizer state this process holds (the
-# momentum buffers 1/N); NO_SHARD is data parallel; FULL_SHARD (FSDP's
-# default) and checkpoints of sharded state are refused by name, never
-# trained replicated.
+# momentum buffers 1/N); NO_SHARD is data parallel; a sharded run stopped
+# and resumed from its checkpoint ends as one that never stopped; FULL_SHARD
+# (FSDP's default) is refused by name, never trained replicated.
 # Arguments: the accelerate binary, the train_classifier binary.
 set -euo pipefail
 accelerate="$1"
@@ -49,12 +49,17 @@ if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsd
 fi
 [[ "$out" == *"FSDP_SHARDING_STRATEGY=FULL_SHARD is not supported"* ]] ||
   { echo "FULL_SHARD's refusal does not name it: $out" >&2; exit 1; }
-# A checkpoint of sharded state is refused, naming the call.
-if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp \
-  --fsdp_sharding_strategy SHARD_GRAD_OP "$program" "${flags[@]}" \
-  --checkpointing_steps 5 --output_dir "${TEST_TMPDIR}/ckpt" 2>&1)"; then
-  echo "a sharded checkpoint was accepted" >&2; exit 1
-fi
-[[ "$out" == *"SaveState with sharding SHARD_GRAD_OP is not supported yet"* ]] ||
-  { echo "the checkpoint refusal does not say why: $out" >&2; exit 1; }
+# Sharded state checkpoints whole (Accelerate's layout): stopped after 20
+# steps and resumed, the run ends with the JSON line of one that never
+# stopped.
+ckpt="${TEST_TMPDIR}/ckpt"
+fsdp=(--num_processes 2 --use_fsdp --fsdp_sharding_strategy SHARD_GRAD_OP)
+whole="$(json_of "${fsdp[@]}")"
+"$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
+  --checkpointing_steps 20 --output_dir "$ckpt" --stop_after_steps 20 >/dev/null 2>&1
+resumed="$("$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
+  --output_dir "$ckpt" --resume_from_checkpoint latest 2>/dev/null |
+  grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+[[ "$resumed" == "$whole" ]] ||
+  { echo "resumed: $resumed"$'\n'"whole:   $whole" >&2; exit 1; }
 echo "PASS"

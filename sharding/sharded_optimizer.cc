@@ -1,6 +1,8 @@
 #include "sharding/sharded_optimizer.h"
 
 #include <algorithm>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <typeinfo>
 #include <utility>
@@ -29,6 +31,62 @@ bool IsElementwise(const torch::optim::Optimizer& optimizer) {
 
 int64_t Bytes(const at::Tensor& tensor) {
   return tensor.defined() ? static_cast<int64_t>(tensor.nbytes()) : 0;
+}
+
+// The state tensors of one parameter of an optimizer whose state this file
+// can move between slices and whole parameters, and how to make a state
+// of the same kind from tensors.
+struct StateKind {
+  std::function<std::vector<at::Tensor>(const torch::optim::OptimizerParamState&)>
+      fields;
+  std::function<std::unique_ptr<torch::optim::OptimizerParamState>(
+      const torch::optim::OptimizerParamState& like,
+      const std::vector<at::Tensor>& fields)>
+      make;
+};
+
+template <typename State>
+StateKind AdamLike() {
+  return {[](const torch::optim::OptimizerParamState& s) {
+            const auto& state = static_cast<const State&>(s);
+            return std::vector<at::Tensor>{state.exp_avg(), state.exp_avg_sq(),
+                                           state.max_exp_avg_sq()};
+          },
+          [](const torch::optim::OptimizerParamState& like,
+             const std::vector<at::Tensor>& fields) {
+            auto state = std::make_unique<State>();
+            state->step(static_cast<const State&>(like).step());
+            state->exp_avg(fields[0]);
+            state->exp_avg_sq(fields[1]);
+            state->max_exp_avg_sq(fields[2]);
+            return std::unique_ptr<torch::optim::OptimizerParamState>(
+                std::move(state));
+          }};
+}
+
+std::optional<StateKind> KindOf(const torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr) {
+    return AdamLike<torch::optim::AdamWParamState>();
+  }
+  if (dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr) {
+    return AdamLike<torch::optim::AdamParamState>();
+  }
+  if (dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr) {
+    return StateKind{
+        [](const torch::optim::OptimizerParamState& s) {
+          return std::vector<at::Tensor>{
+              static_cast<const torch::optim::SGDParamState&>(s)
+                  .momentum_buffer()};
+        },
+        [](const torch::optim::OptimizerParamState&,
+           const std::vector<at::Tensor>& fields) {
+          auto state = std::make_unique<torch::optim::SGDParamState>();
+          state->momentum_buffer(fields[0]);
+          return std::unique_ptr<torch::optim::OptimizerParamState>(
+              std::move(state));
+        }};
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -135,6 +193,10 @@ absl::Status ShardedOptimizer::BeforeStep() {
     torch::NoGradGuard no_grad;
     for (Group& group : groups_) {
       if (!group.shard.defined()) continue;
+      // The buffer holds the truth (weights loaded or broadcast into the
+      // model since the last step land there): the slice starts from it.
+      group.shard.detach().copy_(group.flat.narrow(
+          0, rank * group.shard_size, group.shard_size));
       at::Tensor grad = group.shard.mutable_grad();
       if (!grad.defined()) {
         grad = at::zeros_like(group.shard);
@@ -178,6 +240,110 @@ absl::Status ShardedOptimizer::AfterStep() {
       state_.process_group()->allgather(outputs, inputs)->wait();
     }
   });
+}
+
+absl::Status ShardedOptimizer::Unshard() {
+  if (unsharded_) return absl::OkStatus();
+  const std::optional<StateKind> kind = KindOf(*optimizer_);
+  if (!kind.has_value()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "gathering the sharded state of ", typeid(*optimizer_).name(),
+        " (only SGD, Adam and AdamW)"));
+  }
+  const int64_t world = state_.num_processes();
+  auto& states = optimizer_->state();
+  absl::Status gathered = state::RunGuarded("gathering the optimizer state", [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      Group& group = groups_[g];
+      if (!group.shard.defined()) continue;
+      auto found = states.find(group.shard.unsafeGetTensorImpl());
+      // Every process has stepped as often: all have state, or none.
+      if (found != states.end()) {
+        const torch::optim::OptimizerParamState& shard_state = *found->second;
+        const std::vector<at::Tensor> fields = kind->fields(shard_state);
+        std::vector<std::vector<at::Tensor>> per_param(group.params.size());
+        for (const at::Tensor& field : fields) {
+          at::Tensor full;
+          if (field.defined()) {
+            full = at::zeros({group.shard_size * world}, field.options());
+            if (world == 1) {
+              full.copy_(field);
+            } else {
+              std::vector<std::vector<at::Tensor>> outputs(1);
+              for (int64_t r = 0; r < world; ++r) {
+                outputs[0].push_back(
+                    full.narrow(0, r * group.shard_size, group.shard_size));
+              }
+              std::vector<at::Tensor> inputs = {field.contiguous()};
+              state_.process_group()->allgather(outputs, inputs)->wait();
+            }
+          }
+          for (size_t i = 0; i < group.params.size(); ++i) {
+            const at::Tensor& p = group.params[i];
+            per_param[i].push_back(
+                full.defined() ? full.narrow(0, group.offsets[i], p.numel())
+                                     .view(p.sizes())
+                                     .clone()
+                               : at::Tensor());
+          }
+        }
+        for (size_t i = 0; i < group.params.size(); ++i) {
+          states[group.params[i].unsafeGetTensorImpl()] =
+              kind->make(shard_state, per_param[i]);
+        }
+        states.erase(group.shard.unsafeGetTensorImpl());
+      }
+      optimizer_->param_groups()[g].params() = group.params;
+    }
+  });
+  unsharded_ = gathered.ok();
+  return gathered;
+}
+
+absl::Status ShardedOptimizer::Reshard() {
+  if (!unsharded_) return absl::OkStatus();
+  const std::optional<StateKind> kind = KindOf(*optimizer_);
+  const int64_t rank = state_.process_index();
+  auto& states = optimizer_->state();
+  absl::Status cut = state::RunGuarded("cutting the optimizer state", [&] {
+    torch::NoGradGuard no_grad;
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      Group& group = groups_[g];
+      if (!group.shard.defined()) continue;
+      optimizer_->param_groups()[g].params() = {group.shard};
+      const auto first = states.find(group.params[0].unsafeGetTensorImpl());
+      if (first == states.end()) continue;  // No state (no step yet).
+      const size_t count = kind->fields(*first->second).size();
+      std::vector<at::Tensor> shard_fields;
+      for (size_t f = 0; f < count; ++f) {
+        at::Tensor flat;
+        for (size_t i = 0; i < group.params.size(); ++i) {
+          const auto found = states.find(group.params[i].unsafeGetTensorImpl());
+          if (found == states.end()) continue;
+          const at::Tensor field = kind->fields(*found->second)[f];
+          if (!field.defined()) continue;
+          if (!flat.defined()) {
+            flat = at::zeros({group.flat.numel()}, field.options());
+          }
+          flat.narrow(0, group.offsets[i], field.numel())
+              .copy_(field.reshape({-1}));
+        }
+        shard_fields.push_back(
+            flat.defined()
+                ? flat.narrow(0, rank * group.shard_size, group.shard_size)
+                      .clone()
+                : at::Tensor());
+      }
+      auto shard_state = kind->make(*first->second, shard_fields);
+      for (const at::Tensor& p : group.params) {
+        states.erase(p.unsafeGetTensorImpl());
+      }
+      states[group.shard.unsafeGetTensorImpl()] = std::move(shard_state);
+    }
+  });
+  unsharded_ = false;
+  return cut;
 }
 
 void ShardedOptimizer::ZeroGrad() {

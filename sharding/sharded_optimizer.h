@@ -69,13 +69,25 @@ class ShardedOptimizer {
 
   // This process's slice of each parameter's gradient into the slice's
   // gradient (zeros where a parameter has none); the whole gradients are
-  // freed. Call after the gradients are averaged, before the step.
+  // freed; the slice's values are refreshed from the parameters (which may
+  // have been loaded or overwritten since the last step). Call after the
+  // gradients are averaged, before the step.
   [[nodiscard]] absl::Status BeforeStep();
   // All-gathers the updated slices: every process holds the parameters
   // after the step. Collective.
   [[nodiscard]] absl::Status AfterStep();
   // Drops the gradients of the slices and of the whole parameters.
   void ZeroGrad();
+
+  // For checkpoints in the unsharded layout (FSDP's FULL_STATE_DICT):
+  // gives the optimizer back its whole parameters, with their state
+  // gathered from every process, until `Reshard`. Collective. SGD, Adam
+  // and AdamW (Unimplemented for the others).
+  [[nodiscard]] absl::Status Unshard();
+  // Back to this process's slices, their state cut from the whole
+  // parameters' state (gathered by `Unshard`, or loaded into the optimizer
+  // meanwhile). Local. Does nothing unless unsharded.
+  [[nodiscard]] absl::Status Reshard();
 
   // The whole parameters (as the optimizer had them before `Create`).
   const std::vector<at::Tensor>& parameters() const { return parameters_; }
@@ -98,6 +110,7 @@ class ShardedOptimizer {
   const state::PartialState& state_;
   std::vector<Group> groups_;
   std::vector<at::Tensor> parameters_;
+  bool unsharded_ = false;
 };
 
 // Bytes of optimizer state `optimizer` holds (SGD, Adam, AdamW, RMSprop,

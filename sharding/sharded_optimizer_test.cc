@@ -135,6 +135,79 @@ TEST(ShardedOptimizerTest, SgdWithMomentumOnThreeRanksEqualsUnsharded) {
   ExpectEqualsUnsharded(3, "sgd");
 }
 
+// Unshard gathers exactly the unsharded optimizer's state (what a
+// checkpoint saves); Reshard cuts it back and training goes on unchanged.
+TEST(ShardedOptimizerTest, UnshardGathersTheWholeStateAndReshardResumes) {
+  constexpr int kWorld = 3;
+  torch::nn::Sequential reference = MakeModel();
+  auto reference_optimizer = MakeOptimizer("adamw", reference->parameters());
+  std::vector<at::Tensor> reference_exp_avg;
+  for (int step = 0; step < 4; ++step) {
+    reference_optimizer->zero_grad();
+    at::Tensor loss = torch::zeros({});
+    for (int rank = 0; rank < kWorld; ++rank) {
+      loss = loss + reference->forward(Batch(rank, step)).square().mean();
+    }
+    (loss / kWorld).backward();
+    reference_optimizer->step();
+    if (step == 2) {
+      for (const at::Tensor& p : reference->parameters()) {
+        const auto& state = static_cast<const torch::optim::AdamWParamState&>(
+            *reference_optimizer->state().at(p.unsafeGetTensorImpl()));
+        reference_exp_avg.push_back(state.exp_avg().clone());
+      }
+    }
+  }
+  std::vector<std::vector<at::Tensor>> exp_avgs(kWorld), params(kWorld);
+  const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
+      kWorld, [&](const state::PartialState& state) -> absl::Status {
+        const int rank = state.process_index();
+        torch::nn::Sequential model = MakeModel();
+        auto optimizer = MakeOptimizer("adamw", model->parameters());
+        ACCELERATE_ASSIGN_OR_RETURN(auto sharded,
+                                    ShardedOptimizer::Create(optimizer, state));
+        for (int step = 0; step < 4; ++step) {
+          sharded->ZeroGrad();
+          model->forward(Batch(rank, step)).square().mean().backward();
+          for (at::Tensor& p : model->parameters()) {
+            at::Tensor grad = p.mutable_grad();
+            ACCELERATE_RETURN_IF_ERROR(state::AllReduceInPlace(state, grad));
+          }
+          ACCELERATE_RETURN_IF_ERROR(sharded->BeforeStep());
+          optimizer->step();
+          ACCELERATE_RETURN_IF_ERROR(sharded->AfterStep());
+          if (step != 2) continue;
+          ACCELERATE_RETURN_IF_ERROR(sharded->Unshard());
+          if (optimizer->param_groups()[0].params().size() != 4) {
+            return absl::InternalError("the whole parameters are not back");
+          }
+          for (const at::Tensor& p : model->parameters()) {
+            const auto& s = static_cast<const torch::optim::AdamWParamState&>(
+                *optimizer->state().at(p.unsafeGetTensorImpl()));
+            exp_avgs[rank].push_back(s.exp_avg().clone());
+          }
+          ACCELERATE_RETURN_IF_ERROR(sharded->Reshard());
+        }
+        for (const at::Tensor& p : model->parameters()) {
+          params[rank].push_back(p.detach().clone());
+        }
+        return absl::OkStatus();
+      });
+  for (const absl::Status& status : statuses) ASSERT_THAT(status, IsOk());
+  const std::vector<at::Tensor> expected = reference->parameters();
+  for (int rank = 0; rank < kWorld; ++rank) {
+    ASSERT_EQ(exp_avgs[rank].size(), reference_exp_avg.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_TRUE(TensorsClose(exp_avgs[rank][i], reference_exp_avg[i],
+                               {.rtol = 1e-5, .atol = 1e-7}))
+          << "rank " << rank << ", exp_avg of parameter " << i;
+      EXPECT_TRUE(TensorsClose(params[rank][i], expected[i],
+                               {.rtol = 1e-5, .atol = 1e-6}))
+          << "rank " << rank << ", parameter " << i;
+    }
+  }
+}
+
 TEST(ShardedOptimizerTest, RefusesWhatCannotBeSharded) {
   const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
       1, [&](const state::PartialState& state) -> absl::Status {
