@@ -159,6 +159,12 @@ absl::StatusOr<std::unique_ptr<ShardedOptimizer>> ShardedOptimizer::Create(
             options.device().str(),
             ": a sharded group needs one dtype and one device"));
       }
+      if (!p.requires_grad()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "param group ", g, ", parameter ", i,
+            " does not require gradients: a sharded group holds trainable "
+            "parameters only (leave frozen ones out of the optimizer)"));
+      }
       group.offsets.push_back(total);
       total += p.numel();
     }

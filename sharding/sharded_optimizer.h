@@ -10,7 +10,10 @@
 // frees the whole gradients; the optimizer steps on the slice; `AfterStep`
 // all-gathers the slices into the buffer, so every process holds the new
 // parameters. Elementwise updates make this exactly the update of the
-// unsharded optimizer.
+// unsharded optimizer, with one difference FSDP's flat parameters share: a
+// parameter left without a gradient in a step (unused by the loss) gets a
+// zero gradient, so weight decay and momentum still move it, where the
+// unsharded optimizer skips it.
 //
 // clang-format off
 //   #include <torch/nn/module.h>
@@ -59,8 +62,9 @@ class ShardedOptimizer {
   // Takes over `optimizer`'s parameters as described above. The model's
   // parameters keep their identity (autograd, `named_parameters`), their
   // values now live in the flat buffers. InvalidArgument names an optimizer
-  // that is not elementwise (LBFGS) or a group that mixes dtypes or
-  // devices; FailedPrecondition when the optimizer already has state.
+  // that is not elementwise (LBFGS), a group that mixes dtypes or devices
+  // or holds a parameter that does not require gradients;
+  // FailedPrecondition when the optimizer already has state.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardedOptimizer>>
   Create(std::shared_ptr<torch::optim::Optimizer> optimizer,
          const state::PartialState& state);

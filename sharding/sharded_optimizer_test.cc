@@ -228,6 +228,12 @@ TEST(ShardedOptimizerTest, RefusesWhatCannotBeSharded) {
         EXPECT_THAT(ShardedOptimizer::Create(sgd, state),
                     StatusIs(absl::StatusCode::kInvalidArgument,
                              HasSubstr("mixes")));
+        torch::nn::Linear frozen(3, 2);
+        frozen->bias.set_requires_grad(false);
+        auto adamw = std::make_shared<torch::optim::AdamW>(frozen->parameters());
+        EXPECT_THAT(ShardedOptimizer::Create(adamw, state),
+                    StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("parameter 1 does not require")));
         return absl::OkStatus();
       });
   for (const absl::Status& status : statuses) ASSERT_THAT(status, IsOk());
