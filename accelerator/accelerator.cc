@@ -182,7 +182,9 @@ PreparedOptimizer* Accelerator::PrepareOptimizer(
   std::unique_ptr<sharding::ShardedOptimizer> sharded;
   absl::Status setup_error;
   if (options_.sharding->shards_optimizer_state() && optimizer != nullptr) {
-    auto made = sharding::ShardedOptimizer::Create(optimizer, *state_);
+    auto made = sharding::ShardedOptimizer::Create(
+        optimizer, *state_,
+        {.keep_whole_gradients = !options_.sharding->shards_gradients()});
     if (made.ok()) {
       sharded = *std::move(made);
     } else {

@@ -199,10 +199,11 @@ class Accelerator {
   // module.
   [[nodiscard]] absl::StatusOr<std::shared_ptr<torch::nn::Module>>
   PrepareModel(std::shared_ptr<torch::nn::Module> model);
-  // Under SHARD_GRAD_OP, the optimizer's state and gradients are sharded
-  // across the processes (sharding/sharded_optimizer.h: the model's
-  // parameters move into flat buffers); an optimizer that cannot be
-  // sharded makes `Prepare` fail and every `step` return why.
+  // Under SHARD_GRAD_OP and DeepSpeed's ZeRO 1 and 2, the optimizer's
+  // state (and, but for ZeRO 1, the gradients kept between steps) is
+  // sharded across the processes (sharding/sharded_optimizer.h: the
+  // model's parameters move into flat buffers); an optimizer that cannot
+  // be sharded makes `Prepare` fail and every `step` return why.
   PreparedOptimizer* PrepareOptimizer(
       std::shared_ptr<torch::optim::Optimizer> optimizer);
   // The scheduler follows the one optimizer prepared (its steps, and the fp16
@@ -479,7 +480,8 @@ class Accelerator {
   const std::string& mixed_precision() const {
     return *options_.mixed_precision;
   }
-  // The sharding strategy in effect ("none", "NO_SHARD", "SHARD_GRAD_OP").
+  // The sharding strategy in effect ("none", "NO_SHARD", "SHARD_GRAD_OP",
+  // "ZERO_1", "ZERO_2").
   std::string sharding_strategy() const {
     return sharding::ShardingStrategyName(options_.sharding->strategy);
   }

@@ -40,6 +40,13 @@ for n in 2 4; do
     { echo "$n processes: state bytes are not P + P/N" >&2; exit 1; }
 done
 
+# DeepSpeed's ZeRO stage 1, as Accelerate's launcher exports it: the same
+# engine, whole gradients kept.
+zero1="$(ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=1 json_of --cpu --num_processes 2)"
+[[ "$(field sharding "$zero1")" == ZERO_1 ]] || { echo "ZeRO 1: $zero1" >&2; exit 1; }
+[[ "$(field eval_accuracy "$zero1")" == "$(field eval_accuracy "$(json_of --cpu --num_processes 2)")" ]] ||
+  { echo "ZeRO 1 differs from data parallel: $zero1" >&2; exit 1; }
+
 no_shard="$(json_of --num_processes 2 --use_fsdp --fsdp_sharding_strategy NO_SHARD)"
 [[ "$(field sharding "$no_shard")" == NO_SHARD ]] || { echo "NO_SHARD: $no_shard" >&2; exit 1; }
 

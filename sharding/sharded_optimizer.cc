@@ -119,7 +119,7 @@ int64_t OptimizerStateBytes(const torch::optim::Optimizer& optimizer) {
 
 absl::StatusOr<std::unique_ptr<ShardedOptimizer>> ShardedOptimizer::Create(
     std::shared_ptr<torch::optim::Optimizer> optimizer,
-    const state::PartialState& state) {
+    const state::PartialState& state, const ShardedOptimizerOptions& options) {
   if (optimizer == nullptr) {
     return absl::InvalidArgumentError("ShardedOptimizer needs an optimizer");
   }
@@ -134,7 +134,7 @@ absl::StatusOr<std::unique_ptr<ShardedOptimizer>> ShardedOptimizer::Create(
         "the optimizer already has state: shard it before its first step");
   }
   std::unique_ptr<ShardedOptimizer> sharded(
-      new ShardedOptimizer(optimizer, state));
+      new ShardedOptimizer(optimizer, state, options));
   const int64_t world = state.num_processes();
   const int64_t rank = state.process_index();
   for (size_t g = 0; g < optimizer->param_groups().size(); ++g) {
@@ -220,7 +220,8 @@ absl::Status ShardedOptimizer::BeforeStep() {
               .copy_(p.grad().reshape({-1}).narrow(
                   0, begin - group.offsets[i], end - begin));
         }
-        p.mutable_grad().reset();  // Only the slice's gradient is kept.
+        // Only the slice's gradient is kept (ZeRO-2).
+        if (!options_.keep_whole_gradients) p.mutable_grad().reset();
       }
       group.shard.mutable_grad() = grad;
     }

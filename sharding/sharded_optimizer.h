@@ -57,6 +57,13 @@ struct StateBytes {
   int64_t total() const { return parameters + gradients + optimizer_state; }
 };
 
+struct ShardedOptimizerOptions {
+  // Keep the whole gradients until `ZeroGrad` instead of freeing them once
+  // the slice is cut (ZeRO stage 1: only the optimizer state is sharded).
+  // Default false (ZeRO stage 2, SHARD_GRAD_OP).
+  bool keep_whole_gradients = false;
+};
+
 class ShardedOptimizer {
  public:
   // Takes over `optimizer`'s parameters as described above. The model's
@@ -67,13 +74,14 @@ class ShardedOptimizer {
   // FailedPrecondition when the optimizer already has state.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardedOptimizer>>
   Create(std::shared_ptr<torch::optim::Optimizer> optimizer,
-         const state::PartialState& state);
+         const state::PartialState& state,
+         const ShardedOptimizerOptions& options = {});
   ShardedOptimizer(const ShardedOptimizer&) = delete;
   ShardedOptimizer& operator=(const ShardedOptimizer&) = delete;
 
   // This process's slice of each parameter's gradient into the slice's
   // gradient (zeros where a parameter has none); the whole gradients are
-  // freed; the slice's values are refreshed from the parameters (which may
+  // freed (unless `keep_whole_gradients`); the slice's values are refreshed from the parameters (which may
   // have been loaded or overwritten since the last step). Call after the
   // gradients are averaged, before the step.
   [[nodiscard]] absl::Status BeforeStep();
@@ -107,11 +115,13 @@ class ShardedOptimizer {
     std::vector<int64_t> offsets;  // of each param in `flat`
   };
   ShardedOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer,
-                   const state::PartialState& state)
-      : optimizer_(std::move(optimizer)), state_(state) {}
+                   const state::PartialState& state,
+                   const ShardedOptimizerOptions& options)
+      : optimizer_(std::move(optimizer)), state_(state), options_(options) {}
 
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   const state::PartialState& state_;
+  const ShardedOptimizerOptions options_;
   std::vector<Group> groups_;
   std::vector<at::Tensor> parameters_;
   bool unsharded_ = false;

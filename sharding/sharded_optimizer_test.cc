@@ -208,6 +208,33 @@ TEST(ShardedOptimizerTest, UnshardGathersTheWholeStateAndReshardResumes) {
   }
 }
 
+// ZeRO stage 1: the whole gradients stay until ZeroGrad.
+TEST(ShardedOptimizerTest, KeepsWholeGradientsWhenAsked) {
+  const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
+      2, [&](const state::PartialState& state) -> absl::Status {
+        torch::nn::Sequential model = MakeModel();
+        auto optimizer = MakeOptimizer("sgd", model->parameters());
+        ACCELERATE_ASSIGN_OR_RETURN(
+            auto sharded, ShardedOptimizer::Create(
+                              optimizer, state, {.keep_whole_gradients = true}));
+        model->forward(Batch(0, 0)).square().mean().backward();
+        ACCELERATE_RETURN_IF_ERROR(sharded->BeforeStep());
+        for (const at::Tensor& p : model->parameters()) {
+          if (!p.grad().defined()) {
+            return absl::InternalError("a whole gradient was freed");
+          }
+        }
+        sharded->ZeroGrad();
+        for (const at::Tensor& p : model->parameters()) {
+          if (p.grad().defined()) {
+            return absl::InternalError("ZeroGrad left a gradient");
+          }
+        }
+        return absl::OkStatus();
+      });
+  for (const absl::Status& status : statuses) ASSERT_THAT(status, IsOk());
+}
+
 TEST(ShardedOptimizerTest, RefusesWhatCannotBeSharded) {
   const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
       1, [&](const state::PartialState& state) -> absl::Status {

@@ -1,6 +1,9 @@
 #include "sharding/sharding_config.h"
 
+#include <fstream>
 #include <optional>
+#include <sstream>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -9,6 +12,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "state/logging.h"
 
 namespace accelerate::sharding {
@@ -49,6 +54,105 @@ absl::Status FeatureNotYet(const std::string& what) {
       "than run without it"));
 }
 
+// What DeepSpeed's `zero_optimization` asks for.
+struct ZeroSettings {
+  int stage = 2;
+  std::string offload_optimizer_device = "none";
+  std::string offload_param_device = "none";
+  std::string source;  // for messages
+};
+
+absl::StatusOr<ZeroSettings> ZeroFromConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE: cannot read ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  google::protobuf::Struct root;
+  const auto parsed =
+      google::protobuf::util::JsonStringToMessage(text.str(), &root);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ACCELERATE_DEEPSPEED_CONFIG_FILE: ", path, " is not JSON: ",
+        parsed.message().as_string()));
+  }
+  ZeroSettings zero;
+  zero.stage = 0;  // DeepSpeed's default without the section.
+  zero.source = absl::StrCat(path, ": zero_optimization");
+  const auto section = root.fields().find("zero_optimization");
+  if (section == root.fields().end()) return zero;
+  if (!section->second.has_struct_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(zero.source, " is not an object"));
+  }
+  const auto& fields = section->second.struct_value().fields();
+  if (const auto stage = fields.find("stage"); stage != fields.end()) {
+    const double number = stage->second.number_value();
+    if (!stage->second.has_number_value() || number != static_cast<int>(number)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          zero.source, ".stage must be a number 0-3 (\"auto\" is filled by "
+          "Accelerate's Python side, which does not run here)"));
+    }
+    zero.stage = static_cast<int>(number);
+  }
+  for (const auto& [key, target] :
+       {std::pair<std::string, std::string*>{"offload_optimizer",
+                                             &zero.offload_optimizer_device},
+        {"offload_param", &zero.offload_param_device}}) {
+    const auto found = fields.find(key);
+    if (found == fields.end() || !found->second.has_struct_value()) continue;
+    const auto& offload = found->second.struct_value().fields();
+    if (const auto device = offload.find("device"); device != offload.end()) {
+      *target = absl::AsciiStrToLower(device->second.string_value());
+    }
+  }
+  return zero;
+}
+
+absl::StatusOr<ShardingConfig> ResolveDeepSpeed(const state::Environment& env) {
+  ZeroSettings zero;
+  const std::string file =
+      env.Get("ACCELERATE_DEEPSPEED_CONFIG_FILE").value_or("none");
+  if (file != "none" && !file.empty()) {
+    auto from_file = ZeroFromConfigFile(file);
+    if (!from_file.ok()) return from_file.status();
+    zero = *std::move(from_file);
+  } else {
+    const std::string stage =
+        env.Get("ACCELERATE_DEEPSPEED_ZERO_STAGE").value_or("2");
+    if (!absl::SimpleAtoi(stage, &zero.stage)) zero.stage = -1;
+    zero.source = "ACCELERATE_DEEPSPEED_ZERO_STAGE";
+    zero.offload_optimizer_device =
+        env.Get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE").value_or("none");
+    zero.offload_param_device =
+        env.Get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE").value_or("none");
+  }
+  if (zero.stage < 0 || zero.stage > 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        zero.source, ": stage ", zero.stage, " is not one of 0, 1, 2, 3"));
+  }
+  if (zero.stage == 3) {
+    return NotYet(absl::StrCat("DeepSpeed ZeRO stage 3 (", zero.source, ")"));
+  }
+  if (zero.offload_optimizer_device != "none") {
+    return FeatureNotYet(absl::StrCat("offload_optimizer device \"",
+                                      zero.offload_optimizer_device, "\" (",
+                                      zero.source, ")"));
+  }
+  if (zero.offload_param_device != "none") {
+    return FeatureNotYet(absl::StrCat("offload_param device \"",
+                                      zero.offload_param_device, "\" (",
+                                      zero.source, ")"));
+  }
+  ShardingConfig config;
+  config.strategy = zero.stage == 0   ? ShardingStrategy::kNoShard
+                    : zero.stage == 1 ? ShardingStrategy::kZero1
+                                      : ShardingStrategy::kZero2;
+  return config;
+}
+
 }  // namespace
 
 std::string ShardingStrategyName(ShardingStrategy strategy) {
@@ -65,6 +169,10 @@ std::string ShardingStrategyName(ShardingStrategy strategy) {
       return "HYBRID_SHARD";
     case ShardingStrategy::kHybridShardZero2:
       return "HYBRID_SHARD_ZERO2";
+    case ShardingStrategy::kZero1:
+      return "ZERO_1";
+    case ShardingStrategy::kZero2:
+      return "ZERO_2";
   }
   return "none";
 }
@@ -74,6 +182,14 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
   ShardingConfig config;
   auto use_fsdp = ParseBool(env, "ACCELERATE_USE_FSDP", false);
   if (!use_fsdp.ok()) return use_fsdp.status();
+  auto use_deepspeed = ParseBool(env, "ACCELERATE_USE_DEEPSPEED", false);
+  if (!use_deepspeed.ok()) return use_deepspeed.status();
+  if (*use_fsdp && *use_deepspeed) {
+    return absl::InvalidArgumentError(
+        "ACCELERATE_USE_FSDP and ACCELERATE_USE_DEEPSPEED are both set: "
+        "choose one");
+  }
+  if (*use_deepspeed) return ResolveDeepSpeed(env);
   if (!*use_fsdp) return config;
 
   const std::string version = env.Get("FSDP_VERSION").value_or("1");

@@ -43,26 +43,42 @@ enum class ShardingStrategy {
   kShardGradOp,     // SHARD_GRAD_OP: gradients and optimizer state sharded
   kFullShard,       // FULL_SHARD: parameters too (refused for now)
   kHybridShard,     // HYBRID_SHARD (refused for now)
-  kHybridShardZero2 // HYBRID_SHARD_ZERO2 (refused for now)
+  kHybridShardZero2,// HYBRID_SHARD_ZERO2 (refused for now)
+  kZero1,           // DeepSpeed ZeRO stage 1: optimizer state sharded
+  kZero2,           // DeepSpeed ZeRO stage 2: and gradients
 };
 
 // "none", "NO_SHARD", "SHARD_GRAD_OP", "FULL_SHARD", "HYBRID_SHARD",
-// "HYBRID_SHARD_ZERO2".
+// "HYBRID_SHARD_ZERO2", "ZERO_1", "ZERO_2".
 std::string ShardingStrategyName(ShardingStrategy strategy);
 
 struct ShardingConfig {
   ShardingStrategy strategy = ShardingStrategy::kNone;
   // FSDP_VERSION (1 or 2); 0 without FSDP.
   int fsdp_version = 0;
-  // Whether the optimizer state and gradients are sharded.
+  // Whether the optimizer state is sharded.
   bool shards_optimizer_state() const {
-    return strategy == ShardingStrategy::kShardGradOp;
+    return strategy == ShardingStrategy::kShardGradOp ||
+           strategy == ShardingStrategy::kZero1 ||
+           strategy == ShardingStrategy::kZero2;
+  }
+  // Whether only a slice of the gradients is kept between steps (all but
+  // ZeRO-1, which keeps them whole).
+  bool shards_gradients() const {
+    return shards_optimizer_state() && strategy != ShardingStrategy::kZero1;
   }
 };
 
-// Reads the FSDP_* variables of `env`. InvalidArgument names a malformed
-// value (a strategy that does not exist); Unimplemented names what is
-// configured but cannot run here yet.
+// Reads the FSDP_* variables of `env`, or DeepSpeed's as Accelerate's
+// launcher exports them (ACCELERATE_USE_DEEPSPEED,
+// ACCELERATE_DEEPSPEED_ZERO_STAGE, ACCELERATE_DEEPSPEED_OFFLOAD_*_DEVICE,
+// or the `zero_optimization` section of ACCELERATE_DEEPSPEED_CONFIG_FILE):
+// ZeRO stage 0 is data parallel, stages 1 and 2 shard the optimizer state
+// (and, for 2, the gradients) on the same engine as SHARD_GRAD_OP; stage 3
+// and offloading are refused. InvalidArgument names a malformed value (a
+// strategy that does not exist, an unreadable config file, a stage that is
+// not a number); Unimplemented names what is configured but cannot run
+// here yet.
 [[nodiscard]] absl::StatusOr<ShardingConfig> ResolveShardingConfig(
     const state::Environment& env);
 

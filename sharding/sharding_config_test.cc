@@ -1,5 +1,6 @@
 #include "sharding/sharding_config.h"
 
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -72,6 +73,73 @@ TEST(ShardingConfigTest, RefusesWhatWouldTrainReplicated) {
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "maybe"}}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("ACCELERATE_USE_FSDP")));
+}
+
+TEST(ShardingConfigTest, MapsDeepSpeedZeroStagesOntoTheSameEngine) {
+  auto stage1 = Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                         {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "1"}});
+  ASSERT_THAT(stage1, IsOk());
+  EXPECT_EQ(stage1->strategy, ShardingStrategy::kZero1);
+  EXPECT_TRUE(stage1->shards_optimizer_state());
+  EXPECT_FALSE(stage1->shards_gradients());
+  // Accelerate's default stage is 2.
+  auto stage2 = Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"}});
+  ASSERT_THAT(stage2, IsOk());
+  EXPECT_EQ(ShardingStrategyName(stage2->strategy), "ZERO_2");
+  EXPECT_TRUE(stage2->shards_gradients());
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("ZeRO stage 3")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "cpu"}}),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("offload_optimizer device \"cpu\"")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_USE_FSDP", "true"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("both set")));
+}
+
+TEST(ShardingConfigTest, ReadsZeroOptimizationFromADeepSpeedConfigFile) {
+  const std::string dir = ::testing::TempDir();
+  const auto write = [&](const std::string& name, const std::string& json) {
+    std::ofstream(dir + "/" + name) << json;
+    return dir + "/" + name;
+  };
+  auto one = Resolve(
+      {{"ACCELERATE_USE_DEEPSPEED", "true"},
+       {"ACCELERATE_DEEPSPEED_CONFIG_FILE",
+        write("ds1.json", R"({"train_batch_size": 8,
+          "zero_optimization": {"stage": 1, "overlap_comm": true,
+                                "offload_optimizer": {"device": "none"}}})")}});
+  ASSERT_THAT(one, IsOk());
+  EXPECT_EQ(one->strategy, ShardingStrategy::kZero1);
+  // Without the section DeepSpeed does not shard.
+  auto none = Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_CONFIG_FILE",
+                        write("ds0.json", R"({"train_batch_size": 8})")}});
+  ASSERT_THAT(none, IsOk());
+  EXPECT_EQ(none->strategy, ShardingStrategy::kNoShard);
+  EXPECT_THAT(
+      Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+               {"ACCELERATE_DEEPSPEED_CONFIG_FILE",
+                write("ds_offload.json",
+                      R"({"zero_optimization": {"stage": 2,
+                          "offload_param": {"device": "nvme"}}})")}}),
+      StatusIs(absl::StatusCode::kUnimplemented,
+               HasSubstr("offload_param device \"nvme\"")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_CONFIG_FILE",
+                        write("ds_auto.json",
+                              R"({"zero_optimization": {"stage": "auto"}})")}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("zero_optimization.stage must be a number")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_CONFIG_FILE",
+                        write("ds_bad.json", "{not json")}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is not JSON")));
 }
 
 }  // namespace
