@@ -496,11 +496,9 @@ class Accelerator {
 
  private:
   friend class AccumulateScope;
-  // Checkpoints under SHARD_GRAD_OP: the sharded optimizers unsharded
-  // (collective) and back.
-  absl::StatusOr<std::vector<sharding::ShardedOptimizer*>> UnshardOptimizers();
-  void ReshardOptimizers(
-      const std::vector<sharding::ShardedOptimizer*>& unsharded);
+  // Checkpoints of sharded optimizers: unshards them (collective) until
+  // the returned handle goes, which reshards them.
+  absl::StatusOr<std::shared_ptr<void>> UnshardOptimizers();
   using DataParallel = accelerator_internal::DataParallel;
 
   // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and

@@ -397,28 +397,27 @@ bigmodel::NamedTensors Accelerator::GetStateDict(
   return checkpoint::ModelStateDict(model);
 }
 
-absl::StatusOr<std::vector<sharding::ShardedOptimizer*>>
-Accelerator::UnshardOptimizers() {
+absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardOptimizers() {
   std::vector<sharding::ShardedOptimizer*> unsharded;
+  const auto reshard = [](const std::vector<sharding::ShardedOptimizer*>& all) {
+    for (sharding::ShardedOptimizer* sharded : all) {
+      absl::Status cut = sharded->Reshard();
+      ACCELERATE_CHECK(cut.ok()) << "resharding the optimizer state: " << cut;
+    }
+  };
   for (const auto& optimizer : optimizers_) {
     sharding::ShardedOptimizer* sharded = optimizer->mutable_sharded();
     if (sharded == nullptr) continue;
     absl::Status gathered = sharded->Unshard();
     if (!gathered.ok()) {
-      ReshardOptimizers(unsharded);
+      reshard(unsharded);
       return gathered;
     }
     unsharded.push_back(sharded);
   }
-  return unsharded;
-}
-
-void Accelerator::ReshardOptimizers(
-    const std::vector<sharding::ShardedOptimizer*>& unsharded) {
-  for (sharding::ShardedOptimizer* sharded : unsharded) {
-    absl::Status cut = sharded->Reshard();
-    ACCELERATE_CHECK(cut.ok()) << "resharding the optimizer state: " << cut;
-  }
+  // Its deleter runs when the last copy goes, on every path out.
+  return std::shared_ptr<void>(
+      nullptr, [reshard, unsharded](void*) { reshard(unsharded); });
 }
 
 absl::StatusOr<std::string> Accelerator::SaveState(
@@ -486,13 +485,8 @@ absl::StatusOr<std::string> Accelerator::SaveState(
 
   // Sharded optimizer state is written whole, in Accelerate's layout
   // (FSDP's FULL_STATE_DICT): gathered for the writing, cut back after.
-  ACCELERATE_ASSIGN_OR_RETURN(std::vector<sharding::ShardedOptimizer*> unsharded,
+  ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
                               UnshardOptimizers());
-  struct Reshard {
-    Accelerator* accelerator;
-    const std::vector<sharding::ShardedOptimizer*>* unsharded;
-    ~Reshard() { accelerator->ReshardOptimizers(*unsharded); }
-  } reshard{this, &unsharded};
 
   std::vector<SharedItem> shared;
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -667,13 +661,8 @@ absl::StatusOr<std::string> Accelerator::LoadState(
   }
   // Sharded optimizers take the whole state of the file, then their
   // slices of it (every process, before anything can fail apart).
-  ACCELERATE_ASSIGN_OR_RETURN(std::vector<sharding::ShardedOptimizer*> unsharded,
+  ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
                               UnshardOptimizers());
-  struct Reshard {
-    Accelerator* accelerator;
-    const std::vector<sharding::ShardedOptimizer*>* unsharded;
-    ~Reshard() { accelerator->ReshardOptimizers(*unsharded); }
-  } reshard{this, &unsharded};
   absl::Status loaded = [&]() -> absl::Status {
     ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
                                 checkpoint::InspectCheckpoint(source));
