@@ -162,14 +162,9 @@ sharding::StateBytes Accelerator::StateBytesPerProcess() const {
     for (const at::Tensor& p : model->parameters()) count(p);
   }
   for (const auto& optimizer : optimizers_) {
+    // The slices' gradients (the whole ones are counted above).
     if (const sharding::ShardedOptimizer* sharded = optimizer->sharded()) {
-      // The slices' gradients (the whole ones are counted above).
-      const sharding::StateBytes held = sharded->Bytes();
-      int64_t whole = 0;
-      for (const at::Tensor& p : sharded->parameters()) {
-        if (p.grad().defined()) whole += static_cast<int64_t>(p.grad().nbytes());
-      }
-      bytes.gradients += held.gradients - whole;
+      bytes.gradients += sharded->SliceGradientBytes();
     }
     bytes.optimizer_state +=
         sharding::OptimizerStateBytes(optimizer->optimizer());

@@ -38,20 +38,43 @@ struct Result {
   std::string strategy;
 };
 
+// A two-layer MLP (in -> hidden -> out) with its starting values and
+// `batches` inputs of `rows` rows, drawn from a generator of their own
+// (thread ranks share the global one).
+struct Problem {
+  int64_t in, hidden, out;
+  std::vector<at::Tensor> initial;
+  std::vector<at::Tensor> inputs;
+
+  torch::nn::Sequential Model() const {
+    torch::nn::Sequential model(torch::nn::Linear(in, hidden),
+                                torch::nn::Tanh(),
+                                torch::nn::Linear(hidden, out));
+    torch::NoGradGuard no_grad;
+    auto params = model->parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(initial[i]);
+    return model;
+  }
+};
+
+Problem MakeProblem(uint64_t seed, int64_t in, int64_t hidden, int64_t out,
+                    int batches, int64_t rows) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Problem problem{in, hidden, out, {}, {}};
+  for (const auto& sizes : std::vector<std::vector<int64_t>>{
+           {hidden, in}, {hidden}, {out, hidden}, {out}}) {
+    problem.initial.push_back(torch::randn(sizes, generator) * 0.3);
+  }
+  for (int i = 0; i < batches; ++i) {
+    problem.inputs.push_back(torch::randn({rows, in}, generator));
+  }
+  return problem;
+}
+
 // Trains a small MLP with AdamW for 6 batches per process, accumulating 2,
 // clipping at 1, each process on its own data; returns rank 0's result.
 Result Train(int world, sharding::ShardingStrategy strategy) {
-  // Thread ranks share the global generator: values from our own.
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(11);
-  std::vector<at::Tensor> initial;
-  for (const auto& sizes :
-       std::vector<std::vector<int64_t>>{{9, 5}, {9}, {3, 9}, {3}}) {
-    initial.push_back(torch::randn(sizes, generator) * 0.3);
-  }
-  std::vector<at::Tensor> inputs;
-  for (int i = 0; i < world * 6; ++i) {
-    inputs.push_back(torch::randn({4, 5}, generator));
-  }
+  const Problem problem = MakeProblem(11, 5, 9, 3, world * 6, 4);
   AcceleratorOptions options;
   options.gradient_accumulation_steps = 2;
   options.sharding = sharding::ShardingConfig{.strategy = strategy};
@@ -60,13 +83,7 @@ Result Train(int world, sharding::ShardingStrategy strategy) {
   const std::vector<absl::Status> statuses = RunOnRankThreads(
       world, {}, [&](int rank, const state::Environment& env) -> absl::Status {
         ACCELERATE_ASSIGN_OR_RETURN(auto acc, Accelerator::Create(options, env));
-        torch::nn::Sequential model(torch::nn::Linear(5, 9), torch::nn::Tanh(),
-                                    torch::nn::Linear(9, 3));
-        {
-          torch::NoGradGuard no_grad;
-          auto params = model->parameters();
-          for (size_t i = 0; i < params.size(); ++i) params[i].copy_(initial[i]);
-        }
+        torch::nn::Sequential model = problem.Model();
         auto adamw = std::make_shared<torch::optim::AdamW>(
             model->parameters(), torch::optim::AdamWOptions(0.05));
         ACCELERATE_ASSIGN_OR_RETURN(auto prepared,
@@ -75,7 +92,7 @@ Result Train(int world, sharding::ShardingStrategy strategy) {
         for (int step = 0; step < 6; ++step) {
           auto scope = acc->Accumulate(*module);
           ACCELERATE_RETURN_IF_ERROR(scope.status());
-          const at::Tensor x = inputs[step * world + rank];
+          const at::Tensor x = problem.inputs[step * world + rank];
           ACCELERATE_RETURN_IF_ERROR(
               acc->Backward(model->forward(x).square().mean()));
           if (acc->sync_gradients()) {
@@ -146,16 +163,7 @@ std::vector<at::Tensor> TrainAndCheckpoint(
     sharding::ShardingStrategy strategy, int first_step, int steps,
     const std::string& load, const std::string& save, int save_after) {
   constexpr int kWorld = 2;
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
-  std::vector<at::Tensor> initial;
-  for (const auto& sizes :
-       std::vector<std::vector<int64_t>>{{6, 4}, {6}, {2, 6}, {2}}) {
-    initial.push_back(torch::randn(sizes, generator) * 0.3);
-  }
-  std::vector<at::Tensor> inputs;
-  for (int i = 0; i < kWorld * 10; ++i) {
-    inputs.push_back(torch::randn({3, 4}, generator));
-  }
+  const Problem problem = MakeProblem(5, 4, 6, 2, kWorld * 10, 3);
   AcceleratorOptions options;
   options.sharding = sharding::ShardingConfig{.strategy = strategy};
   std::vector<at::Tensor> result;
@@ -163,13 +171,7 @@ std::vector<at::Tensor> TrainAndCheckpoint(
   const std::vector<absl::Status> statuses = RunOnRankThreads(
       kWorld, {}, [&](int rank, const state::Environment& env) -> absl::Status {
         ACCELERATE_ASSIGN_OR_RETURN(auto acc, Accelerator::Create(options, env));
-        torch::nn::Sequential model(torch::nn::Linear(4, 6), torch::nn::Tanh(),
-                                    torch::nn::Linear(6, 2));
-        {
-          torch::NoGradGuard no_grad;
-          auto params = model->parameters();
-          for (size_t i = 0; i < params.size(); ++i) params[i].copy_(initial[i]);
-        }
+        torch::nn::Sequential model = problem.Model();
         auto adamw = std::make_shared<torch::optim::AdamW>(
             model->parameters(), torch::optim::AdamWOptions(0.05));
         ACCELERATE_ASSIGN_OR_RETURN(auto prepared,
@@ -178,7 +180,7 @@ std::vector<at::Tensor> TrainAndCheckpoint(
         if (!load.empty()) ACCELERATE_RETURN_IF_ERROR(acc->LoadState(load).status());
         for (int step = first_step; step < first_step + steps; ++step) {
           ACCELERATE_RETURN_IF_ERROR(acc->Backward(
-              model->forward(inputs[step * kWorld + rank]).square().mean()));
+              model->forward(problem.inputs[step * kWorld + rank]).square().mean()));
           ACCELERATE_RETURN_IF_ERROR(opt->step());
           opt->zero_grad();
           if (!save.empty() && step + 1 == save_after) {

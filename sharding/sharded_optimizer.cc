@@ -89,6 +89,24 @@ std::optional<StateKind> KindOf(const torch::optim::Optimizer& optimizer) {
   return std::nullopt;
 }
 
+// Every process's `slice` into `full` (one slice after the other, in
+// process order). REQUIRES: `full` holds num_processes slices, contiguous.
+void AllGatherSlices(const state::PartialState& state, const at::Tensor& slice,
+                     at::Tensor& full) {
+  const int64_t world = state.num_processes();
+  if (world == 1) {
+    full.copy_(slice);
+    return;
+  }
+  const int64_t size = slice.numel();
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int64_t r = 0; r < world; ++r) {
+    outputs[0].push_back(full.narrow(0, r * size, size));
+  }
+  std::vector<at::Tensor> inputs = {slice.contiguous()};
+  state.process_group()->allgather(outputs, inputs)->wait();
+}
+
 }  // namespace
 
 int64_t OptimizerStateBytes(const torch::optim::Optimizer& optimizer) {
@@ -229,22 +247,12 @@ absl::Status ShardedOptimizer::BeforeStep() {
 }
 
 absl::Status ShardedOptimizer::AfterStep() {
-  const int64_t world = state_.num_processes();
   return state::RunGuarded("gathering the updated parameters", [&] {
     torch::NoGradGuard no_grad;
     for (Group& group : groups_) {
-      if (!group.shard.defined()) continue;
-      if (world == 1) {
-        group.flat.copy_(group.shard.detach());
-        continue;
+      if (group.shard.defined()) {
+        AllGatherSlices(state_, group.shard.detach(), group.flat);
       }
-      std::vector<std::vector<at::Tensor>> outputs(1);
-      for (int64_t r = 0; r < world; ++r) {
-        outputs[0].push_back(
-            group.flat.narrow(0, r * group.shard_size, group.shard_size));
-      }
-      std::vector<at::Tensor> inputs = {group.shard.detach()};
-      state_.process_group()->allgather(outputs, inputs)->wait();
     }
   });
 }
@@ -257,7 +265,6 @@ absl::Status ShardedOptimizer::Unshard() {
         "gathering the sharded state of ", typeid(*optimizer_).name(),
         " (only SGD, Adam and AdamW)"));
   }
-  const int64_t world = state_.num_processes();
   auto& states = optimizer_->state();
   absl::Status gathered = state::RunGuarded("gathering the optimizer state", [&] {
     torch::NoGradGuard no_grad;
@@ -273,18 +280,8 @@ absl::Status ShardedOptimizer::Unshard() {
         for (const at::Tensor& field : fields) {
           at::Tensor full;
           if (field.defined()) {
-            full = at::zeros({group.shard_size * world}, field.options());
-            if (world == 1) {
-              full.copy_(field);
-            } else {
-              std::vector<std::vector<at::Tensor>> outputs(1);
-              for (int64_t r = 0; r < world; ++r) {
-                outputs[0].push_back(
-                    full.narrow(0, r * group.shard_size, group.shard_size));
-              }
-              std::vector<at::Tensor> inputs = {field.contiguous()};
-              state_.process_group()->allgather(outputs, inputs)->wait();
-            }
+            full = at::zeros({group.flat.numel()}, field.options());
+            AllGatherSlices(state_, field, full);
           }
           for (size_t i = 0; i < group.params.size(); ++i) {
             const at::Tensor& p = group.params[i];
@@ -360,11 +357,19 @@ void ShardedOptimizer::ZeroGrad() {
   }
 }
 
+int64_t ShardedOptimizer::SliceGradientBytes() const {
+  int64_t bytes = 0;
+  for (const Group& group : groups_) {
+    if (group.shard.defined()) bytes += sharding::Bytes(group.shard.grad());
+  }
+  return bytes;
+}
+
 StateBytes ShardedOptimizer::Bytes() const {
   StateBytes bytes;
+  bytes.gradients = SliceGradientBytes();
   for (const Group& group : groups_) {
     bytes.parameters += sharding::Bytes(group.flat);
-    if (group.shard.defined()) bytes.gradients += sharding::Bytes(group.shard.grad());
     for (const at::Tensor& p : group.params) {
       bytes.gradients += sharding::Bytes(p.grad());
     }

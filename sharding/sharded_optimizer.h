@@ -105,6 +105,8 @@ class ShardedOptimizer {
   const std::vector<at::Tensor>& parameters() const { return parameters_; }
   // What this process holds now.
   StateBytes Bytes() const;
+  // Of that, the gradients of this process's slices.
+  int64_t SliceGradientBytes() const;
 
  private:
   struct Group {

@@ -27,18 +27,6 @@ using trackers_internal::BufferedFile;
 
 double Now() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 
-absl::StatusOr<std::string> RunFolder(const RunInfo& run,
-                                      const char* tracker) {
-  if (run.logging_dir.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the ", tracker,
-        " tracker needs a logging folder: set ProjectConfiguration's "
-        "project_dir or logging_dir (the examples' --project_dir)"));
-  }
-  if (run.project_name.empty()) return run.logging_dir;
-  return absl::StrCat(run.logging_dir, "/", run.project_name);
-}
-
 // Writes `contents` to `path` whole, synced.
 absl::Status WriteWhole(const std::string& path, const std::string& contents) {
   auto file = BufferedFile::Open(path);

@@ -25,4 +25,16 @@ std::string ConfigValue::ToString() const {
   return std::visit(Visitor{}, value_);
 }
 
+absl::StatusOr<std::string> RunFolder(const RunInfo& run,
+                                      absl::string_view tracker) {
+  if (run.logging_dir.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the ", tracker,
+        " tracker needs a logging folder: set ProjectConfiguration's "
+        "project_dir or logging_dir (the examples' --project_dir)"));
+  }
+  if (run.project_name.empty()) return run.logging_dir;
+  return absl::StrCat(run.logging_dir, "/", run.project_name);
+}
+
 }  // namespace accelerate::trackers

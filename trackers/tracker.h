@@ -42,6 +42,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace accelerate::trackers {
 
@@ -132,6 +134,12 @@ struct RunInfo {
   int process_index = 0;
   int num_processes = 1;
 };
+
+// Where a tracker named `tracker` writes: `<logging_dir>/<project_name>`
+// (`logging_dir` alone without a project name). InvalidArgument naming the
+// tracker when `run` has no logging folder.
+[[nodiscard]] absl::StatusOr<std::string> RunFolder(const RunInfo& run,
+                                                    absl::string_view tracker);
 
 // Accelerate's `GeneralTracker`.
 class Tracker {

@@ -3,7 +3,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "state/logging.h"
 
 namespace accelerate::trackers {
@@ -23,7 +23,8 @@ bool IsKnown(absl::string_view name) {
   return false;
 }
 
-// The built-in tracker named `name`.
+// The built-in tracker named `name`. REQUIRES: `name` was resolved
+// (ResolveTrackersOptions).
 absl::StatusOr<std::shared_ptr<Tracker>> MakeBuiltIn(
     const std::string& name, const TrackersOptions& options,
     const state::Environment& env) {
@@ -37,9 +38,8 @@ absl::StatusOr<std::shared_ptr<Tracker>> MakeBuiltIn(
     if (!tracker.ok()) return tracker.status();
     return std::shared_ptr<Tracker>(*std::move(tracker));
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("log_with: \"", name, "\" is not one of ",
-                   absl::StrJoin(TrackerNames(), ", "), ", all"));
+  ACCELERATE_CHECK(false) << "an unresolved tracker name: " << name;
+  return nullptr;
 }
 
 }  // namespace
@@ -143,11 +143,10 @@ absl::StatusOr<std::unique_ptr<Trackers>> Trackers::Start(
     candidates.push_back(tracker);
   }
   for (std::shared_ptr<Tracker>& tracker : candidates) {
-    if (tracker->requires_logging_directory() && run.logging_dir.empty()) {
-      return fail(absl::InvalidArgumentError(absl::StrCat(
-          "the ", tracker->name(),
-          " tracker needs a logging folder: set ProjectConfiguration's "
-          "project_dir or logging_dir (the examples' --project_dir)")));
+    if (tracker->requires_logging_directory()) {
+      // Users' trackers too, as Accelerate checks.
+      absl::Status folder = RunFolder(run, tracker->name()).status();
+      if (!folder.ok()) return fail(folder);
     }
     absl::Status started = tracker->Start(run);
     if (!started.ok()) {

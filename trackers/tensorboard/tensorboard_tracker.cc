@@ -78,15 +78,9 @@ absl::Status TensorBoardTracker::Start(const RunInfo& run) {
   if (writer_ != nullptr) {
     return absl::FailedPreconditionError("the TensorBoard run already started");
   }
-  if (run.logging_dir.empty()) {
-    return absl::InvalidArgumentError(
-        "the TensorBoard tracker needs a logging folder: set "
-        "ProjectConfiguration's project_dir or logging_dir (the examples' "
-        "--project_dir)");
-  }
-  run_folder_ = run.project_name.empty()
-                    ? run.logging_dir
-                    : absl::StrCat(run.logging_dir, "/", run.project_name);
+  auto folder = RunFolder(run, name());
+  if (!folder.ok()) return folder.status();
+  run_folder_ = *std::move(folder);
   auto writer = EventFileWriter::Open(
       run_folder_, {.flush_interval = options_.flush_interval,
                     .filename_suffix = options_.filename_suffix});
