@@ -24,10 +24,10 @@
 #include <torch/nn/module.h>
 #include "bigmodel/empty_weights.h"
 #include "bigmodel/internal/offload_engine.h"
-#include "bigmodel/internal/offload_fallback.h"
 #include "bigmodel/internal/page_cache.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
+#include "state/placeholder.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -35,7 +35,6 @@ namespace accelerate::bigmodel {
 namespace {
 
 using ::accelerate::bigmodel_internal::DropPages;
-using ::accelerate::bigmodel_internal::MakePlaceholder;
 using ::accelerate::bigmodel_internal::OffloadEngine;
 using ::accelerate::bigmodel_internal::Slot;
 
@@ -314,7 +313,7 @@ absl::Status WeightPlacer::PlaceOffloaded(const TensorPlan& plan,
   slot.name = plan.tensor->name;
   slot.target = plan.tensor->tensor;
   slot.dtype = plan.dtype;
-  slot.placeholder = MakePlaceholder(plan.dtype, stored.sizes());
+  slot.placeholder = state::MakePlaceholder(plan.dtype, stored.sizes());
   if (plan.device.is_cpu()) {
     // Offloaded to memory: kept on the CPU, copied on use.
     slot.source = stored.to(c10::kCPU, plan.dtype, /*non_blocking=*/false,

@@ -28,7 +28,7 @@
 // CPU), in place, releasing the weights of the module used before.
 // LibTorch modules have no forward hooks, so this is done one level lower:
 // a dispatcher fallback on the placeholders' dispatch key
-// (internal/offload_fallback.h). While one module runs, the weights of the
+// (state/placeholder.h). While one module runs, the weights of the
 // next ones (in the order the previous pass used them, else registration
 // order; see `prefetch_bytes`) are prepared on a background thread
 // (internal/offload_engine.h).

@@ -374,7 +374,7 @@ TEST_F(DispatchTest, WeightsOfAGoneDispatchAreAnError) {
     model->forward(tokens_);
     ADD_FAILURE() << "forward ran on released weights";
   } catch (const c10::Error& error) {
-    EXPECT_THAT(error.what(), HasSubstr("no DispatchedModel"));
+    EXPECT_THAT(error.what(), HasSubstr("released DispatchedModel"));
   }
 }
 

@@ -14,80 +14,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "state/status_macros.h"
+#include "sharding/internal/optimizer_state.h"
 #include "state/torch_errors.h"
 
 namespace accelerate::sharding {
 namespace {
 
-// Optimizers whose update of each value depends on that value's own
-// gradient and state only (so a slice steps as the whole would).
-bool IsElementwise(const torch::optim::Optimizer& optimizer) {
-  return dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::RMSprop*>(&optimizer) != nullptr ||
-         dynamic_cast<const torch::optim::Adagrad*>(&optimizer) != nullptr;
-}
+using ::accelerate::sharding_internal::Bytes;
+using ::accelerate::sharding_internal::IsElementwise;
+using ::accelerate::sharding_internal::KindOf;
+using ::accelerate::sharding_internal::StateKind;
 
-int64_t Bytes(const at::Tensor& tensor) {
-  return tensor.defined() ? static_cast<int64_t>(tensor.nbytes()) : 0;
-}
-
-// The state tensors of one parameter of an optimizer whose state this file
-// can move between slices and whole parameters, and how to make a state
-// of the same kind from tensors.
-struct StateKind {
-  std::function<std::vector<at::Tensor>(const torch::optim::OptimizerParamState&)>
-      fields;
-  std::function<std::unique_ptr<torch::optim::OptimizerParamState>(
-      const torch::optim::OptimizerParamState& like,
-      const std::vector<at::Tensor>& fields)>
-      make;
-};
-
-template <typename State>
-StateKind AdamLike() {
-  return {[](const torch::optim::OptimizerParamState& s) {
-            const auto& state = static_cast<const State&>(s);
-            return std::vector<at::Tensor>{state.exp_avg(), state.exp_avg_sq(),
-                                           state.max_exp_avg_sq()};
-          },
-          [](const torch::optim::OptimizerParamState& like,
-             const std::vector<at::Tensor>& fields) {
-            auto state = std::make_unique<State>();
-            state->step(static_cast<const State&>(like).step());
-            state->exp_avg(fields[0]);
-            state->exp_avg_sq(fields[1]);
-            state->max_exp_avg_sq(fields[2]);
-            return std::unique_ptr<torch::optim::OptimizerParamState>(
-                std::move(state));
-          }};
-}
-
-std::optional<StateKind> KindOf(const torch::optim::Optimizer& optimizer) {
-  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer) != nullptr) {
-    return AdamLike<torch::optim::AdamWParamState>();
-  }
-  if (dynamic_cast<const torch::optim::Adam*>(&optimizer) != nullptr) {
-    return AdamLike<torch::optim::AdamParamState>();
-  }
-  if (dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr) {
-    return StateKind{
-        [](const torch::optim::OptimizerParamState& s) {
-          return std::vector<at::Tensor>{
-              static_cast<const torch::optim::SGDParamState&>(s)
-                  .momentum_buffer()};
-        },
-        [](const torch::optim::OptimizerParamState&,
-           const std::vector<at::Tensor>& fields) {
-          auto state = std::make_unique<torch::optim::SGDParamState>();
-          state->momentum_buffer(fields[0]);
-          return std::unique_ptr<torch::optim::OptimizerParamState>(
-              std::move(state));
-        }};
-  }
-  return std::nullopt;
-}
 
 // Every process's `slice` into `full` (one slice after the other, in
 // process order). REQUIRES: `full` holds num_processes slices, contiguous.
@@ -360,7 +297,7 @@ void ShardedOptimizer::ZeroGrad() {
 int64_t ShardedOptimizer::SliceGradientBytes() const {
   int64_t bytes = 0;
   for (const Group& group : groups_) {
-    if (group.shard.defined()) bytes += sharding::Bytes(group.shard.grad());
+    if (group.shard.defined()) bytes += sharding_internal::Bytes(group.shard.grad());
   }
   return bytes;
 }
@@ -369,9 +306,9 @@ StateBytes ShardedOptimizer::Bytes() const {
   StateBytes bytes;
   bytes.gradients = SliceGradientBytes();
   for (const Group& group : groups_) {
-    bytes.parameters += sharding::Bytes(group.flat);
+    bytes.parameters += sharding_internal::Bytes(group.flat);
     for (const at::Tensor& p : group.params) {
-      bytes.gradients += sharding::Bytes(p.grad());
+      bytes.gradients += sharding_internal::Bytes(p.grad());
     }
   }
   bytes.optimizer_state = OptimizerStateBytes(*optimizer_);

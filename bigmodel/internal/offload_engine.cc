@@ -8,15 +8,15 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
-#include "bigmodel/internal/offload_fallback.h"
 #include "bigmodel/internal/page_cache.h"
+#include "state/placeholder.h"
 
 namespace accelerate::bigmodel_internal {
 
 OffloadEngine::OffloadEngine(c10::Device device, bool prefetch,
                              int64_t prefetch_bytes)
     : device_(device), prefetch_(prefetch), prefetch_bytes_(prefetch_bytes) {
-  InstallFallbackOnce();
+  state::InstallPlaceholderFallbackOnce();
 }
 
 OffloadEngine::~OffloadEngine() {
@@ -24,7 +24,7 @@ OffloadEngine::~OffloadEngine() {
   StopWorker();
   for (const Unit& unit : units_) {
     for (const Slot& slot : unit.slots) {
-      ForgetOwner(slot.target.unsafeGetTensorImpl());
+      state::ForgetPlaceholderOwner(slot.target.unsafeGetTensorImpl());
     }
   }
   UnloadAllBut({});
@@ -52,7 +52,8 @@ void OffloadEngine::Start() {
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
     for (Slot& slot : units_[u].slots) {
       slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
-      RegisterOwner(slot.target.unsafeGetTensorImpl(), this, u);
+      state::RegisterPlaceholderOwner(slot.target.unsafeGetTensorImpl(), this,
+                                      u);
     }
   }
   if (prefetch_ && !units_.empty()) worker_ = std::thread([this] { Work(); });

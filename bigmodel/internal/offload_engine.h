@@ -1,6 +1,7 @@
 // The offloaded execution of a dispatched model (dispatch.h): the offloaded
 // weights grouped by module into units, loaded onto the execution device
-// when an operation needs them (offload_fallback.h calls Activate), given
+// when an operation needs them (state/placeholder.h's fallback calls
+// Materialize), given
 // back when another unit comes in, and prepared ahead on a background
 // thread in the order the previous pass used them (else registration
 // order), within `prefetch_bytes`.
@@ -33,6 +34,7 @@
 #include <c10/util/intrusive_ptr.h>
 
 #include "bigmodel/dispatch.h"
+#include "state/placeholder.h"
 
 namespace accelerate::bigmodel_internal {
 
@@ -53,7 +55,7 @@ struct Unit {
   bool loaded = false;
 };
 
-class OffloadEngine {
+class OffloadEngine : public state::PlaceholderOwner {
  public:
   // Weights run on `device`; `prefetch` and `prefetch_bytes` as
   // DispatchOptions'.
@@ -62,7 +64,7 @@ class OffloadEngine {
   OffloadEngine& operator=(const OffloadEngine&) = delete;
   // Stops the prefetch thread, makes the placeholders unknown to the
   // fallback and gives back the loaded weights.
-  ~OffloadEngine();
+  ~OffloadEngine() override;
 
   c10::Device device() const { return device_; }
 
@@ -84,6 +86,8 @@ class OffloadEngine {
   // Loads `wanted` (the units one operation needs), releases the others,
   // and has the units expected next prepared.
   void Activate(const std::vector<int>& wanted);
+  // The fallback's call: activates the units `tags`.
+  void Materialize(const std::vector<int>& tags) override { Activate(tags); }
 
   // Gives back every loaded and prepared unit.
   void Release();

@@ -1,7 +1,7 @@
-// The placeholders of offloaded weights and the dispatcher fallback that
-// loads them (see offload_fallback.h).
+// The placeholder tensors and the dispatcher fallback that has their owners
+// materialize them (see placeholder.h).
 
-#include "bigmodel/internal/offload_fallback.h"
+#include "state/placeholder.h"
 
 #include <algorithm>
 #include <map>
@@ -16,15 +16,13 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
-#include "bigmodel/internal/offload_engine.h"
-
-namespace accelerate::bigmodel_internal {
+namespace accelerate::state {
 namespace {
 
-// Which engine and unit each placeholder belongs to, for the fallback.
+// Which owner and tag each placeholder belongs to, for the fallback.
 struct Registry {
   std::mutex mu;
-  std::unordered_map<const c10::TensorImpl*, std::pair<OffloadEngine*, int>>
+  std::unordered_map<const c10::TensorImpl*, std::pair<PlaceholderOwner*, int>>
       owners;
 };
 
@@ -50,8 +48,8 @@ void CollectTensors(const c10::IValue& value,
   }
 }
 
-// Runs for every operation given a placeholder: loads the units that own
-// them, then runs the operation again on the loaded weights.
+// Runs for every operation given a placeholder: has the owners materialize
+// them, then runs the operation again on the real contents.
 void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
               torch::jit::Stack* stack) {
   std::vector<const c10::TensorImpl*> found;
@@ -61,11 +59,11 @@ void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
     CollectTensors(value, &found, &placeholder);
   }
   TORCH_CHECK(placeholder, "accelerate: ", op.schema().operator_name(),
-              " asks for device privateuseone, which only holds offloaded "
-              "weights");
-  // Every offloaded weight the operation uses, loaded or not: those
-  // already loaded must stay so while the others come in.
-  std::map<OffloadEngine*, std::vector<int>> wanted;
+              " asks for device privateuseone, which only holds placeholders "
+              "(offloaded weights, sharded parameters)");
+  // Every registered tensor the operation uses, materialized or not: those
+  // already real must stay so while the others come in.
+  std::map<PlaceholderOwner*, std::vector<int>> wanted;
   {
     Registry& registry = GlobalRegistry();
     std::lock_guard<std::mutex> lock(registry.mu);
@@ -74,10 +72,10 @@ void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
       if (it == registry.owners.end()) {
         TORCH_CHECK(impl->device_type() != c10::kPrivateUse1,
                     "accelerate: ", op.schema().operator_name(),
-                    " was given an offloaded weight that no DispatchedModel "
-                    "holds (its DispatchedModel is gone, or this is a "
-                    ".data()/.detach() copy taken before the weight was "
-                    "loaded)");
+                    " was given a placeholder whose owner is gone (an "
+                    "offloaded weight of a released DispatchedModel, a "
+                    "parameter of a released sharded model), or a "
+                    ".data()/.detach() copy taken while it was a placeholder");
         continue;
       }
       std::vector<int>& units = wanted[it->second.first];
@@ -87,7 +85,7 @@ void Fallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
       }
     }
   }
-  for (const auto& [engine, units] : wanted) engine->Activate(units);
+  for (const auto& [owner, tags] : wanted) owner->Materialize(tags);
   op.callBoxed(stack);
 }
 
@@ -104,7 +102,7 @@ c10::intrusive_ptr<c10::TensorImpl> MakePlaceholder(at::ScalarType dtype,
   return impl;
 }
 
-void InstallFallbackOnce() {
+void InstallPlaceholderFallbackOnce() {
   static std::once_flag once;
   std::call_once(once, [] {
     // DeferredInit (meant for lazily built tensors, unused by LibTorch
@@ -121,17 +119,17 @@ void InstallFallbackOnce() {
   });
 }
 
-void RegisterOwner(const c10::TensorImpl* target, OffloadEngine* engine,
-                   int unit) {
+void RegisterPlaceholderOwner(const c10::TensorImpl* target,
+                              PlaceholderOwner* owner, int tag) {
   Registry& registry = GlobalRegistry();
   std::lock_guard<std::mutex> lock(registry.mu);
-  registry.owners[target] = {engine, unit};
+  registry.owners[target] = {owner, tag};
 }
 
-void ForgetOwner(const c10::TensorImpl* target) {
+void ForgetPlaceholderOwner(const c10::TensorImpl* target) {
   Registry& registry = GlobalRegistry();
   std::lock_guard<std::mutex> lock(registry.mu);
   registry.owners.erase(target);
 }
 
-}  // namespace accelerate::bigmodel_internal
+}  // namespace accelerate::state

@@ -1,0 +1,715 @@
+#include "sharding/fully_sharded_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <typeinfo>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/graph_task.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/torch.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "sharding/internal/optimizer_state.h"
+#include "state/collectives.h"
+#include "state/status_macros.h"
+#include "state/torch_errors.h"
+
+namespace accelerate::sharding {
+namespace {
+
+using ::accelerate::sharding_internal::Bytes;
+
+bool InBackward() { return torch::autograd::get_current_graph_task_id() != -1; }
+
+std::string UnitLabel(const std::string& name) {
+  return name.empty() ? std::string("the root module") : "\"" + name + "\"";
+}
+
+}  // namespace
+
+FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
+                                     const state::PartialState& state,
+                                     const FullyShardedOptions& options)
+    : model_(std::move(model)),
+      state_(state),
+      options_(options),
+      world_(state.num_processes()),
+      rank_(state.process_index()) {}
+
+absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
+    std::shared_ptr<torch::nn::Module> model, const state::PartialState& state,
+    const FullyShardedOptions& options) {
+  if (model == nullptr) {
+    return absl::InvalidArgumentError("FullyShardedModel needs a model");
+  }
+  std::unique_ptr<FullyShardedModel> sharded(
+      new FullyShardedModel(model, state, options));
+  FullyShardedModel& self = *sharded;
+
+  // Units: the root, then the listed submodules.
+  std::vector<std::string> names = {""};
+  {
+    std::unordered_set<std::string> modules;
+    for (const auto& item : model->named_modules()) modules.insert(item.key());
+    for (const std::string& name : options.units) {
+      if (name.empty() ||
+          std::find(names.begin(), names.end(), name) != names.end()) {
+        continue;
+      }
+      if (modules.count(name) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "FULL_SHARD unit \"", name, "\" is not a submodule of ",
+            model->name()));
+      }
+      names.push_back(name);
+    }
+  }
+  // Each parameter goes to the innermost unit holding it.
+  std::vector<std::vector<int>> members(names.size());
+  std::vector<at::Tensor> states;
+  {
+    std::unordered_set<const void*> seen;
+    for (const auto& item : model->named_parameters()) {
+      if (!seen.insert(item.value().unsafeGetTensorImpl()).second) continue;
+      size_t best = 0;
+      for (size_t u = 1; u < names.size(); ++u) {
+        if (absl::StartsWith(item.key(), names[u] + ".") &&
+            names[u].size() > names[best].size()) {
+          best = u;
+        }
+      }
+      Param param;
+      param.name = item.key();
+      param.tensor = item.value();
+      members[best].push_back(static_cast<int>(self.params_.size()));
+      self.params_.push_back(std::move(param));
+      states.push_back(item.value());
+    }
+  }
+  if (options.sync_module_states && state.use_distributed()) {
+    for (const at::Tensor& b : model->buffers()) states.push_back(b);
+    ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(state, states));
+  }
+
+  // Flat buffers, slices, parts, placeholders, gradient hooks.
+  const int64_t world = self.world_;
+  const int64_t rank = self.rank_;
+  absl::Status laid_out = state::RunGuarded("sharding the parameters", [&] {
+    torch::NoGradGuard no_grad;
+    c10::InferenceMode normal(/*enabled=*/false);
+    for (size_t n = 0; n < names.size(); ++n) {
+      if (members[n].empty()) continue;
+      const int u = static_cast<int>(self.units_.size());
+      Unit unit;
+      unit.name = names[n];
+      unit.params = members[n];
+      const at::Tensor& first = self.params_[unit.params[0]].tensor;
+      int64_t total = 0;
+      for (int i : unit.params) {
+        Param& p = self.params_[i];
+        TORCH_CHECK(p.tensor.scalar_type() == first.scalar_type() &&
+                        p.tensor.device() == first.device(),
+                    "FULL_SHARD unit ", UnitLabel(unit.name), " mixes ",
+                    c10::toString(first.scalar_type()), " on ",
+                    first.device().str(), " (", self.params_[unit.params[0]].name,
+                    ") with ", c10::toString(p.tensor.scalar_type()), " on ",
+                    p.tensor.device().str(), " (", p.name,
+                    "): a unit needs one dtype and one device");
+        p.unit = u;
+        p.offset = total;
+        total += p.tensor.numel();
+        if (p.tensor.requires_grad()) ++unit.trainable;
+      }
+      unit.shard_size = std::max<int64_t>(1, (total + world - 1) / world);
+      at::Tensor full = at::zeros({unit.shard_size * world}, first.options());
+      for (int i : unit.params) {
+        Param& p = self.params_[i];
+        full.narrow(0, p.offset, p.tensor.numel())
+            .copy_(p.tensor.detach().reshape({-1}));
+      }
+      const int64_t low = rank * unit.shard_size;
+      const int64_t high = low + unit.shard_size;
+      unit.shard = full.narrow(0, low, unit.shard_size).clone();
+      for (int i : unit.params) {
+        Param& p = self.params_[i];
+        const int64_t begin = std::max(low, p.offset);
+        const int64_t end = std::min(high, p.offset + p.tensor.numel());
+        p.part_at = begin < end ? begin - p.offset : 0;
+        p.part = unit.shard.narrow(0, begin < end ? begin - low : 0,
+                                   begin < end ? end - begin : 0)
+                     .detach();
+        if (p.tensor.requires_grad()) {
+          p.part.requires_grad_(true);
+          // While the parameter is real: autograd records its device.
+          p.accumulator = torch::autograd::impl::grad_accumulator(p.tensor);
+          FullyShardedModel* owner = sharded.get();
+          p.hook = p.accumulator->add_post_hook(
+              std::make_unique<torch::autograd::utils::LambdaPostHook>(
+                  [owner, i](const torch::autograd::variable_list& outputs,
+                             const torch::autograd::variable_list&) {
+                    owner->OnGradient(i);
+                    return outputs;
+                  }));
+        }
+        p.placeholder =
+            state::MakePlaceholder(p.tensor.scalar_type(), p.tensor.sizes());
+        self.index_[p.tensor.unsafeGetTensorImpl()] = i;
+        self.index_[p.part.unsafeGetTensorImpl()] = i;
+      }
+      unit.waiting = unit.trainable;
+      self.units_.push_back(std::move(unit));
+    }
+  });
+  if (!laid_out.ok()) {
+    return absl::InvalidArgumentError(std::string(laid_out.message()));
+  }
+  state::InstallPlaceholderFallbackOnce();
+  sharding_internal::InstallSavedTensorHooksOnce();
+  for (Param& p : self.params_) {
+    p.tensor.unsafeGetTensorImpl()->shallow_copy_from(p.placeholder);
+    state::RegisterPlaceholderOwner(p.tensor.unsafeGetTensorImpl(), &self,
+                                    p.unit);
+  }
+  return sharded;
+}
+
+FullyShardedModel::~FullyShardedModel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Reduction& r : reductions_) {
+    if (r.work) {
+      try {
+        r.work->wait();
+      } catch (const std::exception&) {
+        // Already reported by the backward that launched it.
+      }
+    }
+  }
+  for (Param& p : params_) {
+    if (p.accumulator) p.accumulator->del_post_hook(p.hook);
+    state::ForgetPlaceholderOwner(p.tensor.unsafeGetTensorImpl());
+  }
+  for (Unit& unit : units_) {
+    if (unit.installed) {
+      sharding_internal::ForgetStorage(unit.full.storage().unsafeGetStorageImpl());
+    }
+  }
+}
+
+void FullyShardedModel::Fail(const std::string& what, const std::exception& e) {
+  const auto* error = dynamic_cast<const c10::Error*>(&e);
+  broken_ = absl::StrCat(what, ": ",
+                         error != nullptr ? error->what_without_backtrace()
+                                          : e.what());
+  TORCH_CHECK(false, "accelerate FULL_SHARD: ", broken_);
+}
+
+void FullyShardedModel::StartGather(int u, bool prefetch) {
+  Unit& unit = units_[u];
+  c10::InferenceMode normal(/*enabled=*/false);
+  torch::NoGradGuard no_grad;
+  if (world_ == 1) {
+    unit.full = unit.shard;
+  } else {
+    unit.full = at::empty({unit.shard_size * world_}, unit.shard.options());
+    try {
+      unit.gathering = state_.process_group()->_allgather_base(
+          unit.full, unit.shard);
+    } catch (const std::exception& e) {
+      Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
+                        " on process ", rank_),
+           e);
+    }
+  }
+  unit.prefetched = prefetch;
+  ++stats_.all_gathers;
+  if (prefetch) ++stats_.prefetched;
+}
+
+void FullyShardedModel::EnsureGathered(int u) {
+  Unit& unit = units_[u];
+  if (unit.installed) return;
+  if (!unit.full.defined()) StartGather(u, /*prefetch=*/false);
+  if (unit.gathering) {
+    try {
+      unit.gathering->wait();
+    } catch (const std::exception& e) {
+      unit.gathering.reset();
+      Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
+                        " on process ", rank_),
+           e);
+    }
+    unit.gathering.reset();
+  }
+  c10::InferenceMode normal(/*enabled=*/false);
+  torch::NoGradGuard no_grad;
+  for (int i : unit.params) {
+    Param& p = params_[i];
+    at::Tensor view =
+        unit.full.narrow(0, p.offset, p.placeholder->numel())
+            .view(p.placeholder->sizes());
+    p.tensor.unsafeGetTensorImpl()->shallow_copy_from(view.getIntrusivePtr());
+  }
+  sharding_internal::RegisterStorage(unit.full.storage().unsafeGetStorageImpl(),
+                                     this, u);
+  unit.installed = true;
+}
+
+void FullyShardedModel::ReshardUnit(int u, bool write_back) {
+  Unit& unit = units_[u];
+  if (unit.gathering) {
+    try {
+      unit.gathering->wait();
+    } catch (const std::exception& e) {
+      unit.gathering.reset();
+      Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name)), e);
+    }
+    unit.gathering.reset();
+  }
+  if (unit.installed) {
+    if (write_back && world_ > 1) {
+      torch::NoGradGuard no_grad;
+      unit.shard.copy_(
+          unit.full.narrow(0, rank_ * unit.shard_size, unit.shard_size));
+    }
+    for (int i : unit.params) {
+      params_[i].tensor.unsafeGetTensorImpl()->shallow_copy_from(
+          params_[i].placeholder);
+    }
+    sharding_internal::ForgetStorage(unit.full.storage().unsafeGetStorageImpl());
+    unit.installed = false;
+  }
+  unit.full.reset();
+  unit.prefetched = false;
+}
+
+void FullyShardedModel::Prefetch(int u) {
+  if (u < 0) return;
+  Unit& unit = units_[u];
+  if (unit.installed || unit.full.defined()) return;
+  if (in_backward_ && unit.reduced) return;
+  StartGather(u, /*prefetch=*/true);
+}
+
+void FullyShardedModel::Materialize(const std::vector<int>& tags) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TORCH_CHECK(broken_.empty(), "accelerate FULL_SHARD: ", broken_);
+  for (int u : tags) EnsureGathered(u);
+  if (InBackward()) {
+    if (options_.backward_prefetch == BackwardPrefetch::kBackwardPre) {
+      Prefetch(units_[tags.back()].previous);
+    }
+    return;
+  }
+  if (held_) return;
+  if (options_.reshard_after_forward) {
+    for (int v = 1; v < static_cast<int>(units_.size()); ++v) {
+      if (units_[v].installed &&
+          std::find(tags.begin(), tags.end(), v) == tags.end()) {
+        ReshardUnit(v, /*write_back=*/false);
+      }
+    }
+  }
+  const int u = tags.back();
+  if (last_forward_ >= 0 && last_forward_ != u) {
+    units_[last_forward_].next = u;
+    units_[u].previous = last_forward_;
+  }
+  last_forward_ = u;
+  if (options_.forward_prefetch) {
+    int next = units_[u].next;
+    if (next < 0 && u + 1 < static_cast<int>(units_.size())) next = u + 1;
+    Prefetch(next);
+  }
+}
+
+at::Tensor FullyShardedModel::Storage(int tag) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TORCH_CHECK(broken_.empty(), "accelerate FULL_SHARD: ", broken_);
+  EnsureGathered(tag);
+  if (options_.backward_prefetch == BackwardPrefetch::kBackwardPre &&
+      InBackward()) {
+    Prefetch(units_[tag].previous);
+  }
+  return units_[tag].full;
+}
+
+void FullyShardedModel::OnGradient(int index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  TORCH_CHECK(broken_.empty(), "accelerate FULL_SHARD: ", broken_);
+  if (!in_backward_) {
+    in_backward_ = true;
+    torch::autograd::Engine::get_default_engine().queue_callback(
+        [this] { EndBackward(); });
+  }
+  Param& p = params_[index];
+  if (p.got_grad) return;
+  p.got_grad = true;
+  Unit& unit = units_[p.unit];
+  if (--unit.waiting > 0) return;
+  if (sync_) LaunchReduce(p.unit);
+  if (!held_) ReshardUnit(p.unit, /*write_back=*/false);
+  if (options_.backward_prefetch == BackwardPrefetch::kBackwardPost) {
+    Prefetch(unit.previous);
+  }
+}
+
+void FullyShardedModel::LaunchReduce(int u) {
+  Unit& unit = units_[u];
+  torch::NoGradGuard no_grad;
+  at::Tensor input =
+      at::zeros({unit.shard_size * world_}, unit.shard.options());
+  for (int i : unit.params) {
+    Param& p = params_[i];
+    if (!p.tensor.requires_grad()) continue;
+    const at::Tensor& grad = p.tensor.grad();
+    if (grad.defined()) {
+      input.narrow(0, p.offset, grad.numel()).copy_(grad.reshape({-1}));
+      p.tensor.mutable_grad().reset();
+    }
+  }
+  // On one process the input is the result.
+  Reduction reduction{u, {}, input, input};
+  if (world_ > 1) {
+    input.div_(world_);
+    reduction.output = at::empty({unit.shard_size}, input.options());
+    try {
+      reduction.work = state_.process_group()->_reduce_scatter_base(
+          reduction.output, input);
+    } catch (const std::exception& e) {
+      Fail(absl::StrCat("reduce-scattering the gradients of unit ",
+                        UnitLabel(unit.name), " on process ", rank_),
+           e);
+    }
+  }
+  reductions_.push_back(std::move(reduction));
+  unit.reduced = true;
+  ++stats_.reduce_scatters;
+}
+
+void FullyShardedModel::EndBackward() {
+  std::lock_guard<std::mutex> lock(mu_);
+  in_backward_ = false;
+  last_forward_ = -1;
+  std::vector<Reduction> reductions = std::move(reductions_);
+  reductions_.clear();
+  if (broken_.empty() && sync_) {
+    // Units some of whose gradients never came (parameters the loss did
+    // not reach): every process reduces them, in unit order.
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      if (!units_[u].reduced && units_[u].trainable > 0) {
+        LaunchReduce(u);
+        reductions.push_back(std::move(reductions_.back()));
+        reductions_.clear();
+      }
+    }
+  }
+  for (Unit& unit : units_) {
+    unit.reduced = false;
+    unit.waiting = unit.trainable;
+  }
+  for (Param& p : params_) p.got_grad = false;
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    if (!held_) ReshardUnit(u, /*write_back=*/false);
+  }
+  torch::NoGradGuard no_grad;
+  for (Reduction& r : reductions) {
+    if (r.work) {
+      try {
+        r.work->wait();
+      } catch (const std::exception& e) {
+        Fail(absl::StrCat("reduce-scattering the gradients of unit ",
+                          UnitLabel(units_[r.unit].name), " on process ",
+                          rank_),
+             e);
+      }
+    }
+    const Unit& unit = units_[r.unit];
+    const at::Tensor& output = r.output;
+    const int64_t low = world_ > 1 ? rank_ * unit.shard_size : 0;
+    for (int i : unit.params) {
+      Param& p = params_[i];
+      if (!p.tensor.requires_grad()) continue;
+      const int64_t n = p.part.numel();
+      at::Tensor slice =
+          output.narrow(0, n > 0 ? p.offset + p.part_at - low : 0, n);
+      if (p.part.grad().defined()) {
+        p.part.mutable_grad().add_(slice);
+      } else {
+        // Its own tensor, not a view (optimizers detach gradients in
+        // place).
+        p.part.mutable_grad() = slice.clone();
+      }
+    }
+  }
+}
+
+void FullyShardedModel::set_sync(bool sync) {
+  std::lock_guard<std::mutex> lock(mu_);
+  sync_ = sync;
+}
+
+absl::Status FullyShardedModel::ShardOptimizer(
+    torch::optim::Optimizer& optimizer) {
+  if (!sharding_internal::IsElementwise(optimizer)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FULL_SHARD needs an elementwise optimizer (SGD, Adam, AdamW, "
+        "RMSprop, Adagrad); ",
+        typeid(optimizer).name(), " is not one"));
+  }
+  if (!optimizer.state().empty()) {
+    return absl::FailedPreconditionError(
+        "the optimizer already has state: shard the model before its first "
+        "step");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t g = 0; g < optimizer.param_groups().size(); ++g) {
+    for (at::Tensor& t : optimizer.param_groups()[g].params()) {
+      auto it = index_.find(t.unsafeGetTensorImpl());
+      if (it == index_.end()) continue;
+      Param& p = params_[it->second];
+      if (!p.tensor.requires_grad()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "param group ", g, " holds \"", p.name,
+            "\", which does not require gradients: a sharded optimizer "
+            "holds trainable parameters only"));
+      }
+      t = p.part;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FullyShardedModel::Unshard() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!broken_.empty()) return absl::FailedPreconditionError(broken_);
+  return state::RunGuarded("gathering the sharded parameters", [&] {
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      EnsureGathered(u);
+    }
+    held_ = true;
+  });
+}
+
+absl::Status FullyShardedModel::Reshard() {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status status = state::RunGuarded("resharding the parameters", [&] {
+    for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      ReshardUnit(u, /*write_back=*/true);
+    }
+  });
+  held_ = false;
+  return status;
+}
+
+absl::Status FullyShardedModel::UnshardOptimizer(
+    torch::optim::Optimizer& optimizer) {
+  const std::optional<sharding_internal::StateKind> kind =
+      sharding_internal::KindOf(optimizer);
+  if (!kind.has_value()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "gathering the sharded state of ", typeid(optimizer).name(),
+        " (only SGD, Adam and AdamW)"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!held_) {
+    return absl::FailedPreconditionError(
+        "UnshardOptimizer needs the parameters gathered (Unshard first)");
+  }
+  auto& states = optimizer.state();
+  return state::RunGuarded("gathering the optimizer state", [&] {
+    torch::NoGradGuard no_grad;
+    // Which parameters the optimizer holds (as parts).
+    std::vector<bool> held(params_.size(), false);
+    for (auto& group : optimizer.param_groups()) {
+      for (at::Tensor& t : group.params()) {
+        auto it = index_.find(t.unsafeGetTensorImpl());
+        if (it != index_.end() &&
+            t.unsafeGetTensorImpl() ==
+                params_[it->second].part.unsafeGetTensorImpl()) {
+          held[it->second] = true;
+          t = params_[it->second].tensor;
+        }
+      }
+    }
+    for (const Unit& unit : units_) {
+      std::vector<int> with_state;
+      for (int i : unit.params) {
+        if (held[i] &&
+            states.count(params_[i].part.unsafeGetTensorImpl()) > 0) {
+          with_state.push_back(i);
+        }
+      }
+      if (with_state.empty()) continue;
+      const torch::optim::OptimizerParamState& like =
+          *states.at(params_[with_state[0]].part.unsafeGetTensorImpl());
+      const size_t count = kind->fields(like).size();
+      std::vector<std::vector<at::Tensor>> whole(params_.size());
+      for (size_t f = 0; f < count; ++f) {
+        const at::Tensor sample = kind->fields(like)[f];
+        at::Tensor full;
+        if (sample.defined()) {
+          at::Tensor local = at::zeros({unit.shard_size}, sample.options());
+          const int64_t low = rank_ * unit.shard_size;
+          for (int i : with_state) {
+            const Param& p = params_[i];
+            const at::Tensor field =
+                kind->fields(*states.at(p.part.unsafeGetTensorImpl()))[f];
+            if (p.part.numel() > 0) {
+              local.narrow(0, p.offset + p.part_at - low, p.part.numel())
+                  .copy_(field.reshape({-1}));
+            }
+          }
+          if (world_ == 1) {
+            full = local;
+          } else {
+            full = at::empty({unit.shard_size * world_}, local.options());
+            state_.process_group()->_allgather_base(full, local)->wait();
+          }
+        }
+        for (int i : with_state) {
+          const Param& p = params_[i];
+          whole[i].push_back(full.defined()
+                                 ? full.narrow(0, p.offset, p.tensor.numel())
+                                       .view(p.tensor.sizes())
+                                       .clone()
+                                 : at::Tensor());
+        }
+      }
+      for (int i : with_state) {
+        const Param& p = params_[i];
+        auto made = kind->make(*states.at(p.part.unsafeGetTensorImpl()),
+                               whole[i]);
+        states.erase(p.part.unsafeGetTensorImpl());
+        states[p.tensor.unsafeGetTensorImpl()] = std::move(made);
+      }
+    }
+  });
+}
+
+absl::Status FullyShardedModel::ReshardOptimizer(
+    torch::optim::Optimizer& optimizer) {
+  const std::optional<sharding_internal::StateKind> kind =
+      sharding_internal::KindOf(optimizer);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& states = optimizer.state();
+  return state::RunGuarded("cutting the optimizer state", [&] {
+    torch::NoGradGuard no_grad;
+    for (auto& group : optimizer.param_groups()) {
+      for (at::Tensor& t : group.params()) {
+        auto it = index_.find(t.unsafeGetTensorImpl());
+        if (it == index_.end()) continue;
+        const Param& p = params_[it->second];
+        if (t.unsafeGetTensorImpl() != p.tensor.unsafeGetTensorImpl()) {
+          continue;
+        }
+        auto found = states.find(p.tensor.unsafeGetTensorImpl());
+        if (found != states.end() && kind.has_value()) {
+          std::vector<at::Tensor> cut;
+          for (const at::Tensor& field : kind->fields(*found->second)) {
+            cut.push_back(field.defined()
+                              ? field.reshape({-1})
+                                    .narrow(0, p.part_at, p.part.numel())
+                                    .clone()
+                              : at::Tensor());
+          }
+          auto made = kind->make(*found->second, cut);
+          states.erase(found);
+          states[p.part.unsafeGetTensorImpl()] = std::move(made);
+        }
+        t = p.part;
+      }
+    }
+  });
+}
+
+absl::StatusOr<double> FullyShardedModel::ClipGradNorm(double max_norm,
+                                                       double norm_type) {
+  double total = 0;
+  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("clip_grad_norm", [&] {
+    torch::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (const Param& p : params_) {
+      if (p.part.grad().defined()) grads.push_back(p.part.grad());
+    }
+    const bool inf = std::isinf(norm_type);
+    at::Tensor local = at::zeros({1}, at::kDouble);
+    for (const at::Tensor& g : grads) {
+      if (g.numel() == 0) continue;
+      at::Tensor a = g.detach().abs().to(at::kDouble);
+      if (inf) {
+        local = at::maximum(local, a.max().reshape({1}));
+      } else {
+        local += a.pow(norm_type).sum();
+      }
+    }
+    if (world_ > 1) {
+      std::vector<at::Tensor> tensors = {local};
+      c10d::AllreduceOptions options;
+      options.reduceOp = inf ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+      state_.process_group()->allreduce(tensors, options)->wait();
+    }
+    total = inf ? local.item<double>()
+                : std::pow(local.item<double>(), 1.0 / norm_type);
+    const double coefficient = max_norm / (total + 1e-6);
+    if (coefficient < 1.0) {
+      for (at::Tensor& g : grads) g.mul_(coefficient);
+    }
+  }));
+  return total;
+}
+
+absl::Status FullyShardedModel::ClipGradValue(double clip_value) {
+  return state::RunGuarded("clip_grad_value", [&] {
+    torch::NoGradGuard no_grad;
+    for (const Param& p : params_) {
+      if (p.part.grad().defined()) {
+        p.part.grad().clamp_(-clip_value, clip_value);
+      }
+    }
+  });
+}
+
+StateBytes FullyShardedModel::Bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  StateBytes bytes;
+  for (const Unit& unit : units_) {
+    bytes.parameters += sharding_internal::Bytes(unit.shard);
+    if (world_ > 1) bytes.parameters += sharding_internal::Bytes(unit.full);
+  }
+  for (const Param& p : params_) {
+    bytes.gradients += sharding_internal::Bytes(p.part.grad()) +
+                       sharding_internal::Bytes(p.tensor.grad());
+  }
+  return bytes;
+}
+
+FullyShardedStats FullyShardedModel::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+std::vector<std::string> FullyShardedModel::unit_names() const {
+  std::vector<std::string> names;
+  for (const Unit& unit : units_) names.push_back(unit.name);
+  return names;
+}
+
+std::vector<at::Tensor> FullyShardedModel::parts() const {
+  std::vector<at::Tensor> parts;
+  for (const Param& p : params_) parts.push_back(p.part);
+  return parts;
+}
+
+}  // namespace accelerate::sharding

@@ -1,0 +1,245 @@
+// FULL_SHARD (ZeRO-3): a model whose parameters are sharded across the
+// processes at rest. The model's parameters are grouped into units (the
+// submodules an auto-wrap policy picks, plus the root for the rest); each
+// unit's parameters are laid out in one flat buffer, padded to a multiple
+// of the number of processes, of which every process keeps only its slice.
+// Between uses a parameter is a placeholder (state/placeholder.h): the
+// first operation given it all-gathers its unit, which stays whole while
+// its forward runs and is freed when the next unit starts (with
+// `reshard_after_forward`; the root stays until backward ends, and so does
+// the forward's last unit, whose backward comes first). What
+// autograd saves for backward keeps no gathered buffer alive
+// (internal/saved_tensors.h): backward gathers a unit again when it
+// unpacks the first tensor saved from it, prefetching the unit expected
+// next. When all of a unit's gradients have accumulated they are
+// reduce-scattered (averaged) into this process's slice, the whole
+// gradients freed and the unit resharded; units with gradients missing are
+// reduced when backward ends. The optimizer steps on the slices
+// (`ShardOptimizer`): each parameter becomes, in the optimizer, the part
+// of it this process holds (possibly empty), so the optimizer state is
+// sharded too and keeps its per-parameter layout.
+//
+// The model's code does not change: LibTorch modules have no forward
+// hooks, and none are needed. Elementwise optimizers (SGD, Adam, AdamW,
+// RMSprop, Adagrad) step exactly as unsharded; gradient averaging is a
+// reduce-scatter per unit (the sum of per-process averages), so results
+// equal data parallel's to float rounding. A parameter left without a
+// gradient gets a zero gradient slice, as FSDP's flat parameters do.
+//
+// clang-format off
+//   #include <torch/nn/module.h>
+//   #include <torch/optim/adamw.h>
+//   absl::Status Example(std::shared_ptr<torch::nn::Module> model,
+//                        const state::PartialState& state) {
+//     auto sharded = FullyShardedModel::Create(model, state, {.units = {"blocks.0", "blocks.1"}});
+//     if (!sharded.ok()) return sharded.status();
+//     auto optimizer = std::make_shared<torch::optim::AdamW>(model->parameters());
+//     absl::Status taken = (*sharded)->ShardOptimizer(*optimizer);
+//     if (!taken.ok()) return taken;
+//     // ... loss = f(model->forward(x)); loss.backward(); optimizer->step();
+//     return absl::OkStatus();
+//   }
+// clang-format on
+//
+// Outside a forward or backward pass the parameters are placeholders: an
+// operation on one gathers its unit on this process only, which is a
+// collective the other processes do not join. Read or write them between
+// `Unshard` and `Reshard` (both collective), as FSDP's summon_full_params.
+//
+// Thread safety: one training thread; the hooks run on autograd's threads
+// under the model's lock. Ownership: shares the model; the parameters'
+// storage is the units' from `Create` on. Destroying it leaves the
+// parameters placeholders without an owner (an error on use).
+// REQUIRES: the state's process group outlives it.
+
+#ifndef ACCELERATE_SHARDING_FULLY_SHARDED_MODEL_H_
+#define ACCELERATE_SHARDING_FULLY_SHARDED_MODEL_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/TensorImpl.h>
+#include <c10/util/intrusive_ptr.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "sharding/internal/saved_tensors.h"
+#include "sharding/sharded_optimizer.h"
+#include "state/partial_state.h"
+#include "state/placeholder.h"
+
+namespace accelerate::sharding {
+
+// FSDP's backward_prefetch.
+enum class BackwardPrefetch {
+  kNone,          // NO_PREFETCH
+  kBackwardPre,   // BACKWARD_PRE: when a unit is gathered for backward
+  kBackwardPost,  // BACKWARD_POST: when a unit's gradients are reduced
+};
+
+struct FullyShardedOptions {
+  // Paths of the submodules that are units (UnitModules); the root module
+  // is one too. Default: the root only.
+  std::vector<std::string> units;
+  // Free a unit's gathered parameters after its forward (FULL_SHARD);
+  // false keeps them until its backward is done. Default true.
+  bool reshard_after_forward = true;
+  // All-gather the next unit while one computes its forward. Default false
+  // (FSDP's and Accelerate's default).
+  bool forward_prefetch = false;
+  // Default BACKWARD_PRE (FSDP's default).
+  BackwardPrefetch backward_prefetch = BackwardPrefetch::kBackwardPre;
+  // Broadcast the parameters and buffers from the main process first.
+  // Default true.
+  bool sync_module_states = true;
+};
+
+// Counters of what the units did.
+struct FullyShardedStats {
+  int64_t all_gathers = 0;      // units gathered
+  int64_t prefetched = 0;       // of those, issued ahead of their use
+  int64_t reduce_scatters = 0;  // units' gradients reduced
+};
+
+class FullyShardedModel final : public state::PlaceholderOwner,
+                                public sharding_internal::StorageOwner {
+ public:
+  // Shards `model` (already on the state's device) as described above.
+  // InvalidArgument names a unit path that is not a submodule, or a unit
+  // whose parameters mix dtypes or devices; Unavailable/DeadlineExceeded
+  // from the broadcast. Collective.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<FullyShardedModel>>
+  Create(std::shared_ptr<torch::nn::Module> model,
+         const state::PartialState& state,
+         const FullyShardedOptions& options = {});
+  FullyShardedModel(const FullyShardedModel&) = delete;
+  FullyShardedModel& operator=(const FullyShardedModel&) = delete;
+  ~FullyShardedModel() override;
+
+  // Replaces, in `optimizer`'s groups, each of this model's parameters with
+  // the part of it this process holds. InvalidArgument for an optimizer
+  // that is not elementwise or a parameter of this model that does not
+  // require gradients; FailedPrecondition when it already has state.
+  [[nodiscard]] absl::Status ShardOptimizer(torch::optim::Optimizer& optimizer);
+
+  // Whether backward passes reduce gradients (false: the whole gradients
+  // accumulate in the parameters, as FSDP's no_sync, and are reduced by
+  // the next backward that syncs). Default true.
+  void set_sync(bool sync);
+
+  // Gathers every unit and keeps it whole until `Reshard`: the parameters
+  // hold their values (checkpoints, evaluation on every process).
+  // Collective.
+  [[nodiscard]] absl::Status Unshard();
+  // Back to slices; values written into the parameters meanwhile are kept.
+  // Local.
+  [[nodiscard]] absl::Status Reshard();
+  // For checkpoints in the unsharded layout: gives `optimizer` (sharded by
+  // `ShardOptimizer`) back the whole parameters, with their state gathered
+  // from every process, until `ReshardOptimizer`. REQUIRES: `Unshard`ed.
+  // Collective; SGD, Adam and AdamW (Unimplemented for others).
+  [[nodiscard]] absl::Status UnshardOptimizer(torch::optim::Optimizer& optimizer);
+  // Back to the parts, their state cut from the whole parameters' (as
+  // gathered, or as loaded meanwhile). Local.
+  [[nodiscard]] absl::Status ReshardOptimizer(torch::optim::Optimizer& optimizer);
+
+  // Clips the gradients of the parts this process holds by the norm of the
+  // whole gradients (all processes' parts), as clip_grad_norm_; returns
+  // that norm. Collective.
+  [[nodiscard]] absl::StatusOr<double> ClipGradNorm(double max_norm,
+                                                    double norm_type = 2.0);
+  // Clamps the parts' gradients to [-clip_value, clip_value]. Local.
+  [[nodiscard]] absl::Status ClipGradValue(double clip_value);
+
+  // What this process holds now: parameter slices and gathered units,
+  // gradient parts and whole gradients not yet reduced (the optimizer
+  // state is the optimizer's to count).
+  StateBytes Bytes() const;
+  FullyShardedStats stats() const;
+  // The units' module paths ("" for the root), in their order.
+  std::vector<std::string> unit_names() const;
+  // The gradients the optimizer sees: each parameter's part's.
+  std::vector<at::Tensor> parts() const;
+
+  // The fallback's and the saved-tensor hooks' calls.
+  void Materialize(const std::vector<int>& tags) override;
+  at::Tensor Storage(int tag) override;
+
+ private:
+  struct Param {
+    std::string name;
+    at::Tensor tensor;  // the model's (identity kept)
+    c10::intrusive_ptr<c10::TensorImpl> placeholder;
+    int unit = 0;
+    int64_t offset = 0;   // in the unit's flat buffer
+    at::Tensor part;      // this process's part: a view into the slice
+    int64_t part_at = 0;  // where the part starts in the parameter
+    c10::intrusive_ptr<torch::autograd::Node> accumulator;
+    uintptr_t hook = 0;
+    bool got_grad = false;  // this backward
+  };
+  struct Unit {
+    std::string name;
+    std::vector<int> params;
+    int trainable = 0;     // params requiring gradients
+    int64_t shard_size = 0;
+    at::Tensor shard;      // this process's slice
+    at::Tensor full;       // gathered (or being gathered), else undefined
+    c10::intrusive_ptr<c10d::Work> gathering;
+    bool prefetched = false;
+    bool installed = false;  // the parameters point into `full`
+    int waiting = 0;         // gradients still to come this backward
+    bool reduced = false;    // this backward
+    int next = -1;           // the unit whose forward came next last time
+    int previous = -1;       // and the one before
+  };
+  struct Reduction {
+    int unit;
+    c10::intrusive_ptr<c10d::Work> work;
+    at::Tensor output;
+    at::Tensor input;
+  };
+
+  FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
+                    const state::PartialState& state,
+                    const FullyShardedOptions& options);
+
+  // All under mu_.
+  void StartGather(int u, bool prefetch);
+  void EnsureGathered(int u);
+  void ReshardUnit(int u, bool write_back);
+  void OnGradient(int index);
+  void LaunchReduce(int u);
+  void EndBackward();
+  void Prefetch(int u);
+  [[noreturn]] void Fail(const std::string& what, const std::exception& e);
+
+  std::shared_ptr<torch::nn::Module> model_;
+  const state::PartialState& state_;
+  const FullyShardedOptions options_;
+  const int64_t world_;
+  const int64_t rank_;
+  mutable std::mutex mu_;
+  std::vector<Unit> units_;
+  std::vector<Param> params_;
+  std::map<const c10::TensorImpl*, int> index_;  // param and part -> index
+  std::vector<Reduction> reductions_;
+  bool sync_ = true;
+  bool held_ = false;           // Unshard
+  bool in_backward_ = false;    // a final callback is queued
+  int last_forward_ = -1;
+  FullyShardedStats stats_;
+  std::string broken_;          // why a collective failed, once it has
+};
+
+}  // namespace accelerate::sharding
+
+#endif  // ACCELERATE_SHARDING_FULLY_SHARDED_MODEL_H_
