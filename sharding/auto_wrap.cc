@@ -75,6 +75,7 @@ absl::StatusOr<std::vector<std::string>> UnitModules(
             "to shard one by one");
       }
       std::vector<std::string> classes;
+      std::vector<bool> used(patterns.size(), false);
       // Outermost matches only: a matching module's insides belong to it.
       std::function<void(const torch::nn::Module&, const std::string&)> visit =
           [&](const torch::nn::Module& module, const std::string& path) {
@@ -83,8 +84,11 @@ absl::StatusOr<std::vector<std::string>> UnitModules(
               const std::string name = ModuleClassName(*child.value());
               classes.push_back(name);
               bool match = false;
-              for (const auto& re : patterns) {
-                match = match || RE2::FullMatch(name, *re);
+              for (size_t k = 0; k < patterns.size(); ++k) {
+                if (RE2::FullMatch(name, *patterns[k])) {
+                  used[k] = true;
+                  match = true;
+                }
               }
               if (match) {
                 units.push_back(child_path);
@@ -94,15 +98,17 @@ absl::StatusOr<std::vector<std::string>> UnitModules(
             }
           };
       visit(model, "");
-      if (units.empty()) {
+      // As Accelerate: every class named must be found in the model.
+      for (size_t k = 0; k < patterns.size(); ++k) {
+        if (used[k]) continue;
         std::sort(classes.begin(), classes.end());
         classes.erase(std::unique(classes.begin(), classes.end()),
                       classes.end());
         return absl::InvalidArgumentError(absl::StrCat(
-            "transformer_layer_cls_to_wrap: none of \"",
-            absl::StrJoin(policy.layer_classes, "\", \""),
-            "\" is the class of a submodule of ", ModuleClassName(model),
-            " (its classes: ", absl::StrJoin(classes, ", "), ")"));
+            "transformer_layer_cls_to_wrap: \"", policy.layer_classes[k],
+            "\" is not the class of any submodule of ",
+            ModuleClassName(model), " (its classes: ",
+            absl::StrJoin(classes, ", "), ")"));
       }
       return units;
     }

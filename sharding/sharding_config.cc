@@ -12,9 +12,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "state/logging.h"
+#include "state/status_macros.h"
 
 namespace accelerate::sharding {
 namespace {
@@ -43,8 +46,63 @@ absl::Status NotYet(const std::string& what) {
       what,
       " is not supported by accelerate-cpp yet: the model would train "
       "replicated on every process, so the run is refused. Supported: "
-      "NO_SHARD (data parallel) and SHARD_GRAD_OP (gradients and optimizer "
-      "state sharded, parameters whole)"));
+      "NO_SHARD (data parallel), SHARD_GRAD_OP (gradients and optimizer "
+      "state sharded, parameters whole) and FULL_SHARD (parameters too)"));
+}
+
+// FSDP_AUTO_WRAP_POLICY and its companions, as Accelerate reads them.
+absl::StatusOr<AutoWrapPolicy> ResolveAutoWrap(const state::Environment& env) {
+  AutoWrapPolicy policy;
+  const std::string name = absl::AsciiStrToUpper(
+      env.Get("FSDP_AUTO_WRAP_POLICY").value_or("NO_WRAP"));
+  if (name == "NO_WRAP") return policy;
+  if (name == "TRANSFORMER_BASED_WRAP") {
+    policy.kind = AutoWrapKind::kTransformerLayers;
+    for (absl::string_view cls : absl::StrSplit(
+             env.Get("FSDP_TRANSFORMER_CLS_TO_WRAP").value_or(""), ',',
+             absl::SkipWhitespace())) {
+      policy.layer_classes.emplace_back(absl::StripAsciiWhitespace(cls));
+    }
+    return policy;
+  }
+  if (name == "SIZE_BASED_WRAP") {
+    const std::string text = env.Get("FSDP_MIN_NUM_PARAMS").value_or("0");
+    int64_t min_num_params = 0;
+    if (!absl::SimpleAtoi(text, &min_num_params) || min_num_params < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "FSDP_MIN_NUM_PARAMS: \"", text,
+          "\" is not a non-negative number of parameters"));
+    }
+    // Accelerate ignores 0: no wrapping.
+    if (min_num_params == 0) return policy;
+    policy.kind = AutoWrapKind::kSize;
+    policy.min_num_params = min_num_params;
+    return policy;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("FSDP_AUTO_WRAP_POLICY: \"", name,
+                   "\" is not one of TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP, "
+                   "NO_WRAP"));
+}
+
+// FSDP_BACKWARD_PREFETCH: a name or FSDP's number; unset is none, as
+// Accelerate passes it (FSDP 2 always prefetches the next unit).
+absl::StatusOr<BackwardPrefetch> ResolveBackwardPrefetch(
+    const state::Environment& env, int fsdp_version) {
+  if (fsdp_version == 2) return BackwardPrefetch::kBackwardPre;
+  const std::optional<std::string> text = env.Get("FSDP_BACKWARD_PREFETCH");
+  if (!text.has_value() || text->empty()) return BackwardPrefetch::kNone;
+  const std::string upper = absl::AsciiStrToUpper(*text);
+  if (upper == "BACKWARD_PRE" || upper == "1") {
+    return BackwardPrefetch::kBackwardPre;
+  }
+  if (upper == "BACKWARD_POST" || upper == "2") {
+    return BackwardPrefetch::kBackwardPost;
+  }
+  if (upper == "NO_PREFETCH") return BackwardPrefetch::kNone;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "FSDP_BACKWARD_PREFETCH: \"", *text,
+      "\" is not one of BACKWARD_PRE, BACKWARD_POST, NO_PREFETCH"));
 }
 
 absl::Status FeatureNotYet(const std::string& what) {
@@ -133,9 +191,6 @@ absl::StatusOr<ShardingConfig> ResolveDeepSpeed(const state::Environment& env) {
     return absl::InvalidArgumentError(absl::StrCat(
         zero.source, ": stage ", zero.stage, " is not one of 0, 1, 2, 3"));
   }
-  if (zero.stage == 3) {
-    return NotYet(absl::StrCat("DeepSpeed ZeRO stage 3 (", zero.source, ")"));
-  }
   if (zero.offload_optimizer_device != "none") {
     return FeatureNotYet(absl::StrCat("offload_optimizer device \"",
                                       zero.offload_optimizer_device, "\" (",
@@ -149,7 +204,17 @@ absl::StatusOr<ShardingConfig> ResolveDeepSpeed(const state::Environment& env) {
   ShardingConfig config;
   config.strategy = zero.stage == 0   ? ShardingStrategy::kNoShard
                     : zero.stage == 1 ? ShardingStrategy::kZero1
-                                      : ShardingStrategy::kZero2;
+                    : zero.stage == 2 ? ShardingStrategy::kZero2
+                                      : ShardingStrategy::kZero3;
+  if (zero.stage == 3) {
+    // DeepSpeed gathers each module's own parameters as the module runs,
+    // and prefetches the next: every module holding parameters of its own
+    // is a unit, with both prefetches on.
+    config.auto_wrap.kind = AutoWrapKind::kSize;
+    config.auto_wrap.min_num_params = 1;
+    config.full_shard.forward_prefetch = true;
+    config.full_shard.backward_prefetch = BackwardPrefetch::kBackwardPre;
+  }
   return config;
 }
 
@@ -173,6 +238,8 @@ std::string ShardingStrategyName(ShardingStrategy strategy) {
       return "ZERO_1";
     case ShardingStrategy::kZero2:
       return "ZERO_2";
+    case ShardingStrategy::kZero3:
+      return "ZERO_3";
   }
   return "none";
 }
@@ -222,7 +289,7 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
   } else if (strategy == "SHARD_GRAD_OP") {
     config.strategy = ShardingStrategy::kShardGradOp;
   } else if (strategy == "FULL_SHARD") {
-    return NotYet(source);
+    config.strategy = ShardingStrategy::kFullShard;
   } else if (strategy == "HYBRID_SHARD" || strategy == "HYBRID_SHARD_ZERO2") {
     return NotYet(source);
   } else {
@@ -238,27 +305,53 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
     if (!on.ok()) return on.status();
     if (*on) return FeatureNotYet(absl::StrCat(name, "=true"));
   }
-  // What means nothing when the whole model is one unit whose parameters
-  // stay whole: said once, then ignored. (CPU-RAM-efficient loading,
-  // Accelerate's default, is what `Prepare` does anyway: the main
-  // process's weights are broadcast to the others.)
-  std::vector<std::string> ignored;
-  for (const char* name :
-       {"FSDP_AUTO_WRAP_POLICY", "FSDP_TRANSFORMER_CLS_TO_WRAP",
-        "FSDP_MIN_NUM_PARAMS", "FSDP_BACKWARD_PREFETCH",
-        "FSDP_STATE_DICT_TYPE", "FSDP_USE_ORIG_PARAMS",
-        "FSDP_IGNORED_MODULES", "FSDP_SYNC_MODULE_STATES",
-        "FSDP_CPU_RAM_EFFICIENT_LOADING"}) {
-    if (env.Get(name).has_value()) ignored.push_back(name);
-  }
+  ACCELERATE_ASSIGN_OR_RETURN(config.auto_wrap, ResolveAutoWrap(env));
+  ACCELERATE_ASSIGN_OR_RETURN(
+      config.full_shard.backward_prefetch,
+      ResolveBackwardPrefetch(env, config.fsdp_version));
   auto forward_prefetch = ParseBool(env, "FSDP_FORWARD_PREFETCH", false);
   if (!forward_prefetch.ok()) return forward_prefetch.status();
-  if (*forward_prefetch) ignored.push_back("FSDP_FORWARD_PREFETCH");
-  if (!ignored.empty() && config.strategy != ShardingStrategy::kNoShard) {
+  config.full_shard.forward_prefetch = *forward_prefetch;
+  const std::string state_dict =
+      absl::AsciiStrToUpper(env.Get("FSDP_STATE_DICT_TYPE").value_or(
+          "FULL_STATE_DICT"));
+  if (state_dict != "FULL_STATE_DICT" && state_dict != "SHARDED_STATE_DICT" &&
+      state_dict != "LOCAL_STATE_DICT") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "FSDP_STATE_DICT_TYPE: \"", state_dict,
+        "\" is not one of FULL_STATE_DICT, LOCAL_STATE_DICT, "
+        "SHARDED_STATE_DICT"));
+  }
+  if (state_dict != "FULL_STATE_DICT" &&
+      config.strategy != ShardingStrategy::kNoShard) {
     ACCELERATE_LOG(WARNING)
-        << source << ": " << absl::StrJoin(ignored, ", ")
-        << " have no effect here (the parameters stay whole, the model is "
-           "one unit; only gradients and optimizer state are sharded)";
+        << "FSDP_STATE_DICT_TYPE=" << state_dict
+        << ": checkpoints are written in the unsharded layout "
+           "(FULL_STATE_DICT: whole model weights and optimizer state, "
+           "gathered on every process, written by the main process), which "
+           "any number of processes can load";
+  }
+  // Under SHARD_GRAD_OP the model is one unit whose parameters stay whole:
+  // the unit keys mean nothing there (said once, then ignored). Module
+  // states are always synchronized from the main process (CPU-RAM-
+  // efficient loading's broadcast included).
+  if (config.strategy == ShardingStrategy::kShardGradOp) {
+    std::vector<std::string> ignored;
+    for (const char* name :
+         {"FSDP_AUTO_WRAP_POLICY", "FSDP_TRANSFORMER_CLS_TO_WRAP",
+          "FSDP_MIN_NUM_PARAMS", "FSDP_BACKWARD_PREFETCH",
+          "FSDP_FORWARD_PREFETCH"}) {
+      if (env.Get(name).has_value()) ignored.push_back(name);
+    }
+    if (!ignored.empty()) {
+      ACCELERATE_LOG(WARNING)
+          << source << ": " << absl::StrJoin(ignored, ", ")
+          << " have no effect here (the parameters stay whole, the model is "
+             "one unit; only gradients and optimizer state are sharded)";
+    }
+  }
+  if (config.strategy == ShardingStrategy::kFullShard) {
+    config.full_shard.reshard_after_forward = true;
   }
   return config;
 }

@@ -8,12 +8,16 @@
 // What runs (see README, "Sharding"): `NO_SHARD` is data parallel;
 // `SHARD_GRAD_OP` (FSDP 2: `reshard_after_forward: false`) keeps the
 // parameters whole on every process and shards the gradients (after their
-// average) and the optimizer state, ZeRO-2 style. `FULL_SHARD`,
-// `HYBRID_SHARD`, `HYBRID_SHARD_ZERO2`, CPU offload and activation
-// checkpointing are refused (Unimplemented, naming the variable); keys
-// that mean nothing without units (wrapping policy, prefetch, state-dict
-// type, module-state sync and CPU-RAM-efficient loading, which `Prepare`'s
-// broadcast from the main process covers) draw a warning.
+// average) and the optimizer state, ZeRO-2 style; `FULL_SHARD` (FSDP 2's
+// default) shards the parameters too, in units picked by the auto-wrap
+// policy (FSDP_AUTO_WRAP_POLICY, FSDP_TRANSFORMER_CLS_TO_WRAP,
+// FSDP_MIN_NUM_PARAMS) with FSDP_FORWARD_PREFETCH and
+// FSDP_BACKWARD_PREFETCH (fully_sharded_model.h). `HYBRID_SHARD`,
+// `HYBRID_SHARD_ZERO2`, CPU offload and activation checkpointing are
+// refused (Unimplemented, naming the variable). Checkpoints are written in
+// the unsharded layout (FULL_STATE_DICT): SHARDED_STATE_DICT and
+// LOCAL_STATE_DICT draw a warning saying so, as do, under SHARD_GRAD_OP,
+// the unit keys (its model is one unit whose parameters stay whole).
 //
 // clang-format off
 //   absl::StatusOr<ShardingStrategy> Example(const state::Environment& env) {
@@ -32,6 +36,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "sharding/auto_wrap.h"
+#include "sharding/fully_sharded_model.h"
 #include "state/environment.h"
 
 namespace accelerate::sharding {
@@ -41,26 +47,37 @@ enum class ShardingStrategy {
   kNone,            // no FSDP configuration: plain data parallel
   kNoShard,         // NO_SHARD: data parallel
   kShardGradOp,     // SHARD_GRAD_OP: gradients and optimizer state sharded
-  kFullShard,       // FULL_SHARD: parameters too (refused for now)
+  kFullShard,       // FULL_SHARD: parameters too
   kHybridShard,     // HYBRID_SHARD (refused for now)
   kHybridShardZero2,// HYBRID_SHARD_ZERO2 (refused for now)
   kZero1,           // DeepSpeed ZeRO stage 1: optimizer state sharded
   kZero2,           // DeepSpeed ZeRO stage 2: and gradients
+  kZero3,           // DeepSpeed ZeRO stage 3: and parameters (FULL_SHARD)
 };
 
 // "none", "NO_SHARD", "SHARD_GRAD_OP", "FULL_SHARD", "HYBRID_SHARD",
-// "HYBRID_SHARD_ZERO2", "ZERO_1", "ZERO_2".
+// "HYBRID_SHARD_ZERO2", "ZERO_1", "ZERO_2", "ZERO_3".
 std::string ShardingStrategyName(ShardingStrategy strategy);
 
 struct ShardingConfig {
   ShardingStrategy strategy = ShardingStrategy::kNone;
   // FSDP_VERSION (1 or 2); 0 without FSDP.
   int fsdp_version = 0;
+  // FULL_SHARD: which submodules are units, and the engine's options
+  // (`units` left empty: filled from `auto_wrap` and the model at
+  // `Prepare`).
+  AutoWrapPolicy auto_wrap;
+  FullyShardedOptions full_shard;
   // Whether the optimizer state is sharded.
   bool shards_optimizer_state() const {
     return strategy == ShardingStrategy::kShardGradOp ||
            strategy == ShardingStrategy::kZero1 ||
            strategy == ShardingStrategy::kZero2;
+  }
+  // Whether the parameters are sharded at rest (FullyShardedModel).
+  bool shards_parameters() const {
+    return strategy == ShardingStrategy::kFullShard ||
+           strategy == ShardingStrategy::kZero3;
   }
   // Whether only a slice of the gradients is kept between steps (all but
   // ZeRO-1, which keeps them whole).
@@ -75,7 +92,8 @@ struct ShardingConfig {
 // or the `zero_optimization` section of ACCELERATE_DEEPSPEED_CONFIG_FILE):
 // ZeRO stage 0 is data parallel, stages 1 and 2 shard the optimizer state
 // (and, for 2, the gradients) on the same engine as SHARD_GRAD_OP; stage 3
-// and offloading are refused. InvalidArgument names a malformed value (a
+// is FULL_SHARD with every module holding parameters a unit and both
+// prefetches on (DeepSpeed's per-module gathering); offloading is refused. InvalidArgument names a malformed value (a
 // strategy that does not exist, an unreadable config file, a stage that is
 // not a number); Unimplemented names what is configured but cannot run
 // here yet.

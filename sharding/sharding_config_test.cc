@@ -48,19 +48,58 @@ TEST(ShardingConfigTest, ReadsTheLaunchersStrategies) {
   EXPECT_EQ(v2->fsdp_version, 2);
 }
 
+TEST(ShardingConfigTest, ReadsFullShardWithItsUnitsAndPrefetch) {
+  // FULL_SHARD is FSDP 1's default strategy and FSDP 2's default.
+  auto v1 = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                     {"FSDP_AUTO_WRAP_POLICY", "TRANSFORMER_BASED_WRAP"},
+                     {"FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block, Block"},
+                     {"FSDP_BACKWARD_PREFETCH", "BACKWARD_POST"},
+                     {"FSDP_FORWARD_PREFETCH", "true"}});
+  ASSERT_THAT(v1, IsOk());
+  EXPECT_EQ(v1->strategy, ShardingStrategy::kFullShard);
+  EXPECT_TRUE(v1->shards_parameters());
+  EXPECT_EQ(v1->auto_wrap.kind, AutoWrapKind::kTransformerLayers);
+  EXPECT_THAT(v1->auto_wrap.layer_classes,
+              ::testing::ElementsAre("GPT2Block", "Block"));
+  EXPECT_EQ(v1->full_shard.backward_prefetch, BackwardPrefetch::kBackwardPost);
+  EXPECT_TRUE(v1->full_shard.forward_prefetch);
+  // Unset prefetch is none, as Accelerate passes it to FSDP 1.
+  auto plain = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                        {"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"},
+                        {"FSDP_MIN_NUM_PARAMS", "1000"}});
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_EQ(plain->auto_wrap.kind, AutoWrapKind::kSize);
+  EXPECT_EQ(plain->auto_wrap.min_num_params, 1000);
+  EXPECT_EQ(plain->full_shard.backward_prefetch, BackwardPrefetch::kNone);
+  auto v2 = Resolve({{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_VERSION", "2"}});
+  ASSERT_THAT(v2, IsOk());
+  EXPECT_EQ(v2->strategy, ShardingStrategy::kFullShard);
+  EXPECT_EQ(v2->auto_wrap.kind, AutoWrapKind::kNone);
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_AUTO_WRAP_POLICY", "LAYER_WRAP"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"LAYER_WRAP\" is not one of")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP"},
+                       {"FSDP_MIN_NUM_PARAMS", "many"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("FSDP_MIN_NUM_PARAMS: \"many\"")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_BACKWARD_PREFETCH", "SIDEWAYS"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("\"SIDEWAYS\"")));
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_STATE_DICT_TYPE", "HALF_STATE_DICT"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("HALF_STATE_DICT")));
+}
+
 // A program configured to shard never trains replicated without saying so.
 TEST(ShardingConfigTest, RefusesWhatWouldTrainReplicated) {
-  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"}}),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("FSDP_SHARDING_STRATEGY=FULL_SHARD")));
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
                        {"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}}),
               StatusIs(absl::StatusCode::kUnimplemented,
                        HasSubstr("HYBRID_SHARD")));
-  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
-                       {"FSDP_VERSION", "2"}}),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("FSDP_RESHARD_AFTER_FORWARD=true")));
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
                        {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
                        {"FSDP_OFFLOAD_PARAMS", "true"}}),
@@ -87,10 +126,15 @@ TEST(ShardingConfigTest, MapsDeepSpeedZeroStagesOntoTheSameEngine) {
   ASSERT_THAT(stage2, IsOk());
   EXPECT_EQ(ShardingStrategyName(stage2->strategy), "ZERO_2");
   EXPECT_TRUE(stage2->shards_gradients());
-  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
-                       {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}}),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("ZeRO stage 3")));
+  // Stage 3: FULL_SHARD, each module holding parameters a unit.
+  auto stage3 = Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                         {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"}});
+  ASSERT_THAT(stage3, IsOk());
+  EXPECT_EQ(ShardingStrategyName(stage3->strategy), "ZERO_3");
+  EXPECT_TRUE(stage3->shards_parameters());
+  EXPECT_EQ(stage3->auto_wrap.kind, AutoWrapKind::kSize);
+  EXPECT_EQ(stage3->auto_wrap.min_num_params, 1);
+  EXPECT_TRUE(stage3->full_shard.forward_prefetch);
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
                        {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "cpu"}}),
               StatusIs(absl::StatusCode::kUnimplemented,
