@@ -136,19 +136,44 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     }
   }
   if (fp8_recipe_.has_value()) EnableFp8Layers(*model);
+  const sharding::ShardingConfig& sharding = *options_.sharding;
   ACCELERATE_ASSIGN_OR_RETURN(
       std::unique_ptr<DataParallel> dp,
       DataParallel::Create(
           model, *state_,
           {.bucket_cap_bytes = options_.bucket_cap_mb << 20,
            .find_unused_parameters = options_.find_unused_parameters,
-           .broadcast_buffers = options_.broadcast_buffers}));
+           .broadcast_buffers = options_.broadcast_buffers,
+           .shard_parameters = sharding.shards_parameters(),
+           .auto_wrap = sharding.auto_wrap,
+           .full_shard = sharding.full_shard}));
+  if (sharding::FullyShardedModel* sharded = dp->fully_sharded()) {
+    // Optimizers prepared before their model step on its parts too.
+    for (const auto& optimizer : optimizers_) {
+      absl::Status taken = sharded->ShardOptimizer(optimizer->optimizer());
+      if (!taken.ok()) return ShardingError(taken);
+    }
+  }
   models_[model.get()] = std::move(dp);
   model_order_.push_back(model);
   return model;
 }
 
-sharding::StateBytes Accelerator::StateBytesPerProcess() const {
+sharding::FullyShardedModel* Accelerator::FullyShardedFor(
+    const torch::nn::Module& model) const {
+  auto it = models_.find(&model);
+  return it == models_.end() ? nullptr : it->second->fully_sharded();
+}
+
+absl::Status Accelerator::ShardingError(const absl::Status& status) const {
+  return absl::Status(
+      status.code(),
+      absl::StrCat("sharding ",
+                   sharding::ShardingStrategyName(options_.sharding->strategy),
+                   ": ", status.message()));
+}
+
+sharding::StateBytes Accelerator::StateBytesPerProcess() {
   sharding::StateBytes bytes;
   std::set<const void*> seen;
   const auto count = [&](const at::Tensor& p) {
@@ -159,6 +184,16 @@ sharding::StateBytes Accelerator::StateBytesPerProcess() const {
     }
   };
   for (const auto& model : model_order_) {
+    if (sharding::FullyShardedModel* sharded =
+            models_.at(model.get())->fully_sharded()) {
+      // Slices, gathered units, gradient parts (the parameters themselves
+      // are placeholders).
+      sharded->ReleaseGathered();
+      const sharding::StateBytes held = sharded->Bytes();
+      bytes.parameters += held.parameters;
+      bytes.gradients += held.gradients;
+      continue;
+    }
     for (const at::Tensor& p : model->parameters()) count(p);
   }
   for (const auto& optimizer : optimizers_) {
@@ -183,11 +218,15 @@ PreparedOptimizer* Accelerator::PrepareOptimizer(
     if (made.ok()) {
       sharded = *std::move(made);
     } else {
-      setup_error = absl::Status(
-          made.status().code(),
-          absl::StrCat("sharding ",
-                       sharding::ShardingStrategyName(options_.sharding->strategy),
-                       ": ", made.status().message()));
+      setup_error = ShardingError(made.status());
+    }
+  }
+  if (optimizer != nullptr) {
+    for (const auto& [module, dp] : models_) {
+      sharding::FullyShardedModel* model = dp->fully_sharded();
+      if (model == nullptr || !setup_error.ok()) continue;
+      absl::Status taken = model->ShardOptimizer(*optimizer);
+      if (!taken.ok()) setup_error = ShardingError(taken);
     }
   }
   optimizers_.push_back(std::make_unique<PreparedOptimizer>(
@@ -331,6 +370,11 @@ AccumulateScope Accelerator::Begin(
 }
 
 absl::Status Accelerator::AfterOptimizerStep(const PreparedOptimizer& stepped) {
+  // No gathered copy of a FULL_SHARD unit outlives the step that changed
+  // its slices (an evaluation's, say).
+  for (const auto& [module, dp] : models_) {
+    if (dp->fully_sharded() != nullptr) dp->fully_sharded()->ReleaseGathered();
+  }
   if (scaler_ == nullptr) return absl::OkStatus();
   stepped_.insert(&stepped);
   if (stepped_.size() < optimizers_.size()) return absl::OkStatus();
@@ -411,6 +455,9 @@ absl::StatusOr<double> Accelerator::ClipGradNorm(const torch::nn::Module& model,
         "gradients are still accumulating, scaled");
   }
   ACCELERATE_RETURN_IF_ERROR(UnscaleGradients());
+  if (sharding::FullyShardedModel* sharded = FullyShardedFor(model)) {
+    return sharded->ClipGradNorm(max_norm, norm_type);
+  }
   std::vector<at::Tensor> params = TrainableParameters(model);
   double norm = 0;
   ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("clip_grad_norm", [&] {
@@ -426,6 +473,9 @@ absl::Status Accelerator::ClipGradValue(const torch::nn::Module& model,
         "clip_grad_value with fp16 works on synchronized steps only");
   }
   ACCELERATE_RETURN_IF_ERROR(UnscaleGradients());
+  if (sharding::FullyShardedModel* sharded = FullyShardedFor(model)) {
+    return sharded->ClipGradValue(clip_value);
+  }
   std::vector<at::Tensor> params = TrainableParameters(model);
   return state::RunGuarded("clip_grad_value", [&] {
     torch::nn::utils::clip_grad_value_(params, clip_value);

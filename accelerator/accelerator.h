@@ -406,8 +406,10 @@ class Accelerator {
     load_hooks_.push_back(std::move(hook));
   }
   // The model's weights by their names in the model (no "module." prefix):
-  // Accelerate's `get_state_dict`.
-  bigmodel::NamedTensors GetStateDict(const torch::nn::Module& model) const;
+  // Accelerate's `get_state_dict`. For a FULL_SHARD model the weights are
+  // gathered (collective: every process calls it) and copied.
+  [[nodiscard]] absl::StatusOr<bigmodel::NamedTensors> GetStateDict(
+      const torch::nn::Module& model);
   // Writes the model's weights into `dir` for inference (Accelerate's
   // `save_model`): `model.safetensors`, or shards of at most
   // `max_shard_bytes` with `model.safetensors.index.json` (stale shards of
@@ -487,7 +489,9 @@ class Accelerator {
   }
   // Bytes of the prepared models' parameters and gradients and of the
   // optimizers' state this process holds now (what sharding divides).
-  sharding::StateBytes StateBytesPerProcess() const;
+  // Under FULL_SHARD, units an evaluation left gathered are freed first
+  // (gathered again when used).
+  sharding::StateBytes StateBytesPerProcess();
   const AcceleratorOptions& options() const { return options_; }
   // The fp16 loss scaler; null in other precisions.
   const precision::GradScaler* scaler() const { return scaler_.get(); }
@@ -496,9 +500,10 @@ class Accelerator {
 
  private:
   friend class AccumulateScope;
-  // Checkpoints of sharded optimizers: unshards them (collective) until
-  // the returned handle goes, which reshards them.
-  absl::StatusOr<std::shared_ptr<void>> UnshardOptimizers();
+  // Checkpoints in the unsharded layout: gathers FULL_SHARD models'
+  // parameters and every sharded optimizer's state (collective) until the
+  // returned handle goes, which reshards them (keeping what was loaded).
+  absl::StatusOr<std::shared_ptr<void>> UnshardForCheckpoint();
   using DataParallel = accelerator_internal::DataParallel;
 
   // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and
@@ -508,6 +513,11 @@ class Accelerator {
               precision::MixedPrecision mixed_precision,
               std::optional<precision::Fp8Recipe> fp8_recipe);
   DataParallel* Find(const torch::nn::Module& model);
+  // The FULL_SHARD engine of a prepared model; null for others.
+  sharding::FullyShardedModel* FullyShardedFor(
+      const torch::nn::Module& model) const;
+  // `status` with the sharding strategy named first.
+  absl::Status ShardingError(const absl::Status& status) const;
   AccumulateScope Begin(const std::vector<const torch::nn::Module*>& models,
                         bool force_no_sync);
   void End(AccumulateScope::OpenModels previous);
@@ -623,22 +633,24 @@ Accelerator::Prepare(const Args&... args) {
   const auto inputs = std::forward_as_tuple(args...);
   std::tuple<std::optional<accelerator_internal::PreparedResult<Args>>...> out;
   absl::Status status;
-  // Schedulers last, so that their optimizers are prepared whatever the
-  // order of the arguments.
-  auto pass = [&]<size_t... I>(std::index_sequence<I...>, bool schedulers) {
+  // Models first (a sharded model's optimizer steps on its shards),
+  // schedulers last (their optimizers prepared), whatever the order of the
+  // arguments.
+  auto pass = [&]<size_t... I>(std::index_sequence<I...>, int phase) {
     (
         [&] {
           using Arg = std::tuple_element_t<I, std::tuple<Args...>>;
-          if (!status.ok() ||
-              accelerator_internal::IsScheduler<Arg>() != schedulers) {
-            return;
-          }
+          const int own = accelerator_internal::IsModel<Arg>()       ? 0
+                          : accelerator_internal::IsScheduler<Arg>() ? 2
+                                                                     : 1;
+          if (!status.ok() || own != phase) return;
           status = PrepareOne(std::get<I>(inputs), std::get<I>(out), I);
         }(),
         ...);
   };
-  pass(std::index_sequence_for<Args...>{}, false);
-  pass(std::index_sequence_for<Args...>{}, true);
+  for (int phase = 0; phase < 3; ++phase) {
+    pass(std::index_sequence_for<Args...>{}, phase);
+  }
   if (!status.ok()) return status;
   return std::apply(
       [](auto&... prepared) { return std::make_tuple(*std::move(prepared)...); },

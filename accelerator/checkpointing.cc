@@ -392,32 +392,75 @@ absl::Status Accelerator::RestoreFp8Scales(const c10::IValue& saved,
   return absl::OkStatus();
 }
 
-bigmodel::NamedTensors Accelerator::GetStateDict(
-    const torch::nn::Module& model) const {
-  return checkpoint::ModelStateDict(model);
+absl::StatusOr<bigmodel::NamedTensors> Accelerator::GetStateDict(
+    const torch::nn::Module& model) {
+  sharding::FullyShardedModel* sharded = FullyShardedFor(model);
+  if (sharded == nullptr) return checkpoint::ModelStateDict(model);
+  ACCELERATE_RETURN_IF_ERROR(sharded->Unshard());
+  bigmodel::NamedTensors weights;
+  absl::Status copied = state::RunGuarded("copying the gathered weights", [&] {
+    for (auto& [name, tensor] : checkpoint::ModelStateDict(model)) {
+      weights.emplace_back(name, tensor.clone());
+    }
+  });
+  absl::Status resharded = sharded->Reshard();
+  if (!copied.ok()) return copied;
+  if (!resharded.ok()) return resharded;
+  return weights;
 }
 
-absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardOptimizers() {
-  std::vector<sharding::ShardedOptimizer*> unsharded;
-  const auto reshard = [](const std::vector<sharding::ShardedOptimizer*>& all) {
-    for (sharding::ShardedOptimizer* sharded : all) {
+absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardForCheckpoint() {
+  // What was unsharded, undone in reverse order by the handle's deleter.
+  struct Undo {
+    std::vector<sharding::ShardedOptimizer*> optimizers;
+    std::vector<std::pair<sharding::FullyShardedModel*,
+                          torch::optim::Optimizer*>>
+        model_optimizers;
+    std::vector<sharding::FullyShardedModel*> models;
+  };
+  auto undo = std::make_shared<Undo>();
+  const auto reshard = [](const Undo& all) {
+    for (sharding::ShardedOptimizer* sharded : all.optimizers) {
       absl::Status cut = sharded->Reshard();
       ACCELERATE_CHECK(cut.ok()) << "resharding the optimizer state: " << cut;
     }
+    for (const auto& [model, optimizer] : all.model_optimizers) {
+      absl::Status cut = model->ReshardOptimizer(*optimizer);
+      ACCELERATE_CHECK(cut.ok()) << "resharding the optimizer state: " << cut;
+    }
+    for (sharding::FullyShardedModel* model : all.models) {
+      absl::Status cut = model->Reshard();
+      ACCELERATE_CHECK(cut.ok()) << "resharding the parameters: " << cut;
+    }
   };
+  absl::Status status;
+  for (const auto& model : model_order_) {
+    sharding::FullyShardedModel* sharded = FullyShardedFor(*model);
+    if (sharded == nullptr) continue;
+    status = sharded->Unshard();
+    if (!status.ok()) break;
+    undo->models.push_back(sharded);
+    for (const auto& optimizer : optimizers_) {
+      status = sharded->UnshardOptimizer(optimizer->optimizer());
+      if (!status.ok()) break;
+      undo->model_optimizers.emplace_back(sharded, &optimizer->optimizer());
+    }
+    if (!status.ok()) break;
+  }
   for (const auto& optimizer : optimizers_) {
+    if (!status.ok()) break;
     sharding::ShardedOptimizer* sharded = optimizer->mutable_sharded();
     if (sharded == nullptr) continue;
-    absl::Status gathered = sharded->Unshard();
-    if (!gathered.ok()) {
-      reshard(unsharded);
-      return gathered;
-    }
-    unsharded.push_back(sharded);
+    status = sharded->Unshard();
+    if (status.ok()) undo->optimizers.push_back(sharded);
+  }
+  if (!status.ok()) {
+    reshard(*undo);
+    return ShardingError(status);
   }
   // Its deleter runs when the last copy goes, on every path out.
-  return std::shared_ptr<void>(
-      nullptr, [reshard, unsharded](void*) { reshard(unsharded); });
+  return std::shared_ptr<void>(nullptr,
+                               [reshard, undo](void*) { reshard(*undo); });
 }
 
 absl::StatusOr<std::string> Accelerator::SaveState(
@@ -462,6 +505,12 @@ absl::StatusOr<std::string> Accelerator::SaveState(
     }
   }
 
+  // Sharded parameters and optimizer state are written whole, in
+  // Accelerate's layout (FSDP's FULL_STATE_DICT): gathered for the
+  // writing, cut back after.
+  ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
+                              UnshardForCheckpoint());
+
   // 2. What goes in: the shared files, spread over the processes.
   std::vector<bigmodel::NamedTensors> weights;
   bool all_synced = true;
@@ -482,11 +531,6 @@ absl::StatusOr<std::string> Accelerator::SaveState(
     if (!hooks.ok()) break;
   }
   ACCELERATE_RETURN_IF_ERROR(Agree(*state_, hooks));
-
-  // Sharded optimizer state is written whole, in Accelerate's layout
-  // (FSDP's FULL_STATE_DICT): gathered for the writing, cut back after.
-  ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
-                              UnshardOptimizers());
 
   std::vector<SharedItem> shared;
   for (size_t i = 0; i < weights.size(); ++i) {
@@ -662,7 +706,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
   // Sharded optimizers take the whole state of the file, then their
   // slices of it (every process, before anything can fail apart).
   ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
-                              UnshardOptimizers());
+                              UnshardForCheckpoint());
   absl::Status loaded = [&]() -> absl::Status {
     ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
                                 checkpoint::InspectCheckpoint(source));
@@ -791,6 +835,9 @@ absl::StatusOr<std::string> Accelerator::LoadState(
 absl::Status Accelerator::SaveModel(const torch::nn::Module& model,
                                     const std::string& dir,
                                     uint64_t max_shard_bytes) {
+  // A FULL_SHARD model's weights are gathered on every process first.
+  sharding::FullyShardedModel* sharded = FullyShardedFor(model);
+  if (sharded != nullptr) ACCELERATE_RETURN_IF_ERROR(sharded->Unshard());
   absl::Status saved;
   if (state_->is_main_process()) {
     saved = [&]() -> absl::Status {
@@ -826,6 +873,10 @@ absl::Status Accelerator::SaveModel(const torch::nn::Module& model,
           dir, checkpoint::ModelStateDict(model),
           {.max_shard_bytes = max_shard_bytes});
     }();
+  }
+  if (sharded != nullptr) {
+    absl::Status resharded = sharded->Reshard();
+    if (saved.ok()) saved = resharded;
   }
   return Agree(*state_, saved);
 }

@@ -135,6 +135,12 @@ constexpr bool IsScheduler() {
   return kind == PrepareKind::kScheduler || kind == PrepareKind::kSchedulerFor;
 }
 
+template <typename T>
+constexpr bool IsModel() {
+  constexpr PrepareKind kind = PrepareTraits<std::decay_t<T>>::kKind;
+  return kind == PrepareKind::kModel || kind == PrepareKind::kModuleHolder;
+}
+
 }  // namespace accelerate::accelerator_internal
 
 #endif  // ACCELERATE_ACCELERATOR_PREPARE_ARGS_H_

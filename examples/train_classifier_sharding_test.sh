@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job launched with Accelerate's FSDP flags: SHARD_GRAD_OP on 2 and
-# 4 processes ends exactly where data parallel ends (same accuracy and
-# loss), its final JSON line names the strategy and the bytes of
-# parameters, gradients and optimizer state this process holds (the
-# momentum buffers 1/N); NO_SHARD is data parallel; a sharded run stopped
-# and resumed from its checkpoint ends as one that never stopped; FULL_SHARD
-# (FSDP's default) is refused by name, never trained replicated.
+# The main job launched with Accelerate's FSDP flags: SHARD_GRAD_OP and
+# FULL_SHARD on 2 and 4 processes end exactly where data parallel ends
+# (same accuracy and loss), the final JSON line names the strategy and the
+# bytes of parameters, gradients and optimizer state this process holds
+# (SHARD_GRAD_OP: the momentum buffers 1/N; FULL_SHARD: parameters and
+# momentum 1/N); NO_SHARD is data parallel; DeepSpeed's ZeRO 1 and 3 map
+# onto the same engines; sharded runs stopped and resumed from their
+# checkpoints end as runs that never stopped; HYBRID_SHARD is refused by
+# name, never trained replicated.
 # Arguments: the accelerate binary, the train_classifier binary.
 set -euo pipefail
 accelerate="$1"
@@ -38,7 +40,27 @@ for n in 2 4; do
     p = w / 2; low = p + p / n; high = low + 4 * n;
     if (h < low || h > high) { printf "held %d, expected %d..%d\n", h, low, high; exit 1 } }' ||
     { echo "$n processes: state bytes are not P + P/N" >&2; exit 1; }
+  # FULL_SHARD, each layer a unit: parameters and momentum 1/N each.
+  full="$(json_of --num_processes "$n" --use_fsdp --fsdp_sharding_strategy FULL_SHARD \
+    --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap Fp8Linear)"
+  echo "FULL_SHARD: $full"
+  [[ "$(field sharding "$full")" == FULL_SHARD ]] || { echo "not FULL_SHARD: $full" >&2; exit 1; }
+  for key in eval_accuracy train_loss; do
+    [[ "$(field $key "$ddp")" == "$(field $key "$full")" ]] ||
+      { echo "$n processes: FULL_SHARD $key differs: $(field $key "$ddp") vs $(field $key "$full")" >&2; exit 1; }
+  done
+  held="$(field state_bytes_per_rank "$full")"
+  awk -v w="$whole" -v h="$held" -v n="$n" 'BEGIN {
+    low = w / n; high = low + 3 * 2 * 4 * n;
+    if (h < low || h > high) { printf "held %d, expected %d..%d\n", h, low, high; exit 1 } }' ||
+    { echo "$n processes: FULL_SHARD state bytes are not 2P/N" >&2; exit 1; }
 done
+
+# DeepSpeed's ZeRO stage 3: FULL_SHARD with every layer a unit.
+zero3="$(ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=3 json_of --cpu --num_processes 2)"
+[[ "$(field sharding "$zero3")" == ZERO_3 ]] || { echo "ZeRO 3: $zero3" >&2; exit 1; }
+[[ "$(field eval_accuracy "$zero3")" == "$(field eval_accuracy "$(json_of --cpu --num_processes 2)")" ]] ||
+  { echo "ZeRO 3 differs from data parallel: $zero3" >&2; exit 1; }
 
 # DeepSpeed's ZeRO stage 1, as Accelerate's launcher exports it: the same
 # engine, whole gradients kept.
@@ -50,23 +72,30 @@ zero1="$(ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=1 json_of
 no_shard="$(json_of --num_processes 2 --use_fsdp --fsdp_sharding_strategy NO_SHARD)"
 [[ "$(field sharding "$no_shard")" == NO_SHARD ]] || { echo "NO_SHARD: $no_shard" >&2; exit 1; }
 
-# FSDP's default strategy is FULL_SHARD: refused, naming it.
-if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp "$program" "${flags[@]}" 2>&1)"; then
-  echo "FULL_SHARD was accepted" >&2; exit 1
+# HYBRID_SHARD: refused, naming it.
+if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp \
+    --fsdp_sharding_strategy HYBRID_SHARD "$program" "${flags[@]}" 2>&1)"; then
+  echo "HYBRID_SHARD was accepted" >&2; exit 1
 fi
-[[ "$out" == *"FSDP_SHARDING_STRATEGY=FULL_SHARD is not supported"* ]] ||
-  { echo "FULL_SHARD's refusal does not name it: $out" >&2; exit 1; }
+[[ "$out" == *"FSDP_SHARDING_STRATEGY=HYBRID_SHARD is not supported"* ]] ||
+  { echo "HYBRID_SHARD's refusal does not name it: $out" >&2; exit 1; }
 # Sharded state checkpoints whole (Accelerate's layout): stopped after 20
 # steps and resumed, the run ends with the JSON line of one that never
 # stopped.
-ckpt="${TEST_TMPDIR}/ckpt"
-fsdp=(--num_processes 2 --use_fsdp --fsdp_sharding_strategy SHARD_GRAD_OP)
-whole="$(json_of "${fsdp[@]}")"
-"$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
-  --checkpointing_steps 20 --output_dir "$ckpt" --stop_after_steps 20 >/dev/null 2>&1
-resumed="$("$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
-  --output_dir "$ckpt" --resume_from_checkpoint latest 2>/dev/null |
-  grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
-[[ "$resumed" == "$whole" ]] ||
-  { echo "resumed: $resumed"$'\n'"whole:   $whole" >&2; exit 1; }
+for strategy in SHARD_GRAD_OP FULL_SHARD; do
+  ckpt="${TEST_TMPDIR}/ckpt_$strategy"
+  fsdp=(--num_processes 2 --use_fsdp --fsdp_sharding_strategy "$strategy"
+        --fsdp_auto_wrap_policy SIZE_BASED_WRAP --fsdp_min_num_params 1000)
+  whole="$(json_of "${fsdp[@]}")"
+  "$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
+    --checkpointing_steps 20 --output_dir "$ckpt" --stop_after_steps 20 >/dev/null 2>&1
+  resumed="$("$accelerate" launch --main_process_port 0 "${fsdp[@]}" "$program" "${flags[@]}" \
+    --output_dir "$ckpt" --resume_from_checkpoint latest 2>/dev/null |
+    grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+  [[ "$resumed" == "$whole" ]] ||
+    { echo "$strategy resumed: $resumed"$'\n'"whole:   $whole" >&2; exit 1; }
+  # The checkpoint is Accelerate's unsharded layout: one model file.
+  [[ -f "$ckpt/step_20/model.safetensors" ]] ||
+    { echo "$strategy: no whole model.safetensors in $(ls "$ckpt"/step_20)" >&2; exit 1; }
+done
 echo "PASS"

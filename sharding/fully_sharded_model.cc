@@ -455,6 +455,16 @@ void FullyShardedModel::EndBackward() {
   }
 }
 
+void FullyShardedModel::ReleaseGathered() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (held_ || in_backward_) return;
+  for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+    if (units_[u].installed || units_[u].full.defined()) {
+      ReshardUnit(u, /*write_back=*/false);
+    }
+  }
+}
+
 void FullyShardedModel::set_sync(bool sync) {
   std::lock_guard<std::mutex> lock(mu_);
   sync_ = sync;

@@ -41,6 +41,9 @@
 //   }
 // clang-format on
 //
+// A forward pass with no backward after it (evaluation) leaves its root
+// and last unit gathered: call `ReleaseGathered` before the optimizer next
+// steps (the Accelerator does, after every step), or those copies go stale.
 // Outside a forward or backward pass the parameters are placeholders: an
 // operation on one gathers its unit on this process only, which is a
 // collective the other processes do not join. Read or write them between
@@ -150,6 +153,13 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // Back to the parts, their state cut from the whole parameters' (as
   // gathered, or as loaded meanwhile). Local.
   [[nodiscard]] absl::Status ReshardOptimizer(torch::optim::Optimizer& optimizer);
+
+  // Frees the units a forward pass left gathered with no backward to
+  // follow (evaluation; the root and the last unit stay gathered for a
+  // backward), so that what is held is the slices only and no gathered
+  // copy outlives a change of the slices (an optimizer step). A later use
+  // gathers them again. Local; nothing while `Unshard`ed or in backward.
+  void ReleaseGathered();
 
   // Clips the gradients of the parts this process holds by the norm of the
   // whole gradients (all processes' parts), as clip_grad_norm_; returns

@@ -64,6 +64,15 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
   ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
       "moving the model to the device", [&] { model->to(state.device()); }));
   for (const at::Tensor& b : model->buffers()) dp->buffers_.push_back(b);
+  if (options.shard_parameters) {
+    sharding::FullyShardedOptions full_shard = options.full_shard;
+    ACCELERATE_ASSIGN_OR_RETURN(
+        full_shard.units, sharding::UnitModules(*model, options.auto_wrap));
+    ACCELERATE_ASSIGN_OR_RETURN(
+        dp->fully_sharded_,
+        sharding::FullyShardedModel::Create(model, state, full_shard));
+    return dp;
+  }
   if (!state.use_distributed()) return dp;
 
   // Every process starts from rank 0's weights and buffers.
@@ -88,15 +97,21 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
 }
 
 absl::Status DataParallel::StartSynchronizedStep() {
-  if (reducer_ == nullptr) return absl::OkStatus();
+  if (!distributed() || !state_.use_distributed()) return absl::OkStatus();
   if (options_.broadcast_buffers && !buffers_.empty()) {
     ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(state_, buffers_));
   }
+  if (reducer_ == nullptr) return absl::OkStatus();
   return state::RunGuarded("starting a synchronized step",
                            [&] { reducer_->prepare_for_forward(); });
 }
 
 void DataParallel::PrepareBackward(const at::Tensor& loss, bool outside_step) {
+  if (fully_sharded_ != nullptr) {
+    // Its own hooks reduce; this backward does.
+    fully_sharded_->set_sync(true);
+    return;
+  }
   // Before every synchronizing backward, as DDP does before every forward:
   // after the first pass it settles the bucket order once; it also checks
   // that the previous reduction finished.

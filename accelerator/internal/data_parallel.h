@@ -1,7 +1,10 @@
 // One prepared model's data parallelism: its buffers (broadcast from rank 0
 // at synchronized steps) and c10d's `Reducer` averaging its gradients in
 // buckets from autograd hooks (null on one process). What PyTorch's
-// `DistributedDataParallel` holds, without wrapping the module.
+// `DistributedDataParallel` holds, without wrapping the module. Under
+// FULL_SHARD (and ZeRO 3) the model is a `sharding::FullyShardedModel`
+// instead, which gathers the parameters and reduce-scatters the gradients
+// itself (no Reducer), on any number of processes.
 //
 // Thread safety: one training thread (the Reducer's hooks run on autograd's
 // threads and only touch the bucket counter, atomically).
@@ -19,6 +22,8 @@
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/nn/module.h>
+#include "sharding/auto_wrap.h"
+#include "sharding/fully_sharded_model.h"
 #include "state/partial_state.h"
 
 namespace accelerate::accelerator_internal {
@@ -29,6 +34,11 @@ struct DataParallelOptions {
   int64_t bucket_cap_bytes = int64_t{25} << 20;
   bool find_unused_parameters = false;
   bool broadcast_buffers = true;
+  // FULL_SHARD: the parameters sharded at rest, in the units `auto_wrap`
+  // picks, with `full_shard`'s options. Default off.
+  bool shard_parameters = false;
+  sharding::AutoWrapPolicy auto_wrap;
+  sharding::FullyShardedOptions full_shard;
 };
 
 class DataParallel {
@@ -42,12 +52,18 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
-  // Whether gradients are averaged at all (more than one process).
-  bool distributed() const { return reducer_ != nullptr; }
+  // Whether gradients are averaged at all (more than one process, or
+  // sharded parameters).
+  bool distributed() const {
+    return reducer_ != nullptr || fully_sharded_ != nullptr;
+  }
 
   // Whether the open step's backward averages gradients (never while
   // gradient sync is disabled).
-  void set_sync(bool sync) { sync_ = sync && sync_enabled_; }
+  void set_sync(bool sync) {
+    sync_ = sync && sync_enabled_;
+    if (fully_sharded_ != nullptr) fully_sharded_->set_sync(sync_);
+  }
   bool sync() const { return sync_; }
 
   // Off: no backward averages gradients, in or outside steps (LocalSGD
@@ -67,6 +83,11 @@ class DataParallel {
   // Gradient buckets all-reduced so far.
   int64_t buckets_reduced() const { return buckets_.load(); }
 
+  // The FULL_SHARD engine; null otherwise.
+  sharding::FullyShardedModel* fully_sharded() const {
+    return fully_sharded_.get();
+  }
+
  private:
   DataParallel(std::shared_ptr<torch::nn::Module> model,
                const state::PartialState& state, DataParallelOptions options);
@@ -78,6 +99,7 @@ class DataParallel {
   // Declared after what its hooks use, so that it goes first.
   std::atomic<int64_t> buckets_{0};
   std::unique_ptr<c10d::Reducer> reducer_;
+  std::unique_ptr<sharding::FullyShardedModel> fully_sharded_;
   bool sync_ = true;
   bool sync_enabled_ = true;
 };
