@@ -2,7 +2,7 @@
 // 101M-parameter MLP (6 layers of 4096 x 4096, AdamW, batch 16) with the
 // Accelerator, under whatever the launcher's variables ask (plain data
 // parallel, or ACCELERATE_USE_FSDP with FSDP_SHARDING_STRATEGY
-// SHARD_GRAD_OP). benchmarks/sharding_step.py runs it beside PyTorch's
+// SHARD_GRAD_OP or FULL_SHARD and its wrapping and prefetch variables). benchmarks/sharding_step.py runs it beside PyTorch's
 // FSDP 2 (sharding_step_peer.py); rank 0 prints one JSON line with every
 // process's figures.
 

@@ -264,6 +264,25 @@ void FullyShardedModel::EnsureGathered(int u) {
   sharding_internal::RegisterStorage(unit.full.storage().unsafeGetStorageImpl(),
                                      this, u);
   unit.installed = true;
+  if (InBackward() && sync_ && !unit.reduced) GiveGradientBuffer(u);
+}
+
+void FullyShardedModel::GiveGradientBuffer(int u) {
+  Unit& unit = units_[u];
+  if (unit.grads.defined() || unit.trainable == 0) return;
+  for (int i : unit.params) {
+    if (params_[i].tensor.grad().defined()) return;  // accumulating (no_sync)
+  }
+  // The gradients accumulate into one flat buffer, which is then the
+  // reduce-scatter's input (no copy, one whole-size buffer per unit).
+  unit.grads = at::zeros({unit.shard_size * world_}, unit.shard.options());
+  for (int i : unit.params) {
+    Param& p = params_[i];
+    if (!p.tensor.requires_grad()) continue;
+    p.tensor.mutable_grad() =
+        unit.grads.narrow(0, p.offset, p.placeholder->numel())
+            .view(p.placeholder->sizes());
+  }
 }
 
 void FullyShardedModel::ReshardUnit(int u, bool write_back) {
@@ -368,21 +387,35 @@ void FullyShardedModel::OnGradient(int index) {
 void FullyShardedModel::LaunchReduce(int u) {
   Unit& unit = units_[u];
   torch::NoGradGuard no_grad;
-  at::Tensor input =
-      at::zeros({unit.shard_size * world_}, unit.shard.options());
-  for (int i : unit.params) {
-    Param& p = params_[i];
-    if (!p.tensor.requires_grad()) continue;
-    const at::Tensor& grad = p.tensor.grad();
-    if (grad.defined()) {
-      input.narrow(0, p.offset, grad.numel()).copy_(grad.reshape({-1}));
-      p.tensor.mutable_grad().reset();
+  at::Tensor input;
+  if (unit.grads.defined()) {
+    // The gradients accumulated in place (GiveGradientBuffer).
+    input = std::move(unit.grads);
+    unit.grads = at::Tensor();
+    for (int i : unit.params) params_[i].tensor.mutable_grad().reset();
+  } else {
+    input = at::empty({unit.shard_size * world_}, unit.shard.options());
+    int64_t filled = 0;  // Everything before it is written.
+    for (int i : unit.params) {
+      Param& p = params_[i];
+      const int64_t n = p.placeholder->numel();
+      const at::Tensor& grad = p.tensor.grad();
+      if (p.offset > filled) input.narrow(0, filled, p.offset - filled).zero_();
+      if (p.tensor.requires_grad() && grad.defined()) {
+        input.narrow(0, p.offset, n).copy_(grad.reshape({-1}));
+        p.tensor.mutable_grad().reset();
+      } else {
+        input.narrow(0, p.offset, n).zero_();
+      }
+      filled = p.offset + n;
+    }
+    if (filled < input.numel()) {
+      input.narrow(0, filled, input.numel() - filled).zero_();
     }
   }
   // On one process the input is the result.
   Reduction reduction{u, {}, input, input};
   if (world_ > 1) {
-    input.div_(world_);
     reduction.output = at::empty({unit.shard_size}, input.options());
     try {
       reduction.work = state_.process_group()->_reduce_scatter_base(
@@ -396,63 +429,72 @@ void FullyShardedModel::LaunchReduce(int u) {
   reductions_.push_back(std::move(reduction));
   unit.reduced = true;
   ++stats_.reduce_scatters;
+  // Bounded memory: one reduction in flight while the next unit's backward
+  // runs, the one before finished.
+  while (reductions_.size() > 1) {
+    FinishReduce(reductions_.front());
+    reductions_.erase(reductions_.begin());
+  }
+}
+
+void FullyShardedModel::FinishReduce(Reduction& r) {
+  torch::NoGradGuard no_grad;
+  if (r.work) {
+    try {
+      r.work->wait();
+    } catch (const std::exception& e) {
+      Fail(absl::StrCat("reduce-scattering the gradients of unit ",
+                        UnitLabel(units_[r.unit].name), " on process ", rank_),
+           e);
+    }
+    // The sum over processes, averaged.
+    r.output.div_(world_);
+  }
+  r.input = at::Tensor();
+  const Unit& unit = units_[r.unit];
+  const int64_t low = world_ > 1 ? rank_ * unit.shard_size : 0;
+  for (int i : unit.params) {
+    Param& p = params_[i];
+    if (!p.tensor.requires_grad()) continue;
+    const int64_t n = p.part.numel();
+    at::Tensor slice =
+        r.output.narrow(0, n > 0 ? p.offset + p.part_at - low : 0, n);
+    if (p.part.grad().defined()) {
+      p.part.mutable_grad().add_(slice);
+    } else {
+      // Its own tensor, not a view (optimizers detach gradients in
+      // place).
+      p.part.mutable_grad() = slice.clone();
+    }
+  }
+  r.output = at::Tensor();
 }
 
 void FullyShardedModel::EndBackward() {
   std::lock_guard<std::mutex> lock(mu_);
   in_backward_ = false;
   last_forward_ = -1;
-  std::vector<Reduction> reductions = std::move(reductions_);
-  reductions_.clear();
   if (broken_.empty() && sync_) {
     // Units some of whose gradients never came (parameters the loss did
     // not reach): every process reduces them, in unit order.
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
-      if (!units_[u].reduced && units_[u].trainable > 0) {
-        LaunchReduce(u);
-        reductions.push_back(std::move(reductions_.back()));
-        reductions_.clear();
-      }
+      if (!units_[u].reduced && units_[u].trainable > 0) LaunchReduce(u);
     }
   }
   for (Unit& unit : units_) {
     unit.reduced = false;
     unit.waiting = unit.trainable;
+    // Not reduced (no_sync): the gradients stay in the parameters, views
+    // of this buffer, for the next backward to add to.
+    unit.grads = at::Tensor();
   }
   for (Param& p : params_) p.got_grad = false;
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
     if (!held_) ReshardUnit(u, /*write_back=*/false);
   }
-  torch::NoGradGuard no_grad;
-  for (Reduction& r : reductions) {
-    if (r.work) {
-      try {
-        r.work->wait();
-      } catch (const std::exception& e) {
-        Fail(absl::StrCat("reduce-scattering the gradients of unit ",
-                          UnitLabel(units_[r.unit].name), " on process ",
-                          rank_),
-             e);
-      }
-    }
-    const Unit& unit = units_[r.unit];
-    const at::Tensor& output = r.output;
-    const int64_t low = world_ > 1 ? rank_ * unit.shard_size : 0;
-    for (int i : unit.params) {
-      Param& p = params_[i];
-      if (!p.tensor.requires_grad()) continue;
-      const int64_t n = p.part.numel();
-      at::Tensor slice =
-          output.narrow(0, n > 0 ? p.offset + p.part_at - low : 0, n);
-      if (p.part.grad().defined()) {
-        p.part.mutable_grad().add_(slice);
-      } else {
-        // Its own tensor, not a view (optimizers detach gradients in
-        // place).
-        p.part.mutable_grad() = slice.clone();
-      }
-    }
-  }
+  std::vector<Reduction> reductions = std::move(reductions_);
+  reductions_.clear();
+  for (Reduction& r : reductions) FinishReduce(r);
 }
 
 void FullyShardedModel::ReleaseGathered() {

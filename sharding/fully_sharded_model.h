@@ -203,6 +203,7 @@ class FullyShardedModel final : public state::PlaceholderOwner,
     int64_t shard_size = 0;
     at::Tensor shard;      // this process's slice
     at::Tensor full;       // gathered (or being gathered), else undefined
+    at::Tensor grads;      // flat gradients of this backward, if given
     c10::intrusive_ptr<c10d::Work> gathering;
     bool prefetched = false;
     bool installed = false;  // the parameters point into `full`
@@ -225,9 +226,14 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // All under mu_.
   void StartGather(int u, bool prefetch);
   void EnsureGathered(int u);
+  // Makes the unit's parameters' gradients views of one flat buffer, for
+  // autograd to accumulate into (when none has a gradient yet).
+  void GiveGradientBuffer(int u);
   void ReshardUnit(int u, bool write_back);
   void OnGradient(int index);
   void LaunchReduce(int u);
+  // Waits for `r` and adds this process's slice into the parts' gradients.
+  void FinishReduce(Reduction& r);
   void EndBackward();
   void Prefetch(int u);
   [[noreturn]] void Fail(const std::string& what, const std::exception& e);
