@@ -141,7 +141,13 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
       }
       const int64_t low = rank * unit.shard_size;
       const int64_t high = low + unit.shard_size;
+      self.device_ = first.device();
       unit.shard = full.narrow(0, low, unit.shard_size).clone();
+      if (options.offload_params && !unit.shard.device().is_cpu()) {
+        // The slice lives in (pinned) CPU memory; units are gathered onto
+        // the model's device.
+        unit.shard = unit.shard.to(at::kCPU).pin_memory();
+      }
       for (int i : unit.params) {
         Param& p = self.params_[i];
         const int64_t begin = std::max(low, p.offset);
@@ -219,13 +225,18 @@ void FullyShardedModel::StartGather(int u, bool prefetch) {
   Unit& unit = units_[u];
   c10::InferenceMode normal(/*enabled=*/false);
   torch::NoGradGuard no_grad;
+  // An offloaded slice comes to the device first.
+  at::Tensor local = unit.shard.device() == device_
+                               ? unit.shard
+                               : unit.shard.to(device_, /*non_blocking=*/true);
   if (world_ == 1) {
-    unit.full = unit.shard;
+    unit.full = local;
   } else {
-    unit.full = at::empty({unit.shard_size * world_}, unit.shard.options());
+    unit.full = at::empty({unit.shard_size * world_},
+                          local.options());
     try {
-      unit.gathering = state_.process_group()->_allgather_base(
-          unit.full, unit.shard);
+      unit.gathering = state_.process_group()->_allgather_base(unit.full,
+                                                               local);
     } catch (const std::exception& e) {
       Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
                         " on process ", rank_),
@@ -275,7 +286,8 @@ void FullyShardedModel::GiveGradientBuffer(int u) {
   }
   // The gradients accumulate into one flat buffer, which is then the
   // reduce-scatter's input (no copy, one whole-size buffer per unit).
-  unit.grads = at::zeros({unit.shard_size * world_}, unit.shard.options());
+  unit.grads = at::zeros({unit.shard_size * world_},
+                         unit.shard.options().device(device_));
   for (int i : unit.params) {
     Param& p = params_[i];
     if (!p.tensor.requires_grad()) continue;
@@ -394,7 +406,8 @@ void FullyShardedModel::LaunchReduce(int u) {
     unit.grads = at::Tensor();
     for (int i : unit.params) params_[i].tensor.mutable_grad().reset();
   } else {
-    input = at::empty({unit.shard_size * world_}, unit.shard.options());
+    input = at::empty({unit.shard_size * world_},
+                      unit.shard.options().device(device_));
     int64_t filled = 0;  // Everything before it is written.
     for (int i : unit.params) {
       Param& p = params_[i];
@@ -460,11 +473,12 @@ void FullyShardedModel::FinishReduce(Reduction& r) {
     at::Tensor slice =
         r.output.narrow(0, n > 0 ? p.offset + p.part_at - low : 0, n);
     if (p.part.grad().defined()) {
-      p.part.mutable_grad().add_(slice);
+      p.part.mutable_grad().add_(slice.to(p.part.device()));
     } else {
       // Its own tensor, not a view (optimizers detach gradients in
-      // place).
-      p.part.mutable_grad() = slice.clone();
+      // place); in CPU memory when offloaded.
+      p.part.mutable_grad() = slice.to(p.part.device(), /*non_blocking=*/false,
+                                       /*copy=*/true);
     }
   }
   r.output = at::Tensor();
@@ -626,8 +640,11 @@ absl::Status FullyShardedModel::UnshardOptimizer(
           if (world_ == 1) {
             full = local;
           } else {
-            full = at::empty({unit.shard_size * world_}, local.options());
-            state_.process_group()->_allgather_base(full, local)->wait();
+            // Collectives run on the model's device (offloaded state too).
+            at::Tensor sent = local.to(device_);
+            full = at::empty({unit.shard_size * world_}, sent.options());
+            state_.process_group()->_allgather_base(full, sent)->wait();
+            full = full.to(local.device());
           }
         }
         for (int i : with_state) {
@@ -696,10 +713,11 @@ absl::StatusOr<double> FullyShardedModel::ClipGradNorm(double max_norm,
       if (p.part.grad().defined()) grads.push_back(p.part.grad());
     }
     const bool inf = std::isinf(norm_type);
-    at::Tensor local = at::zeros({1}, at::kDouble);
+    at::Tensor local =
+        at::zeros({1}, at::TensorOptions(at::kDouble).device(device_));
     for (const at::Tensor& g : grads) {
       if (g.numel() == 0) continue;
-      at::Tensor a = g.detach().abs().to(at::kDouble);
+      at::Tensor a = g.detach().abs().to(device_, at::kDouble);
       if (inf) {
         local = at::maximum(local, a.max().reshape({1}));
       } else {

@@ -103,6 +103,11 @@ struct FullyShardedOptions {
   // Broadcast the parameters and buffers from the main process first.
   // Default true.
   bool sync_module_states = true;
+  // FSDP's CPU offload: the slices, their gradients and so the optimizer
+  // state live in (pinned) CPU memory, the optimizer steps there; units
+  // are gathered onto the model's device. On a CPU model, nothing moves.
+  // Default false.
+  bool offload_params = false;
 };
 
 // Counters of what the units did.
@@ -243,6 +248,7 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   const FullyShardedOptions options_;
   const int64_t world_;
   const int64_t rank_;
+  c10::Device device_ = c10::Device(c10::kCPU);  // the model's
   mutable std::mutex mu_;
   std::vector<Unit> units_;
   std::vector<Param> params_;

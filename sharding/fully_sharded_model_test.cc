@@ -242,6 +242,12 @@ TEST(FullyShardedModelTest, PrefetchAndKeepingUnitsGiveTheSameResult) {
   std::vector<RankResult> kept = TrainSharded(world, 2, options);
   ExpectMatchesReference(kept, reference, "reshard_after_forward=false");
   for (const RankResult& r : kept) EXPECT_EQ(r.stats.prefetched, 0);
+
+  // CPU offload of a CPU model: the same path, nothing moves.
+  options = {};
+  options.offload_params = true;
+  ExpectMatchesReference(TrainSharded(world, 2, options), reference,
+                         "offload_params");
 }
 
 TEST(FullyShardedModelTest, ClipsByTheNormOfTheWholeGradients) {

@@ -191,15 +191,23 @@ absl::StatusOr<ShardingConfig> ResolveDeepSpeed(const state::Environment& env) {
     return absl::InvalidArgumentError(absl::StrCat(
         zero.source, ": stage ", zero.stage, " is not one of 0, 1, 2, 3"));
   }
-  if (zero.offload_optimizer_device != "none") {
+  // Stage 3 offloads to CPU memory (slices, gradients and optimizer state
+  // together); NVMe, and offloading below stage 3, do not run here.
+  const bool offload_cpu = zero.offload_optimizer_device == "cpu" ||
+                           zero.offload_param_device == "cpu";
+  if (zero.offload_optimizer_device != "none" &&
+      (zero.stage != 3 || zero.offload_optimizer_device != "cpu")) {
     return FeatureNotYet(absl::StrCat("offload_optimizer device \"",
                                       zero.offload_optimizer_device, "\" (",
-                                      zero.source, ")"));
+                                      zero.source, ", stage ", zero.stage,
+                                      ")"));
   }
-  if (zero.offload_param_device != "none") {
+  if (zero.offload_param_device != "none" &&
+      (zero.stage != 3 || zero.offload_param_device != "cpu")) {
     return FeatureNotYet(absl::StrCat("offload_param device \"",
                                       zero.offload_param_device, "\" (",
-                                      zero.source, ")"));
+                                      zero.source, ", stage ", zero.stage,
+                                      ")"));
   }
   ShardingConfig config;
   config.strategy = zero.stage == 0   ? ShardingStrategy::kNoShard
@@ -214,6 +222,7 @@ absl::StatusOr<ShardingConfig> ResolveDeepSpeed(const state::Environment& env) {
     config.auto_wrap.min_num_params = 1;
     config.full_shard.forward_prefetch = true;
     config.full_shard.backward_prefetch = BackwardPrefetch::kBackwardPre;
+    config.full_shard.offload_params = offload_cpu;
   }
   return config;
 }
@@ -299,12 +308,18 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
   }
 
   // What would change the numbers or the memory and cannot run here.
-  for (const char* name :
-       {"FSDP_OFFLOAD_PARAMS", "FSDP_ACTIVATION_CHECKPOINTING"}) {
-    auto on = ParseBool(env, name, false);
-    if (!on.ok()) return on.status();
-    if (*on) return FeatureNotYet(absl::StrCat(name, "=true"));
+  auto checkpointing = ParseBool(env, "FSDP_ACTIVATION_CHECKPOINTING", false);
+  if (!checkpointing.ok()) return checkpointing.status();
+  if (*checkpointing) {
+    return FeatureNotYet("FSDP_ACTIVATION_CHECKPOINTING=true");
   }
+  auto offload = ParseBool(env, "FSDP_OFFLOAD_PARAMS", false);
+  if (!offload.ok()) return offload.status();
+  if (*offload && !config.shards_parameters()) {
+    return FeatureNotYet(absl::StrCat("FSDP_OFFLOAD_PARAMS=true with ",
+                                      source, " (FULL_SHARD offloads)"));
+  }
+  config.full_shard.offload_params = *offload;
   ACCELERATE_ASSIGN_OR_RETURN(config.auto_wrap, ResolveAutoWrap(env));
   ACCELERATE_ASSIGN_OR_RETURN(
       config.full_shard.backward_prefetch,

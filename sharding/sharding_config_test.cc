@@ -71,6 +71,20 @@ TEST(ShardingConfigTest, ReadsFullShardWithItsUnitsAndPrefetch) {
   EXPECT_EQ(plain->auto_wrap.kind, AutoWrapKind::kSize);
   EXPECT_EQ(plain->auto_wrap.min_num_params, 1000);
   EXPECT_EQ(plain->full_shard.backward_prefetch, BackwardPrefetch::kNone);
+  auto offload = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                          {"FSDP_OFFLOAD_PARAMS", "true"}});
+  ASSERT_THAT(offload, IsOk());
+  EXPECT_TRUE(offload->full_shard.offload_params);
+  auto zero3 = Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                        {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"},
+                        {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu"}});
+  ASSERT_THAT(zero3, IsOk());
+  EXPECT_TRUE(zero3->full_shard.offload_params);
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_DEEPSPEED", "true"},
+                       {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"},
+                       {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "nvme"}}),
+              StatusIs(absl::StatusCode::kUnimplemented,
+                       HasSubstr("offload_param device \"nvme\"")));
   auto v2 = Resolve({{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_VERSION", "2"}});
   ASSERT_THAT(v2, IsOk());
   EXPECT_EQ(v2->strategy, ShardingStrategy::kFullShard);

@@ -1,0 +1,54 @@
+// A process that dies while its peers wait in a FULL_SHARD all-gather ends
+// the run on every process, with an error naming the unit and the
+// operation, well before any timeout.
+
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/free_port.h"
+#include "testing/subprocess.h"
+
+namespace accelerate::sharding {
+namespace {
+
+using ::accelerate::testing::PickFreePort;
+using ::accelerate::testing::ProcessResult;
+using ::accelerate::testing::RunLocalJob;
+using ::accelerate::testing::Runfile;
+using ::testing::HasSubstr;
+
+TEST(FullyShardedFailureTest, TrainsOnRealProcesses) {
+  absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
+      {Runfile("sharding/fully_sharded_worker")}, 2, PickFreePort(), {},
+      absl::Seconds(120));
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const ProcessResult& result : *results) {
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("DONE"));
+  }
+}
+
+TEST(FullyShardedFailureTest, ADeadPeerEndsTheAllGatherOnEveryProcess) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
+      {Runfile("sharding/fully_sharded_worker")}, 3, PickFreePort(),
+      {{"CRASH_RANK", "1"}, {"CRASH_STEP", "2"}}, absl::Seconds(120));
+  ASSERT_TRUE(results.ok()) << results.status();
+  // Well before the 60 s collective timeout: the peers learn at once.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(50));
+  EXPECT_EQ((*results)[1].exit_code, 3) << (*results)[1].output;
+  for (int rank : {0, 2}) {
+    const ProcessResult& result = (*results)[rank];
+    EXPECT_FALSE(result.timed_out) << result.output;
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("accelerate FULL_SHARD: all-gathering unit \"0\""));
+    EXPECT_THAT(result.output, HasSubstr("ERROR training step"));
+  }
+}
+
+}  // namespace
+}  // namespace accelerate::sharding

@@ -1,0 +1,76 @@
+// One rank of fully_sharded_failure_test: trains a small model under
+// FULL_SHARD (two units) for a few steps; with CRASH_RANK set, that rank
+// dies (exit code 3) just before the forward of step CRASH_STEP, while its
+// peers wait in that forward's all-gather. Prints "DONE" after the last
+// step, or the error that ended the run (exit code 2).
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/time/time.h"
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+#include "sharding/fully_sharded_model.h"
+#include "state/partial_state.h"
+#include "state/torch_errors.h"
+
+namespace {
+
+int EnvInt(const char* name, int fallback) {
+  const char* text = std::getenv(name);
+  int value = fallback;
+  if (text != nullptr && !absl::SimpleAtoi(text, &value)) return fallback;
+  return value;
+}
+
+}  // namespace
+
+int main() {
+  using namespace accelerate;  // NOLINT: a small program.
+  state::PartialStateOptions options;
+  options.timeout = absl::Seconds(60);
+  auto state = state::PartialState::Create(options);
+  if (!state.ok()) {
+    std::cerr << "create: " << state.status() << std::endl;
+    return 1;
+  }
+  torch::nn::Sequential model(torch::nn::Linear(8, 32), torch::nn::Tanh(),
+                              torch::nn::Linear(32, 4));
+  auto sharded = sharding::FullyShardedModel::Create(
+      model.ptr(), **state, {.units = {"0", "2"}});
+  if (!sharded.ok()) {
+    std::cerr << "shard: " << sharded.status() << std::endl;
+    return 1;
+  }
+  torch::optim::SGD optimizer(model->parameters(), 0.1);
+  if (absl::Status taken = (*sharded)->ShardOptimizer(optimizer); !taken.ok()) {
+    std::cerr << "optimizer: " << taken << std::endl;
+    return 1;
+  }
+  const int crash_rank = EnvInt("CRASH_RANK", -1);
+  const int crash_step = EnvInt("CRASH_STEP", 2);
+  const int rank = (*state)->process_index();
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(rank);
+  for (int step = 0; step < 4; ++step) {
+    if (rank == crash_rank && step == crash_step) {
+      std::cout << "CRASHING" << std::endl;
+      ::_exit(3);
+    }
+    absl::Status ran = state::RunGuarded("training step", [&] {
+      optimizer.zero_grad();
+      model->forward(torch::randn({5, 8}, generator)).square().mean().backward();
+      optimizer.step();
+    });
+    if (!ran.ok()) {
+      std::cout << "ERROR " << ran.message() << std::endl;
+      return 2;
+    }
+  }
+  std::cout << "DONE" << std::endl;
+  return 0;
+}
