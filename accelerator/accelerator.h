@@ -503,7 +503,13 @@ class Accelerator {
   // Checkpoints in the unsharded layout: gathers FULL_SHARD models'
   // parameters and every sharded optimizer's state (collective) until the
   // returned handle goes, which reshards them (keeping what was loaded).
-  absl::StatusOr<std::shared_ptr<void>> UnshardForCheckpoint();
+  // `keep_sharded` (the model ShardedCheckpointModel names) stays sharded.
+  absl::StatusOr<std::shared_ptr<void>> UnshardForCheckpoint(
+      const sharding::FullyShardedModel* keep_sharded = nullptr);
+  // Under SHARDED_STATE_DICT, the one FULL_SHARD model (and its index among
+  // the prepared models) whose checkpoints are written as parts; null
+  // otherwise (several FULL_SHARD models: said once, written whole).
+  std::pair<sharding::FullyShardedModel*, size_t> ShardedCheckpointModel();
   using DataParallel = accelerator_internal::DataParallel;
 
   // REQUIRES: `options` resolved (ResolveAcceleratorOptions) and

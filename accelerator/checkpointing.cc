@@ -2,6 +2,7 @@
 // accelerator.h for the contract and checkpoint/ for the formats).
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -9,8 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
@@ -21,6 +24,8 @@
 #include "checkpoint/optimizer_state.h"
 #include "checkpoint/rng_state.h"
 #include "checkpoint/scheduler_state.h"
+#include "bigmodel/safetensors_parts.h"
+#include "checkpoint/sharded_state.h"
 #include "checkpoint/torch_file.h"
 #include "precision/fp8_linear.h"
 #include "state/collectives.h"
@@ -126,6 +131,78 @@ struct SharedItem {
   bool replicated = true;
   std::function<absl::Status(const std::string& path)> write;
 };
+
+// A FULL_SHARD model's parts from a sharded checkpoint (SHARDED_STATE_DICT,
+// written by any number of processes), and its buffers, whole. Strict, as
+// LoadModelState: every parameter and buffer, and nothing else.
+absl::Status LoadModelParts(torch::nn::Module& model,
+                            sharding::FullyShardedModel& sharded,
+                            const bigmodel::SafetensorsParts& parts) {
+  std::set<std::string> expected;
+  for (const auto& item : model.named_parameters()) expected.insert(item.key());
+  for (const auto& item : model.named_buffers()) expected.insert(item.key());
+  std::vector<std::string> unexpected;
+  for (const std::string& name : parts.names()) {
+    if (expected.count(name) == 0) unexpected.push_back(name);
+  }
+  if (!unexpected.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sharded checkpoint: unexpected tensors ",
+        absl::StrJoin(unexpected, ", "), " (not in the model)"));
+  }
+  ACCELERATE_RETURN_IF_ERROR(sharded.LoadParameterParts(
+      [&](const std::string& name) { return parts.shape(name); },
+      [&](const std::string& name, int64_t start,
+          at::Tensor dest) -> absl::StatusOr<bool> {
+        if (!parts.Contains(name)) return false;
+        ACCELERATE_RETURN_IF_ERROR(parts.Read(name, start, dest));
+        return true;
+      }));
+  for (const auto& item : model.named_buffers()) {
+    ACCELERATE_ASSIGN_OR_RETURN(at::Tensor whole, parts.ReadWhole(item.key()));
+    if (!whole.sizes().equals(item.value().sizes())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sharded checkpoint: buffer ", item.key(), " has shape ",
+          c10::str(whole.sizes()), "; the model's is ",
+          c10::str(item.value().sizes())));
+    }
+    ACCELERATE_RETURN_IF_ERROR(state::RunGuarded("loading a buffer", [&] {
+      torch::NoGradGuard no_grad;
+      item.value().copy_(whole);
+    }));
+  }
+  return absl::OkStatus();
+}
+
+// The parts of an optimizer's state from `<stem>.rank-*` files of `dir`
+// (the step counts in their metadata as "step.<id>").
+absl::Status LoadOptimizerParts(torch::optim::Optimizer& optimizer,
+                                sharding::FullyShardedModel& sharded,
+                                const std::string& dir,
+                                const std::string& stem) {
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<bigmodel::SafetensorsParts> parts,
+                              bigmodel::SafetensorsParts::Open(dir, stem));
+  std::map<int64_t, int64_t> steps;
+  for (const auto& [key, value] : parts->metadata()) {
+    int64_t id = 0;
+    int64_t step = 0;
+    if (!absl::StartsWith(key, "step.")) continue;
+    if (!absl::SimpleAtoi(key.substr(5), &id) ||
+        !absl::SimpleAtoi(value, &step)) {
+      return absl::DataLossError(absl::StrCat(
+          stem, ": malformed step entry \"", key, "\": \"", value, "\""));
+    }
+    steps[id] = step;
+  }
+  return sharded.LoadOptimizerParts(
+      optimizer, steps,
+      [&](const std::string& name, int64_t start,
+          at::Tensor dest) -> absl::StatusOr<bool> {
+        if (!parts->Contains(name)) return false;
+        ACCELERATE_RETURN_IF_ERROR(parts->Read(name, start, dest));
+        return true;
+      });
+}
 
 // Sets `initial_lr` in each group of `optimizer_state` (Python's
 // structure) from `base_lrs`, one per group; nothing when they differ in
@@ -409,7 +486,28 @@ absl::StatusOr<bigmodel::NamedTensors> Accelerator::GetStateDict(
   return weights;
 }
 
-absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardForCheckpoint() {
+std::pair<sharding::FullyShardedModel*, size_t>
+Accelerator::ShardedCheckpointModel() {
+  if (!options_.sharding->sharded_state_dict) return {nullptr, 0};
+  std::vector<size_t> found;
+  for (size_t i = 0; i < model_order_.size(); ++i) {
+    if (FullyShardedFor(*model_order_[i]) != nullptr) found.push_back(i);
+  }
+  if (found.size() == 1) {
+    return {FullyShardedFor(*model_order_[found[0]]), found[0]};
+  }
+  static std::atomic<bool> warned{false};
+  if (found.size() > 1 && !warned.exchange(true)) {
+    ACCELERATE_LOG(WARNING)
+        << "SHARDED_STATE_DICT with " << found.size()
+        << " FULL_SHARD models: checkpoints are written in the unsharded "
+           "layout (FULL_STATE_DICT)";
+  }
+  return {nullptr, 0};
+}
+
+absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardForCheckpoint(
+    const sharding::FullyShardedModel* keep_sharded) {
   // What was unsharded, undone in reverse order by the handle's deleter.
   struct Undo {
     std::vector<sharding::ShardedOptimizer*> optimizers;
@@ -436,7 +534,7 @@ absl::StatusOr<std::shared_ptr<void>> Accelerator::UnshardForCheckpoint() {
   absl::Status status;
   for (const auto& model : model_order_) {
     sharding::FullyShardedModel* sharded = FullyShardedFor(*model);
-    if (sharded == nullptr) continue;
+    if (sharded == nullptr || sharded == keep_sharded) continue;
     status = sharded->Unshard();
     if (!status.ok()) break;
     undo->models.push_back(sharded);
@@ -507,16 +605,23 @@ absl::StatusOr<std::string> Accelerator::SaveState(
 
   // Sharded parameters and optimizer state are written whole, in
   // Accelerate's layout (FSDP's FULL_STATE_DICT): gathered for the
-  // writing, cut back after.
+  // writing, cut back after; under SHARDED_STATE_DICT a FULL_SHARD model
+  // and the optimizers' state are written as each process's parts.
+  const auto [parts_model, parts_index] = ShardedCheckpointModel();
   ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
-                              UnshardForCheckpoint());
+                              UnshardForCheckpoint(parts_model));
 
   // 2. What goes in: the shared files, spread over the processes.
   std::vector<bigmodel::NamedTensors> weights;
   bool all_synced = true;
-  for (const auto& model : model_order_) {
+  for (size_t i = 0; i < model_order_.size(); ++i) {
+    const auto& model = model_order_[i];
     const DataParallel& dp = *models_.at(model.get());
     all_synced = all_synced && dp.sync_enabled();
+    if (parts_model != nullptr && i == parts_index) {
+      weights.emplace_back();  // Its parts are written below.
+      continue;
+    }
     // Unprefixed even with several processes: Python Accelerate saves and
     // loads the model it was given, not its DDP wrapper (`_models` keeps
     // the bare module), so its `load_state` refuses "module." names.
@@ -547,6 +652,12 @@ absl::StatusOr<std::string> Accelerator::SaveState(
            ACCELERATE_ASSIGN_OR_RETURN(
                c10::IValue value,
                checkpoint::OptimizerStateDict(optimizers_[i]->optimizer()));
+           if (parts_model != nullptr) {
+             // The state is in each process's parts file.
+             value.toGenericDict().insert_or_assign(
+                 "state", c10::impl::GenericDict(c10::IntType::get(),
+                                                 c10::AnyType::get()));
+           }
            // A Python scheduler writes `initial_lr` (the learning rate its
            // schedule starts from) into each group of its optimizer, so
            // Python's optimizer.bin holds it, and Python needs it to build
@@ -605,12 +716,56 @@ absl::StatusOr<std::string> Accelerator::SaveState(
         all_synced && shared[k].replicated ? static_cast<int>(k % world) : 0;
     if (writer == rank) mine.push_back(&shared[k]);
   }
-  // This process's own file.
-  SharedItem own{RandomStatesName(rank), "random_states", false,
+  // This process's own files.
+  std::vector<SharedItem> own;
+  own.push_back({RandomStatesName(rank), "random_states", false,
                  [&](const std::string& path) {
                    return checkpoint::SaveTorchFile(path, ProcessState());
-                 }};
-  mine.push_back(&own);
+                 }});
+  if (parts_model != nullptr) {
+    const torch::nn::Module& model = *model_order_[parts_index];
+    own.push_back(
+        {bigmodel::PartFileName(Numbered("model", parts_index, ""), rank,
+                                   world),
+         "model", false, [&](const std::string& path) {
+           std::vector<checkpoint::TensorPart> parts;
+           for (sharding::TensorPartView& part :
+                parts_model->ParameterParts()) {
+             parts.push_back({std::move(part.name), std::move(part.shape),
+                              part.start, std::move(part.values)});
+           }
+           // Buffers are whole on every process: the main process's go in.
+           if (rank == 0) {
+             for (const auto& item : model.named_buffers()) {
+               parts.push_back({item.key(), item.value().sizes().vec(), 0,
+                                item.value().detach().reshape({-1})});
+             }
+           }
+           return checkpoint::SaveShardFile(path, parts);
+         }});
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      own.push_back(
+          {bigmodel::PartFileName(Numbered("optimizer", i, ""), rank,
+                                     world),
+           "optimizer", false, [&, i](const std::string& path) {
+             std::vector<sharding::TensorPartView> views;
+             std::map<int64_t, int64_t> steps;
+             ACCELERATE_RETURN_IF_ERROR(parts_model->OptimizerParts(
+                 optimizers_[i]->optimizer(), &views, &steps));
+             std::vector<checkpoint::TensorPart> parts;
+             for (sharding::TensorPartView& part : views) {
+               parts.push_back({std::move(part.name), std::move(part.shape),
+                                part.start, std::move(part.values)});
+             }
+             std::map<std::string, std::string> metadata;
+             for (const auto& [id, step] : steps) {
+               metadata[absl::StrCat("step.", id)] = absl::StrCat(step);
+             }
+             return checkpoint::SaveShardFile(path, parts, metadata);
+           }});
+    }
+  }
+  for (const SharedItem& item : own) mine.push_back(&item);
 
   // 3. Every process writes its files and reports.
   absl::StatusOr<std::vector<WrittenFile>> written =
@@ -703,10 +858,30 @@ absl::StatusOr<std::string> Accelerator::LoadState(
         source,
         checkpoint::LatestCheckpoint(checkpoint::CheckpointsFolder(project)));
   }
+  // A FULL_SHARD model saved as parts (SHARDED_STATE_DICT, by any number
+  // of processes) takes its parts of them, and so does its optimizers'
+  // state; no gathering.
+  sharding::FullyShardedModel* parts_model = nullptr;
+  size_t parts_index = 0;
+  std::unique_ptr<bigmodel::SafetensorsParts> model_parts;
+  absl::Status parts_error;
+  for (size_t i = 0; i < model_order_.size() && parts_model == nullptr; ++i) {
+    sharding::FullyShardedModel* sharded = FullyShardedFor(*model_order_[i]);
+    if (sharded == nullptr) continue;
+    absl::StatusOr<std::unique_ptr<bigmodel::SafetensorsParts>> opened =
+        bigmodel::SafetensorsParts::Open(source, Numbered("model", i, ""));
+    if (opened.ok()) {
+      parts_model = sharded;
+      parts_index = i;
+      model_parts = *std::move(opened);
+    } else if (!absl::IsNotFound(opened.status())) {
+      parts_error = opened.status();  // Reported below, by every process.
+    }
+  }
   // Sharded optimizers take the whole state of the file, then their
   // slices of it (every process, before anything can fail apart).
   ACCELERATE_ASSIGN_OR_RETURN(const std::shared_ptr<void> reshard,
-                              UnshardForCheckpoint());
+                              UnshardForCheckpoint(parts_model));
   absl::Status loaded = [&]() -> absl::Status {
     ACCELERATE_ASSIGN_OR_RETURN(checkpoint::CheckpointReport report,
                                 checkpoint::InspectCheckpoint(source));
@@ -738,8 +913,15 @@ absl::StatusOr<std::string> Accelerator::LoadState(
           "a load-state hook", [&] { hooked = hook(models, source); }));
       ACCELERATE_RETURN_IF_ERROR(hooked);
     }
+    ACCELERATE_RETURN_IF_ERROR(parts_error);
     for (size_t i = 0; i < models.size(); ++i) {
       if (models[i] == nullptr) continue;
+      if (parts_model != nullptr && i == parts_index) {
+        ACCELERATE_RETURN_IF_ERROR(
+            LoadModelParts(*models[i], *parts_model, *model_parts));
+        loaded_one();
+        continue;
+      }
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadModelState(
           *models[i], path(Numbered("model", i, ".safetensors"))));
       loaded_one();
@@ -752,6 +934,11 @@ absl::StatusOr<std::string> Accelerator::LoadState(
                                     {.map_file = options.map_files}));
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
           optimizers_[i]->optimizer(), value, name));
+      if (parts_model != nullptr) {
+        ACCELERATE_RETURN_IF_ERROR(LoadOptimizerParts(
+            optimizers_[i]->optimizer(), *parts_model, source,
+            Numbered("optimizer", i, "")));
+      }
       loaded_one();
     }
     for (size_t i = 0; i < schedulers_.size(); ++i) {

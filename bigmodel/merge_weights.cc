@@ -1,6 +1,8 @@
 // `accelerate merge-weights CHECKPOINT OUTPUT`: merges a sharded safetensors
 // checkpoint (a folder with model.safetensors.index.json, or the index
-// itself) into one safetensors file. OUTPUT is a .safetensors file, or a
+// itself), or a checkpoint saved with SHARDED_STATE_DICT (a folder with
+// model.rank-<p>-of-<n>.safetensors part files, as Accelerate's
+// merge-weights does for FSDP checkpoints), into one safetensors file. OUTPUT is a .safetensors file, or a
 // folder that receives model.safetensors. Tensors are read through the
 // mapping (no copy) and written atomically.
 
@@ -11,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/safetensors_parts.h"
 
 int main(int argc, char** argv) {
   using namespace accelerate::bigmodel;  // NOLINT: a small program.
@@ -26,6 +29,32 @@ int main(int argc, char** argv) {
   if (!absl::EndsWith(output, ".safetensors")) {
     ::mkdir(output.c_str(), 0755);
     output += "/model.safetensors";
+  }
+  // Per-process parts (SHARDED_STATE_DICT): the whole tensors assembled.
+  auto parts = SafetensorsParts::Open(argv[1], "model");
+  if (parts.ok()) {
+    NamedTensors all;
+    for (const std::string& name : (*parts)->names()) {
+      auto whole = (*parts)->ReadWhole(name);
+      if (!whole.ok()) {
+        std::cerr << "merge-weights: " << whole.status() << std::endl;
+        return 2;
+      }
+      all.emplace_back(name, *whole);
+    }
+    if (absl::Status saved = SaveSafetensors(output, all, {{"format", "pt"}});
+        !saved.ok()) {
+      std::cerr << "merge-weights: " << saved << std::endl;
+      return 2;
+    }
+    std::cout << "merged " << all.size() << " tensors from the parts of "
+              << (*parts)->num_processes() << " processes into " << output
+              << std::endl;
+    return 0;
+  }
+  if (!absl::IsNotFound(parts.status())) {
+    std::cerr << "merge-weights: " << parts.status() << std::endl;
+    return 2;
   }
   auto checkpoint = ShardedCheckpoint::Open(argv[1]);
   if (!checkpoint.ok()) {

@@ -31,9 +31,12 @@ int RandomStatesProcess(const std::string& name) {
 }  // namespace
 
 std::string KindOfFile(const std::string& name) {
+  // Sharded files (SHARDED_STATE_DICT) carry ".rank-<p>-of-<n>".
   static const re2::RE2 kModel(
-      R"((model(_\d+)?\.safetensors)|(pytorch_model(_\d+)?\.bin))");
-  static const re2::RE2 kOptimizer(R"(optimizer(_\d+)?\.bin)");
+      R"((model(_\d+)?(\.rank-\d+-of-\d+)?\.safetensors)|)"
+      R"((pytorch_model(_\d+)?\.bin))");
+  static const re2::RE2 kOptimizer(
+      R"(optimizer(_\d+)?(\.bin|\.rank-\d+-of-\d+\.safetensors))");
   static const re2::RE2 kScheduler(R"(scheduler(_\d+)?\.bin)");
   static const re2::RE2 kSampler(R"((sampler|dl_state_dict)(_\d+)?\.bin)");
   static const re2::RE2 kCustom(R"(custom_checkpoint_\d+\.pkl)");

@@ -6,12 +6,14 @@
 # (SHARD_GRAD_OP: the momentum buffers 1/N; FULL_SHARD: parameters and
 # momentum 1/N); NO_SHARD is data parallel; DeepSpeed's ZeRO 1 and 3 map
 # onto the same engines; sharded runs stopped and resumed from their
-# checkpoints end as runs that never stopped; HYBRID_SHARD is refused by
-# name, never trained replicated.
-# Arguments: the accelerate binary, the train_classifier binary.
+# checkpoints end as runs that never stopped; SHARDED_STATE_DICT parts
+# written by 4 processes reload on 4, 2 and 1 and merge into the whole
+# weights; HYBRID_SHARD is refused by name, never trained replicated.
+# Arguments: the accelerate binary, the train_classifier binary, Python.
 set -euo pipefail
 accelerate="$1"
 program="$2"
+python="$3"
 export HF_HOME="${TEST_TMPDIR}/hf"
 flags=(--epochs 3 --samples 1000)
 
@@ -56,15 +58,16 @@ for n in 2 4; do
     { echo "$n processes: FULL_SHARD state bytes are not 2P/N" >&2; exit 1; }
 done
 
-# DeepSpeed's ZeRO stage 3: FULL_SHARD with every layer a unit.
-zero3="$(ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=3 json_of --cpu --num_processes 2)"
+# DeepSpeed's ZeRO stage 3 through the launcher's flags: FULL_SHARD with
+# every layer a unit.
+zero3="$(json_of --num_processes 2 --use_deepspeed --zero_stage 3)"
 [[ "$(field sharding "$zero3")" == ZERO_3 ]] || { echo "ZeRO 3: $zero3" >&2; exit 1; }
 [[ "$(field eval_accuracy "$zero3")" == "$(field eval_accuracy "$(json_of --cpu --num_processes 2)")" ]] ||
   { echo "ZeRO 3 differs from data parallel: $zero3" >&2; exit 1; }
 
 # DeepSpeed's ZeRO stage 1, as Accelerate's launcher exports it: the same
 # engine, whole gradients kept.
-zero1="$(ACCELERATE_USE_DEEPSPEED=true ACCELERATE_DEEPSPEED_ZERO_STAGE=1 json_of --cpu --num_processes 2)"
+zero1="$(json_of --num_processes 2 --use_deepspeed --zero_stage 1)"
 [[ "$(field sharding "$zero1")" == ZERO_1 ]] || { echo "ZeRO 1: $zero1" >&2; exit 1; }
 [[ "$(field eval_accuracy "$zero1")" == "$(field eval_accuracy "$(json_of --cpu --num_processes 2)")" ]] ||
   { echo "ZeRO 1 differs from data parallel: $zero1" >&2; exit 1; }
@@ -98,4 +101,56 @@ for strategy in SHARD_GRAD_OP FULL_SHARD; do
   [[ -f "$ckpt/step_20/model.safetensors" ]] ||
     { echo "$strategy: no whole model.safetensors in $(ls "$ckpt"/step_20)" >&2; exit 1; }
 done
+# SHARDED_STATE_DICT: each of 4 processes writes its parts; the checkpoint
+# resumes exactly on 4, and loads on 2 and on 1 exactly as the unsharded
+# (FULL_STATE_DICT) checkpoint of the same run does; merge-weights turns the
+# parts into the same weights the unsharded checkpoint holds.
+full4=(--num_processes 4 --use_fsdp --fsdp_sharding_strategy FULL_SHARD
+       --fsdp_auto_wrap_policy SIZE_BASED_WRAP --fsdp_min_num_params 1000)
+parts="${TEST_TMPDIR}/parts"
+whole_ckpt="${TEST_TMPDIR}/whole"
+FSDP_STATE_DICT_TYPE=SHARDED_STATE_DICT "$accelerate" launch --main_process_port 0 "${full4[@]}" \
+  "$program" "${flags[@]}" --checkpointing_steps 20 --output_dir "$parts" --stop_after_steps 20 >/dev/null 2>&1
+"$accelerate" launch --main_process_port 0 "${full4[@]}" "$program" "${flags[@]}" \
+  --checkpointing_steps 20 --output_dir "$whole_ckpt" --stop_after_steps 20 >/dev/null 2>&1
+for p in 0 1 2 3; do
+  for stem in model optimizer; do
+    [[ -f "$parts/step_20/$stem.rank-0000$p-of-00004.safetensors" ]] ||
+      { echo "no $stem part of process $p: $(ls "$parts/step_20")" >&2; exit 1; }
+  done
+done
+[[ ! -f "$parts/step_20/model.safetensors" ]] || { echo "SHARDED_STATE_DICT wrote a whole model" >&2; exit 1; }
+uninterrupted="$(json_of "${full4[@]}")"
+resumed="$(FSDP_STATE_DICT_TYPE=SHARDED_STATE_DICT "$accelerate" launch --main_process_port 0 "${full4[@]}" \
+  "$program" "${flags[@]}" --output_dir "$parts" --resume_from_checkpoint latest 2>/dev/null |
+  grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+[[ "$resumed" == "$uninterrupted" ]] ||
+  { echo "parts resumed on 4: $resumed"$'\n'"uninterrupted:     $uninterrupted" >&2; exit 1; }
+for n in 2 1; do
+  fewer=(--num_processes "$n" --use_fsdp --fsdp_sharding_strategy FULL_SHARD
+         --fsdp_auto_wrap_policy SIZE_BASED_WRAP --fsdp_min_num_params 1000)
+  for from in parts whole; do
+    rm -rf "${TEST_TMPDIR}/resume_$from"
+    cp -r "${TEST_TMPDIR}/$([[ $from == parts ]] && echo parts || echo whole)" "${TEST_TMPDIR}/resume_$from"
+  done
+  a="$("$accelerate" launch --main_process_port 0 "${fewer[@]}" "$program" "${flags[@]}" \
+    --output_dir "${TEST_TMPDIR}/resume_parts" --resume_from_checkpoint latest 2>/dev/null |
+    grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+  b="$("$accelerate" launch --main_process_port 0 "${fewer[@]}" "$program" "${flags[@]}" \
+    --output_dir "${TEST_TMPDIR}/resume_whole" --resume_from_checkpoint latest 2>/dev/null |
+    grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+  echo "4 -> $n processes: parts $a"
+  [[ -n "$a" && "$a" == "$b" ]] ||
+    { echo "4 -> $n: from parts: $a"$'\n'"4 -> $n: from whole: $b" >&2; exit 1; }
+done
+"$accelerate" merge-weights "$parts/step_20" "${TEST_TMPDIR}/merged" >/dev/null
+"$python" - "${TEST_TMPDIR}/merged/model.safetensors" "$whole_ckpt/step_20/model.safetensors" <<'PY'
+import sys
+from safetensors.torch import load_file
+merged, whole = load_file(sys.argv[1]), load_file(sys.argv[2])
+assert merged.keys() == whole.keys(), (sorted(merged), sorted(whole))
+for name, tensor in whole.items():
+    assert merged[name].shape == tensor.shape and merged[name].equal(tensor), name
+print("merged parts equal the whole checkpoint:", len(whole), "tensors")
+PY
 echo "PASS"

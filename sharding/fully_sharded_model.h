@@ -59,6 +59,7 @@
 #define ACCELERATE_SHARDING_FULLY_SHARDED_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,6 +110,20 @@ struct FullyShardedOptions {
   // Default false.
   bool offload_params = false;
 };
+
+// This process's part of one parameter (or one optimizer state tensor),
+// for sharded checkpoints: a contiguous range of the flattened tensor.
+struct TensorPartView {
+  std::string name;
+  std::vector<int64_t> shape;  // of the whole tensor
+  int64_t start = 0;           // of the part, flattened
+  at::Tensor values;           // the part, flattened (aliases the slice)
+};
+
+// Elements [start, start + dest.numel()) of the flattened tensor `name`
+// into `dest`; false when the checkpoint has no such tensor.
+using ReadPart = std::function<absl::StatusOr<bool>(
+    const std::string& name, int64_t start, at::Tensor dest)>;
 
 // Counters of what the units did.
 struct FullyShardedStats {
@@ -165,6 +180,31 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // copy outlives a change of the slices (an optimizer step). A later use
   // gathers them again. Local; nothing while `Unshard`ed or in backward.
   void ReleaseGathered();
+
+  // Sharded checkpoints (FSDP's SHARDED_STATE_DICT): this process's part of
+  // every parameter, by the parameters' names. No communication.
+  std::vector<TensorPartView> ParameterParts() const;
+  // Fills every part from `read` (a checkpoint written by any number of
+  // processes); `InvalidArgument` naming a parameter it lacks or whose shape
+  // differs (given by `shape_of`). Gathered copies are released. Local.
+  [[nodiscard]] absl::Status LoadParameterParts(
+      const std::function<absl::StatusOr<std::vector<int64_t>>(
+          const std::string&)>& shape_of,
+      const ReadPart& read);
+  // The state of `optimizer` (sharded by `ShardOptimizer`; SGD, Adam,
+  // AdamW) for this process's parts: tensors named "<id>.<field>" (the
+  // parameter's position in the optimizer's groups, as PyTorch's
+  // state_dict numbers them), and each id's step count. Parameters of
+  // other models count whole. Parameters without state are left out.
+  [[nodiscard]] absl::Status OptimizerParts(
+      const torch::optim::Optimizer& optimizer,
+      std::vector<TensorPartView>* parts,
+      std::map<int64_t, int64_t>* steps) const;
+  // Gives every parameter of `optimizer` whose id has a step in `steps` its
+  // state, its fields read through `read`. Local.
+  [[nodiscard]] absl::Status LoadOptimizerParts(
+      torch::optim::Optimizer& optimizer,
+      const std::map<int64_t, int64_t>& steps, const ReadPart& read);
 
   // Clips the gradients of the parts this process holds by the norm of the
   // whole gradients (all processes' parts), as clip_grad_norm_; returns

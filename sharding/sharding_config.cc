@@ -337,14 +337,22 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
         "\" is not one of FULL_STATE_DICT, LOCAL_STATE_DICT, "
         "SHARDED_STATE_DICT"));
   }
-  if (state_dict != "FULL_STATE_DICT" &&
-      config.strategy != ShardingStrategy::kNoShard) {
+  if (state_dict != "FULL_STATE_DICT" && config.shards_parameters()) {
+    config.sharded_state_dict = true;
+    if (state_dict == "LOCAL_STATE_DICT") {
+      ACCELERATE_LOG(INFO)
+          << "FSDP_STATE_DICT_TYPE=LOCAL_STATE_DICT: written as "
+             "SHARDED_STATE_DICT (each process's parts, loadable on any "
+             "number of processes)";
+    }
+  } else if (state_dict != "FULL_STATE_DICT" &&
+             config.strategy != ShardingStrategy::kNoShard) {
     ACCELERATE_LOG(WARNING)
-        << "FSDP_STATE_DICT_TYPE=" << state_dict
+        << "FSDP_STATE_DICT_TYPE=" << state_dict << " with " << source
         << ": checkpoints are written in the unsharded layout "
            "(FULL_STATE_DICT: whole model weights and optimizer state, "
-           "gathered on every process, written by the main process), which "
-           "any number of processes can load";
+           "written by the main process), which any number of processes "
+           "can load";
   }
   // Under SHARD_GRAD_OP the model is one unit whose parameters stay whole:
   // the unit keys mean nothing there (said once, then ignored). Module

@@ -14,10 +14,11 @@
 // FSDP_MIN_NUM_PARAMS) with FSDP_FORWARD_PREFETCH and
 // FSDP_BACKWARD_PREFETCH (fully_sharded_model.h). `HYBRID_SHARD`,
 // `HYBRID_SHARD_ZERO2`, CPU offload and activation checkpointing are
-// refused (Unimplemented, naming the variable). Checkpoints are written in
-// the unsharded layout (FULL_STATE_DICT): SHARDED_STATE_DICT and
-// LOCAL_STATE_DICT draw a warning saying so, as do, under SHARD_GRAD_OP,
-// the unit keys (its model is one unit whose parameters stay whole).
+// refused (Unimplemented, naming the variable). FSDP_STATE_DICT_TYPE
+// SHARDED_STATE_DICT (and LOCAL_STATE_DICT, written alike) makes FULL_SHARD
+// checkpoints per-process parts that load on any number of processes;
+// under SHARD_GRAD_OP they, and the unit keys (its model is one unit whose
+// parameters stay whole), draw a warning: its checkpoints are whole.
 //
 // clang-format off
 //   absl::StatusOr<ShardingStrategy> Example(const state::Environment& env) {
@@ -68,6 +69,11 @@ struct ShardingConfig {
   // `Prepare`).
   AutoWrapPolicy auto_wrap;
   FullyShardedOptions full_shard;
+  // FULL_SHARD checkpoints: each process writes its own parts
+  // (SHARDED_STATE_DICT, or LOCAL_STATE_DICT, which is written the same
+  // way) instead of gathering the whole model and optimizer state
+  // (FULL_STATE_DICT, the default).
+  bool sharded_state_dict = false;
   // Whether the optimizer state is sharded.
   bool shards_optimizer_state() const {
     return strategy == ShardingStrategy::kShardGradOp ||

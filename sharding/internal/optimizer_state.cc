@@ -26,15 +26,18 @@ namespace {
 
 template <typename State>
 StateKind AdamLike() {
-  return {[](const torch::optim::OptimizerParamState& s) {
+  return {{"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+          [](const torch::optim::OptimizerParamState& s) {
             const auto& state = static_cast<const State&>(s);
             return std::vector<at::Tensor>{state.exp_avg(), state.exp_avg_sq(),
                                            state.max_exp_avg_sq()};
           },
-          [](const torch::optim::OptimizerParamState& like,
-             const std::vector<at::Tensor>& fields) {
+          [](const torch::optim::OptimizerParamState& s) {
+            return static_cast<const State&>(s).step();
+          },
+          [](int64_t step, const std::vector<at::Tensor>& fields) {
             auto state = std::make_unique<State>();
-            state->step(static_cast<const State&>(like).step());
+            state->step(step);
             state->exp_avg(fields[0]);
             state->exp_avg_sq(fields[1]);
             state->max_exp_avg_sq(fields[2]);
@@ -54,13 +57,14 @@ std::optional<StateKind> KindOf(const torch::optim::Optimizer& optimizer) {
   }
   if (dynamic_cast<const torch::optim::SGD*>(&optimizer) != nullptr) {
     return StateKind{
+        {"momentum_buffer"},
         [](const torch::optim::OptimizerParamState& s) {
           return std::vector<at::Tensor>{
               static_cast<const torch::optim::SGDParamState&>(s)
                   .momentum_buffer()};
         },
-        [](const torch::optim::OptimizerParamState&,
-           const std::vector<at::Tensor>& fields) {
+        [](const torch::optim::OptimizerParamState&) { return int64_t{0}; },
+        [](int64_t, const std::vector<at::Tensor>& fields) {
           auto state = std::make_unique<torch::optim::SGDParamState>();
           state->momentum_buffer(fields[0]);
           return std::unique_ptr<torch::optim::OptimizerParamState>(

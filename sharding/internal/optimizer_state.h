@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -26,15 +27,24 @@ bool IsElementwise(const torch::optim::Optimizer& optimizer);
 // Bytes of `tensor`'s elements; 0 when undefined.
 int64_t Bytes(const at::Tensor& tensor);
 
-// The state tensors of one parameter, and how to make a state of the same
-// kind (its step count taken from `like`) from such tensors.
+// The state tensors of one parameter (named as PyTorch's state_dict names
+// them), its step count, and how to make a state of the same kind from
+// such tensors.
 struct StateKind {
+  std::vector<std::string> names;
   std::function<std::vector<at::Tensor>(const torch::optim::OptimizerParamState&)>
       fields;
+  // 0 for optimizers without one (SGD).
+  std::function<int64_t(const torch::optim::OptimizerParamState&)> step;
   std::function<std::unique_ptr<torch::optim::OptimizerParamState>(
+      int64_t step, const std::vector<at::Tensor>& fields)>
+      make_at;
+  // As `make_at`, the step count taken from `like`.
+  std::unique_ptr<torch::optim::OptimizerParamState> make(
       const torch::optim::OptimizerParamState& like,
-      const std::vector<at::Tensor>& fields)>
-      make;
+      const std::vector<at::Tensor>& values) const {
+    return make_at(step(like), values);
+  }
 };
 
 // The kind of `optimizer`'s state: SGD, Adam and AdamW; nothing for others.
