@@ -33,13 +33,15 @@ using ::google::protobuf::Reflection;
 
 // Keys of Accelerate's config that this launcher does not act on.
 const std::set<std::string>& UnsupportedKeys() {
-  static const auto* const kKeys = new std::set<std::string>{
-      "command_file",      "commands",          "deepspeed_config",
-      "dynamo_backend",    "dynamo_config",     "ipex_config",
-      "megatron_lm_config", "mpirun_config",    "parallelism_config",
-      "tp_config",         "tpu_env",           "tpu_name",
-      "tpu_use_cluster",   "tpu_use_sudo",      "tpu_vm",
-      "tpu_zone"};
+  static const auto* const kKeys =
+      new std::set<std::string>{"command_file",   "commands",
+                                "dynamo_backend", "dynamo_config",
+                                "ipex_config",    "megatron_lm_config",
+                                "mpirun_config",  "parallelism_config",
+                                "tp_config",      "tpu_env",
+                                "tpu_name",       "tpu_use_cluster",
+                                "tpu_use_sudo",   "tpu_vm",
+                                "tpu_zone"};
   return *kKeys;
 }
 
@@ -113,6 +115,9 @@ absl::Status ParseMessage(const YAML::Node& map, const std::string& prefix,
     const YAML::Node& value = entry.second;
     const std::string path =
         prefix.empty() ? key : absl::StrCat(prefix, ".", key);
+    if (prefix == "deepspeed_config") {
+      loaded->deepspeed_config_keys.push_back(key);
+    }
     const FieldDescriptor* field = descriptor->FindFieldByName(key);
     if (field == nullptr) {
       if (!top_level) {

@@ -16,7 +16,7 @@
 // Files written by every Accelerate version since 0.11 load: old spellings
 // (`fp16: true`, top-level `dynamo_backend`, `fsdp_backward_prefetch_policy`,
 // numeric sharding strategies) are understood, keys Accelerate knows but we
-// do not run (DeepSpeed, Megatron-LM, TPU, dynamo, ...) are listed in
+// do not run (Megatron-LM, TPU, dynamo, mpirun, ...) are listed in
 // `unsupported_keys` when they ask for something, and any other key is an
 // error naming it.
 //
@@ -41,8 +41,12 @@ namespace accelerate::launch {
 struct LoadedConfig {
   LaunchConfig config;
   // Accelerate keys this launcher ignores although they ask for something
-  // (e.g. "deepspeed_config", "tpu_name"), for a warning.
+  // (e.g. "megatron_lm_config", "tpu_name"), for a warning.
   std::vector<std::string> unsupported_keys;
+  // The keys of the `deepspeed_config` section as written, unknown and null
+  // ones included: Accelerate's launcher passes them on
+  // (ACCELERATE_CONFIG_DS_FIELDS).
+  std::vector<std::string> deepspeed_config_keys;
   // Keys inside known sections that neither we nor Accelerate define, as
   // "section.key", for a warning (Accelerate does not check them either).
   std::vector<std::string> unknown_section_keys;

@@ -218,11 +218,71 @@ TEST(ConfigTest, LoadsRecentFsdp2AndReportsUnsupportedSections) {
 TEST(ConfigTest, ReportsUnsupportedKeysThatAskForSomething) {
   ASSERT_OK_AND_ASSIGN(
       LoadedConfig loaded,
-      ParseConfig("distributed_type: NO\ndeepspeed_config:\n  zero_stage: 2\n"
-                  "tpu_name: my-tpu\ntpu_use_sudo: false\ncommands: []\n",
+      ParseConfig("distributed_type: NO\nmegatron_lm_config:\n  "
+                  "megatron_lm_tp_degree: 2\ntpu_name: my-tpu\n"
+                  "tpu_use_sudo: false\ncommands: []\n",
                   "x"));
   EXPECT_THAT(loaded.unsupported_keys,
-              UnorderedElementsAre("deepspeed_config", "tpu_name"));
+              UnorderedElementsAre("megatron_lm_config", "tpu_name"));
+}
+
+// What `accelerate config` writes for DeepSpeed on two machines (keys
+// sorted), with a key of a later Accelerate.
+constexpr char kDeepSpeed[] = R"(compute_environment: LOCAL_MACHINE
+deepspeed_config:
+  deepspeed_hostfile: /etc/hostfile
+  deepspeed_multinode_launcher: standard
+  gradient_accumulation_steps: 2
+  gradient_clipping: 1.0
+  offload_optimizer_device: cpu
+  offload_param_device: nvme
+  offload_param_nvme_path: /nvme
+  zero3_init_flag: true
+  zero3_save_16bit_model: false
+  zero_stage: 3
+  zero_future_option: 1
+distributed_type: DEEPSPEED
+mixed_precision: bf16
+num_machines: 2
+num_processes: 16
+)";
+
+TEST(ConfigTest, LoadsDeepSpeedSectionKeepingItsKeyOrder) {
+  ASSERT_OK_AND_ASSIGN(LoadedConfig loaded, ParseConfig(kDeepSpeed, "ds"));
+  const DeepSpeedConfig& ds = loaded.config.deepspeed_config();
+  EXPECT_EQ(loaded.config.distributed_type(), "DEEPSPEED");
+  EXPECT_EQ(ds.zero_stage(), 3);
+  EXPECT_EQ(ds.offload_optimizer_device(), "cpu");
+  EXPECT_EQ(ds.offload_param_device(), "nvme");
+  EXPECT_EQ(ds.offload_param_nvme_path(), "/nvme");
+  EXPECT_EQ(ds.gradient_accumulation_steps(), 2);
+  EXPECT_EQ(ds.gradient_clipping(), "1.0");  // As written.
+  EXPECT_TRUE(ds.zero3_init_flag());
+  EXPECT_TRUE(ds.has_zero3_save_16bit_model());
+  EXPECT_FALSE(ds.zero3_save_16bit_model());
+  EXPECT_EQ(ds.deepspeed_multinode_launcher(), "standard");
+  EXPECT_EQ(ds.deepspeed_hostfile(), "/etc/hostfile");
+  EXPECT_FALSE(ds.has_deepspeed_config_file());
+  EXPECT_THAT(loaded.unsupported_keys, IsEmpty());
+  EXPECT_THAT(loaded.unknown_section_keys,
+              ElementsAre("deepspeed_config.zero_future_option"));
+  // Accelerate passes these on as they stand in the file, unknown included.
+  EXPECT_THAT(loaded.deepspeed_config_keys,
+              ElementsAre("deepspeed_hostfile", "deepspeed_multinode_launcher",
+                          "gradient_accumulation_steps", "gradient_clipping",
+                          "offload_optimizer_device", "offload_param_device",
+                          "offload_param_nvme_path", "zero3_init_flag",
+                          "zero3_save_16bit_model", "zero_stage",
+                          "zero_future_option"));
+  // Written back, Python reads the same values.
+  ASSERT_OK_AND_ASSIGN(LoadedConfig again,
+                       ParseConfig(ConfigToYaml(loaded.config), "again"));
+  EXPECT_EQ(again.config.SerializeAsString(),
+            loaded.config.SerializeAsString());
+  EXPECT_THAT(ParseConfig("deepspeed_config:\n  zero_stage: two\n", "x"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("deepspeed_config.zero_stage: \"two\" is not "
+                                 "an integer")));
 }
 
 TEST(ConfigTest, UnknownTopLevelKeyIsAnErrorNamingIt) {

@@ -1,12 +1,20 @@
 #include "launch/feature_env.h"
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <map>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "launch/launch_flags.h"
 #include "state/launch_info.h"
 #include "state/status_macros.h"
@@ -15,6 +23,99 @@ namespace accelerate::launch {
 namespace {
 
 std::string TrueOrFalse(bool value) { return value ? "true" : "false"; }
+
+// `value` as Python's str(float) writes it ("1.0", "0.001", "1e-05",
+// "1e+16"): the shortest digits that read back, positional for exponents
+// from -4 to 15, scientific otherwise.
+std::string PythonFloatText(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char buffer[64];
+  const std::to_chars_result result = std::to_chars(
+      buffer, buffer + sizeof(buffer), value, std::chars_format::scientific);
+  const std::string text(buffer, result.ptr);  // [-]d[.ddd]e(+|-)XX
+  const size_t e = text.find('e');
+  const bool negative = text[0] == '-';
+  std::string digits;
+  for (size_t i = negative ? 1 : 0; i < e; ++i) {
+    if (text[i] != '.') digits += text[i];
+  }
+  const int exponent = std::atoi(text.c_str() + e + 1);
+  std::string out;
+  if (exponent < -4 || exponent >= 16) {
+    out = digits.substr(0, 1);
+    if (digits.size() > 1) absl::StrAppend(&out, ".", digits.substr(1));
+    absl::StrAppend(&out, absl::StrFormat("e%c%02d", exponent < 0 ? '-' : '+',
+                                          std::abs(exponent)));
+  } else if (exponent < 0) {
+    out = absl::StrCat("0.", std::string(-exponent - 1, '0'), digits);
+  } else if (static_cast<int>(digits.size()) <= exponent + 1) {
+    out = absl::StrCat(digits, std::string(exponent + 1 - digits.size(), '0'),
+                       ".0");
+  } else {
+    out = absl::StrCat(digits.substr(0, exponent + 1), ".",
+                       digits.substr(exponent + 1));
+  }
+  return negative ? absl::StrCat("-", out) : out;
+}
+
+// A DeepSpeed setting: the flag's value, else the config section's, and
+// where it came from for messages.
+struct DeepSpeedSetting {
+  std::optional<std::string> value;
+  std::string source;  // "--zero_stage" or "deepspeed_config.zero_stage"
+  bool from_flag = false;
+};
+
+DeepSpeedSetting PickDeepSpeed(const ParsedFlags& flags, const char* name,
+                               std::optional<std::string> from_config) {
+  if (std::optional<std::string> value = flags.Get(name)) {
+    return {value, absl::StrCat("--", name), true};
+  }
+  return {std::move(from_config), absl::StrCat("deepspeed_config.", name),
+          false};
+}
+
+std::optional<std::string> IfSet(bool has, const std::string& value) {
+  return has ? std::optional<std::string>(value) : std::nullopt;
+}
+
+// The flags of Accelerate's "DeepSpeed Arguments" group but
+// --gradient_accumulation_steps, which every launch here honours.
+const std::vector<std::string>& DeepSpeedFlagNames() {
+  static const auto* const kNames =
+      new std::vector<std::string>{"deepspeed_config_file",
+                                   "zero_stage",
+                                   "offload_optimizer_device",
+                                   "offload_param_device",
+                                   "offload_optimizer_nvme_path",
+                                   "offload_param_nvme_path",
+                                   "gradient_clipping",
+                                   "zero3_init_flag",
+                                   "zero3_save_16bit_model",
+                                   "deepspeed_hostfile",
+                                   "deepspeed_exclusion_filter",
+                                   "deepspeed_inclusion_filter",
+                                   "deepspeed_multinode_launcher",
+                                   "deepspeed_moe_layer_cls_names"};
+  return *kNames;
+}
+
+// What Accelerate's DeepSpeedPlugin refuses beside a DeepSpeed config file
+// when the Accelerate config sets it: the file decides these.
+const std::vector<std::string>& DecidedByDeepSpeedFile() {
+  static const auto* const kNames =
+      new std::vector<std::string>{"gradient_accumulation_steps",
+                                   "gradient_clipping",
+                                   "zero_stage",
+                                   "offload_optimizer_device",
+                                   "offload_param_device",
+                                   "offload_param_nvme_path",
+                                   "offload_optimizer_nvme_path",
+                                   "zero3_save_16bit_model",
+                                   "mixed_precision"};
+  return *kNames;
+}
 
 }  // namespace
 
@@ -166,6 +267,276 @@ absl::Status AddFsdpEnvironment(const ParsedFlags& flags,
     (*env)["FSDP_IGNORED_MODULES"] = config.fsdp_ignored_modules();
   }
   return absl::OkStatus();
+}
+
+absl::Status AddDeepSpeedEnvironment(const ParsedFlags& flags,
+                                     const DeepSpeedConfig& config,
+                                     const DeepSpeedLaunch& launch,
+                                     std::map<std::string, std::string>* env,
+                                     std::vector<std::string>* warnings) {
+  (*env)["ACCELERATE_USE_DEEPSPEED"] = "true";
+  // The config's DeepSpeed keys (and mixed_precision when it came from the
+  // config), which Accelerate's DeepSpeedPlugin checks against a DeepSpeed
+  // config file.
+  std::vector<std::string> fields = launch.config_keys;
+  if (launch.mixed_precision_from_config) fields.push_back("mixed_precision");
+  (*env)["ACCELERATE_CONFIG_DS_FIELDS"] =
+      absl::AsciiStrToLower(absl::StrJoin(fields, ","));
+
+  const DeepSpeedSetting file =
+      PickDeepSpeed(flags, "deepspeed_config_file",
+                    IfSet(config.has_deepspeed_config_file(),
+                          config.deepspeed_config_file()));
+  bool use_file = false;
+  if (file.value.has_value()) {
+    if (file.value->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.source,
+                       ": an empty path; give a DeepSpeed JSON file, or "
+                       "\"none\" for none"));
+    }
+    use_file = *file.value != "none";
+    (*env)["ACCELERATE_DEEPSPEED_CONFIG_FILE"] = *file.value;
+  }
+  if (use_file) {
+    std::vector<std::string> decided;
+    for (const std::string& field : fields) {
+      if (IsOneOf(field, DecidedByDeepSpeedFile()) &&
+          !IsOneOf(field, decided)) {
+        decided.push_back(field);
+      }
+    }
+    if (!decided.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the config file sets ", absl::StrJoin(decided, ", "),
+          " beside deepspeed_config_file \"", *file.value,
+          "\", which decides them (Accelerate refuses this too); remove "
+          "them from the config file and set them in the DeepSpeed JSON "
+          "(`accelerate config` asks only for what a JSON config leaves "
+          "open)"));
+    }
+  }
+
+  if (!flags.Has("gradient_accumulation_steps") &&
+      config.has_gradient_accumulation_steps()) {
+    if (config.gradient_accumulation_steps() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "deepspeed_config.gradient_accumulation_steps: ",
+          config.gradient_accumulation_steps(), " is not a positive count"));
+    }
+    (*env)["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"] =
+        absl::StrCat(config.gradient_accumulation_steps());
+  }
+
+  const DeepSpeedSetting stage = PickDeepSpeed(
+      flags, "zero_stage",
+      config.has_zero_stage()
+          ? std::optional<std::string>(absl::StrCat(config.zero_stage()))
+          : std::nullopt);
+  if (stage.value.has_value()) {
+    int number = -1;
+    if (!absl::SimpleAtoi(*stage.value, &number) || number < 0 || number > 3) {
+      return NotOneOfError(stage.source, *stage.value, DeepSpeedZeroStages());
+    }
+    (*env)["ACCELERATE_DEEPSPEED_ZERO_STAGE"] = absl::StrCat(number);
+  }
+
+  struct Device {
+    const char* name;
+    const char* variable;
+    std::optional<std::string> from_config;
+  };
+  for (const Device& device :
+       {Device{"offload_optimizer_device",
+               "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE",
+               IfSet(config.has_offload_optimizer_device(),
+                     config.offload_optimizer_device())},
+        Device{"offload_param_device",
+               "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE",
+               IfSet(config.has_offload_param_device(),
+                     config.offload_param_device())}}) {
+    const DeepSpeedSetting setting =
+        PickDeepSpeed(flags, device.name, device.from_config);
+    if (!setting.value.has_value()) continue;
+    // Any case, as Accelerate lowers it; nvme is passed on (the training
+    // side refuses it by name).
+    const std::string lower = absl::AsciiStrToLower(*setting.value);
+    if (!IsOneOf(lower, DeepSpeedOffloadDevices())) {
+      return NotOneOfError(setting.source, *setting.value,
+                           DeepSpeedOffloadDevices());
+    }
+    (*env)[device.variable] = lower;
+  }
+
+  const DeepSpeedSetting clipping = PickDeepSpeed(
+      flags, "gradient_clipping",
+      IfSet(config.has_gradient_clipping(), config.gradient_clipping()));
+  if (clipping.value.has_value()) {
+    double norm = 0;
+    if (!absl::SimpleAtod(*clipping.value, &norm) || !std::isfinite(norm) ||
+        norm < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(clipping.source, ": \"", *clipping.value,
+                       "\" is not a gradient norm (a number, 0 or more)"));
+    }
+    // Accelerate passes str() of the value: a float from the flag, the
+    // YAML scalar (an integer stays one) from the config.
+    int64_t whole = 0;
+    (*env)["ACCELERATE_GRADIENT_CLIPPING"] =
+        !clipping.from_flag && absl::SimpleAtoi(*clipping.value, &whole)
+            ? absl::StrCat(whole)
+            : PythonFloatText(norm);
+    warnings->push_back(absl::StrCat(
+        clipping.source, " ", *clipping.value,
+        ": exported as ACCELERATE_GRADIENT_CLIPPING, but accelerate-cpp does "
+        "not clip by it (DeepSpeed clips inside its step); clip in the "
+        "training loop with Accelerator::ClipGradNorm"));
+  }
+
+  bool init_flag = false;
+  bool save_16bit = false;
+  struct Flag {
+    const char* name;
+    const char* variable;
+    bool has;
+    bool value;
+    bool* resolved;
+  };
+  for (const Flag& flag :
+       {Flag{"zero3_init_flag", "ACCELERATE_DEEPSPEED_ZERO3_INIT",
+             config.has_zero3_init_flag(), config.zero3_init_flag(),
+             &init_flag},
+        Flag{"zero3_save_16bit_model",
+             "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL",
+             config.has_zero3_save_16bit_model(),
+             config.zero3_save_16bit_model(), &save_16bit}}) {
+    const DeepSpeedSetting setting = PickDeepSpeed(
+        flags, flag.name,
+        flag.has ? std::optional<std::string>(TrueOrFalse(flag.value))
+                 : std::nullopt);
+    if (!setting.value.has_value()) continue;
+    ACCELERATE_ASSIGN_OR_RETURN(
+        const bool value, state::ParseBoolFlag(setting.source, *setting.value));
+    (*env)[flag.variable] = TrueOrFalse(value);
+    *flag.resolved = value;
+  }
+  if (init_flag) {
+    warnings->push_back(
+        "zero3_init_flag true: accelerate-cpp has no deepspeed.zero.Init; "
+        "each process builds the whole model, which Prepare then shards");
+  }
+  if (save_16bit) {
+    warnings->push_back(
+        "zero3_save_16bit_model true: accelerate-cpp's SaveModel writes the "
+        "whole model (gathered) under ZeRO 3 in every case, in the "
+        "parameters' own dtype (not converted to 16 bits)");
+  }
+
+  const DeepSpeedSetting moe =
+      PickDeepSpeed(flags, "deepspeed_moe_layer_cls_names",
+                    IfSet(config.has_deepspeed_moe_layer_cls_names(),
+                          config.deepspeed_moe_layer_cls_names()));
+  if (moe.value.has_value()) {
+    (*env)["ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES"] = *moe.value;
+    warnings->push_back(absl::StrCat(
+        moe.source, " \"", *moe.value,
+        "\": exported, but accelerate-cpp does not treat MoE layers as "
+        "ZeRO 3 leaf modules"));
+  }
+
+  const DeepSpeedSetting launcher =
+      PickDeepSpeed(flags, "deepspeed_multinode_launcher",
+                    IfSet(config.has_deepspeed_multinode_launcher(),
+                          config.deepspeed_multinode_launcher()));
+  if (launcher.value.has_value() &&
+      !IsOneOf(*launcher.value, DeepSpeedMultinodeLaunchers())) {
+    return NotOneOfError(launcher.source, *launcher.value,
+                         DeepSpeedMultinodeLaunchers());
+  }
+  if (launch.num_machines > 1 &&
+      launcher.value.value_or("pdsh") != "standard") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        launcher.source, ": \"", launcher.value.value_or("pdsh"), "\"",
+        launcher.value.has_value() ? "" : " (Accelerate's default)",
+        " starts the machines through DeepSpeed's own runner (the deepspeed "
+        "command), which accelerate-cpp does not use; set it to standard and "
+        "run accelerate launch --machine_rank R on each machine"));
+  }
+  if (launch.num_machines == 1 && launcher.value.has_value() &&
+      *launcher.value != "standard") {
+    warnings->push_back(
+        absl::StrCat(launcher.source, " \"", *launcher.value,
+                     "\" has no effect on one machine (as in Accelerate)"));
+  }
+
+  // Read by DeepSpeed's own runner only, or, for the NVMe paths, not passed
+  // on by Accelerate's launcher at all.
+  struct Unused {
+    const char* name;
+    std::optional<std::string> from_config;
+    const char* why;
+  };
+  constexpr char kRunnerOnly[] =
+      "is read by DeepSpeed's own multi-machine runner, which accelerate-cpp "
+      "does not use";
+  constexpr char kNotPassedOn[] =
+      "is not passed on by Accelerate's launcher, and accelerate-cpp does not "
+      "offload to NVMe";
+  for (const Unused& unused :
+       {Unused{
+            "deepspeed_hostfile",
+            IfSet(config.has_deepspeed_hostfile(), config.deepspeed_hostfile()),
+            kRunnerOnly},
+        Unused{"deepspeed_exclusion_filter",
+               IfSet(config.has_deepspeed_exclusion_filter(),
+                     config.deepspeed_exclusion_filter()),
+               kRunnerOnly},
+        Unused{"deepspeed_inclusion_filter",
+               IfSet(config.has_deepspeed_inclusion_filter(),
+                     config.deepspeed_inclusion_filter()),
+               kRunnerOnly},
+        Unused{"offload_optimizer_nvme_path",
+               IfSet(config.has_offload_optimizer_nvme_path(),
+                     config.offload_optimizer_nvme_path()),
+               kNotPassedOn},
+        Unused{"offload_param_nvme_path",
+               IfSet(config.has_offload_param_nvme_path(),
+                     config.offload_param_nvme_path()),
+               kNotPassedOn}}) {
+    const DeepSpeedSetting setting =
+        PickDeepSpeed(flags, unused.name, unused.from_config);
+    if (!setting.value.has_value()) continue;
+    warnings->push_back(absl::StrCat(setting.source, " \"", *setting.value,
+                                     "\" has no effect: it ", unused.why));
+  }
+
+  // Beside a DeepSpeed config file the training side takes the ZeRO
+  // settings from its zero_optimization section (Accelerate's would fill
+  // the file's "auto" values from these flags; "auto" is refused here).
+  if (use_file) {
+    std::vector<std::string> ignored;
+    for (const char* name :
+         {"zero_stage", "offload_optimizer_device", "offload_param_device"}) {
+      if (flags.Has(name)) ignored.push_back(absl::StrCat("--", name));
+    }
+    if (!ignored.empty()) {
+      warnings->push_back(absl::StrCat(
+          absl::StrJoin(ignored, ", "), ignored.size() == 1 ? " has" : " have",
+          " no effect beside deepspeed_config_file \"", *file.value,
+          "\": its zero_optimization section decides"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> UnusedDeepSpeedSettings(
+    const ParsedFlags& flags, const DeepSpeedConfig& config) {
+  std::vector<std::string> unused;
+  for (const std::string& name : DeepSpeedFlagNames()) {
+    if (flags.Has(name)) unused.push_back(absl::StrCat("--", name));
+  }
+  if (config.ByteSizeLong() > 0) unused.push_back("deepspeed_config");
+  return unused;
 }
 
 void AddFp8Environment(const Fp8Config& fp8,

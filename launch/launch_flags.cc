@@ -28,6 +28,24 @@ const std::vector<std::string>& FsdpStateDictTypes() {
   return *kTypes;
 }
 
+const std::vector<std::string>& DeepSpeedZeroStages() {
+  static const auto* const kStages =
+      new std::vector<std::string>{"0", "1", "2", "3"};
+  return *kStages;
+}
+
+const std::vector<std::string>& DeepSpeedOffloadDevices() {
+  static const auto* const kDevices =
+      new std::vector<std::string>{"none", "cpu", "nvme"};
+  return *kDevices;
+}
+
+const std::vector<std::string>& DeepSpeedMultinodeLaunchers() {
+  static const auto* const kLaunchers = new std::vector<std::string>{
+      "pdsh", "standard", "openmpi", "mvapich", "mpich", "nossh", "slurm"};
+  return *kLaunchers;
+}
+
 FlagParser LaunchFlagParser() {
   FlagParser parser(
       "accelerate launch",
@@ -128,6 +146,50 @@ FlagParser LaunchFlagParser() {
                   "Broadcast module states from rank 0.");
   parser.AddValue("fsdp_activation_checkpointing", "BOOL",
                   "Activation checkpointing.");
+  parser.Group("DeepSpeed (ZeRO, run by accelerate-cpp's own engine)");
+  parser.AddSwitch("use_deepspeed",
+                   "DeepSpeed's ZeRO: the processes start as in the other "
+                   "modes (no `deepspeed` command), with Accelerate's "
+                   "ACCELERATE_DEEPSPEED_* variables.");
+  parser.AddValue("deepspeed_config_file", "PATH",
+                  "DeepSpeed JSON config; its zero_optimization section "
+                  "decides the ZeRO settings.");
+  parser.AddValue("zero_stage", "0-3", "ZeRO stage (default 2).");
+  parser.AddValue("offload_optimizer_device", "DEVICE",
+                  "Where to offload optimizer states: none, cpu, nvme "
+                  "(default none).");
+  parser.AddValue("offload_param_device", "DEVICE",
+                  "Where to offload parameters: none, cpu, nvme (default "
+                  "none).");
+  parser.AddValue("offload_optimizer_nvme_path", "PATH",
+                  "NVMe path for optimizer states (Accelerate's launcher "
+                  "does not pass it on).");
+  parser.AddValue("offload_param_nvme_path", "PATH",
+                  "NVMe path for parameters (Accelerate's launcher does not "
+                  "pass it on).");
+  parser.AddValue("gradient_clipping", "NORM",
+                  "Gradient clipping value (ACCELERATE_GRADIENT_CLIPPING; "
+                  "not applied for you here: clip in the training loop).");
+  parser.AddValue("zero3_init_flag", "BOOL",
+                  "deepspeed.zero.Init for ZeRO 3 (not available here: each "
+                  "process builds the whole model).");
+  parser.AddValue("zero3_save_16bit_model", "BOOL",
+                  "Save 16-bit model weights under ZeRO 3.");
+  parser.AddValue("deepspeed_hostfile", "PATH",
+                  "Hostfile of DeepSpeed's own multi-machine runner (not "
+                  "used here).");
+  parser.AddValue("deepspeed_exclusion_filter", "FILTER",
+                  "Exclusion filter of DeepSpeed's own runner (not used "
+                  "here).");
+  parser.AddValue("deepspeed_inclusion_filter", "FILTER",
+                  "Inclusion filter of DeepSpeed's own runner (not used "
+                  "here).");
+  parser.AddValue("deepspeed_multinode_launcher", "NAME",
+                  "Multi-machine launcher; only standard (each machine runs "
+                  "accelerate launch --machine_rank R) runs here.",
+                  DeepSpeedMultinodeLaunchers());
+  parser.AddValue("deepspeed_moe_layer_cls_names", "NAMES",
+                  "Comma-separated MoE layer class names.");
   parser.AddRest("PROGRAM [ARGS...]",
                  "The program and its arguments (a path, or a name looked "
                  "up in PATH; a Python script or module).");

@@ -38,6 +38,13 @@ const std::vector<std::string>& FsdpAutoWrapPolicies();
 const std::vector<std::string>& FsdpBackwardPrefetchPolicies();
 // FULL_STATE_DICT, LOCAL_STATE_DICT, SHARDED_STATE_DICT.
 const std::vector<std::string>& FsdpStateDictTypes();
+// DeepSpeed's ZeRO stages: 0, 1, 2, 3.
+const std::vector<std::string>& DeepSpeedZeroStages();
+// Where DeepSpeed offloads: none, cpu, nvme.
+const std::vector<std::string>& DeepSpeedOffloadDevices();
+// pdsh, standard, openmpi, mvapich, mpich, nossh, slurm: Accelerate's order,
+// pdsh (its default) first.
+const std::vector<std::string>& DeepSpeedMultinodeLaunchers();
 
 }  // namespace accelerate::launch
 

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "launch/config.h"
 #include "launch/config.pb.h"
 #include "launch/feature_env.h"
@@ -26,17 +27,17 @@ namespace {
 
 // The distributed types this launcher runs.
 const std::vector<std::string>& SupportedTypes() {
-  static const auto* const kTypes =
-      new std::vector<std::string>{"NO", "MULTI_CPU", "MULTI_GPU", "FSDP"};
+  static const auto* const kTypes = new std::vector<std::string>{
+      "NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED"};
   return *kTypes;
 }
 
 // Accelerate's other distributed types, which this launcher cannot run.
 const std::vector<std::string>& AccelerateOnlyTypes() {
   static const auto* const kTypes = new std::vector<std::string>{
-      "DEEPSPEED",  "MEGATRON_LM", "XLA",       "TPU",       "MPS",
-      "MULTI_NPU",  "MULTI_MLU",   "MULTI_SDAA", "MULTI_MUSA", "MULTI_XPU",
-      "MULTI_HPU",  "MULTI_NEURON", "TP"};
+      "MEGATRON_LM", "XLA",       "TPU",          "MPS",
+      "MULTI_NPU",   "MULTI_MLU", "MULTI_SDAA",   "MULTI_MUSA",
+      "MULTI_XPU",   "MULTI_HPU", "MULTI_NEURON", "TP"};
   return *kTypes;
 }
 
@@ -64,10 +65,17 @@ struct LaunchInputs {
   // Empty when no config file was read.
   LaunchConfig config;
   bool have_config = false;
+  // The config's deepspeed_config keys as written.
+  std::vector<std::string> deepspeed_config_keys;
 };
 
+// The mode flags, of which one at most is given (Accelerate's also has
+// --tpu).
+constexpr const char* kModeFlags[] = {"cpu", "multi_gpu", "use_deepspeed",
+                                      "use_fsdp"};
+
 // Step 1: a program is given (unless --dry_run) and at most one of the mode
-// flags --cpu, --multi_gpu, --use_fsdp.
+// flags --cpu, --multi_gpu, --use_deepspeed, --use_fsdp.
 absl::Status CheckInvocation(const ParsedFlags& flags) {
   if (flags.positional.empty() && !flags.Switch("dry_run")) {
     return absl::InvalidArgumentError(
@@ -75,13 +83,13 @@ absl::Status CheckInvocation(const ParsedFlags& flags) {
         "[flags] PROGRAM [ARGS...]");
   }
   int mode_flags = 0;
-  for (const char* name : {"cpu", "multi_gpu", "use_fsdp"}) {
+  for (const char* name : kModeFlags) {
     mode_flags += flags.Switch(name) ? 1 : 0;
   }
   if (mode_flags > 1) {
     return absl::InvalidArgumentError(
-        "You can only use one of `--cpu`, `--multi_gpu`, `--use_fsdp` at a "
-        "time.");
+        "You can only use one of `--cpu`, `--multi_gpu`, `--use_deepspeed`, "
+        "`--use_fsdp` at a time.");
   }
   return absl::OkStatus();
 }
@@ -103,6 +111,7 @@ absl::Status ReadConfig(LaunchInputs& in, LaunchPlan* plan) {
     in.have_config = true;
     plan->unsupported_keys = std::move(loaded.unsupported_keys);
     plan->unknown_section_keys = std::move(loaded.unknown_section_keys);
+    in.deepspeed_config_keys = std::move(loaded.deepspeed_config_keys);
   }
   const LaunchConfig& config = in.config;
   if (config.has_compute_environment() &&
@@ -202,13 +211,17 @@ absl::Status ResolveHardware(const LaunchInputs& in, LaunchPlan* plan) {
       flags.Switch("cpu") || (config.has_use_cpu() && config.use_cpu());
   // The config's distributed_type chooses the mode only when no mode flag
   // does, as in Accelerate.
-  const bool mode_flag = flags.Switch("cpu") || flags.Switch("multi_gpu") ||
-                         flags.Switch("use_fsdp");
+  bool mode_flag = false;
+  for (const char* name : kModeFlags) mode_flag |= flags.Switch(name);
   const bool multi_gpu =
       flags.Switch("multi_gpu") ||
       (!mode_flag && plan->distributed_type == "MULTI_GPU");
   plan->use_fsdp = flags.Switch("use_fsdp") ||
                    (!mode_flag && plan->distributed_type == "FSDP");
+  // DeepSpeed's processes start as FSDP's do: one per GPU (or per share of
+  // the CPU), torchrun's variables, our supervisor; no `deepspeed` command.
+  plan->use_deepspeed = flags.Switch("use_deepspeed") ||
+                        (!mode_flag && plan->distributed_type == "DEEPSPEED");
   if (multi_gpu && plan->num_processes < 2) {
     return absl::InvalidArgumentError(
         "You need to use at least 2 processes to use `--multi_gpu`.");
@@ -232,6 +245,8 @@ absl::Status ResolveHardware(const LaunchInputs& in, LaunchPlan* plan) {
     plan->distributed_type = "MULTI_GPU";
   } else if (plan->use_fsdp) {
     plan->distributed_type = "FSDP";
+  } else if (plan->use_deepspeed) {
+    plan->distributed_type = "DEEPSPEED";
   } else if (!config.has_distributed_type()) {
     plan->distributed_type =
         plan->num_processes == 1
@@ -410,6 +425,49 @@ absl::Status ResolveCommand(const LaunchInputs& in, LaunchPlan* plan) {
   return absl::OkStatus();
 }
 
+// DeepSpeed's variables, as Accelerate's DeepSpeed launcher exports them,
+// and the DeepSpeed config file the ranks will read.
+absl::Status AddDeepSpeed(const LaunchInputs& in, LaunchPlan* plan) {
+  const LaunchConfig& config = in.config;
+  auto& e = plan->common_env;
+  DeepSpeedLaunch launch;
+  launch.config_keys = in.deepspeed_config_keys;
+  launch.mixed_precision_from_config =
+      in.have_config && !in.flags.Has("mixed_precision") &&
+      (config.has_mixed_precision() || (config.has_fp16() && config.fp16()));
+  launch.num_machines = plan->num_machines;
+  ACCELERATE_RETURN_IF_ERROR(AddDeepSpeedEnvironment(
+      in.flags, config.deepspeed_config(), launch, &e, &plan->warnings));
+  if (auto file = e.find("ACCELERATE_DEEPSPEED_CONFIG_FILE");
+      file != e.end() && file->second != "none") {
+    // The ranks read it from their folder, which is the user's. A dry run
+    // may plan for another machine: there, a missing file is a warning.
+    plan->deepspeed_config_file = ResolveUserPath(in.env, file->second);
+    if (absl::Status readable = CheckReadableFile(plan->deepspeed_config_file);
+        !readable.ok()) {
+      const std::string message = absl::StrCat(
+          "deepspeed_config_file: cannot read ", readable.message());
+      if (!plan->dry_run) return absl::Status(readable.code(), message);
+      plan->warnings.push_back(message);
+    }
+  }
+  // As Accelerate's env_var_path_add: the folder the ranks start in joins
+  // PYTHONPATH, once.
+  std::string folder = plan->working_dir;
+  if (folder.empty()) {
+    char cwd[4096] = {0};
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr) folder = cwd;
+  }
+  std::vector<std::string> paths;
+  for (absl::string_view path : absl::StrSplit(
+           in.env.Get("PYTHONPATH").value_or(""), ':', absl::SkipEmpty())) {
+    paths.emplace_back(path);
+  }
+  if (!folder.empty() && !IsOneOf(folder, paths)) paths.push_back(folder);
+  e["PYTHONPATH"] = absl::StrJoin(paths, ":");
+  return absl::OkStatus();
+}
+
 // Step 10: what every rank sees besides torchrun's variables.
 absl::Status SetCommonEnvironment(const LaunchInputs& in, LaunchPlan* plan) {
   const LaunchConfig& config = in.config;
@@ -436,6 +494,16 @@ absl::Status SetCommonEnvironment(const LaunchInputs& in, LaunchPlan* plan) {
   if (plan->use_fsdp) {
     ACCELERATE_RETURN_IF_ERROR(
         AddFsdpEnvironment(in.flags, config.fsdp_config(), &e));
+  }
+  if (plan->use_deepspeed) {
+    ACCELERATE_RETURN_IF_ERROR(AddDeepSpeed(in, plan));
+  } else if (const std::vector<std::string> unused =
+                 UnusedDeepSpeedSettings(in.flags, config.deepspeed_config());
+             !unused.empty()) {
+    plan->warnings.push_back(absl::StrCat(
+        absl::StrJoin(unused, ", "), " ha", unused.size() == 1 ? "s" : "ve",
+        " no effect: this launch is ", plan->distributed_type,
+        ", not DeepSpeed (--use_deepspeed or distributed_type DEEPSPEED)"));
   }
   if (plan->mixed_precision == "fp8") {
     AddFp8Environment(config.fp8_config(), &e);
@@ -521,6 +589,9 @@ std::string DescribePlan(const LaunchPlan& plan) {
   };
   line("config_file", plan.config_file.empty() ? "(none)" : plan.config_file);
   line("distributed_type", plan.distributed_type);
+  if (!plan.deepspeed_config_file.empty()) {
+    line("deepspeed_config_file", plan.deepspeed_config_file);
+  }
   line("num_processes", plan.num_processes);
   line("num_machines", plan.num_machines);
   line("machine_rank", plan.machine_rank);

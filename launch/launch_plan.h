@@ -1,8 +1,10 @@
 // `accelerate launch`'s plan: the resolution of flags (launch_flags.h),
 // config file and defaults on a machine (host.h) into how many processes
 // there are, where they meet, and what each one's command line and
-// environment are. Computation only, apart from reading the config file:
-// nothing is started here (see supervisor.h).
+// environment are. Computation only, apart from reading the config file
+// (and checking that a DeepSpeed config file is readable): nothing is
+// started here (see supervisor.h). A DEEPSPEED launch is run as
+// FSDP's: our processes, Accelerate's DeepSpeed variables (feature_env.h).
 //
 // clang-format off
 //   #include "launch/launch_flags.h"
@@ -64,6 +66,12 @@ struct LaunchPlan {
   bool use_cpu = false;
   bool debug = false;
   bool use_fsdp = false;
+  // DeepSpeed's ZeRO (distributed_type DEEPSPEED): started as FSDP is, with
+  // Accelerate's ACCELERATE_DEEPSPEED_* variables.
+  bool use_deepspeed = false;
+  // The DeepSpeed JSON config the ranks read (a user's path, resolved);
+  // empty when none.
+  std::string deepspeed_config_file;
   std::string gpu_ids = "all";
   int num_cpu_threads_per_process = 1;
   int max_restarts = 0;
@@ -83,7 +91,8 @@ struct LaunchPlan {
   // empty for the launcher's own working folder.
   std::string working_dir;
   // Variables every rank gets besides torchrun's (ACCELERATE_*, FSDP_*,
-  // OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES).
+  // OMP_NUM_THREADS, CUDA_VISIBLE_DEVICES; with DeepSpeed, PYTHONPATH with
+  // the ranks' folder, as Accelerate's DeepSpeed launcher sets it).
   std::map<std::string, std::string> common_env;
   // Accelerate's "had defaults used instead" lines.
   std::vector<std::string> defaults_used;
@@ -92,15 +101,17 @@ struct LaunchPlan {
   // Keys inside config sections that neither we nor Accelerate know
   // ("fsdp_config.fsdp_typo").
   std::vector<std::string> unknown_section_keys;
-  // What a dry run found this machine lacking for the plan (it is then a
-  // plan for another machine), for a warning.
+  // For warnings: what a dry run found this machine lacking for the plan
+  // (it is then a plan for another machine), and settings that are passed
+  // on but not acted on, or have no effect in this launch (naming them).
   std::vector<std::string> warnings;
 };
 
 // Resolves flags, config file and defaults. `InvalidArgument` names the bad
 // flag or config key and the valid values; `NotFound` for a missing
 // --config_file; `FailedPrecondition` when the plan needs GPUs this machine
-// lacks (with --dry_run, a warning in `warnings` instead).
+// lacks, `NotFound` or `PermissionDenied` for a DeepSpeed config file it
+// cannot read (with --dry_run, each a warning in `warnings` instead).
 [[nodiscard]] absl::StatusOr<LaunchPlan> ResolveLaunch(
     const ParsedFlags& flags, const state::Environment& env,
     const LaunchHost& host);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,6 +30,8 @@ using ::testing::HasSubstr;
 using ::testing::Key;
 using ::testing::Not;
 using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+using Variables = std::map<std::string, std::string>;
 
 class LaunchPlanTest : public ::testing::Test {
  protected:
@@ -201,6 +204,356 @@ TEST_F(LaunchPlanTest, FsdpSettingsBecomeAccelerateVariables) {
   EXPECT_THAT(env, Not(Contains(Key("FSDP_AUTO_WRAP_POLICY"))));
 }
 
+// A DEEPSPEED config as `accelerate config` writes it, and the variables
+// Accelerate 1.15's launcher exports for it (prepare_deepspeed_cmd_env, run
+// on this file) besides the ones every launch here sets.
+constexpr char kDeepSpeedConfig[] = R"(compute_environment: LOCAL_MACHINE
+debug: false
+deepspeed_config:
+  gradient_accumulation_steps: 4
+  gradient_clipping: 1.0
+  offload_optimizer_device: none
+  offload_param_device: none
+  zero3_init_flag: false
+  zero3_save_16bit_model: true
+  zero_stage: 3
+distributed_type: DEEPSPEED
+downcast_bf16: 'no'
+machine_rank: 0
+main_training_function: main
+mixed_precision: bf16
+num_machines: 1
+num_processes: 2
+rdzv_backend: static
+same_network: true
+use_cpu: false
+)";
+
+TEST_F(LaunchPlanTest, DeepSpeedConfigExportsAcceleratesVariables) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/ds_yaml");
+  ::mkdir(dir.c_str(), 0755);
+  env_.Set("BUILD_WORKING_DIRECTORY", dir);
+  const std::string config = WriteConfig("ds.yaml", kDeepSpeedConfig);
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan,
+                       Resolve({"--config_file", config, "p"}));
+  EXPECT_TRUE(plan.use_deepspeed);
+  EXPECT_FALSE(plan.use_fsdp);
+  EXPECT_EQ(plan.distributed_type, "DEEPSPEED");
+  EXPECT_EQ(plan.num_processes, 2);
+  EXPECT_EQ(plan.common_env,
+            (Variables{
+                // Accelerate's, exactly.
+                {"ACCELERATE_CONFIG_DS_FIELDS",
+                 "gradient_accumulation_steps,gradient_clipping,offload_"
+                 "optimizer_device,offload_param_device,zero3_init_flag,"
+                 "zero3_save_16bit_model,zero_stage,mixed_precision"},
+                {"ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "none"},
+                {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "none"},
+                {"ACCELERATE_DEEPSPEED_ZERO3_INIT", "false"},
+                {"ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL", "true"},
+                {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "3"},
+                {"ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"},
+                {"ACCELERATE_GRADIENT_CLIPPING", "1.0"},
+                {"ACCELERATE_MIXED_PRECISION", "bf16"},
+                {"ACCELERATE_USE_DEEPSPEED", "true"},
+                {"PYTHONPATH", dir},
+                // Every launch's here (no GPU on this host).
+                {"ACCELERATE_USE_CPU", "True"},
+                {"ACCELERATE_DYNAMO_BACKEND", "NO"},
+                {"ACCELERATE_DYNAMO_MODE", "default"},
+                {"ACCELERATE_DYNAMO_USE_DYNAMIC", "False"},
+                {"ACCELERATE_DYNAMO_USE_FULLGRAPH", "False"},
+                {"OMP_NUM_THREADS", "4"},
+            }));
+  // What the training side does not act on is said, naming it.
+  EXPECT_THAT(plan.warnings,
+              UnorderedElementsAre(
+                  AllOf(HasSubstr("deepspeed_config.gradient_clipping 1.0"),
+                        HasSubstr("ClipGradNorm")),
+                  HasSubstr("zero3_save_16bit_model true")));
+  // The ranks get torchrun's variables as for any launch.
+  const auto rank1 = RankEnvironment(plan, 1, 0);
+  EXPECT_THAT(rank1, Contains(Pair("RANK", "1")));
+  EXPECT_THAT(rank1, Contains(Pair("WORLD_SIZE", "2")));
+  EXPECT_THAT(rank1, Contains(Pair("ACCELERATE_USE_DEEPSPEED", "true")));
+}
+
+TEST_F(LaunchPlanTest, DeepSpeedFlagsExportAcceleratesVariables) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/ds_flags");
+  ::mkdir(dir.c_str(), 0755);
+  env_.Set("BUILD_WORKING_DIRECTORY", dir);
+  // As Accelerate 1.15 exports for `--use_deepspeed --num_processes 2
+  // --zero_stage 2 prog`.
+  ASSERT_OK_AND_ASSIGN(
+      LaunchPlan plan,
+      Resolve({"--use_deepspeed", "--num_processes", "2", "--zero_stage", "2",
+               "--main_process_port", "0", "prog"}));
+  EXPECT_EQ(plan.distributed_type, "DEEPSPEED");
+  EXPECT_EQ(plan.master_port, 40123);
+  EXPECT_THAT(plan.warnings, ::testing::IsEmpty());
+  Variables deepspeed;
+  for (const auto& [name, value] : plan.common_env) {
+    if (absl::StartsWith(name, "ACCELERATE_DEEPSPEED") ||
+        absl::StartsWith(name, "ACCELERATE_USE_DEEPSPEED") ||
+        absl::StartsWith(name, "ACCELERATE_CONFIG_DS") ||
+        absl::StartsWith(name, "ACCELERATE_GRADIENT") || name == "PYTHONPATH") {
+      deepspeed[name] = value;
+    }
+  }
+  EXPECT_EQ(deepspeed, (Variables{{"ACCELERATE_CONFIG_DS_FIELDS", ""},
+                                  {"ACCELERATE_DEEPSPEED_ZERO_STAGE", "2"},
+                                  {"ACCELERATE_USE_DEEPSPEED", "true"},
+                                  {"PYTHONPATH", dir}}));
+
+  // As Accelerate exports for `--use_deepspeed --gradient_clipping 1
+  // --zero3_init_flag True --offload_param_device CPU
+  // --deepspeed_config_file x.json --gradient_accumulation_steps 3
+  // --mixed_precision fp16`; the PYTHONPATH given is kept, the folder added.
+  std::ofstream(dir + "/x.json") << R"({"zero_optimization": {"stage": 3}})";
+  env_.Set("PYTHONPATH", "/lib/a::/lib/b");
+  ASSERT_OK_AND_ASSIGN(
+      plan, Resolve({"--use_deepspeed", "--num_processes", "2",
+                     "--gradient_clipping", "1", "--zero3_init_flag", "True",
+                     "--offload_param_device", "CPU", "--deepspeed_config_file",
+                     "x.json", "--gradient_accumulation_steps", "3",
+                     "--mixed_precision", "fp16", "prog"}));
+  const Variables& e = plan.common_env;
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_CONFIG_DS_FIELDS", "")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_DEEPSPEED_CONFIG_FILE", "x.json")));
+  EXPECT_THAT(
+      e, Contains(Pair("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "cpu")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_DEEPSPEED_ZERO3_INIT", "true")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "3")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_GRADIENT_CLIPPING", "1.0")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_MIXED_PRECISION", "fp16")));
+  EXPECT_THAT(e, Contains(Pair("PYTHONPATH", "/lib/a:/lib/b:" + dir)));
+  EXPECT_THAT(e, Not(Contains(Key("ACCELERATE_DEEPSPEED_ZERO_STAGE"))));
+  EXPECT_EQ(plan.deepspeed_config_file, dir + "/x.json");
+  EXPECT_THAT(plan.warnings,
+              UnorderedElementsAre(
+                  HasSubstr("--gradient_clipping 1: exported"),
+                  HasSubstr("zero3_init_flag true"),
+                  AllOf(HasSubstr("--offload_param_device has no effect"),
+                        HasSubstr("x.json"))));
+  // The folder is not added twice.
+  env_.Set("PYTHONPATH", dir);
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"--use_deepspeed", "prog"}));
+  EXPECT_THAT(plan.common_env, Contains(Pair("PYTHONPATH", dir)));
+}
+
+TEST_F(LaunchPlanTest, DeepSpeedValuesAreWrittenAsAccelerateWritesThem) {
+  // The flag is a Python float; the config's text is passed on (an integer
+  // stays one); devices are lowered; nvme passes (the training side refuses
+  // it by name).
+  const auto exported = [&](std::vector<std::string> args,
+                            const std::string& name) -> std::string {
+    args.insert(args.begin(), "--use_deepspeed");
+    args.push_back("prog");
+    absl::StatusOr<LaunchPlan> plan = Resolve(args);
+    if (!plan.ok()) return std::string(plan.status().message());
+    auto found = plan->common_env.find(name);
+    return found == plan->common_env.end() ? "<unset>" : found->second;
+  };
+  constexpr char kClip[] = "ACCELERATE_GRADIENT_CLIPPING";
+  EXPECT_EQ(exported({"--gradient_clipping", "0.00001"}, kClip), "1e-05");
+  EXPECT_EQ(exported({"--gradient_clipping", "1e6"}, kClip), "1000000.0");
+  EXPECT_EQ(exported({"--gradient_clipping", "1e16"}, kClip), "1e+16");
+  EXPECT_EQ(exported({"--gradient_clipping", "2.5"}, kClip), "2.5");
+  EXPECT_EQ(exported({"--gradient_clipping", "123456789012345678"}, kClip),
+            "1.2345678901234568e+17");
+  EXPECT_EQ(exported({"--offload_optimizer_device", "NVMe"},
+                     "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"),
+            "nvme");
+  EXPECT_EQ(exported({"--zero3_save_16bit_model", "no"},
+                     "ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"),
+            "false");
+  const std::string config = WriteConfig(
+      "ds_text.yaml",
+      "distributed_type: DEEPSPEED\nnum_processes: 2\ndeepspeed_config:\n"
+      "  zero_stage: 1\n  gradient_clipping: 1\n"
+      "  offload_optimizer_device: NVMe\n  zero3_init_flag: true\n"
+      "  deepspeed_moe_layer_cls_names: Block\n");
+  // As Accelerate 1.15 exports for this file with --mixed_precision fp16:
+  // the keys in the file's order, no mixed_precision (it came from a flag).
+  ASSERT_OK_AND_ASSIGN(
+      LaunchPlan plan,
+      Resolve({"--config_file", config, "--mixed_precision", "fp16", "p"}));
+  const Variables& e = plan.common_env;
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_CONFIG_DS_FIELDS",
+                               "zero_stage,gradient_clipping,offload_"
+                               "optimizer_device,zero3_init_flag,deepspeed_"
+                               "moe_layer_cls_names")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_GRADIENT_CLIPPING", "1")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_DEEPSPEED_ZERO_STAGE", "1")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE",
+                               "nvme")));
+  EXPECT_THAT(e, Contains(Pair("ACCELERATE_DEEPSPEED_ZERO3_INIT", "true")));
+  EXPECT_THAT(
+      e, Contains(Pair("ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES", "Block")));
+  EXPECT_THAT(plan.warnings,
+              Contains(HasSubstr("deepspeed_moe_layer_cls_names \"Block\"")));
+}
+
+TEST_F(LaunchPlanTest, DeepSpeedIsAModeFlagAndUnusedSettingsAreNamed) {
+  EXPECT_THAT(Resolve({"--use_deepspeed", "--use_fsdp", "p"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("only use one of `--cpu`, `--multi_gpu`, "
+                                 "`--use_deepspeed`, `--use_fsdp`")));
+  // --cpu wins over the config's DEEPSPEED, as in Accelerate; what asked
+  // for DeepSpeed is named.
+  const std::string config = WriteConfig("ds_cpu.yaml", kDeepSpeedConfig);
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan,
+                       Resolve({"--config_file", config, "--cpu", "p"}));
+  EXPECT_EQ(plan.distributed_type, "MULTI_CPU");
+  EXPECT_FALSE(plan.use_deepspeed);
+  EXPECT_THAT(plan.common_env, Not(Contains(Key("ACCELERATE_USE_DEEPSPEED"))));
+  EXPECT_THAT(plan.warnings,
+              ElementsAre(AllOf(HasSubstr("deepspeed_config has no effect"),
+                                HasSubstr("this launch is MULTI_CPU"))));
+  ASSERT_OK_AND_ASSIGN(plan,
+                       Resolve({"--zero_stage", "3", "--gradient_clipping", "1",
+                                "--num_processes", "2", "p"}));
+  EXPECT_THAT(plan.warnings,
+              ElementsAre(HasSubstr("--zero_stage, --gradient_clipping have "
+                                    "no effect: this launch is MULTI_CPU")));
+  EXPECT_THAT(plan.common_env,
+              Not(Contains(Key("ACCELERATE_DEEPSPEED_ZERO_STAGE"))));
+}
+
+TEST_F(LaunchPlanTest, BadDeepSpeedSettingsAreRefusedNamingThem) {
+  const auto config = [&](const std::string& name, const std::string& body) {
+    return WriteConfig(name,
+                       "distributed_type: DEEPSPEED\nnum_processes: 2\n"
+                       "deepspeed_config:\n" +
+                           body);
+  };
+  EXPECT_THAT(Resolve({"--use_deepspeed", "--zero_stage", "4", "p"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--zero_stage: \"4\" is not one of 0, 1, 2, "
+                                 "3")));
+  EXPECT_THAT(
+      Resolve({"--config_file", config("z.yaml", "  zero_stage: 5\n"), "p"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("deepspeed_config.zero_stage: \"5\" is not "
+                         "one of 0, 1, 2, 3")));
+  EXPECT_THAT(
+      Resolve({"--config_file",
+               config("o.yaml", "  offload_param_device: disk\n"), "p"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("deepspeed_config.offload_param_device: "
+                         "\"disk\" is not one of none, cpu, nvme")));
+  EXPECT_THAT(Resolve({"--use_deepspeed", "--gradient_clipping", "big", "p"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--gradient_clipping: \"big\" is not a "
+                                 "gradient norm")));
+  EXPECT_THAT(Resolve({"--use_deepspeed", "--zero3_init_flag", "maybe", "p"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--zero3_init_flag=\"maybe\"")));
+  EXPECT_THAT(
+      Resolve({"--config_file",
+               config("g.yaml", "  gradient_accumulation_steps: 0\n"), "p"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("deepspeed_config.gradient_accumulation_steps: "
+                         "0 is not a positive count")));
+  // Several machines: only the standard launcher runs here (pdsh is
+  // Accelerate's default).
+  const std::vector<std::string> two_machines = {
+      "--use_deepspeed",   "--num_processes", "2", "--num_machines", "2",
+      "--main_process_ip", "10.0.0.1"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = two_machines;
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back("p");
+    return Resolve(args);
+  };
+  EXPECT_THAT(with({}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("deepspeed_config."
+                                       "deepspeed_multinode_launcher: "
+                                       "\"pdsh\" (Accelerate's "
+                                       "default)"),
+                             HasSubstr("set it to standard"))));
+  EXPECT_THAT(with({"--deepspeed_multinode_launcher", "slurm"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--deepspeed_multinode_launcher: \"slurm\"")));
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan,
+                       with({"--deepspeed_multinode_launcher", "standard",
+                             "--deepspeed_hostfile", "/etc/hosts"}));
+  EXPECT_EQ(plan.nproc_per_node, 1);
+  EXPECT_THAT(plan.warnings,
+              ElementsAre(HasSubstr("--deepspeed_hostfile \"/etc/hosts\" has "
+                                    "no effect")));
+  EXPECT_THAT(
+      Resolve({"--config_file",
+               config("l.yaml", "  deepspeed_multinode_launcher: ssh\n"), "p"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("\"ssh\" is not one of pdsh, standard")));
+  // On one machine the launcher key means nothing, as in Accelerate.
+  ASSERT_OK_AND_ASSIGN(plan,
+                       Resolve({"--config_file",
+                                config("l1.yaml",
+                                       "  deepspeed_multinode_launcher: pdsh\n"
+                                       "  offload_param_nvme_path: /nvme\n"),
+                                "p"}));
+  EXPECT_THAT(
+      plan.warnings,
+      UnorderedElementsAre(HasSubstr("\"pdsh\" has no effect on one machine"),
+                           HasSubstr("offload_param_nvme_path \"/nvme\" has no "
+                                     "effect")));
+}
+
+TEST_F(LaunchPlanTest, DeepSpeedConfigFileDecidesWhatTheConfigMustNotSet) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/ds_file");
+  ::mkdir(dir.c_str(), 0755);
+  const std::string json = dir + "/ds.json";
+  std::ofstream(json) << R"({"zero_optimization": {"stage": 1}})";
+  // As `accelerate config` writes it with a JSON file: no mixed_precision.
+  const std::string good =
+      WriteConfig("ds_json.yaml",
+                  absl::StrCat("distributed_type: DEEPSPEED\nnum_processes: 2\n"
+                               "deepspeed_config:\n  deepspeed_config_file: ",
+                               json, "\n  zero3_init_flag: false\n"));
+  ASSERT_OK_AND_ASSIGN(LaunchPlan plan, Resolve({"--config_file", good, "p"}));
+  EXPECT_THAT(plan.common_env,
+              Contains(Pair("ACCELERATE_DEEPSPEED_CONFIG_FILE", json)));
+  EXPECT_THAT(plan.common_env,
+              Contains(Pair("ACCELERATE_CONFIG_DS_FIELDS",
+                            "deepspeed_config_file,zero3_init_flag")));
+  EXPECT_EQ(plan.deepspeed_config_file, json);
+  EXPECT_THAT(plan.warnings, ::testing::IsEmpty());
+  // Keys the file decides, and mixed_precision from the config, are
+  // refused as Accelerate's DeepSpeedPlugin refuses them.
+  const std::string both = WriteConfig(
+      "ds_both.yaml",
+      absl::StrCat("distributed_type: DEEPSPEED\nnum_processes: 2\n"
+                   "mixed_precision: bf16\ndeepspeed_config:\n"
+                   "  deepspeed_config_file: ",
+                   json, "\n  zero_stage: 2\n  zero3_init_flag: false\n"));
+  EXPECT_THAT(Resolve({"--config_file", both, "p"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("sets zero_stage, mixed_precision "
+                                       "beside deepspeed_config_file"),
+                             HasSubstr(json))));
+  // A missing file is named (a warning for a dry run, which may plan for
+  // another machine).
+  EXPECT_THAT(Resolve({"--use_deepspeed", "--deepspeed_config_file",
+                       "/missing/ds.json", "p"}),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("deepspeed_config_file: cannot read "
+                                 "/missing/ds.json: no such file")));
+  ASSERT_OK_AND_ASSIGN(
+      plan, Resolve({"--use_deepspeed", "--dry_run", "--deepspeed_config_file",
+                     "/missing/ds.json", "p"}));
+  EXPECT_THAT(plan.warnings,
+              ElementsAre(HasSubstr("cannot read /missing/ds.json")));
+  // "none" is none, as in Accelerate.
+  ASSERT_OK_AND_ASSIGN(plan, Resolve({"--use_deepspeed",
+                                      "--deepspeed_config_file", "none", "p"}));
+  EXPECT_THAT(plan.common_env,
+              Contains(Pair("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")));
+  EXPECT_TRUE(plan.deepspeed_config_file.empty());
+}
+
 TEST_F(LaunchPlanTest, BadInputIsNamed) {
   EXPECT_THAT(Resolve({}), StatusIs(absl::StatusCode::kInvalidArgument,
                                     HasSubstr("no program given")));
@@ -241,12 +594,14 @@ TEST_F(LaunchPlanTest, BadInputIsNamed) {
 }
 
 TEST_F(LaunchPlanTest, ConfigValuesAreValidated) {
-  EXPECT_THAT(Resolve({"--config_file",
-                       WriteConfig("ds.yaml", "distributed_type: DEEPSPEED\n"),
-                       "p"}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("DEEPSPEED"),
-                             HasSubstr("not supported by accelerate-cpp"))));
+  EXPECT_THAT(
+      Resolve({"--config_file",
+               WriteConfig("mlm.yaml", "distributed_type: MEGATRON_LM\n"),
+               "p"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("MEGATRON_LM"),
+                     HasSubstr("not supported by accelerate-cpp"),
+                     HasSubstr("DEEPSPEED"))));
   EXPECT_THAT(Resolve({"--config_file",
                        WriteConfig("typo.yaml", "distributed_type: MULTI_CPUS\n"),
                        "p"}),

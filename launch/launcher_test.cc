@@ -333,6 +333,58 @@ TEST(LauncherTest, ADryRunChecksAGpuPlanOnAMachineWithoutGpus) {
   EXPECT_THAT(real.output, Not(HasSubstr("[rank")));
 }
 
+TEST(LauncherTest, DeepSpeedConfigsRunAsOurOwnProcesses) {
+  // No `deepspeed` command: our ranks, with Accelerate's DeepSpeed
+  // variables; what the training side does not act on is warned about.
+  const std::string config = TestDir("deepspeed") + "/ds.yaml";
+  std::ofstream(config) << "distributed_type: DEEPSPEED\nnum_processes: 2\n"
+                           "deepspeed_config:\n  zero_stage: 3\n"
+                           "  gradient_accumulation_steps: 2\n"
+                           "  gradient_clipping: 1.0\n";
+  ProcessResult result =
+      RunAccelerate({"launch", "--config_file", config, "--main_process_port",
+                     "0", RankProgram(), "env"});
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string p = absl::StrCat("[rank", rank, "]: ");
+    EXPECT_TRUE(HasLine(result.output, p + absl::StrCat("ENV RANK=", rank)))
+        << result.output;
+    EXPECT_TRUE(HasLine(result.output, p + "ENV WORLD_SIZE=2"));
+    EXPECT_TRUE(HasLine(result.output, p + "ENV ACCELERATE_USE_DEEPSPEED=true"))
+        << result.output;
+    EXPECT_TRUE(
+        HasLine(result.output, p + "ENV ACCELERATE_DEEPSPEED_ZERO_STAGE=3"));
+    EXPECT_TRUE(HasLine(result.output,
+                        p + "ENV ACCELERATE_GRADIENT_ACCUMULATION_STEPS=2"));
+    EXPECT_TRUE(HasLine(result.output,
+                        p + "ENV ACCELERATE_CONFIG_DS_FIELDS=zero_stage,"
+                            "gradient_accumulation_steps,gradient_clipping"));
+    EXPECT_TRUE(HasLine(result.output, p + "ENV ACCELERATE_USE_FSDP=<unset>"));
+  }
+  EXPECT_EQ(CountOf(result.output,
+                    "warning: deepspeed_config.gradient_clipping 1.0: "
+                    "exported as ACCELERATE_GRADIENT_CLIPPING"),
+            1)
+      << result.output;
+
+  // The flags alone, and a refusal naming the bad value.
+  ProcessResult flags = RunAccelerate(
+      {"launch", "--use_deepspeed", "--zero_stage", "1", "--num_processes", "2",
+       "--main_process_port", "0", RankProgram(), "env"});
+  ASSERT_EQ(flags.exit_code, 0) << flags.output;
+  EXPECT_TRUE(
+      HasLine(flags.output, "[rank1]: ENV ACCELERATE_DEEPSPEED_ZERO_STAGE=1"))
+      << flags.output;
+  ProcessResult bad =
+      RunAccelerate({"launch", "--use_deepspeed", "--offload_param_device",
+                     "disk", RankProgram(), "env"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output,
+              HasSubstr("--offload_param_device: \"disk\" is not one of "
+                        "none, cpu, nvme"));
+  EXPECT_THAT(bad.output, Not(HasSubstr("[rank")));
+}
+
 TEST(LauncherTest, BazelRunsWorkingDirectoryResolvesTheUsersPaths) {
   const std::string user = TestDir("user_folder");
   ::mkdir((user + "/tools").c_str(), 0755);
@@ -368,10 +420,11 @@ TEST(LauncherTest, BazelRunsWorkingDirectoryResolvesTheUsersPaths) {
 TEST(LauncherTest, HelpExplainsEveryCommand) {
   ProcessResult help = RunAccelerate({"launch", "--help"});
   EXPECT_EQ(help.exit_code, 0);
-  EXPECT_THAT(help.output,
-              AllOf(HasSubstr("--num_processes"), HasSubstr("--max_restarts"),
-                    HasSubstr("--fsdp_sharding_strategy"),
-                    HasSubstr("--main_process_ip")));
+  EXPECT_THAT(
+      help.output,
+      AllOf(HasSubstr("--num_processes"), HasSubstr("--max_restarts"),
+            HasSubstr("--fsdp_sharding_strategy"), HasSubstr("--use_deepspeed"),
+            HasSubstr("--zero_stage"), HasSubstr("--main_process_ip")));
   for (const char* command : {"config", "env", "test"}) {
     ProcessResult result = RunAccelerate({command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
