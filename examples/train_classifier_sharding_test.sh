@@ -8,7 +8,8 @@
 # onto the same engines; sharded runs stopped and resumed from their
 # checkpoints end as runs that never stopped; SHARDED_STATE_DICT parts
 # written by 4 processes reload on 4, 2 and 1 and merge into the whole
-# weights; HYBRID_SHARD is refused by name, never trained replicated.
+# weights; HYBRID_SHARD over two launchers ("machines") trains as data
+# parallel; activation checkpointing is refused by name, never ignored.
 # Arguments: the accelerate binary, the train_classifier binary, Python.
 set -euo pipefail
 accelerate="$1"
@@ -46,6 +47,8 @@ for n in 2 4; do
   full="$(json_of --num_processes "$n" --use_fsdp --fsdp_sharding_strategy FULL_SHARD \
     --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap Fp8Linear)"
   echo "FULL_SHARD: $full"
+  [[ $n == 2 ]] && full2="$full"
+  [[ $n == 4 ]] && ddp4="$ddp"
   [[ "$(field sharding "$full")" == FULL_SHARD ]] || { echo "not FULL_SHARD: $full" >&2; exit 1; }
   for key in eval_accuracy train_loss; do
     [[ "$(field $key "$ddp")" == "$(field $key "$full")" ]] ||
@@ -75,13 +78,34 @@ zero1="$(json_of --num_processes 2 --use_deepspeed --zero_stage 1)"
 no_shard="$(json_of --num_processes 2 --use_fsdp --fsdp_sharding_strategy NO_SHARD)"
 [[ "$(field sharding "$no_shard")" == NO_SHARD ]] || { echo "NO_SHARD: $no_shard" >&2; exit 1; }
 
-# HYBRID_SHARD: refused, naming it.
-if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp \
-    --fsdp_sharding_strategy HYBRID_SHARD "$program" "${flags[@]}" 2>&1)"; then
-  echo "HYBRID_SHARD was accepted" >&2; exit 1
+# HYBRID_SHARD over 2 "machines" of 2 processes on this one: sharded within
+# each machine, replicated across; the same run as data parallel on 4, the
+# parameters and momentum held 1/2 each.
+port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+hybrid=(--num_machines 2 --main_process_ip 127.0.0.1 --main_process_port "$port" --num_processes 4
+        --use_fsdp --fsdp_sharding_strategy HYBRID_SHARD
+        --fsdp_auto_wrap_policy SIZE_BASED_WRAP --fsdp_min_num_params 1000)
+"$accelerate" launch --machine_rank 1 "${hybrid[@]}" "$program" "${flags[@]}" >/dev/null 2>&1 &
+second=$!
+hybrid_json="$("$accelerate" launch --machine_rank 0 "${hybrid[@]}" "$program" "${flags[@]}" 2>/dev/null |
+  grep '"eval_accuracy"' | sed 's/^\[rank0\]: //')"
+wait "$second"
+echo "HYBRID_SHARD, 2 x 2: $hybrid_json"
+[[ "$(field sharding "$hybrid_json")" == HYBRID_SHARD ]] || { echo "HYBRID_SHARD: $hybrid_json" >&2; exit 1; }
+for key in eval_accuracy train_loss; do
+  [[ "$(field $key "$ddp4")" == "$(field $key "$hybrid_json")" ]] ||
+    { echo "HYBRID_SHARD $key differs from data parallel on 4" >&2; exit 1; }
+done
+[[ "$(field state_bytes_per_rank "$hybrid_json")" == "$(field state_bytes_per_rank "$full2")" ]] ||
+  { echo "HYBRID_SHARD holds $(field state_bytes_per_rank "$hybrid_json"), FULL_SHARD on 2 $(field state_bytes_per_rank "$full2")" >&2; exit 1; }
+
+# Activation checkpointing: refused, naming it.
+if out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp --fsdp_activation_checkpointing true \
+    "$program" "${flags[@]}" 2>&1)"; then
+  echo "FSDP_ACTIVATION_CHECKPOINTING was accepted" >&2; exit 1
 fi
-[[ "$out" == *"FSDP_SHARDING_STRATEGY=HYBRID_SHARD is not supported"* ]] ||
-  { echo "HYBRID_SHARD's refusal does not name it: $out" >&2; exit 1; }
+[[ "$out" == *"FSDP_ACTIVATION_CHECKPOINTING=true is not supported"* ]] ||
+  { echo "activation checkpointing's refusal does not name it: $out" >&2; exit 1; }
 # Sharded state checkpoints whole (Accelerate's layout): stopped after 20
 # steps and resumed, the run ends with the JSON line of one that never
 # stopped.

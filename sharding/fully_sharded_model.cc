@@ -45,6 +45,7 @@ FullyShardedModel::FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
     : model_(std::move(model)),
       state_(state),
       options_(options),
+      shard_group_(state.process_group()),
       world_(state.num_processes()),
       rank_(state.process_index()) {}
 
@@ -101,6 +102,43 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
   if (options.sync_module_states && state.use_distributed()) {
     for (const at::Tensor& b : model->buffers()) states.push_back(b);
     ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(state, states));
+  }
+  // HYBRID_SHARD: slices shared within blocks of processes (a node's),
+  // replicated across them.
+  const int world_size = state.num_processes();
+  int group_size = options.shard_group_size == -1 ? state.num_local_processes()
+                   : options.shard_group_size > 0 ? options.shard_group_size
+                                                  : world_size;
+  if (group_size <= 0 || world_size % group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sharding group of ", group_size, " processes: it must divide the ",
+        world_size, " processes"));
+  }
+  if (group_size < world_size) {
+    const int rank = state.process_index();
+    const int block = rank / group_size;
+    std::vector<int> shard_ranks;
+    for (int r = block * group_size; r < (block + 1) * group_size; ++r) {
+      shard_ranks.push_back(r);
+    }
+    std::vector<int> replica_ranks;
+    for (int r = rank % group_size; r < world_size; r += group_size) {
+      replica_ranks.push_back(r);
+    }
+    if (group_size > 1) {
+      ACCELERATE_ASSIGN_OR_RETURN(
+          self.own_shard_group_,
+          state.NewGroup(shard_ranks, absl::StrCat("shard_", block)));
+      self.shard_group_ = self.own_shard_group_.get();
+    } else {
+      self.shard_group_ = nullptr;
+    }
+    ACCELERATE_ASSIGN_OR_RETURN(
+        self.replica_group_,
+        state.NewGroup(replica_ranks,
+                       absl::StrCat("replica_", rank % group_size)));
+    self.world_ = group_size;
+    self.rank_ = rank % group_size;
   }
 
   // Flat buffers, slices, parts, placeholders, gradient hooks.
@@ -235,7 +273,7 @@ void FullyShardedModel::StartGather(int u, bool prefetch) {
     unit.full = at::empty({unit.shard_size * world_},
                           local.options());
     try {
-      unit.gathering = state_.process_group()->_allgather_base(unit.full,
+      unit.gathering = shard_group_->_allgather_base(unit.full,
                                                                local);
     } catch (const std::exception& e) {
       Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
@@ -431,7 +469,7 @@ void FullyShardedModel::LaunchReduce(int u) {
   if (world_ > 1) {
     reduction.output = at::empty({unit.shard_size}, input.options());
     try {
-      reduction.work = state_.process_group()->_reduce_scatter_base(
+      reduction.work = shard_group_->_reduce_scatter_base(
           reduction.output, input);
     } catch (const std::exception& e) {
       Fail(absl::StrCat("reduce-scattering the gradients of unit ",
@@ -465,6 +503,18 @@ void FullyShardedModel::FinishReduce(Reduction& r) {
     }
     // The sum over processes, averaged.
     r.output.div_(world_);
+  }
+  if (replica_group_ != nullptr) {
+    // HYBRID_SHARD: then averaged over the replicas.
+    try {
+      std::vector<at::Tensor> tensors = {r.output};
+      replica_group_->allreduce(tensors)->wait();
+    } catch (const std::exception& e) {
+      Fail(absl::StrCat("averaging the gradients of unit ",
+                        UnitLabel(units_[r.unit].name), " across replicas"),
+           e);
+    }
+    r.output.div_(replica_group_->getSize());
   }
   r.input = at::Tensor();
   const Unit& unit = units_[r.unit];
@@ -646,7 +696,7 @@ absl::Status FullyShardedModel::UnshardOptimizer(
             // Collectives run on the model's device (offloaded state too).
             at::Tensor sent = local.to(device_);
             full = at::empty({unit.shard_size * world_}, sent.options());
-            state_.process_group()->_allgather_base(full, sent)->wait();
+            shard_group_->_allgather_base(full, sent)->wait();
             full = full.to(local.device());
           }
         }
@@ -847,7 +897,7 @@ absl::StatusOr<double> FullyShardedModel::ClipGradNorm(double max_norm,
       std::vector<at::Tensor> tensors = {local};
       c10d::AllreduceOptions options;
       options.reduceOp = inf ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
-      state_.process_group()->allreduce(tensors, options)->wait();
+      shard_group_->allreduce(tensors, options)->wait();
     }
     total = inf ? local.item<double>()
                 : std::pow(local.item<double>(), 1.0 / norm_type);

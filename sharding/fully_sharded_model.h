@@ -70,6 +70,7 @@
 #include <c10/core/TensorImpl.h>
 #include <c10/util/intrusive_ptr.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
@@ -104,6 +105,12 @@ struct FullyShardedOptions {
   // Broadcast the parameters and buffers from the main process first.
   // Default true.
   bool sync_module_states = true;
+  // Which processes share the slices: 0, all of them (FULL_SHARD); -1, the
+  // processes of each node (HYBRID_SHARD: sharded within a node, each node
+  // a replica; gradients reduce-scattered within the node, then averaged
+  // across nodes); n > 0, blocks of n consecutive processes (a divisor of
+  // their number). Default 0.
+  int shard_group_size = 0;
   // FSDP's CPU offload: the slices, their gradients and so the optimizer
   // state live in (pinned) CPU memory, the optimizer steps there; units
   // are gathered onto the model's device. On a CPU model, nothing moves.
@@ -286,8 +293,13 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   std::shared_ptr<torch::nn::Module> model_;
   const state::PartialState& state_;
   const FullyShardedOptions options_;
-  const int64_t world_;
-  const int64_t rank_;
+  // This process's sharding group (all processes, or its node's) and, for
+  // HYBRID_SHARD, its replicas' group (null otherwise).
+  c10d::ProcessGroup* shard_group_ = nullptr;
+  c10::intrusive_ptr<c10d::ProcessGroup> own_shard_group_;
+  c10::intrusive_ptr<c10d::ProcessGroup> replica_group_;
+  int64_t world_;  // of the sharding group
+  int64_t rank_;   // in it
   c10::Device device_ = c10::Device(c10::kCPU);  // the model's
   mutable std::mutex mu_;
   std::vector<Unit> units_;

@@ -250,6 +250,25 @@ TEST(FullyShardedModelTest, PrefetchAndKeepingUnitsGiveTheSameResult) {
                          "offload_params");
 }
 
+TEST(FullyShardedModelTest, HybridShardsWithinGroupsAndReplicatesAcross) {
+  // 4 processes as 2 "nodes" of 2: slices shared by each pair, the pairs
+  // replicas; and blocks of 1 (every process a replica, data parallel).
+  const int world = 4;
+  Net reference = TrainReference(world, 3);
+  for (int group : {2, 1}) {
+    FullyShardedOptions options;
+    options.shard_group_size = group;
+    std::vector<RankResult> results = TrainSharded(world, 3, options);
+    ExpectMatchesReference(results, reference,
+                           absl::StrCat("groups of ", group));
+    const int64_t total = TotalBytes(reference);
+    for (const RankResult& r : results) {
+      EXPECT_GE(r.bytes_at_rest.parameters * group, total);
+      EXPECT_LE(r.bytes_at_rest.parameters * group, total + 3 * group * 4);
+    }
+  }
+}
+
 TEST(FullyShardedModelTest, ClipsByTheNormOfTheWholeGradients) {
   const int world = 2;
   Net reference = TrainReference(world, 2, /*max_norm=*/0.1);

@@ -299,8 +299,12 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
     config.strategy = ShardingStrategy::kShardGradOp;
   } else if (strategy == "FULL_SHARD") {
     config.strategy = ShardingStrategy::kFullShard;
-  } else if (strategy == "HYBRID_SHARD" || strategy == "HYBRID_SHARD_ZERO2") {
-    return NotYet(source);
+  } else if (strategy == "HYBRID_SHARD") {
+    config.strategy = ShardingStrategy::kHybridShard;
+    config.full_shard.shard_group_size = -1;
+  } else if (strategy == "HYBRID_SHARD_ZERO2") {
+    config.strategy = ShardingStrategy::kHybridShardZero2;
+    config.full_shard.shard_group_size = -1;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("FSDP_SHARDING_STRATEGY: \"", strategy,
@@ -373,9 +377,10 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
              "one unit; only gradients and optimizer state are sharded)";
     }
   }
-  if (config.strategy == ShardingStrategy::kFullShard) {
-    config.full_shard.reshard_after_forward = true;
-  }
+  // HYBRID_SHARD_ZERO2 keeps the gathered parameters from forward to
+  // backward, as SHARD_GRAD_OP does.
+  config.full_shard.reshard_after_forward =
+      config.strategy != ShardingStrategy::kHybridShardZero2;
   return config;
 }
 

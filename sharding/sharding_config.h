@@ -49,8 +49,8 @@ enum class ShardingStrategy {
   kNoShard,         // NO_SHARD: data parallel
   kShardGradOp,     // SHARD_GRAD_OP: gradients and optimizer state sharded
   kFullShard,       // FULL_SHARD: parameters too
-  kHybridShard,     // HYBRID_SHARD (refused for now)
-  kHybridShardZero2,// HYBRID_SHARD_ZERO2 (refused for now)
+  kHybridShard,     // HYBRID_SHARD: FULL_SHARD within a node, replicated
+  kHybridShardZero2,// HYBRID_SHARD_ZERO2: SHARD_GRAD_OP within a node
   kZero1,           // DeepSpeed ZeRO stage 1: optimizer state sharded
   kZero2,           // DeepSpeed ZeRO stage 2: and gradients
   kZero3,           // DeepSpeed ZeRO stage 3: and parameters (FULL_SHARD)
@@ -83,7 +83,9 @@ struct ShardingConfig {
   // Whether the parameters are sharded at rest (FullyShardedModel).
   bool shards_parameters() const {
     return strategy == ShardingStrategy::kFullShard ||
-           strategy == ShardingStrategy::kZero3;
+           strategy == ShardingStrategy::kZero3 ||
+           strategy == ShardingStrategy::kHybridShard ||
+           strategy == ShardingStrategy::kHybridShardZero2;
   }
   // Whether only a slice of the gradients is kept between steps (all but
   // ZeRO-1, which keeps them whole).

@@ -85,6 +85,12 @@ TEST(ShardingConfigTest, ReadsFullShardWithItsUnitsAndPrefetch) {
                        {"ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "nvme"}}),
               StatusIs(absl::StatusCode::kUnimplemented,
                        HasSubstr("offload_param device \"nvme\"")));
+  auto hybrid = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                         {"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD_ZERO2"}});
+  ASSERT_THAT(hybrid, IsOk());
+  EXPECT_TRUE(hybrid->shards_parameters());
+  EXPECT_EQ(hybrid->full_shard.shard_group_size, -1);
+  EXPECT_FALSE(hybrid->full_shard.reshard_after_forward);
   auto v2 = Resolve({{"ACCELERATE_USE_FSDP", "true"}, {"FSDP_VERSION", "2"}});
   ASSERT_THAT(v2, IsOk());
   EXPECT_EQ(v2->strategy, ShardingStrategy::kFullShard);
@@ -110,10 +116,6 @@ TEST(ShardingConfigTest, ReadsFullShardWithItsUnitsAndPrefetch) {
 
 // A program configured to shard never trains replicated without saying so.
 TEST(ShardingConfigTest, RefusesWhatWouldTrainReplicated) {
-  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
-                       {"FSDP_SHARDING_STRATEGY", "HYBRID_SHARD"}}),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("HYBRID_SHARD")));
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
                        {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
                        {"FSDP_OFFLOAD_PARAMS", "true"}}),

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include "state/torch_errors.h"
 #include "state/internal/process_group.h"
 #include "state/internal/rendezvous.h"
@@ -172,6 +173,40 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
   // (which runs on the pairs, not the store) makes sure of that.
   ACCELERATE_RETURN_IF_ERROR(state->WaitForEveryone());
   return state;
+}
+
+absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>> PartialState::NewGroup(
+    const std::vector<int>& ranks, const std::string& name) const {
+  if (group_ == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("process group ", name, ": a single process has none"));
+  }
+  int position = -1;
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (ranks[i] < 0 || ranks[i] >= info_.world_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "process group ", name, ": rank ", ranks[i], " is not in 0..",
+          info_.world_size - 1));
+    }
+    if (ranks[i] == info_.rank) position = static_cast<int>(i);
+  }
+  if (position < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "process group ", name, ": process ", info_.rank,
+        " is not among its ranks"));
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>(
+      absl::StrCat("accelerate/group/", name, "/"), group_->store);
+  const state_internal::ProcessGroupOptions options{
+      .rank = position,
+      .world_size = static_cast<int>(ranks.size()),
+      .timeout = timeout_,
+      .gloo_socket_ifname = info_.gloo_socket_ifname,
+      .master_addr = info_.master_addr,
+  };
+  return backend_ == Backend::kNccl
+             ? state_internal::MakeNcclGroup(store, options)
+             : state_internal::MakeGlooGroup(store, options);
 }
 
 DistributedType PartialState::distributed_type() const {

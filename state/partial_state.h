@@ -48,6 +48,7 @@
 #include "absl/time/time.h"
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/util/intrusive_ptr.h>
 #include "state/environment.h"
 #include "state/launch_info.h"
 
@@ -145,6 +146,15 @@ class PartialState {
   // The process group; nullptr for a single process. For the collectives in
   // "state/collectives.h" and for libraries that issue their own.
   c10d::ProcessGroup* process_group() const;
+
+  // A process group of the processes `ranks` (global ranks, ascending),
+  // named `name` (its store keys), over the same rendezvous store and
+  // backend: this process's rank in it is its position in `ranks`.
+  // REQUIRES: every process of `ranks` calls it with the same arguments;
+  // this process is one of them. `FailedPrecondition` on one process,
+  // `InvalidArgument` for ranks out of range or not containing this one.
+  [[nodiscard]] absl::StatusOr<c10::intrusive_ptr<c10d::ProcessGroup>>
+  NewGroup(const std::vector<int>& ranks, const std::string& name) const;
 
   // Blocks until every process has reached this call. `DeadlineExceeded`
   // after the timeout; `Unavailable` when a peer died.
