@@ -79,7 +79,6 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
   }
   // Each parameter goes to the innermost unit holding it.
   std::vector<std::vector<int>> members(names.size());
-  std::vector<at::Tensor> states;
   {
     std::unordered_set<const void*> seen;
     for (const auto& item : model->named_parameters()) {
@@ -96,12 +95,28 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
       param.tensor = item.value();
       members[best].push_back(static_cast<int>(self.params_.size()));
       self.params_.push_back(std::move(param));
-      states.push_back(item.value());
     }
   }
-  if (options.sync_module_states && state.use_distributed()) {
-    for (const at::Tensor& b : model->buffers()) states.push_back(b);
-    ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(state, states));
+  // With sync_module_states the main process's values are the truth: its
+  // slices are scattered below, its buffers broadcast here. The other
+  // processes' parameters may then be empty (on the meta device, as
+  // bigmodel's InitEmptyWeights makes them): they never hold the whole
+  // model (CPU-RAM-efficient loading).
+  const bool scatter = options.sync_module_states && state.use_distributed();
+  const bool has_values = !scatter || state.process_index() == 0;
+  for (const Param& p : self.params_) {
+    if (has_values && p.tensor.device().is_meta()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "FULL_SHARD: parameter ", p.name, " is on the meta device",
+          scatter ? " on the main process (which gives every process its "
+                    "values)"
+                  : " (load its weights first, or let the main process "
+                    "give them: sync_module_states)"));
+    }
+  }
+  if (scatter) {
+    std::vector<at::Tensor> buffers = model->buffers();
+    ACCELERATE_RETURN_IF_ERROR(state::BroadcastInPlace(state, buffers));
   }
   // HYBRID_SHARD: slices shared within blocks of processes (a node's),
   // replicated across them.
@@ -171,16 +186,39 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
         if (p.tensor.requires_grad()) ++unit.trainable;
       }
       unit.shard_size = std::max<int64_t>(1, (total + world - 1) / world);
-      at::Tensor full = at::zeros({unit.shard_size * world}, first.options());
-      for (int i : unit.params) {
-        Param& p = self.params_[i];
-        full.narrow(0, p.offset, p.tensor.numel())
-            .copy_(p.tensor.detach().reshape({-1}));
-      }
       const int64_t low = rank * unit.shard_size;
       const int64_t high = low + unit.shard_size;
-      self.device_ = first.device();
-      unit.shard = full.narrow(0, low, unit.shard_size).clone();
+      self.device_ = first.device().is_meta() ? state.device() : first.device();
+      const at::TensorOptions flat_options =
+          first.options().device(self.device_);
+      at::Tensor full;
+      if (has_values) {
+        full = at::zeros({unit.shard_size * world}, flat_options);
+        for (int i : unit.params) {
+          Param& p = self.params_[i];
+          full.narrow(0, p.offset, p.tensor.numel())
+              .copy_(p.tensor.detach().reshape({-1}));
+        }
+      }
+      if (scatter) {
+        // Each process's slice from the main process.
+        unit.shard = at::empty({unit.shard_size}, flat_options);
+        std::vector<at::Tensor> outputs = {unit.shard};
+        std::vector<std::vector<at::Tensor>> inputs;
+        if (state.process_index() == 0) {
+          inputs.emplace_back();
+          for (int r = 0; r < world_size; ++r) {
+            inputs[0].push_back(full.narrow(0, (r % world) * unit.shard_size,
+                                            unit.shard_size));
+          }
+        }
+        c10d::ScatterOptions scatter_options;
+        scatter_options.rootRank = 0;
+        state.process_group()->scatter(outputs, inputs, scatter_options)->wait();
+      } else {
+        unit.shard = full.narrow(0, low, unit.shard_size).clone();
+      }
+      full = at::Tensor();
       if (options.offload_params && !unit.shard.device().is_cpu()) {
         // The slice lives in (pinned) CPU memory; units are gathered onto
         // the model's device.
@@ -194,19 +232,7 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
         p.part = unit.shard.narrow(0, begin < end ? begin - low : 0,
                                    begin < end ? end - begin : 0)
                      .detach();
-        if (p.tensor.requires_grad()) {
-          p.part.requires_grad_(true);
-          // While the parameter is real: autograd records its device.
-          p.accumulator = torch::autograd::impl::grad_accumulator(p.tensor);
-          FullyShardedModel* owner = sharded.get();
-          p.hook = p.accumulator->add_post_hook(
-              std::make_unique<torch::autograd::utils::LambdaPostHook>(
-                  [owner, i](const torch::autograd::variable_list& outputs,
-                             const torch::autograd::variable_list&) {
-                    owner->OnGradient(i);
-                    return outputs;
-                  }));
-        }
+        if (p.tensor.requires_grad()) p.part.requires_grad_(true);
         p.placeholder =
             state::MakePlaceholder(p.tensor.scalar_type(), p.tensor.sizes());
         self.index_[p.tensor.unsafeGetTensorImpl()] = i;
@@ -216,9 +242,7 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
       self.units_.push_back(std::move(unit));
     }
   });
-  if (!laid_out.ok()) {
-    return absl::InvalidArgumentError(std::string(laid_out.message()));
-  }
+  if (!laid_out.ok()) return laid_out;
   state::InstallPlaceholderFallbackOnce();
   sharding_internal::InstallSavedTensorHooksOnce();
   for (Param& p : self.params_) {
@@ -309,11 +333,25 @@ void FullyShardedModel::EnsureGathered(int u) {
         unit.full.narrow(0, p.offset, p.placeholder->numel())
             .view(p.placeholder->sizes());
     p.tensor.unsafeGetTensorImpl()->shallow_copy_from(view.getIntrusivePtr());
+    if (p.tensor.requires_grad() && !p.accumulator) AttachGradientHook(i);
   }
   sharding_internal::RegisterStorage(unit.full.storage().unsafeGetStorageImpl(),
                                      this, u);
   unit.installed = true;
   if (InBackward() && sync_ && !unit.reduced) GiveGradientBuffer(u);
+}
+
+void FullyShardedModel::AttachGradientHook(int i) {
+  // While the parameter is real: autograd records its device and dtype.
+  Param& p = params_[i];
+  p.accumulator = torch::autograd::impl::grad_accumulator(p.tensor);
+  p.hook = p.accumulator->add_post_hook(
+      std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, i](const torch::autograd::variable_list& outputs,
+                    const torch::autograd::variable_list&) {
+            OnGradient(i);
+            return outputs;
+          }));
 }
 
 void FullyShardedModel::GiveGradientBuffer(int u) {

@@ -102,8 +102,10 @@ struct FullyShardedOptions {
   bool forward_prefetch = false;
   // Default BACKWARD_PRE (FSDP's default).
   BackwardPrefetch backward_prefetch = BackwardPrefetch::kBackwardPre;
-  // Broadcast the parameters and buffers from the main process first.
-  // Default true.
+  // The main process's parameters and buffers are every process's: its
+  // slices are scattered (and buffers broadcast), so the other processes'
+  // parameters may be empty, on the meta device (CPU-RAM-efficient
+  // loading: they never hold the whole model). Default true.
   bool sync_module_states = true;
   // Which processes share the slices: 0, all of them (FULL_SHARD); -1, the
   // processes of each node (HYBRID_SHARD: sharded within a node, each node
@@ -142,10 +144,12 @@ struct FullyShardedStats {
 class FullyShardedModel final : public state::PlaceholderOwner,
                                 public sharding_internal::StorageOwner {
  public:
-  // Shards `model` (already on the state's device) as described above.
-  // InvalidArgument names a unit path that is not a submodule, or a unit
-  // whose parameters mix dtypes or devices; Unavailable/DeadlineExceeded
-  // from the broadcast. Collective.
+  // Shards `model` (on the state's device, or its parameters on the meta
+  // device but on the main process) as described above. InvalidArgument
+  // names a unit path that is not a submodule, a parameter on the meta
+  // device where values are needed; an error names a unit whose parameters
+  // mix dtypes or devices; Unavailable/DeadlineExceeded from the scatter.
+  // Collective.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<FullyShardedModel>>
   Create(std::shared_ptr<torch::nn::Module> model,
          const state::PartialState& state,
@@ -278,6 +282,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // All under mu_.
   void StartGather(int u, bool prefetch);
   void EnsureGathered(int u);
+  // Counts the parameter's gradients as they accumulate (once it is real).
+  void AttachGradientHook(int i);
   // Makes the unit's parameters' gradients views of one flat buffer, for
   // autograd to accumulate into (when none has a gradient yet).
   void GiveGradientBuffer(int u);

@@ -114,6 +114,15 @@ Net TrainReference(int world, int steps, double max_norm = 0) {
   return model;
 }
 
+// Empties a model's parameters (the meta device, as bigmodel's
+// InitEmptyWeights leaves them): values must come from elsewhere.
+void EmptyParameters(Net& model) {
+  for (at::Tensor& p : model->parameters()) {
+    p.unsafeGetTensorImpl()->shallow_copy_from(
+        at::empty(p.sizes(), p.options().device(at::kMeta)).getIntrusivePtr());
+  }
+}
+
 struct RankResult {
   std::vector<at::Tensor> params;
   StateBytes bytes_at_rest;
@@ -125,12 +134,14 @@ struct RankResult {
 
 std::vector<RankResult> TrainSharded(int world, int steps,
                                      const FullyShardedOptions& base,
-                                     double max_norm = 0) {
+                                     double max_norm = 0,
+                                     bool empty_others = false) {
   std::vector<RankResult> results(world);
   const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
       world, [&](const state::PartialState& state) -> absl::Status {
         RankResult& out = results[state.process_index()];
         Net model;
+        if (empty_others && state.process_index() != 0) EmptyParameters(model);
         FullyShardedOptions options = base;
         if (options.units.empty()) {
           AutoWrapPolicy policy;
@@ -267,6 +278,26 @@ TEST(FullyShardedModelTest, HybridShardsWithinGroupsAndReplicatesAcross) {
       EXPECT_LE(r.bytes_at_rest.parameters * group, total + 3 * group * 4);
     }
   }
+}
+
+TEST(FullyShardedModelTest, OtherProcessesMayStartFromEmptyWeights) {
+  // CPU-RAM-efficient loading: only the main process has values; the
+  // others' parameters are on the meta device and receive their slices.
+  const int world = 3;
+  Net reference = TrainReference(world, 2);
+  ExpectMatchesReference(TrainSharded(world, 2, {}, 0, /*empty_others=*/true),
+                         reference, "empty weights on processes 1 and 2");
+  // Without the main process's values nothing can start.
+  const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
+      1, [&](const state::PartialState& state) -> absl::Status {
+        Net model;
+        EmptyParameters(model);
+        EXPECT_THAT(FullyShardedModel::Create(model.ptr(), state).status(),
+                    StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("embed.weight is on the meta device")));
+        return absl::OkStatus();
+      });
+  for (const absl::Status& status : statuses) ASSERT_THAT(status, IsOk());
 }
 
 TEST(FullyShardedModelTest, ClipsByTheNormOfTheWholeGradients) {

@@ -61,8 +61,21 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
     std::shared_ptr<torch::nn::Module> model, const state::PartialState& state,
     const DataParallelOptions& options) {
   std::unique_ptr<DataParallel> dp(new DataParallel(model, state, options));
-  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
-      "moving the model to the device", [&] { model->to(state.device()); }));
+  // Under FULL_SHARD, parameters left empty (meta) on the other processes
+  // receive their slices from the main process, onto the device.
+  bool empty_parameters = false;
+  for (const at::Tensor& p : model->parameters()) {
+    empty_parameters = empty_parameters || p.device().is_meta();
+  }
+  if (!(options.shard_parameters && empty_parameters)) {
+    ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+        "moving the model to the device", [&] { model->to(state.device()); }));
+  } else {
+    ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+        "moving the buffers to the device", [&] {
+          for (at::Tensor& b : model->buffers()) b.set_data(b.to(state.device()));
+        }));
+  }
   for (const at::Tensor& b : model->buffers()) dp->buffers_.push_back(b);
   if (options.shard_parameters) {
     sharding::FullyShardedOptions full_shard = options.full_shard;
