@@ -33,6 +33,18 @@ using ::accelerate::sharding_internal::Bytes;
 
 bool InBackward() { return torch::autograd::get_current_graph_task_id() != -1; }
 
+// The state kind of `optimizer`, or Unimplemented naming it for `what`.
+absl::StatusOr<sharding_internal::StateKind> KindFor(
+    const torch::optim::Optimizer& optimizer, const std::string& what) {
+  std::optional<sharding_internal::StateKind> kind =
+      sharding_internal::KindOf(optimizer);
+  if (!kind.has_value()) {
+    return absl::UnimplementedError(absl::StrCat(
+        what, " of ", typeid(optimizer).name(), " (only SGD, Adam and AdamW)"));
+  }
+  return *std::move(kind);
+}
+
 std::string UnitLabel(const std::string& name) {
   return name.empty() ? std::string("the root module") : "\"" + name + "\"";
 }
@@ -672,13 +684,9 @@ absl::Status FullyShardedModel::Reshard() {
 
 absl::Status FullyShardedModel::UnshardOptimizer(
     torch::optim::Optimizer& optimizer) {
-  const std::optional<sharding_internal::StateKind> kind =
-      sharding_internal::KindOf(optimizer);
-  if (!kind.has_value()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "gathering the sharded state of ", typeid(optimizer).name(),
-        " (only SGD, Adam and AdamW)"));
-  }
+  ACCELERATE_ASSIGN_OR_RETURN(sharding_internal::StateKind kind_value,
+                              KindFor(optimizer, "gathering the sharded state"));
+  const sharding_internal::StateKind* kind = &kind_value;
   std::lock_guard<std::mutex> lock(mu_);
   if (!held_) {
     return absl::FailedPreconditionError(
@@ -840,13 +848,9 @@ absl::Status FullyShardedModel::OptimizerParts(
     const torch::optim::Optimizer& optimizer,
     std::vector<TensorPartView>* parts,
     std::map<int64_t, int64_t>* steps) const {
-  const std::optional<sharding_internal::StateKind> kind =
-      sharding_internal::KindOf(optimizer);
-  if (!kind.has_value()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "sharded checkpoints of ", typeid(optimizer).name(),
-        " (only SGD, Adam and AdamW)"));
-  }
+  ACCELERATE_ASSIGN_OR_RETURN(sharding_internal::StateKind kind_value,
+                              KindFor(optimizer, "sharded checkpoints"));
+  const sharding_internal::StateKind* kind = &kind_value;
   std::lock_guard<std::mutex> lock(mu_);
   int64_t id = 0;
   for (const auto& group : optimizer.param_groups()) {
@@ -877,13 +881,9 @@ absl::Status FullyShardedModel::OptimizerParts(
 absl::Status FullyShardedModel::LoadOptimizerParts(
     torch::optim::Optimizer& optimizer, const std::map<int64_t, int64_t>& steps,
     const ReadPart& read) {
-  const std::optional<sharding_internal::StateKind> kind =
-      sharding_internal::KindOf(optimizer);
-  if (!kind.has_value()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "sharded checkpoints of ", typeid(optimizer).name(),
-        " (only SGD, Adam and AdamW)"));
-  }
+  ACCELERATE_ASSIGN_OR_RETURN(sharding_internal::StateKind kind_value,
+                              KindFor(optimizer, "sharded checkpoints"));
+  const sharding_internal::StateKind* kind = &kind_value;
   std::lock_guard<std::mutex> lock(mu_);
   torch::NoGradGuard no_grad;
   auto& states = optimizer.state();
