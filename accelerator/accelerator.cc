@@ -137,6 +137,13 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
   }
   if (fp8_recipe_.has_value()) EnableFp8Layers(*model);
   const sharding::ShardingConfig& sharding = *options_.sharding;
+  sharding::FullyShardedOptions full_shard = sharding.full_shard;
+  if (precision_ == precision::MixedPrecision::kBf16) {
+    // As Accelerate's FSDP plugin under bf16: units gathered and gradients
+    // reduced in bf16 (the slices and the optimizer stay float32).
+    full_shard.param_dtype = at::kBFloat16;
+    full_shard.reduce_dtype = at::kBFloat16;
+  }
   ACCELERATE_ASSIGN_OR_RETURN(
       std::unique_ptr<DataParallel> dp,
       DataParallel::Create(
@@ -146,7 +153,7 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
            .broadcast_buffers = options_.broadcast_buffers,
            .shard_parameters = sharding.shards_parameters(),
            .auto_wrap = sharding.auto_wrap,
-           .full_shard = sharding.full_shard}));
+           .full_shard = full_shard}));
   if (sharding::FullyShardedModel* sharded = dp->fully_sharded()) {
     // Optimizers prepared before their model step on its parts too.
     for (const auto& optimizer : optimizers_) {

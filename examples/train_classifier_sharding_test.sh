@@ -4,7 +4,7 @@
 # (same accuracy and loss), the final JSON line names the strategy and the
 # bytes of parameters, gradients and optimizer state this process holds
 # (SHARD_GRAD_OP: the momentum buffers 1/N; FULL_SHARD: parameters and
-# momentum 1/N); NO_SHARD is data parallel; DeepSpeed's ZeRO 1 and 3 map
+# momentum 1/N), also under bf16; NO_SHARD is data parallel; DeepSpeed's ZeRO 1 and 3 map
 # onto the same engines; sharded runs stopped and resumed from their
 # checkpoints end as runs that never stopped; SHARDED_STATE_DICT parts
 # written by 4 processes reload on 4, 2 and 1 and merge into the whole
@@ -60,6 +60,16 @@ for n in 2 4; do
     if (h < low || h > high) { printf "held %d, expected %d..%d\n", h, low, high; exit 1 } }' ||
     { echo "$n processes: FULL_SHARD state bytes are not 2P/N" >&2; exit 1; }
 done
+
+# FULL_SHARD under bf16: units gathered and gradients reduced in bf16 (the
+# slices and optimizer float32), accuracy within a point of float32's.
+bf16="$(json_of --num_processes 2 --mixed_precision bf16 --use_fsdp --fsdp_sharding_strategy FULL_SHARD \
+  --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap Fp8Linear)"
+echo "FULL_SHARD, bf16: $bf16"
+[[ "$(field mixed_precision "$bf16")" == bf16 ]] || { echo "not bf16: $bf16" >&2; exit 1; }
+awk -v a="$(field eval_accuracy "$bf16")" -v b="$(field eval_accuracy "$full2")" \
+  'BEGIN { d = a - b; if (d < 0) d = -d; if (d > 0.01) exit 1 }' ||
+  { echo "bf16 accuracy $(field eval_accuracy "$bf16") is not within a point of $(field eval_accuracy "$full2")" >&2; exit 1; }
 
 # DeepSpeed's ZeRO stage 3 through the launcher's flags: FULL_SHARD with
 # every layer a unit.

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/autocast_mode.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/graph_task.h>
@@ -198,6 +199,7 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
         if (p.tensor.requires_grad()) ++unit.trainable;
       }
       unit.shard_size = std::max<int64_t>(1, (total + world - 1) / world);
+      unit.gather_dtype = first.scalar_type();
       const int64_t low = rank * unit.shard_size;
       const int64_t high = low + unit.shard_size;
       self.device_ = first.device().is_meta() ? state.device() : first.device();
@@ -299,10 +301,13 @@ void FullyShardedModel::StartGather(int u, bool prefetch) {
   Unit& unit = units_[u];
   c10::InferenceMode normal(/*enabled=*/false);
   torch::NoGradGuard no_grad;
-  // An offloaded slice comes to the device first.
-  at::Tensor local = unit.shard.device() == device_
-                               ? unit.shard
-                               : unit.shard.to(device_, /*non_blocking=*/true);
+  // An offloaded slice comes to the device first; under mixed precision
+  // it is cast before it travels.
+  const at::ScalarType dtype = GatherDtype(u);
+  at::Tensor local =
+      unit.shard.device() == device_ && unit.shard.scalar_type() == dtype
+          ? unit.shard
+          : unit.shard.to(device_, dtype, /*non_blocking=*/true);
   if (world_ == 1) {
     unit.full = local;
   } else {
@@ -322,8 +327,26 @@ void FullyShardedModel::StartGather(int u, bool prefetch) {
   if (prefetch) ++stats_.prefetched;
 }
 
+at::ScalarType FullyShardedModel::GatherDtype(int u) {
+  Unit& unit = units_[u];
+  if (held_ || !options_.param_dtype.has_value()) {
+    unit.gather_dtype = unit.shard.scalar_type();
+  } else if (!InBackward()) {
+    // In the compute dtype inside autocast regions (as the Accelerator's
+    // steps are), else in full precision (an evaluation outside them);
+    // backward gathers as its forward did, what the saved tensors expect.
+    unit.gather_dtype = at::autocast::is_autocast_enabled(device_.type())
+                            ? *options_.param_dtype
+                            : unit.shard.scalar_type();
+  }
+  return unit.gather_dtype;
+}
+
 void FullyShardedModel::EnsureGathered(int u) {
   Unit& unit = units_[u];
+  if (unit.full.defined() && unit.full.scalar_type() != GatherDtype(u)) {
+    ReshardUnit(u, /*write_back=*/false);  // Gathered in the other dtype.
+  }
   if (unit.installed) return;
   if (!unit.full.defined()) StartGather(u, /*prefetch=*/false);
   if (unit.gathering) {
@@ -353,6 +376,11 @@ void FullyShardedModel::EnsureGathered(int u) {
   if (InBackward() && sync_ && !unit.reduced) GiveGradientBuffer(u);
 }
 
+at::TensorOptions FullyShardedModel::GradientOptions(const Unit& unit) const {
+  return unit.shard.options().device(device_).dtype(
+      options_.reduce_dtype.value_or(unit.shard.scalar_type()));
+}
+
 void FullyShardedModel::AttachGradientHook(int i) {
   // While the parameter is real: autograd records its device and dtype.
   Param& p = params_[i];
@@ -374,8 +402,7 @@ void FullyShardedModel::GiveGradientBuffer(int u) {
   }
   // The gradients accumulate into one flat buffer, which is then the
   // reduce-scatter's input (no copy, one whole-size buffer per unit).
-  unit.grads = at::zeros({unit.shard_size * world_},
-                         unit.shard.options().device(device_));
+  unit.grads = at::zeros({unit.shard_size * world_}, GradientOptions(unit));
   for (int i : unit.params) {
     Param& p = params_[i];
     if (!p.tensor.requires_grad()) continue;
@@ -417,6 +444,7 @@ void FullyShardedModel::Prefetch(int u) {
   if (u < 0) return;
   Unit& unit = units_[u];
   if (unit.installed || unit.full.defined()) return;
+  if (!InBackward()) GatherDtype(u);  // The forward's, for its backward.
   if (in_backward_ && unit.reduced) return;
   StartGather(u, /*prefetch=*/true);
 }
@@ -494,8 +522,7 @@ void FullyShardedModel::LaunchReduce(int u) {
     unit.grads = at::Tensor();
     for (int i : unit.params) params_[i].tensor.mutable_grad().reset();
   } else {
-    input = at::empty({unit.shard_size * world_},
-                      unit.shard.options().device(device_));
+    input = at::empty({unit.shard_size * world_}, GradientOptions(unit));
     int64_t filled = 0;  // Everything before it is written.
     for (int i : unit.params) {
       Param& p = params_[i];
@@ -576,12 +603,14 @@ void FullyShardedModel::FinishReduce(Reduction& r) {
     at::Tensor slice =
         r.output.narrow(0, n > 0 ? p.offset + p.part_at - low : 0, n);
     if (p.part.grad().defined()) {
-      p.part.mutable_grad().add_(slice.to(p.part.device()));
+      p.part.mutable_grad().add_(
+          slice.to(p.part.device(), p.part.scalar_type()));
     } else {
       // Its own tensor, not a view (optimizers detach gradients in
-      // place); in CPU memory when offloaded.
-      p.part.mutable_grad() = slice.to(p.part.device(), /*non_blocking=*/false,
-                                       /*copy=*/true);
+      // place); in CPU memory when offloaded, in the part's dtype.
+      p.part.mutable_grad() =
+          slice.to(p.part.device(), p.part.scalar_type(),
+                   /*non_blocking=*/false, /*copy=*/true);
     }
   }
   r.output = at::Tensor();
@@ -631,6 +660,17 @@ void FullyShardedModel::set_sync(bool sync) {
 
 absl::Status FullyShardedModel::ShardOptimizer(
     torch::optim::Optimizer& optimizer) {
+  // An optimizer of other parameters only is none of this model's concern.
+  bool holds_ours = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& group : optimizer.param_groups()) {
+      for (const at::Tensor& t : group.params()) {
+        holds_ours = holds_ours || index_.count(t.unsafeGetTensorImpl()) > 0;
+      }
+    }
+  }
+  if (!holds_ours) return absl::OkStatus();
   if (!sharding_internal::IsElementwise(optimizer)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "FULL_SHARD needs an elementwise optimizer (SGD, Adam, AdamW, "
@@ -664,10 +704,16 @@ absl::Status FullyShardedModel::Unshard() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!broken_.empty()) return absl::FailedPreconditionError(broken_);
   return state::RunGuarded("gathering the sharded parameters", [&] {
+    held_ = true;
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
+      // A unit gathered in the compute dtype (mixed precision) is gathered
+      // again in full precision.
+      if (units_[u].full.defined() &&
+          units_[u].full.scalar_type() != units_[u].shard.scalar_type()) {
+        ReshardUnit(u, /*write_back=*/false);
+      }
       EnsureGathered(u);
     }
-    held_ = true;
   });
 }
 

@@ -63,6 +63,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,15 @@ struct FullyShardedOptions {
   // parameters may be empty, on the meta device (CPU-RAM-efficient
   // loading: they never hold the whole model). Default true.
   bool sync_module_states = true;
+  // FSDP's mixed precision: the dtype units are gathered in inside
+  // autocast regions (so forward and backward compute in it, and gathering
+  // moves fewer bytes; outside them, in full precision) and the dtype
+  // gradients are reduced in; the slices, the parts the optimizer steps
+  // and checkpoints keep the parameters' own dtype. Unset: the parameters'
+  // dtype. (The Accelerator sets both to bf16 under
+  // `mixed_precision: bf16`, as Accelerate's FSDP plugin does.)
+  std::optional<at::ScalarType> param_dtype;
+  std::optional<at::ScalarType> reduce_dtype;
   // Which processes share the slices: 0, all of them (FULL_SHARD); -1, the
   // processes of each node (HYBRID_SHARD: sharded within a node, each node
   // a replica; gradients reduce-scattered within the node, then averaged
@@ -159,7 +169,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   ~FullyShardedModel() override;
 
   // Replaces, in `optimizer`'s groups, each of this model's parameters with
-  // the part of it this process holds. InvalidArgument for an optimizer
+  // the part of it this process holds (an optimizer holding none of them is
+  // left alone). InvalidArgument for an optimizer
   // that is not elementwise or a parameter of this model that does not
   // require gradients; FailedPrecondition when it already has state.
   [[nodiscard]] absl::Status ShardOptimizer(torch::optim::Optimizer& optimizer);
@@ -260,6 +271,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
     at::Tensor shard;      // this process's slice
     at::Tensor full;       // gathered (or being gathered), else undefined
     at::Tensor grads;      // flat gradients of this backward, if given
+    // The dtype its forward gathered it in (its backward gathers alike).
+    at::ScalarType gather_dtype = at::kFloat;
     c10::intrusive_ptr<c10d::Work> gathering;
     bool prefetched = false;
     bool installed = false;  // the parameters point into `full`
@@ -282,6 +295,10 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // All under mu_.
   void StartGather(int u, bool prefetch);
   void EnsureGathered(int u);
+  // The dtype unit `u` is gathered in now (recorded for its backward).
+  at::ScalarType GatherDtype(int u);
+  // Where and in which dtype a unit's gradients are reduced.
+  at::TensorOptions GradientOptions(const Unit& unit) const;
   // Counts the parameter's gradients as they accumulate (once it is real).
   void AttachGradientHook(int i);
   // Makes the unit's parameters' gradients views of one flat buffer, for

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "absl/status/status.h"
@@ -135,7 +136,8 @@ struct RankResult {
 std::vector<RankResult> TrainSharded(int world, int steps,
                                      const FullyShardedOptions& base,
                                      double max_norm = 0,
-                                     bool empty_others = false) {
+                                     bool empty_others = false,
+                                     bool bf16_autocast = false) {
   std::vector<RankResult> results(world);
   const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
       world, [&](const state::PartialState& state) -> absl::Status {
@@ -157,7 +159,15 @@ std::vector<RankResult> TrainSharded(int world, int steps,
         out.units = sharded->unit_names();
         for (int step = 0; step < steps; ++step) {
           optimizer->zero_grad();
+          if (bf16_autocast) {
+            at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+            at::autocast::set_autocast_enabled(at::kCPU, true);
+          }
           at::Tensor loss = Loss(model, state.process_index(), step);
+          if (bf16_autocast) {
+            at::autocast::set_autocast_enabled(at::kCPU, false);
+            at::autocast::clear_cache();
+          }
           if (step == 0) out.bytes_after_forward = sharded->Bytes();
           loss.backward();
           if (max_norm > 0) {
@@ -277,6 +287,42 @@ TEST(FullyShardedModelTest, HybridShardsWithinGroupsAndReplicatesAcross) {
       EXPECT_GE(r.bytes_at_rest.parameters * group, total);
       EXPECT_LE(r.bytes_at_rest.parameters * group, total + 3 * group * 4);
     }
+  }
+}
+
+TEST(FullyShardedModelTest, MixedPrecisionGathersAndReducesInBf16) {
+  // Inside bf16 autocast, units gathered and gradients reduced in bf16,
+  // slices and optimizer in float32: close to the float32 run, half the
+  // gathered bytes; outside autocast, gathered in float32.
+  const int world = 2;
+  Net reference = TrainReference(world, 3);
+  FullyShardedOptions options;
+  options.param_dtype = at::kBFloat16;
+  options.reduce_dtype = at::kBFloat16;
+  std::vector<RankResult> mixed =
+      TrainSharded(world, 3, options, 0, false, /*bf16_autocast=*/true);
+  std::vector<RankResult> plain =
+      TrainSharded(world, 3, {}, 0, false, /*bf16_autocast=*/true);
+  std::vector<RankResult> outside = TrainSharded(world, 1, options);
+  const std::vector<at::Tensor> expected = reference->parameters();
+  for (int rank = 0; rank < world; ++rank) {
+    ASSERT_EQ(mixed[rank].params.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      // The checkpoint view is float32.
+      EXPECT_EQ(mixed[rank].params[i].scalar_type(), at::kFloat);
+      EXPECT_TRUE(TensorsClose(mixed[rank].params[i], expected[i],
+                               {.rtol = 2e-2, .atol = 2e-3}))
+          << "rank " << rank << ", parameter " << i;
+    }
+    // After forward: the root and the last block gathered in bf16.
+    const int64_t gathered_mixed = mixed[rank].bytes_after_forward.parameters -
+                                   mixed[rank].bytes_at_rest.parameters;
+    const int64_t gathered_plain = plain[rank].bytes_after_forward.parameters -
+                                   plain[rank].bytes_at_rest.parameters;
+    EXPECT_EQ(2 * gathered_mixed, gathered_plain);
+    EXPECT_EQ(outside[rank].bytes_after_forward.parameters -
+                  outside[rank].bytes_at_rest.parameters,
+              gathered_plain);
   }
 }
 

@@ -41,15 +41,6 @@ absl::StatusOr<bool> ParseBool(const state::Environment& env,
       name, ": \"", *text, "\" is not one of true, false, 1, 0"));
 }
 
-absl::Status NotYet(const std::string& what) {
-  return absl::UnimplementedError(absl::StrCat(
-      what,
-      " is not supported by accelerate-cpp yet: the model would train "
-      "replicated on every process, so the run is refused. Supported: "
-      "NO_SHARD (data parallel), SHARD_GRAD_OP (gradients and optimizer "
-      "state sharded, parameters whole) and FULL_SHARD (parameters too)"));
-}
-
 // FSDP_AUTO_WRAP_POLICY and its companions, as Accelerate reads them.
 absl::StatusOr<AutoWrapPolicy> ResolveAutoWrap(const state::Environment& env) {
   AutoWrapPolicy policy;
