@@ -368,6 +368,23 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
              "one unit; only gradients and optimizer state are sharded)";
     }
   }
+  // Modules FSDP would leave unsharded are sharded with the rest here; a
+  // main process that should not be the source of every process's values
+  // is (sync_module_states is always on). Both said, then run.
+  if (const std::optional<std::string> ignored =
+          env.Get("FSDP_IGNORED_MODULES");
+      ignored.has_value() && !ignored->empty()) {
+    ACCELERATE_LOG(WARNING)
+        << "FSDP_IGNORED_MODULES=" << *ignored
+        << ": not supported; those modules are sharded with the rest";
+  }
+  auto sync_states = ParseBool(env, "FSDP_SYNC_MODULE_STATES", true);
+  if (!sync_states.ok()) return sync_states.status();
+  if (!*sync_states && config.strategy != ShardingStrategy::kNoShard) {
+    ACCELERATE_LOG(WARNING)
+        << "FSDP_SYNC_MODULE_STATES=false: every process still starts from "
+           "the main process's parameters and buffers";
+  }
   // HYBRID_SHARD_ZERO2 keeps the gathered parameters from forward to
   // backward, as SHARD_GRAD_OP does.
   config.full_shard.reshard_after_forward =
