@@ -94,6 +94,26 @@ awk -v s="$start_loss" -v t="$train_loss" -v p="$perplexity" 'BEGIN {
   }
 }'
 
+# 2b. The same transformer under FULL_SHARD, its blocks the units, on 2 and
+# 4 processes: the losses of data parallel (to 1e-5), and the parameters
+# and AdamW state held per process 1/N of data parallel's (padding aside).
+for n in 2 4; do
+  lm_flags=(--batch_size 4 --max_steps 12 --warmup_steps 2 --log_every 4)
+  dp="$(run_json "$n" -- "${lm_flags[@]}")"
+  fsdp="$("$accelerate" launch -q --num_processes "$n" --main_process_port 0 \
+    --num_cpu_threads_per_process 1 --use_fsdp --fsdp_sharding_strategy FULL_SHARD \
+    --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap Block \
+    "$program" --text "$text" "${lm_flags[@]}" | grep '"first_losses"' | tail -1)"
+  echo "FULL_SHARD on $n: $fsdp"
+  [[ "$fsdp" == *'"sharding": "FULL_SHARD"'* ]] || { echo "not FULL_SHARD: $fsdp" >&2; exit 1; }
+  paste <(losses "$dp"; field "$dp" train_loss) <(losses "$fsdp"; field "$fsdp" train_loss) | awk '
+    { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * ($1 < 0 ? -$1 : $1) + 1e-6) bad = 1 }
+    END { if (bad || NR < 2) { print "FULL_SHARD losses differ from data parallel" > "/dev/stderr"; exit 1 } }'
+  awk -v w="$(field "$dp" state_bytes_per_rank)" -v h="$(field "$fsdp" state_bytes_per_rank)" -v n="$n" 'BEGIN {
+    if (h * n < w || h * n > w + 3 * 3 * 4 * n * n) {
+      printf "FULL_SHARD holds %d per process; data parallel %d on %d processes\n", h, w, n > "/dev/stderr"; exit 1 } }'
+done
+
 # 3. Bad flags: a non-zero exit and a message naming the value.
 refused() {
   local expected="$1" out

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include "state/environment.h"
 #include "state/status_macros.h"
 #include "testing/distributed_testutil.h"
@@ -130,6 +131,33 @@ TEST(PartialStateTest, JoinsAGlooGroupOnThreads) {
                               static_cast<int>(DistributedType::kMultiCpu)));
     }
   }
+}
+
+TEST(PartialStateTest, NewGroupReducesOverItsMembersOnly) {
+  // 4 processes as pairs {0, 1} and {2, 3}: each pair sums its own.
+  std::mutex mu;
+  std::vector<double> sums(4);
+  std::vector<absl::Status> statuses = RunOnRanks(
+      4, [&](const PartialState& state) -> absl::Status {
+        const int rank = state.process_index();
+        const int pair = rank / 2;
+        ACCELERATE_ASSIGN_OR_RETURN(
+            auto group, state.NewGroup({2 * pair, 2 * pair + 1},
+                                       absl::StrCat("pair_", pair)));
+        EXPECT_EQ(group->getSize(), 2);
+        EXPECT_EQ(group->getRank(), rank % 2);
+        std::vector<at::Tensor> tensors = {at::full({1}, rank + 1.0)};
+        group->allreduce(tensors)->wait();
+        std::lock_guard<std::mutex> lock(mu);
+        sums[rank] = tensors[0].item<double>();
+        // Not a member: refused, naming it.
+        EXPECT_THAT(state.NewGroup({(rank + 1) % 4}, "other").status(),
+                    StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("is not among its ranks")));
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses, Each(IsOk()));
+  EXPECT_THAT(sums, ElementsAre(3, 3, 7, 7));
 }
 
 TEST(PartialStateTest, WaitForEveryoneBlocksUntilAllArrive) {
