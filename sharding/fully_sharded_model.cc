@@ -117,15 +117,30 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
   // model (CPU-RAM-efficient loading).
   const bool scatter = options.sync_module_states && state.use_distributed();
   const bool has_values = !scatter || state.process_index() == 0;
+  std::string problem;
   for (const Param& p : self.params_) {
-    if (has_values && p.tensor.device().is_meta()) {
-      return absl::InvalidArgumentError(absl::StrCat(
+    if (has_values && p.tensor.device().is_meta() && problem.empty()) {
+      problem = absl::StrCat(
           "FULL_SHARD: parameter ", p.name, " is on the meta device",
           scatter ? " on the main process (which gives every process its "
                     "values)"
                   : " (load its weights first, or let the main process "
-                    "give them: sync_module_states)"));
+                    "give them: sync_module_states)");
     }
+  }
+  // Every process learns of one process's problem before the collectives
+  // below, rather than waiting in them until the time-out.
+  if (state.use_distributed()) {
+    ACCELERATE_ASSIGN_OR_RETURN(std::vector<std::string> problems,
+                                state::GatherObject(state, problem));
+    for (size_t p = 0; p < problems.size(); ++p) {
+      if (!problems[p].empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("process ", p, ": ", problems[p]));
+      }
+    }
+  } else if (!problem.empty()) {
+    return absl::InvalidArgumentError(problem);
   }
   if (scatter) {
     std::vector<at::Tensor> buffers = model->buffers();

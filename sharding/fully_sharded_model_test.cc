@@ -333,7 +333,19 @@ TEST(FullyShardedModelTest, OtherProcessesMayStartFromEmptyWeights) {
   Net reference = TrainReference(world, 2);
   ExpectMatchesReference(TrainSharded(world, 2, {}, 0, /*empty_others=*/true),
                          reference, "empty weights on processes 1 and 2");
-  // Without the main process's values nothing can start.
+  // Without the main process's values nothing can start: every process
+  // says so at once (none waits in the scatter).
+  const std::vector<absl::Status> refused = accelerate::testing::RunOnRanks(
+      2, [&](const state::PartialState& state) -> absl::Status {
+        Net model;
+        EmptyParameters(model);
+        EXPECT_THAT(FullyShardedModel::Create(model.ptr(), state).status(),
+                    StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("process 0: FULL_SHARD: parameter "
+                                       "embed.weight is on the meta device")));
+        return absl::OkStatus();
+      });
+  for (const absl::Status& status : refused) ASSERT_THAT(status, IsOk());
   const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
       1, [&](const state::PartialState& state) -> absl::Status {
         Net model;
