@@ -132,6 +132,27 @@ struct SharedItem {
   std::function<absl::Status(const std::string& path)> write;
 };
 
+// Reads a part of a tensor of `parts` (false for a tensor it lacks).
+sharding::ReadPart ReaderOf(const bigmodel::SafetensorsParts& parts) {
+  return [&parts](const std::string& name, int64_t start,
+                  at::Tensor dest) -> absl::StatusOr<bool> {
+    if (!parts.Contains(name)) return false;
+    ACCELERATE_RETURN_IF_ERROR(parts.Read(name, start, dest));
+    return true;
+  };
+}
+
+// The engine's views of this process's parts, as the files hold them.
+std::vector<checkpoint::TensorPart> ToTensorParts(
+    std::vector<sharding::TensorPartView> views) {
+  std::vector<checkpoint::TensorPart> parts;
+  for (sharding::TensorPartView& view : views) {
+    parts.push_back({std::move(view.name), std::move(view.shape), view.start,
+                     std::move(view.values)});
+  }
+  return parts;
+}
+
 // A FULL_SHARD model's parts from a sharded checkpoint (SHARDED_STATE_DICT,
 // written by any number of processes), and its buffers, whole. Strict, as
 // LoadModelState: every parameter and buffer, and nothing else.
@@ -152,12 +173,7 @@ absl::Status LoadModelParts(torch::nn::Module& model,
   }
   ACCELERATE_RETURN_IF_ERROR(sharded.LoadParameterParts(
       [&](const std::string& name) { return parts.shape(name); },
-      [&](const std::string& name, int64_t start,
-          at::Tensor dest) -> absl::StatusOr<bool> {
-        if (!parts.Contains(name)) return false;
-        ACCELERATE_RETURN_IF_ERROR(parts.Read(name, start, dest));
-        return true;
-      }));
+      ReaderOf(parts)));
   for (const auto& item : model.named_buffers()) {
     ACCELERATE_ASSIGN_OR_RETURN(at::Tensor whole, parts.ReadWhole(item.key()));
     if (!whole.sizes().equals(item.value().sizes())) {
@@ -196,12 +212,7 @@ absl::Status LoadOptimizerParts(torch::optim::Optimizer& optimizer,
   }
   return sharded.LoadOptimizerParts(
       optimizer, steps,
-      [&](const std::string& name, int64_t start,
-          at::Tensor dest) -> absl::StatusOr<bool> {
-        if (!parts->Contains(name)) return false;
-        ACCELERATE_RETURN_IF_ERROR(parts->Read(name, start, dest));
-        return true;
-      });
+      ReaderOf(*parts));
 }
 
 // Sets `initial_lr` in each group of `optimizer_state` (Python's
@@ -728,12 +739,8 @@ absl::StatusOr<std::string> Accelerator::SaveState(
         {bigmodel::PartFileName(Numbered("model", parts_index, ""), rank,
                                    world),
          "model", false, [&](const std::string& path) {
-           std::vector<checkpoint::TensorPart> parts;
-           for (sharding::TensorPartView& part :
-                parts_model->ParameterParts()) {
-             parts.push_back({std::move(part.name), std::move(part.shape),
-                              part.start, std::move(part.values)});
-           }
+           std::vector<checkpoint::TensorPart> parts =
+               ToTensorParts(parts_model->ParameterParts());
            // Buffers are whole on every process: the main process's go in.
            if (rank == 0) {
              for (const auto& item : model.named_buffers()) {
@@ -752,11 +759,8 @@ absl::StatusOr<std::string> Accelerator::SaveState(
              std::map<int64_t, int64_t> steps;
              ACCELERATE_RETURN_IF_ERROR(parts_model->OptimizerParts(
                  optimizers_[i]->optimizer(), &views, &steps));
-             std::vector<checkpoint::TensorPart> parts;
-             for (sharding::TensorPartView& part : views) {
-               parts.push_back({std::move(part.name), std::move(part.shape),
-                                part.start, std::move(part.values)});
-             }
+             std::vector<checkpoint::TensorPart> parts =
+                 ToTensorParts(std::move(views));
              std::map<std::string, std::string> metadata;
              for (const auto& [id, step] : steps) {
                metadata[absl::StrCat("step.", id)] = absl::StrCat(step);

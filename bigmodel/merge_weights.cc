@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "bigmodel/safetensors.h"
 #include "bigmodel/safetensors_parts.h"
 
@@ -30,10 +31,12 @@ int main(int argc, char** argv) {
     ::mkdir(output.c_str(), 0755);
     output += "/model.safetensors";
   }
-  // Per-process parts (SHARDED_STATE_DICT): the whole tensors assembled.
+  // Per-process parts (SHARDED_STATE_DICT), assembled whole; else the
+  // index-sharded checkpoint's tensors.
+  NamedTensors all;
+  std::string source;
   auto parts = SafetensorsParts::Open(argv[1], "model");
   if (parts.ok()) {
-    NamedTensors all;
     for (const std::string& name : (*parts)->names()) {
       auto whole = (*parts)->ReadWhole(name);
       if (!whole.ok()) {
@@ -42,39 +45,31 @@ int main(int argc, char** argv) {
       }
       all.emplace_back(name, *whole);
     }
-    if (absl::Status saved = SaveSafetensors(output, all, {{"format", "pt"}});
-        !saved.ok()) {
-      std::cerr << "merge-weights: " << saved << std::endl;
-      return 2;
-    }
-    std::cout << "merged " << all.size() << " tensors from the parts of "
-              << (*parts)->num_processes() << " processes into " << output
-              << std::endl;
-    return 0;
-  }
-  if (!absl::IsNotFound(parts.status())) {
+    source = absl::StrCat("the parts of ", (*parts)->num_processes(),
+                          " processes");
+  } else if (!absl::IsNotFound(parts.status())) {
     std::cerr << "merge-weights: " << parts.status() << std::endl;
     return 2;
+  } else {
+    auto checkpoint = ShardedCheckpoint::Open(argv[1]);
+    if (!checkpoint.ok()) {
+      std::cerr << "merge-weights: " << checkpoint.status() << std::endl;
+      return 2;
+    }
+    auto tensors = (*checkpoint)->Load((*checkpoint)->names());
+    if (!tensors.ok()) {
+      std::cerr << "merge-weights: " << tensors.status() << std::endl;
+      return 2;
+    }
+    all.assign(tensors->begin(), tensors->end());
+    source = absl::StrCat((*checkpoint)->files_opened(), " shard(s)");
   }
-  auto checkpoint = ShardedCheckpoint::Open(argv[1]);
-  if (!checkpoint.ok()) {
-    std::cerr << "merge-weights: " << checkpoint.status() << std::endl;
-    return 2;
-  }
-  const std::vector<std::string> names = (*checkpoint)->names();
-  auto tensors = (*checkpoint)->Load(names);
-  if (!tensors.ok()) {
-    std::cerr << "merge-weights: " << tensors.status() << std::endl;
-    return 2;
-  }
-  NamedTensors all(tensors->begin(), tensors->end());
   if (absl::Status saved = SaveSafetensors(output, all, {{"format", "pt"}});
       !saved.ok()) {
     std::cerr << "merge-weights: " << saved << std::endl;
     return 2;
   }
-  std::cout << "merged " << names.size() << " tensors from "
-            << (*checkpoint)->files_opened() << " shard(s) into " << output
-            << std::endl;
+  std::cout << "merged " << all.size() << " tensors from " << source
+            << " into " << output << std::endl;
   return 0;
 }

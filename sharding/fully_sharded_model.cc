@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <memory>
 #include <string>
 #include <typeinfo>
@@ -337,7 +336,6 @@ void FullyShardedModel::StartGather(int u, bool prefetch) {
            e);
     }
   }
-  unit.prefetched = prefetch;
   ++stats_.all_gathers;
   if (prefetch) ++stats_.prefetched;
 }
@@ -357,6 +355,20 @@ at::ScalarType FullyShardedModel::GatherDtype(int u) {
   return unit.gather_dtype;
 }
 
+void FullyShardedModel::WaitForGather(int u) {
+  Unit& unit = units_[u];
+  if (!unit.gathering) return;
+  c10::intrusive_ptr<c10d::Work> work = std::move(unit.gathering);
+  unit.gathering.reset();
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
+                      " on process ", rank_),
+         e);
+  }
+}
+
 void FullyShardedModel::EnsureGathered(int u) {
   Unit& unit = units_[u];
   if (unit.full.defined() && unit.full.scalar_type() != GatherDtype(u)) {
@@ -364,17 +376,7 @@ void FullyShardedModel::EnsureGathered(int u) {
   }
   if (unit.installed) return;
   if (!unit.full.defined()) StartGather(u, /*prefetch=*/false);
-  if (unit.gathering) {
-    try {
-      unit.gathering->wait();
-    } catch (const std::exception& e) {
-      unit.gathering.reset();
-      Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name),
-                        " on process ", rank_),
-           e);
-    }
-    unit.gathering.reset();
-  }
+  WaitForGather(u);
   c10::InferenceMode normal(/*enabled=*/false);
   torch::NoGradGuard no_grad;
   for (int i : unit.params) {
@@ -429,15 +431,7 @@ void FullyShardedModel::GiveGradientBuffer(int u) {
 
 void FullyShardedModel::ReshardUnit(int u, bool write_back) {
   Unit& unit = units_[u];
-  if (unit.gathering) {
-    try {
-      unit.gathering->wait();
-    } catch (const std::exception& e) {
-      unit.gathering.reset();
-      Fail(absl::StrCat("all-gathering unit ", UnitLabel(unit.name)), e);
-    }
-    unit.gathering.reset();
-  }
+  WaitForGather(u);
   if (unit.installed) {
     if (write_back && world_ > 1) {
       torch::NoGradGuard no_grad;
@@ -452,7 +446,6 @@ void FullyShardedModel::ReshardUnit(int u, bool write_back) {
     unit.installed = false;
   }
   unit.full.reset();
-  unit.prefetched = false;
 }
 
 void FullyShardedModel::Prefetch(int u) {

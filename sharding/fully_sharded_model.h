@@ -274,7 +274,6 @@ class FullyShardedModel final : public state::PlaceholderOwner,
     // The dtype its forward gathered it in (its backward gathers alike).
     at::ScalarType gather_dtype = at::kFloat;
     c10::intrusive_ptr<c10d::Work> gathering;
-    bool prefetched = false;
     bool installed = false;  // the parameters point into `full`
     int waiting = 0;         // gradients still to come this backward
     bool reduced = false;    // this backward
@@ -295,6 +294,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   // All under mu_.
   void StartGather(int u, bool prefetch);
   void EnsureGathered(int u);
+  // Waits for the unit's all-gather in flight, if any (Fail on error).
+  void WaitForGather(int u);
   // The dtype unit `u` is gathered in now (recorded for its backward).
   at::ScalarType GatherDtype(int u);
   // Where and in which dtype a unit's gradients are reduced.
