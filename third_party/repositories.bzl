@@ -53,8 +53,16 @@ def accelerate_cpp_repositories(path):
         path = "/usr",
     )
 
-    # LibTorch and the peers' Python, from the torch package in .venv/.
+    # LibTorch and the peers' Python, from the torch package in .venv/; the
+    # CUDA LibTorch of `--config=cuda` from .venv-cuda/ (tools/setup --cuda).
     _maybe(torch_venv, "torch_venv")
+    _maybe(
+        torch_venv,
+        "torch_venv_cuda",
+        cuda = True,
+        default_folder = ".venv-cuda",
+        env_variable = "ACCELERATE_CUDA_VENV",
+    )
 
     # The remaining system libraries (Abseil, GoogleTest, yaml-cpp, ...).
     _maybe(
