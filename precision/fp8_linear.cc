@@ -13,6 +13,7 @@
 #include <torch/nn/init.h>
 #include "precision/autocast.h"
 #include "precision/float8.h"
+#include "precision/internal/scaled_product.h"
 #include "state/collectives.h"
 #include "state/logging.h"
 #include "state/status_macros.h"
@@ -20,27 +21,41 @@
 namespace accelerate::precision {
 namespace {
 
+using ::accelerate::precision_internal::ScaledOperand;
+using ::accelerate::precision_internal::ScaledProduct;
 using ::torch::autograd::AutogradContext;
 using ::torch::autograd::variable_list;
 
-// The float8 value of `x` as the product sees it: cast with a scale from
-// its own amax (over `dim`, keeping it, or over everything), dequantized.
-at::Tensor CastDynamic(const at::Tensor& x, Float8Format format,
-                       std::optional<int64_t> dim, bool power_of_2) {
+// `x` cast to float8 with a scale from its own amax (over `dim`, keeping
+// it, or over everything).
+ScaledOperand QuantizeDynamic(const at::Tensor& x, Float8Format format,
+                              std::optional<int64_t> dim, bool power_of_2) {
   const at::Tensor magnitude = x.abs();
   const at::Tensor amax =
       dim.has_value() ? at::amax(magnitude, {*dim}, /*keepdim=*/true)
                       : magnitude.max();
   const at::Tensor scale = AmaxToScale(amax, format, power_of_2);
-  return Dequantize(CastToFloat8(x, scale, format), scale);
+  return {CastToFloat8(x, scale, format), scale};
 }
 
-// The same with a delayed scale, recording this tensor's amax for it.
-at::Tensor CastDelayed(const at::Tensor& x, DelayedScale& scale) {
+// The float8 value of `x` as the product sees it, dequantized.
+at::Tensor CastDynamic(const at::Tensor& x, Float8Format format,
+                       std::optional<int64_t> dim, bool power_of_2) {
+  const ScaledOperand q = QuantizeDynamic(x, format, dim, power_of_2);
+  return Dequantize(q.bits, q.scale);
+}
+
+// `x` cast with a delayed scale, recording this tensor's amax for it.
+ScaledOperand QuantizeDelayed(const at::Tensor& x, DelayedScale& scale) {
   scale.MoveTo(x.device());
   scale.Record(x.abs().max());
-  return Dequantize(CastToFloat8(x, scale.scale(), scale.format()),
-                    scale.scale());
+  return {CastToFloat8(x, scale.scale(), scale.format()), scale.scale()};
+}
+
+// The same, dequantized.
+at::Tensor CastDelayed(const at::Tensor& x, DelayedScale& scale) {
+  const ScaledOperand q = QuantizeDelayed(x, scale);
+  return Dequantize(q.bits, q.scale);
 }
 
 // The recipe travels to backward inside the autograd context.
@@ -91,27 +106,34 @@ class Fp8MatmulFunction
     SaveRecipe(ctx, *recipe, scales);
     const Float8Format f = recipe->forward_format;
     const bool pow2 = recipe->round_scales_to_power_of_2;
-    at::Tensor x, w;
-    switch (recipe->scaling) {
-      case Fp8Scaling::kDynamicTensorwise:
-        x = CastDynamic(input, f, std::nullopt, pow2);
-        w = CastDynamic(weight, f, std::nullopt, pow2);
-        ctx->save_for_backward({input, weight});
-        break;
-      case Fp8Scaling::kDynamicRowwise:
-        x = CastDynamic(input, f, 1, pow2);   // a scale per input row
-        w = CastDynamic(weight, f, 1, pow2);  // a scale per output feature
-        ctx->save_for_backward({input, weight});
-        break;
-      case Fp8Scaling::kDelayed:
-        x = CastDelayed(input, scales->input);
-        w = CastDelayed(weight, scales->weight);
-        ctx->save_for_backward({x, w});
-        break;
-    }
     ctx->saved_data["input_dtype"] = input.scalar_type();
     ctx->saved_data["weight_dtype"] = weight.scalar_type();
-    return at::mm(x, w.t()).to(input.scalar_type());
+    at::Tensor out;
+    switch (recipe->scaling) {
+      case Fp8Scaling::kDynamicTensorwise:
+        // Per-tensor scales: _scaled_mm where the device has float8 units.
+        out = ScaledProduct(QuantizeDynamic(input, f, std::nullopt, pow2),
+                            QuantizeDynamic(weight, f, std::nullopt, pow2));
+        ctx->save_for_backward({input, weight});
+        break;
+      case Fp8Scaling::kDynamicRowwise: {
+        // A scale per input row and per output feature.
+        const at::Tensor x = CastDynamic(input, f, 1, pow2);
+        const at::Tensor w = CastDynamic(weight, f, 1, pow2);
+        out = at::mm(x, w.t());
+        ctx->save_for_backward({input, weight});
+        break;
+      }
+      case Fp8Scaling::kDelayed: {
+        const ScaledOperand x = QuantizeDelayed(input, scales->input);
+        const ScaledOperand w = QuantizeDelayed(weight, scales->weight);
+        out = ScaledProduct(x, w);
+        ctx->save_for_backward(
+            {Dequantize(x.bits, x.scale), Dequantize(w.bits, w.scale)});
+        break;
+      }
+    }
+    return out.to(input.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -129,10 +151,15 @@ class Fp8MatmulFunction
     at::Tensor grad_input, grad_weight;
     switch (recipe.scaling) {
       case Fp8Scaling::kDynamicTensorwise: {
-        const at::Tensor g = CastDynamic(grad, b, std::nullopt, pow2);
-        grad_input = at::mm(g, CastDynamic(saved[1], f, std::nullopt, pow2));
-        grad_weight =
-            at::mm(g.t(), CastDynamic(saved[0], f, std::nullopt, pow2));
+        // grad_input = grad [M, N] x weight [N, K]; grad_weight = grad^T x
+        // input: ScaledProduct's second operand is [columns, K].
+        const ScaledOperand g = QuantizeDynamic(grad, b, std::nullopt, pow2);
+        const ScaledOperand w =
+            QuantizeDynamic(saved[1], f, std::nullopt, pow2);
+        const ScaledOperand x =
+            QuantizeDynamic(saved[0], f, std::nullopt, pow2);
+        grad_input = ScaledProduct(g, {w.bits.t(), w.scale});
+        grad_weight = ScaledProduct({g.bits.t(), g.scale}, {x.bits.t(), x.scale});
         break;
       }
       case Fp8Scaling::kDynamicRowwise:

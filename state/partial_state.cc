@@ -144,6 +144,18 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
                 "(ACCELERATE_USE_CPU or options.cpu)"
               : "backend nccl needs a CUDA build with a visible GPU");
     }
+#ifdef ACCELERATE_WITH_CUDA
+    // NCCL refuses two processes on one GPU, late and obscurely.
+    const int gpus = c10::cuda::device_count();
+    if (backend == Backend::kNccl && info.local_world_size > gpus) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "backend nccl: ", info.local_world_size,
+          " processes on this machine but ", gpus,
+          " visible GPU(s) (CUDA_VISIBLE_DEVICES decides which); NCCL needs "
+          "a GPU per process: start at most ",
+          gpus, " per machine, or use gloo (--cpu)"));
+    }
+#endif
   }
 
   std::unique_ptr<PartialState> state(new PartialState(

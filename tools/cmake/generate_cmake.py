@@ -260,7 +260,9 @@ class Generator:
         self.emit("\n# %s" % label)
         if kind == "cc_test":
             self.emit("if(ACCELERATE_BUILD_TESTS)")
-        self.emit("add_executable(%s%s)" % (target, cmake_list("${PROJECT_SOURCE_DIR}/" + s for s in sources)))
+        manual = " EXCLUDE_FROM_ALL" if "manual" in attrs.get("tags", []) else ""
+        self.emit("add_executable(%s%s%s)" % (
+            target, manual, cmake_list("${PROJECT_SOURCE_DIR}/" + s for s in sources)))
         self.emit("set_target_properties(%s PROPERTIES OUTPUT_NAME %s\n"
                   "    RUNTIME_OUTPUT_DIRECTORY ${ACCELERATE_RUNFILES}/accelerate_cpp/%s)" % (
                       target, name, package))
@@ -268,6 +270,13 @@ class Generator:
         self.defines(target, attrs, "PRIVATE")
         self.link_lists(target, attrs, "PRIVATE")
         self.runfiles(label, attrs, package)
+        if "gpu" in attrs.get("tags", []):  # What tools/gpu_check builds.
+            self.gpu_targets.append(target)
+            data, _, _ = split_select(attrs.get("data", []))
+            for item in data:
+                pkg, name = split_label(item, package)
+                if "//%s:%s" % (pkg, name) in self.rules:
+                    self.gpu_targets.append(self.target_of("//%s:%s" % (pkg, name)))
         if kind == "cc_test":
             if any("$(" in arg for arg in attrs.get("args", [])):
                 sys.exit("generate_cmake: %s: $(location) in args is not mapped" % label)
@@ -278,8 +287,8 @@ class Generator:
             self.emit("set_tests_properties(%s PROPERTIES TIMEOUT %d LABELS \"%s\")" % (
                 label, TIMEOUTS[size], ";".join([size] + tags)))
             self.emit("endif()")
-        elif not attrs.get("testonly"):
-            self.installed_binaries.append((target, package))
+        elif not (attrs.get("testonly") or manual or package in ("benchmarks", "examples")):
+            self.installed_binaries.append((target, package))  # The tools.
 
     def generate(self):
         self.installed = ["accelerate_third_party_torch_version"]
@@ -287,6 +296,7 @@ class Generator:
         self.headers = []
         self.generated_headers = ["${ACCELERATE_GEN_DIR}/third_party/torch_version.h"]
         self.data_files = []
+        self.gpu_targets = []
         for label in sorted(self.rules):
             kind, attrs = self.rules[label]
             package = label[2:].split(":")[0]
@@ -298,6 +308,10 @@ class Generator:
                 self.executable(kind, label, attrs, package)
         body = "".join(self.out)
         self.out = []
+        self.emit("\n# What tools/gpu_check builds: the `gpu` tests and programs.")
+        self.emit("if(ACCELERATE_BUILD_TESTS)\n  add_custom_target(accelerate_gpu_checks)")
+        self.emit("  add_dependencies(accelerate_gpu_checks%s)\nendif()" % cmake_list(
+            sorted(set(self.gpu_targets)), "      "))
         self.emit("\n# Source files that tests and programs read, in the runfiles-like tree.")
         self.emit("foreach(file%s)" % cmake_list(self.data_files))
         self.emit("  get_filename_component(dir ${ACCELERATE_RUNFILES}/accelerate_cpp/${file} DIRECTORY)")
@@ -322,7 +336,11 @@ class Generator:
                 target, package))
         self.emit("install(EXPORT AccelerateCppTargets NAMESPACE AccelerateCpp::\n"
                   "  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/AccelerateCpp)")
+        self.emit("file(WRITE ${PROJECT_BINARY_DIR}/accelerate_cpp_built_with.cmake\n"
+                  "  \"set(ACCELERATE_BUILT_WITH_TORCH_DIR ${ACCELERATE_TORCH_DIR})\\n\"\n"
+                  "  \"set(ACCELERATE_BUILT_WITH_SYSTEM_ROOT ${ACCELERATE_SYSTEM_ROOT})\\n\")")
         self.emit("install(FILES cmake/accelerate_cpp_deps.cmake cmake/AccelerateCppConfig.cmake\n"
+                  "  ${PROJECT_BINARY_DIR}/accelerate_cpp_built_with.cmake\n"
                   "  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/AccelerateCpp)")
         return body + "".join(self.out)
 
@@ -404,6 +422,10 @@ DEPS_HEADER = HEADER + """\
 #                          with `dpkg -x`-unpacked packages elsewhere)
 include_guard(GLOBAL)
 
+# An installed package remembers the LibTorch it was built against.
+if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/accelerate_cpp_built_with.cmake)
+  include(${CMAKE_CURRENT_LIST_DIR}/accelerate_cpp_built_with.cmake)
+endif()
 if(NOT ACCELERATE_PYTHON)
   get_filename_component(_accelerate_root ${CMAKE_CURRENT_LIST_DIR}/.. ABSOLUTE)
   if(EXISTS ${_accelerate_root}/.venv/bin/python3)
@@ -411,6 +433,9 @@ if(NOT ACCELERATE_PYTHON)
   else()
     find_program(ACCELERATE_PYTHON python3 REQUIRED)
   endif()
+endif()
+if(NOT ACCELERATE_TORCH_DIR AND ACCELERATE_BUILT_WITH_TORCH_DIR)
+  set(ACCELERATE_TORCH_DIR ${ACCELERATE_BUILT_WITH_TORCH_DIR})
 endif()
 if(NOT ACCELERATE_TORCH_DIR)
   execute_process(
@@ -435,6 +460,9 @@ if(NOT DEFINED ACCELERATE_CUDA)
   endif()
 endif()
 set(ACCELERATE_CUDA ${ACCELERATE_CUDA} CACHE BOOL "CUDA and NCCL paths")
+if(NOT ACCELERATE_SYSTEM_ROOT AND ACCELERATE_BUILT_WITH_SYSTEM_ROOT)
+  set(ACCELERATE_SYSTEM_ROOT ${ACCELERATE_BUILT_WITH_SYSTEM_ROOT})
+endif()
 if(NOT ACCELERATE_SYSTEM_ROOT)
   set(ACCELERATE_SYSTEM_ROOT /)
 endif()
@@ -451,9 +479,17 @@ foreach(_entry ${_accelerate_entries})
       ${_accelerate_torch_include}/${_entry} SYMBOLIC)
   endif()
 endforeach()
-execute_process(
-  COMMAND ${ACCELERATE_PYTHON} -c "import torch; print(torch.__version__)"
-  OUTPUT_VARIABLE ACCELERATE_LIBTORCH_VERSION OUTPUT_STRIP_TRAILING_WHITESPACE)
+# Its version: a wheel's torch/version.py, or libtorch's build-version.
+if(EXISTS ${ACCELERATE_TORCH_DIR}/version.py)
+  file(STRINGS ${ACCELERATE_TORCH_DIR}/version.py _accelerate_version
+    REGEX "^__version__ *=")
+  string(REGEX MATCH "[0-9]+\\\\.[0-9]+\\\\.[0-9]+[+.a-z0-9]*"
+    ACCELERATE_LIBTORCH_VERSION "${_accelerate_version}")
+elseif(EXISTS ${ACCELERATE_TORCH_DIR}/build-version)
+  file(STRINGS ${ACCELERATE_TORCH_DIR}/build-version ACCELERATE_LIBTORCH_VERSION LIMIT_COUNT 1)
+else()
+  set(ACCELERATE_LIBTORCH_VERSION unknown)
+endif()
 
 if(NOT TARGET AccelerateCpp::torch)
   add_library(AccelerateCpp::torch INTERFACE IMPORTED GLOBAL)
@@ -516,18 +552,47 @@ if(_accelerate_system_lib)
   set(ACCELERATE_PROTOC ${CMAKE_COMMAND} -E env LD_LIBRARY_PATH=${_accelerate_system_lib}
     ${ACCELERATE_PROTOC})
 endif()
+# One imported target per Debian library (`AccelerateCpp::absl`, ...): each
+# library file an imported target of its own, chained in the link order of
+# the Bazel target (static archives such as gmock_main need what follows).
 function(accelerate_system_library name)
-  if(NOT TARGET AccelerateCpp::${name})
-    add_library(AccelerateCpp::${name} INTERFACE IMPORTED GLOBAL)
-    if(_accelerate_system_lib)
-      set_target_properties(AccelerateCpp::${name} PROPERTIES
-        INTERFACE_INCLUDE_DIRECTORIES "${_accelerate_system_include}"
-        INTERFACE_LINK_DIRECTORIES "${_accelerate_system_lib}"
-        INTERFACE_LINK_OPTIONS "LINKER:-rpath,${_accelerate_system_lib}")
-    endif()
-    set_property(TARGET AccelerateCpp::${name} APPEND PROPERTY
-      INTERFACE_LINK_LIBRARIES ${ARGN})
+  if(TARGET AccelerateCpp::${name})
+    return()
   endif()
+  add_library(AccelerateCpp::${name} INTERFACE IMPORTED GLOBAL)
+  set(previous AccelerateCpp::${name})
+  foreach(item ${ARGN})
+    if(item MATCHES "^(AccelerateCpp::.*|pthread|rt|atomic|dl|m)$")
+      set(library ${item})  # A target of ours, or the C library's own.
+    else()
+      set(library AccelerateCpp::system_${item})
+      if(NOT TARGET ${library})
+        if(_accelerate_system_lib)
+          find_library(_accelerate_path_${item} NAMES ${item}
+            PATHS ${_accelerate_system_lib} NO_DEFAULT_PATH)
+        else()
+          find_library(_accelerate_path_${item} NAMES ${item})
+        endif()
+        if(NOT _accelerate_path_${item})
+          message(FATAL_ERROR "AccelerateCpp: lib${item} (for ${name}) not found "
+            "under ${ACCELERATE_SYSTEM_ROOT}: install third_party/debian_packages.txt "
+            "or unpack tools/gpu_debs' packages there")
+        endif()
+        add_library(${library} UNKNOWN IMPORTED GLOBAL)
+        set_target_properties(${library} PROPERTIES
+          IMPORTED_LOCATION ${_accelerate_path_${item}})
+        if(_accelerate_system_lib)
+          set_target_properties(${library} PROPERTIES
+            INTERFACE_INCLUDE_DIRECTORIES "${_accelerate_system_include}"
+            INTERFACE_LINK_OPTIONS "LINKER:-rpath,${_accelerate_system_lib}")
+        endif()
+      endif()
+    endif()
+    set_property(TARGET ${previous} APPEND PROPERTY INTERFACE_LINK_LIBRARIES ${library})
+    if(library MATCHES "^AccelerateCpp::system_")
+      set(previous ${library})  # The next library follows this one.
+    endif()
+  endforeach()
 endfunction()
 """
 
@@ -561,8 +626,7 @@ def third_party_targets(generator_rules):
             _, attrs = external_rules[actual]
             repo = actual.split("//")[0]
             libs = list(attrs.get("linkopts", []))
-            for dep in attrs.get("deps", []):
-                libs.insert(0, "AccelerateCpp::" + dep.split(":")[1])
+            libs += ["AccelerateCpp::" + dep.split(":")[1] for dep in attrs.get("deps", [])]
             libs = [l[2:] if l.startswith("-l") else l for l in libs]
             libs = [l.replace("-pthread", "pthread") for l in libs]
             lines.append("accelerate_system_library(%s %s)  # %s" % (name, " ".join(libs), actual))

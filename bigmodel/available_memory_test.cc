@@ -1,0 +1,76 @@
+#include "bigmodel/available_memory.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include "gtest/gtest.h"
+#include "testing/files.h"
+#include "testing/status_matchers.h"
+
+namespace accelerate::bigmodel {
+namespace {
+
+using ::accelerate::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string WriteTestFile(const std::string& name, const std::string& text) {
+  const std::string path = testing::TestPath(name);
+  testing::WriteFileOrDie(path, text);
+  return path;
+}
+
+TEST(AvailableMemoryTest, ReadsMemAvailableInBytes) {
+  const std::string path = WriteTestFile(
+      "meminfo", "MemTotal:       24576000 kB\nMemFree:  1000 kB\n"
+                 "MemAvailable:   12345678 kB\nBuffers: 5 kB\n");
+  EXPECT_THAT(AvailableCpuMemory(path),
+              testing::IsOkAndHolds(int64_t{12345678} * 1024));
+}
+
+TEST(AvailableMemoryTest, NamesAMissingOrBadFile) {
+  EXPECT_THAT(AvailableCpuMemory(testing::TestPath("absent")),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("absent")));
+  EXPECT_THAT(
+      AvailableCpuMemory(WriteTestFile("no_line", "MemFree: 1 kB\n")),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("MemAvailable")));
+  EXPECT_THAT(
+      AvailableCpuMemory(WriteTestFile("bad", "MemAvailable: lots\n")),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("lots")));
+}
+
+// The machine's own figures: GPUs first (none without CUDA), then the CPU's
+// available memory as /proc/meminfo says it now.
+TEST(AvailableMemoryTest, ListsVisibleGpusThenTheCpu) {
+  ASSERT_OK_AND_ASSIGN(const MaxMemory memory, AvailableMaxMemory());
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  ASSERT_EQ(memory.size(), static_cast<size_t>(gpus) + 1);
+  for (int i = 0; i < gpus; ++i) {
+    EXPECT_EQ(memory[i].first, Device::Gpu(i));
+    EXPECT_GT(memory[i].second, 0);
+  }
+  EXPECT_EQ(memory.back().first, Device::Cpu());
+  ASSERT_OK_AND_ASSIGN(const int64_t now, AvailableCpuMemory());
+  EXPECT_GT(memory.back().second, 0);
+  EXPECT_NEAR(static_cast<double>(memory.back().second),
+              static_cast<double>(now), 2.0 * (int64_t{1} << 30));
+}
+
+// On a GPU (tag `gpu` in the gpu suite): a 4 GiB allocation shows.
+TEST(AvailableMemoryGpuTest, FreeGpuMemoryFallsByAnAllocation) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine with "
+                    "a GPU runs this)";
+  }
+  ASSERT_OK_AND_ASSIGN(const MaxMemory before, AvailableMaxMemory());
+  const at::Tensor block =
+      at::empty({int64_t{4} << 30},
+                at::TensorOptions().dtype(at::kByte).device(at::kCUDA, 0));
+  ASSERT_OK_AND_ASSIGN(const MaxMemory after, AvailableMaxMemory());
+  EXPECT_GE(before[0].second - after[0].second, int64_t{4} << 30);
+}
+
+}  // namespace
+}  // namespace accelerate::bigmodel
