@@ -52,10 +52,11 @@ int Run(int64_t checkpoint_gib, const std::string& dir) {
   const int64_t bytes = checkpoint_gib * kGiB;
 
   // Pinned host memory to the GPU: the ceiling of any load.
-  const at::Tensor pinned =
-      at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  const at::Tensor pinned = at::empty(
+      {bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
   pinned.fill_(1);
-  at::Tensor on_gpu = at::empty({bytes}, pinned.options().device(gpu).pinned_memory(false));
+  at::Tensor on_gpu =
+      at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(gpu));
   const double pinned_s =
       BestSeconds(3, [&] { on_gpu.copy_(pinned, /*non_blocking=*/true); });
   on_gpu = at::Tensor();
@@ -68,8 +69,10 @@ int Run(int64_t checkpoint_gib, const std::string& dir) {
     tensors.emplace_back(absl::StrCat("layer.", i, ".weight"),
                          at::full({tensor_elements}, 0.5, at::kBFloat16));
   }
-  const std::string path = absl::StrCat(dir, "/gpu_figures_", getpid(), ".safetensors");
-  if (absl::Status saved = bigmodel::SaveSafetensors(path, tensors); !saved.ok()) {
+  const std::string path =
+      absl::StrCat(dir, "/gpu_figures_", getpid(), ".safetensors");
+  if (absl::Status saved = bigmodel::SaveSafetensors(path, tensors);
+      !saved.ok()) {
     std::cerr << "gpu_figures: " << saved << "\n";
     return 1;
   }
@@ -92,7 +95,8 @@ int Run(int64_t checkpoint_gib, const std::string& dir) {
 
   // Matrix products: bf16 against float8 E4M3 with per-tensor scales.
   const int64_t n = 8192;
-  const at::Tensor a = at::randn({n, n}, at::TensorOptions().device(gpu)).to(at::kBFloat16);
+  const at::Tensor a =
+      at::randn({n, n}, at::TensorOptions().device(gpu)).to(at::kBFloat16);
   const at::Tensor b = at::randn({n, n}, a.options());
   const double bf16_s = BestSeconds(10, [&] { (void)at::mm(a, b); });
   const at::Tensor a8 = a.to(at::kFloat8_e4m3fn);

@@ -159,7 +159,8 @@ class Fp8MatmulFunction
         const ScaledOperand x =
             QuantizeDynamic(saved[0], f, std::nullopt, pow2);
         grad_input = ScaledProduct(g, {w.bits.t(), w.scale});
-        grad_weight = ScaledProduct({g.bits.t(), g.scale}, {x.bits.t(), x.scale});
+        grad_weight =
+            ScaledProduct({g.bits.t(), g.scale}, {x.bits.t(), x.scale});
         break;
       }
       case Fp8Scaling::kDynamicRowwise:
