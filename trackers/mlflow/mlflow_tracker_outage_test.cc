@@ -16,6 +16,7 @@
 #include "testing/files.h"
 #include "testing/free_port.h"
 #include "testing/status_matchers.h"
+#include "testing/stopwatch.h"
 #include "trackers/mlflow/internal/mlflow_service.pb.h"
 #include "trackers/mlflow/internal/rest_client.h"
 #include "trackers/mlflow/mlflow_server_testutil.h"
@@ -90,9 +91,9 @@ MlflowTestServer* MlflowTrackerOutageTest::server_ = nullptr;
 absl::Duration LogSteps(MlflowTracker& tracker, int begin, int end) {
   absl::Duration slowest;
   for (int step = begin; step < end; ++step) {
-    const absl::Time start = absl::Now();
+    const testing::Stopwatch watch;
     EXPECT_OK(tracker.Log({{"loss", step / 8.0}, {"step_copy", step}}, step));
-    slowest = std::max(slowest, absl::Now() - start);
+    slowest = std::max(slowest, watch.Elapsed());
   }
   return slowest;
 }
@@ -150,9 +151,9 @@ TEST_F(MlflowTrackerOutageTest,
   server_->Pause();
   LogSteps(*tracker, 0, 10);
   absl::SleepFor(absl::Milliseconds(200));  // a send is in flight, hanging
-  const absl::Time start = absl::Now();
+  const testing::Stopwatch watch;
   tracker.reset();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_LT(watch.Elapsed(), absl::Seconds(5));
   server_->Resume();
 }
 
@@ -185,13 +186,13 @@ TEST_F(MlflowTrackerOutageTest, FinishSaysWhatWasNotSentWhenTheServerIsGone) {
   EXPECT_OK(tracker->Log({{"a", 1}}, 35));  // one more still fits
   EXPECT_EQ(tracker->pending_points(), 51);
 
-  const absl::Time start = absl::Now();
+  const testing::Stopwatch watch;
   EXPECT_THAT(tracker->Finish(),
               StatusIs(absl::StatusCode::kUnavailable,
                        AllOf(HasSubstr("51 metric points"),
                              HasSubstr("not sent to " + server_->uri()),
                              HasSubstr(tracker->run_id()))));
-  const absl::Duration took = absl::Now() - start;
+  const absl::Duration took = watch.Elapsed();
   EXPECT_GE(took, absl::Seconds(2) - absl::Milliseconds(100));
   EXPECT_LT(took, absl::Seconds(5));
 }
