@@ -242,16 +242,22 @@ class Generator:
         self.generated_headers += [o for o in outputs if o.endswith(".h")]
 
     def runfiles(self, label, attrs, package):
-        """Data files in the runfiles-like tree: sources linked, binaries built there."""
+        """Data files in the runfiles-like tree: sources linked, binaries built
+        there. Returns the CMake targets of the binaries among them."""
         always, _, _ = split_select(attrs.get("data", []))
+        binaries = []
         for item in always:
             pkg, name = split_label(item, package)
             full = "//%s:%s" % (pkg, name)
-            if full in self.rules or full in self.third_party:
-                continue  # A binary built into the tree, or the peer's Python.
+            if full in self.rules:
+                binaries.append(self.target_of(full))  # Built into the tree.
+                continue
+            if full in self.third_party:
+                continue  # The peer's Python, written at configure time.
             path = "%s/%s" % (pkg, name) if pkg else name
             if path not in self.data_files:
                 self.data_files.append(path)
+        return binaries
 
     def executable(self, kind, label, attrs, package):
         target = self.target_of(label)
@@ -269,14 +275,9 @@ class Generator:
         self.emit("target_include_directories(%s PRIVATE ${PROJECT_SOURCE_DIR})" % target)
         self.defines(target, attrs, "PRIVATE")
         self.link_lists(target, attrs, "PRIVATE")
-        self.runfiles(label, attrs, package)
+        binaries = self.runfiles(label, attrs, package)
         if "gpu" in attrs.get("tags", []):  # What tools/gpu_check builds.
-            self.gpu_targets.append(target)
-            data, _, _ = split_select(attrs.get("data", []))
-            for item in data:
-                pkg, name = split_label(item, package)
-                if "//%s:%s" % (pkg, name) in self.rules:
-                    self.gpu_targets.append(self.target_of("//%s:%s" % (pkg, name)))
+            self.gpu_targets += [target] + binaries
         if kind == "cc_test":
             if any("$(" in arg for arg in attrs.get("args", [])):
                 sys.exit("generate_cmake: %s: $(location) in args is not mapped" % label)
@@ -597,7 +598,7 @@ endfunction()
 """
 
 
-def third_party_targets(generator_rules):
+def third_party_targets():
     """//third_party aliases -> CMake targets, and the CMake of the system ones."""
     aliases = query('kind("alias", //third_party:*)')
     externals = {}
@@ -655,7 +656,7 @@ TORCH_VERSION = HEADER.replace("#", "//", 1) + """\
 
 def generate():
     rules = query(QUERY)
-    third_party, system_cmake = third_party_targets(rules)
+    third_party, system_cmake = third_party_targets()
     third_party = {k: v for k, v in third_party.items() if v is not None}
     generator = Generator(rules, third_party)
     body = generator.generate()
