@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <ATen/autocast_mode.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/graph_task.h>
@@ -278,10 +279,23 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
     state::RegisterPlaceholderOwner(p.tensor.unsafeGetTensorImpl(), &self,
                                     p.unit);
   }
+  if (options.activation_checkpointing) {
+    // Every unit's parameters mark where a forward enters it; the root's
+    // forward is not checkpointed (as Accelerate's wrapping leaves it).
+    self.checkpoint_counters_ =
+        std::make_shared<sharding_internal::CheckpointCounters>();
+    for (const Param& p : self.params_) {
+      const Unit& unit = self.units_[p.unit];
+      sharding_internal::RegisterCheckpointParam(
+          p.tensor.unsafeGetTensorImpl(), &self, p.unit, !unit.name.empty(),
+          UnitLabel(unit.name), self.device_, self.checkpoint_counters_);
+    }
+  }
   return sharded;
 }
 
 FullyShardedModel::~FullyShardedModel() {
+  sharding_internal::ForgetCheckpointParams(this);
   std::lock_guard<std::mutex> lock(mu_);
   for (Reduction& r : reductions_) {
     if (r.work) {
@@ -468,6 +482,11 @@ void FullyShardedModel::Materialize(const std::vector<int>& tags) {
     return;
   }
   if (held_) return;
+  if (checkpoint_counters_ != nullptr && c10::GradMode::is_enabled()) {
+    // A forward that backward will follow: its units' operations are
+    // recorded from here until the backward starts.
+    sharding_internal::StartRecording();
+  }
   if (options_.reshard_after_forward) {
     for (int v = 1; v < static_cast<int>(units_.size()); ++v) {
       if (units_[v].installed &&
@@ -652,6 +671,7 @@ void FullyShardedModel::EndBackward() {
 }
 
 void FullyShardedModel::ReleaseGathered() {
+  if (checkpoint_counters_ != nullptr) sharding_internal::StopRecording();
   std::lock_guard<std::mutex> lock(mu_);
   if (held_ || in_backward_) return;
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
@@ -1028,7 +1048,13 @@ StateBytes FullyShardedModel::Bytes() const {
 
 FullyShardedStats FullyShardedModel::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  FullyShardedStats stats = stats_;
+  if (checkpoint_counters_ != nullptr) {
+    stats.checkpointed = checkpoint_counters_->checkpointed.load();
+    stats.recomputed = checkpoint_counters_->recomputed.load();
+    stats.not_checkpointed = checkpoint_counters_->kept.load();
+  }
+  return stats;
 }
 
 std::vector<std::string> FullyShardedModel::unit_names() const {

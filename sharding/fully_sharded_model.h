@@ -77,6 +77,7 @@
 #include <torch/optim/optimizer.h>
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "sharding/internal/activation_checkpoint.h"
 #include "sharding/internal/saved_tensors.h"
 #include "sharding/sharded_optimizer.h"
 #include "state/partial_state.h"
@@ -128,6 +129,15 @@ struct FullyShardedOptions {
   // are gathered onto the model's device. On a CPU model, nothing moves.
   // Default false.
   bool offload_params = false;
+  // FSDP's activation checkpointing (Accelerate's
+  // `fsdp_activation_checkpointing`, applied to the units the auto-wrap
+  // policy picks): each unit's (not the root's) forward keeps none of the
+  // tensors backward needs; its backward recomputes them first, replaying
+  // the operations its forward ran (internal/activation_checkpoint.h). A
+  // forward that cannot be replayed (one writing in place into a tensor
+  // from outside the unit, such as a batch norm's running statistics)
+  // keeps its activations, with a warning. Default false.
+  bool activation_checkpointing = false;
 };
 
 // This process's part of one parameter (or one optimizer state tensor),
@@ -149,6 +159,11 @@ struct FullyShardedStats {
   int64_t all_gathers = 0;      // units gathered
   int64_t prefetched = 0;       // of those, issued ahead of their use
   int64_t reduce_scatters = 0;  // units' gradients reduced
+  // Activation checkpointing: units' forwards whose saved tensors were
+  // dropped, replayed in backward, and kept (not replayable).
+  int64_t checkpointed = 0;
+  int64_t recomputed = 0;
+  int64_t not_checkpointed = 0;
 };
 
 class FullyShardedModel final : public state::PlaceholderOwner,
@@ -335,6 +350,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   bool in_backward_ = false;    // a final callback is queued
   int last_forward_ = -1;
   FullyShardedStats stats_;
+  // Activation checkpointing's (null without it).
+  std::shared_ptr<sharding_internal::CheckpointCounters> checkpoint_counters_;
   std::string broken_;          // why a collective failed, once it has
 };
 

@@ -271,6 +271,59 @@ TEST(FullyShardedModelTest, PrefetchAndKeepingUnitsGiveTheSameResult) {
                          "offload_params");
 }
 
+TEST(FullyShardedModelTest, ActivationCheckpointingTrainsAsWithout) {
+  // Each block's forward is replayed in its backward: the same training
+  // as the unsharded reference on 1 to 3 ranks, with prefetch, with units
+  // kept after forward, and under bf16 autocast (replayed in bf16) the
+  // same as without checkpointing.
+  for (int world : {1, 2, 3}) {
+    Net reference = TrainReference(world, 3);
+    FullyShardedOptions options;
+    options.activation_checkpointing = true;
+    std::vector<RankResult> results = TrainSharded(world, 3, options);
+    ExpectMatchesReference(results, reference,
+                           absl::StrCat("checkpointed, ", world, " ranks"));
+    for (const RankResult& r : results) {
+      // Two blocks (the root is not checkpointed), three steps.
+      EXPECT_EQ(r.stats.checkpointed, 6);
+      EXPECT_EQ(r.stats.recomputed, 6);
+      EXPECT_EQ(r.stats.not_checkpointed, 0);
+    }
+  }
+  const int world = 2;
+  Net reference = TrainReference(world, 2);
+  FullyShardedOptions options;
+  options.activation_checkpointing = true;
+  options.forward_prefetch = true;
+  options.backward_prefetch = BackwardPrefetch::kBackwardPost;
+  ExpectMatchesReference(TrainSharded(world, 2, options), reference,
+                         "checkpointed with prefetch");
+  options = {};
+  options.activation_checkpointing = true;
+  options.reshard_after_forward = false;
+  ExpectMatchesReference(TrainSharded(world, 2, options), reference,
+                         "checkpointed, reshard_after_forward=false");
+
+  options = {};
+  options.param_dtype = at::kBFloat16;
+  options.reduce_dtype = at::kBFloat16;
+  std::vector<RankResult> plain =
+      TrainSharded(world, 2, options, 0, false, /*bf16_autocast=*/true);
+  options.activation_checkpointing = true;
+  std::vector<RankResult> checkpointed =
+      TrainSharded(world, 2, options, 0, false, /*bf16_autocast=*/true);
+  for (int rank = 0; rank < world; ++rank) {
+    ASSERT_EQ(checkpointed[rank].params.size(), plain[rank].params.size());
+    EXPECT_EQ(checkpointed[rank].stats.recomputed, 4);
+    for (size_t i = 0; i < plain[rank].params.size(); ++i) {
+      EXPECT_TRUE(TensorsClose(checkpointed[rank].params[i],
+                               plain[rank].params[i],
+                               {.rtol = 1e-5, .atol = 1e-6}))
+          << "bf16, rank " << rank << ", parameter " << i;
+    }
+  }
+}
+
 TEST(FullyShardedModelTest, HybridShardsWithinGroupsAndReplicatesAcross) {
   // 4 processes as 2 "nodes" of 2: slices shared by each pair, the pairs
   // replicas; and blocks of 1 (every process a replica, data parallel).

@@ -14,6 +14,8 @@
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/saved_variable_hooks.h>
 
+#include "sharding/internal/activation_checkpoint.h"
+
 namespace accelerate::sharding_internal {
 namespace {
 
@@ -32,6 +34,8 @@ Registry& GlobalRegistry() {
 class StorageHooks final : public torch::autograd::SavedVariableHooks {
  public:
   void call_pack_hook(const at::Tensor& tensor) override {
+    // A checkpointed unit's replay collects what it saves.
+    if (CaptureReplayed(tensor)) return;
     if (tensor.defined() && tensor.has_storage()) {
       Registry& registry = GlobalRegistry();
       std::lock_guard<std::mutex> lock(registry.mu);
@@ -44,13 +48,18 @@ class StorageHooks final : public torch::autograd::SavedVariableHooks {
         strides_ = tensor.strides().vec();
         offset_ = tensor.storage_offset();
         dtype_ = tensor.scalar_type();
-        return;
       }
     }
-    kept_ = tensor;
+    // In a checkpointed unit's forward: numbered, and (unless packed as a
+    // view above) kept by the unit until its forward ends.
+    region_ = PackIntoRegion(tensor, owner_ != nullptr, &index_);
+    if (owner_ == nullptr && region_ == nullptr) kept_ = tensor;
   }
 
   at::Tensor call_unpack_hook() override {
+    if (region_ != nullptr && owner_ == nullptr) {
+      return UnpackFromRegion(*region_, index_);
+    }
     if (owner_ == nullptr) return kept_;
     at::Tensor base = owner_->Storage(tag_);
     TORCH_CHECK(base.scalar_type() == dtype_,
@@ -66,6 +75,8 @@ class StorageHooks final : public torch::autograd::SavedVariableHooks {
   std::vector<int64_t> strides_;
   int64_t offset_ = 0;
   at::ScalarType dtype_ = at::kFloat;
+  std::shared_ptr<Region> region_;
+  int64_t index_ = 0;
 };
 
 // The default engine, with the hooks while any storage is registered.
@@ -73,10 +84,22 @@ class HookingEngine final : public torch::autograd::Engine {
  public:
   std::unique_ptr<torch::autograd::SavedVariableHooks>
   get_default_saved_variable_hooks() override {
-    if (GlobalRegistry().count.load(std::memory_order_relaxed) == 0) {
+    if (GlobalRegistry().count.load(std::memory_order_relaxed) == 0 &&
+        !CheckpointHooksWanted()) {
       return nullptr;
     }
     return std::make_unique<StorageHooks>();
+  }
+
+  // A backward ends the forward being recorded on this thread.
+  torch::autograd::variable_list execute(
+      const torch::autograd::edge_list& roots,
+      const torch::autograd::variable_list& inputs, bool keep_graph,
+      bool create_graph, bool accumulate_grad,
+      const torch::autograd::edge_list& outputs) override {
+    StopRecording();
+    return Engine::execute(roots, inputs, keep_graph, create_graph,
+                           accumulate_grad, outputs);
   }
 };
 
