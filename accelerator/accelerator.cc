@@ -214,6 +214,16 @@ sharding::StateBytes Accelerator::StateBytesPerProcess() {
   return bytes;
 }
 
+int64_t Accelerator::RecomputedUnits() const {
+  int64_t recomputed = 0;
+  for (const auto& [module, dp] : models_) {
+    if (const sharding::FullyShardedModel* sharded = dp->fully_sharded()) {
+      recomputed += sharded->stats().recomputed;
+    }
+  }
+  return recomputed;
+}
+
 PreparedOptimizer* Accelerator::PrepareOptimizer(
     std::shared_ptr<torch::optim::Optimizer> optimizer) {
   std::unique_ptr<sharding::ShardedOptimizer> sharded;

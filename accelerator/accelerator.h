@@ -492,6 +492,9 @@ class Accelerator {
   // Under FULL_SHARD, units an evaluation left gathered are freed first
   // (gathered again when used).
   sharding::StateBytes StateBytesPerProcess();
+  // Units' forwards replayed by their backward so far, over the prepared
+  // models (activation checkpointing; 0 without it).
+  int64_t RecomputedUnits() const;
   const AcceleratorOptions& options() const { return options_; }
   // The fp16 loss scaler; null in other precisions.
   const precision::GradScaler* scaler() const { return scaler_.get(); }

@@ -283,10 +283,12 @@ int Run() {
     std::printf(
         "{\"processes\": %d, \"mixed_precision\": \"%s\", "
         "\"eval_accuracy\": %.4f, \"train_loss\": %.4f, "
-        "\"sharding\": \"%s\", \"state_bytes_per_rank\": %lld}\n",
+        "\"sharding\": \"%s\", \"state_bytes_per_rank\": %lld, "
+        "\"recomputed_units\": %lld}\n",
         acc.State().num_processes(), acc.mixed_precision().c_str(), accuracy,
         last_loss, acc.sharding_strategy().c_str(),
-        static_cast<long long>(acc.StateBytesPerProcess().total()));
+        static_cast<long long>(acc.StateBytesPerProcess().total()),
+        static_cast<long long>(acc.RecomputedUnits()));
   }
   // Trackers finished (everything logged written or sent), then everyone
   // waits.

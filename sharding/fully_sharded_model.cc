@@ -482,9 +482,9 @@ void FullyShardedModel::Materialize(const std::vector<int>& tags) {
     return;
   }
   if (held_) return;
-  if (checkpoint_counters_ != nullptr && c10::GradMode::is_enabled()) {
-    // A forward that backward will follow: its units' operations are
-    // recorded from here until the backward starts.
+  if (checkpoint_counters_ != nullptr) {
+    // The forward's thread records the units' operations from here on
+    // (those under gradient mode).
     sharding_internal::StartRecording();
   }
   if (options_.reshard_after_forward) {
@@ -671,7 +671,7 @@ void FullyShardedModel::EndBackward() {
 }
 
 void FullyShardedModel::ReleaseGathered() {
-  if (checkpoint_counters_ != nullptr) sharding_internal::StopRecording();
+  if (checkpoint_counters_ != nullptr) sharding_internal::EndUnitForward();
   std::lock_guard<std::mutex> lock(mu_);
   if (held_ || in_backward_) return;
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) {

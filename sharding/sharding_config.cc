@@ -302,18 +302,26 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
                      "\" is not one of ", absl::StrJoin(StrategyNames(), ", ")));
   }
 
-  // What would change the numbers or the memory and cannot run here.
   auto checkpointing = ParseBool(env, "FSDP_ACTIVATION_CHECKPOINTING", false);
   if (!checkpointing.ok()) return checkpointing.status();
-  if (*checkpointing) {
-    return FeatureNotYet("FSDP_ACTIVATION_CHECKPOINTING=true");
-  }
   auto offload = ParseBool(env, "FSDP_OFFLOAD_PARAMS", false);
   if (!offload.ok()) return offload.status();
-  if (*offload && !config.shards_parameters()) {
-    return FeatureNotYet(absl::StrCat("FSDP_OFFLOAD_PARAMS=true with ",
-                                      source, " (FULL_SHARD offloads)"));
+  if ((*checkpointing || *offload) && !config.shards_parameters()) {
+    // Both need units: SHARD_GRAD_OP then runs as FSDP runs it (sharded
+    // at rest, gathered for the forward, kept until the backward), and
+    // NO_SHARD as units every process holds whole.
+    config.unit_engine = true;
+    if (config.strategy == ShardingStrategy::kNoShard) {
+      config.full_shard.shard_group_size = 1;
+    }
+    ACCELERATE_LOG(INFO)
+        << source << " with "
+        << (*checkpointing ? "FSDP_ACTIVATION_CHECKPOINTING" : "")
+        << (*checkpointing && *offload ? " and " : "")
+        << (*offload ? "FSDP_OFFLOAD_PARAMS" : "")
+        << ": runs on units (the auto-wrap policy's), as FSDP does";
   }
+  config.full_shard.activation_checkpointing = *checkpointing;
   config.full_shard.offload_params = *offload;
   ACCELERATE_ASSIGN_OR_RETURN(config.auto_wrap, ResolveAutoWrap(env));
   ACCELERATE_ASSIGN_OR_RETURN(
@@ -353,7 +361,8 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
   // the unit keys mean nothing there (said once, then ignored). Module
   // states are always synchronized from the main process (CPU-RAM-
   // efficient loading's broadcast included).
-  if (config.strategy == ShardingStrategy::kShardGradOp) {
+  if (config.strategy == ShardingStrategy::kShardGradOp &&
+      !config.unit_engine) {
     std::vector<std::string> ignored;
     for (const char* name :
          {"FSDP_AUTO_WRAP_POLICY", "FSDP_TRANSFORMER_CLS_TO_WRAP",
@@ -386,9 +395,11 @@ absl::StatusOr<ShardingConfig> ResolveShardingConfig(
            "the main process's parameters and buffers";
   }
   // HYBRID_SHARD_ZERO2 keeps the gathered parameters from forward to
-  // backward, as SHARD_GRAD_OP does.
+  // backward, as SHARD_GRAD_OP (and NO_SHARD) do.
   config.full_shard.reshard_after_forward =
-      config.strategy != ShardingStrategy::kHybridShardZero2;
+      config.strategy != ShardingStrategy::kHybridShardZero2 &&
+      config.strategy != ShardingStrategy::kShardGradOp &&
+      config.strategy != ShardingStrategy::kNoShard;
   return config;
 }
 

@@ -12,13 +12,16 @@
 // default) shards the parameters too, in units picked by the auto-wrap
 // policy (FSDP_AUTO_WRAP_POLICY, FSDP_TRANSFORMER_CLS_TO_WRAP,
 // FSDP_MIN_NUM_PARAMS) with FSDP_FORWARD_PREFETCH and
-// FSDP_BACKWARD_PREFETCH (fully_sharded_model.h). `HYBRID_SHARD`,
-// `HYBRID_SHARD_ZERO2`, CPU offload and activation checkpointing are
-// refused (Unimplemented, naming the variable). FSDP_STATE_DICT_TYPE
-// SHARDED_STATE_DICT (and LOCAL_STATE_DICT, written alike) makes FULL_SHARD
-// checkpoints per-process parts that load on any number of processes;
-// under SHARD_GRAD_OP they, and the unit keys (its model is one unit whose
-// parameters stay whole), draw a warning: its checkpoints are whole.
+// FSDP_BACKWARD_PREFETCH (fully_sharded_model.h); `HYBRID_SHARD` and
+// `HYBRID_SHARD_ZERO2` shard within a node and replicate across nodes.
+// FSDP_ACTIVATION_CHECKPOINTING and FSDP_OFFLOAD_PARAMS need units: with
+// them, `SHARD_GRAD_OP` runs as FSDP runs it (parameters sharded at rest,
+// each unit gathered for its forward and kept until its backward) and
+// `NO_SHARD` as units every process holds whole (`unit_engine`).
+// FSDP_STATE_DICT_TYPE SHARDED_STATE_DICT (and LOCAL_STATE_DICT, written
+// alike) makes checkpoints of sharded parameters per-process parts that
+// load on any number of processes; where the parameters stay whole it, and
+// the unit keys, draw a warning: those checkpoints are whole.
 //
 // clang-format off
 //   absl::StatusOr<ShardingStrategy> Example(const state::Environment& env) {
@@ -74,15 +77,19 @@ struct ShardingConfig {
   // way) instead of gathering the whole model and optimizer state
   // (FULL_STATE_DICT, the default).
   bool sharded_state_dict = false;
-  // Whether the optimizer state is sharded.
+  // SHARD_GRAD_OP or NO_SHARD run on the units' engine
+  // (`FullyShardedModel`, with `full_shard`'s options), as activation
+  // checkpointing and CPU offload need.
+  bool unit_engine = false;
+  // Whether the optimizer state is sharded on its own (ShardedOptimizer).
   bool shards_optimizer_state() const {
-    return strategy == ShardingStrategy::kShardGradOp ||
+    return (strategy == ShardingStrategy::kShardGradOp && !unit_engine) ||
            strategy == ShardingStrategy::kZero1 ||
            strategy == ShardingStrategy::kZero2;
   }
-  // Whether the parameters are sharded at rest (FullyShardedModel).
+  // Whether the model runs on the units' engine (FullyShardedModel).
   bool shards_parameters() const {
-    return strategy == ShardingStrategy::kFullShard ||
+    return unit_engine || strategy == ShardingStrategy::kFullShard ||
            strategy == ShardingStrategy::kZero3 ||
            strategy == ShardingStrategy::kHybridShard ||
            strategy == ShardingStrategy::kHybridShardZero2;

@@ -114,13 +114,50 @@ TEST(ShardingConfigTest, ReadsFullShardWithItsUnitsAndPrefetch) {
                        HasSubstr("HALF_STATE_DICT")));
 }
 
+TEST(ShardingConfigTest, ActivationCheckpointingAndOffloadRunOnUnits) {
+  auto full = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_ACTIVATION_CHECKPOINTING", "true"}});
+  ASSERT_THAT(full, IsOk());
+  EXPECT_EQ(full->strategy, ShardingStrategy::kFullShard);
+  EXPECT_TRUE(full->full_shard.activation_checkpointing);
+  EXPECT_FALSE(full->unit_engine);
+  // SHARD_GRAD_OP as FSDP runs it: sharded at rest, kept from forward to
+  // backward, the optimizer sharded by the units' engine.
+  for (const char* asked : {"FSDP_ACTIVATION_CHECKPOINTING",
+                            "FSDP_OFFLOAD_PARAMS"}) {
+    auto grad_op = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                            {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
+                            {asked, "true"}});
+    ASSERT_THAT(grad_op, IsOk()) << asked;
+    EXPECT_EQ(grad_op->strategy, ShardingStrategy::kShardGradOp) << asked;
+    EXPECT_TRUE(grad_op->unit_engine) << asked;
+    EXPECT_TRUE(grad_op->shards_parameters()) << asked;
+    EXPECT_FALSE(grad_op->shards_optimizer_state()) << asked;
+    EXPECT_FALSE(grad_op->full_shard.reshard_after_forward) << asked;
+    EXPECT_EQ(grad_op->full_shard.shard_group_size, 0) << asked;
+  }
+  // NO_SHARD: units every process holds whole (groups of one).
+  auto no_shard = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                           {"FSDP_SHARDING_STRATEGY", "NO_SHARD"},
+                           {"FSDP_ACTIVATION_CHECKPOINTING", "true"}});
+  ASSERT_THAT(no_shard, IsOk());
+  EXPECT_TRUE(no_shard->unit_engine);
+  EXPECT_EQ(no_shard->full_shard.shard_group_size, 1);
+  EXPECT_TRUE(no_shard->full_shard.activation_checkpointing);
+  // Without them, SHARD_GRAD_OP stays on the data-parallel engine.
+  auto plain = Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                        {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"}});
+  ASSERT_THAT(plain, IsOk());
+  EXPECT_FALSE(plain->unit_engine);
+  EXPECT_TRUE(plain->shards_optimizer_state());
+  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
+                       {"FSDP_ACTIVATION_CHECKPOINTING", "perhaps"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("FSDP_ACTIVATION_CHECKPOINTING")));
+}
+
 // A program configured to shard never trains replicated without saying so.
 TEST(ShardingConfigTest, RefusesWhatWouldTrainReplicated) {
-  EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
-                       {"FSDP_SHARDING_STRATEGY", "SHARD_GRAD_OP"},
-                       {"FSDP_OFFLOAD_PARAMS", "true"}}),
-              StatusIs(absl::StatusCode::kUnimplemented,
-                       HasSubstr("FSDP_OFFLOAD_PARAMS=true")));
   EXPECT_THAT(Resolve({{"ACCELERATE_USE_FSDP", "true"},
                        {"FSDP_SHARDING_STRATEGY", "QUARTER_SHARD"}}),
               StatusIs(absl::StatusCode::kInvalidArgument,

@@ -3,7 +3,7 @@
 
 #include "sharding/internal/activation_checkpoint.h"
 
-#include <iterator>
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -48,6 +48,7 @@ struct ParamInfo {
 struct Registry {
   std::mutex mu;
   std::unordered_map<const c10::TensorImpl*, ParamInfo> params;
+  std::atomic<int64_t> checkpointed{0};  // params of checkpointed units
   std::unordered_set<std::string> warned;  // units said not replayable
 };
 
@@ -320,6 +321,12 @@ void RecordFallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
                     torch::jit::Stack* stack) {
   ThreadRecorder& t = tls_recorder;
   const size_t count = op.schema().arguments().size();
+  if (GlobalRegistry().checkpointed.load() == 0) {
+    // The models that asked for it are gone: this thread stops recording.
+    Close(t);
+    t.on = false;
+    c10::impl::tls_set_dispatch_key_included(kRecordKey, false);
+  }
   if (!t.on || !c10::GradMode::is_enabled() ||
       c10::InferenceMode::is_enabled()) {
     RunUnrecorded(op, stack);
@@ -501,30 +508,42 @@ void RegisterCheckpointParam(const c10::TensorImpl* param, const void* owner,
   if (checkpointed) InstallRecordFallbackOnce();
   Registry& registry = GlobalRegistry();
   std::lock_guard<std::mutex> lock(registry.mu);
-  registry.params[param] =
-      ParamInfo{owner, unit, checkpointed, label, device, std::move(counters)};
+  auto [it, added] = registry.params.insert_or_assign(
+      param,
+      ParamInfo{owner, unit, checkpointed, label, device, std::move(counters)});
+  if (added && checkpointed) ++registry.checkpointed;
 }
 
 void ForgetCheckpointParams(const void* owner) {
   Registry& registry = GlobalRegistry();
   std::lock_guard<std::mutex> lock(registry.mu);
   for (auto it = registry.params.begin(); it != registry.params.end();) {
-    it = it->second.owner == owner ? registry.params.erase(it) : std::next(it);
+    if (it->second.owner != owner) {
+      ++it;
+      continue;
+    }
+    if (it->second.checkpointed) --registry.checkpointed;
+    it = registry.params.erase(it);
   }
 }
 
 void StartRecording() {
+  if (tls_recorder.on) return;
   InstallRecordFallbackOnce();
   tls_recorder.on = true;
   c10::impl::tls_set_dispatch_key_included(kRecordKey, true);
 }
 
-void StopRecording() {
-  ThreadRecorder& t = tls_recorder;
-  if (!t.on) return;
-  Close(t);
-  t.on = false;
+void EndUnitForward() { Close(tls_recorder); }
+
+BackwardScope::BackwardScope() : recording_(tls_recorder.on) {
+  if (!recording_) return;
+  Close(tls_recorder);
   c10::impl::tls_set_dispatch_key_included(kRecordKey, false);
+}
+
+BackwardScope::~BackwardScope() {
+  if (recording_) c10::impl::tls_set_dispatch_key_included(kRecordKey, true);
 }
 
 bool CheckpointHooksWanted() {

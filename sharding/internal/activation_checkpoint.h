@@ -12,7 +12,7 @@
 //
 // A unit's forward begins with the first operation given one of its
 // parameters and ends with the first given a parameter of another unit (or
-// when backward starts, `StopRecording`). Operations are seen through a
+// when a backward starts, `BackwardScope`). Operations are seen through a
 // boxed fallback on a dispatch key that sits above autograd and autocast
 // (`TESTING_ONLY_GenericMode`, unused by LibTorch itself), included on the
 // recording thread only.
@@ -61,11 +61,24 @@ void RegisterCheckpointParam(const c10::TensorImpl* param, const void* owner,
                              std::shared_ptr<CheckpointCounters> counters);
 void ForgetCheckpointParams(const void* owner);
 
-// Records on this thread from now on (idempotent). Call at a forward's
-// first operation.
+// Records on this thread from now on (idempotent; operations outside
+// checkpointed units pass through), until no checkpointed unit is left
+// registered. Call at a forward's first operation.
 void StartRecording();
-// Ends the open unit's forward and stops recording on this thread.
-void StopRecording();
+// Ends the unit forward being recorded on this thread, if any.
+void EndUnitForward();
+// While a backward runs on this thread: the unit forward being recorded
+// ends, and the backward's own operations are not seen.
+class BackwardScope {
+ public:
+  BackwardScope();
+  ~BackwardScope();
+  BackwardScope(const BackwardScope&) = delete;
+  BackwardScope& operator=(const BackwardScope&) = delete;
+
+ private:
+  const bool recording_;
+};
 
 // For the saved-tensor hooks (saved_tensors.cc):
 // Whether this thread records or replays (saved tensors need the hooks).

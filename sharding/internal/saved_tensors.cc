@@ -97,7 +97,7 @@ class HookingEngine final : public torch::autograd::Engine {
       const torch::autograd::variable_list& inputs, bool keep_graph,
       bool create_graph, bool accumulate_grad,
       const torch::autograd::edge_list& outputs) override {
-    StopRecording();
+    BackwardScope backward;
     return Engine::execute(roots, inputs, keep_graph, create_graph,
                            accumulate_grad, outputs);
   }
