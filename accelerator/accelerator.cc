@@ -143,6 +143,8 @@ absl::StatusOr<std::shared_ptr<torch::nn::Module>> Accelerator::PrepareModel(
     // reduced in bf16 (the slices and the optimizer stay float32).
     full_shard.param_dtype = at::kBFloat16;
     full_shard.reduce_dtype = at::kBFloat16;
+    // FSDP 1's policy casts the buffers too (FSDP 2's has no buffer dtype).
+    if (sharding.fsdp_version == 1) full_shard.buffer_dtype = at::kBFloat16;
   }
   ACCELERATE_ASSIGN_OR_RETURN(
       std::unique_ptr<DataParallel> dp,

@@ -471,6 +471,28 @@ void FullyShardedModel::Prefetch(int u) {
   StartGather(u, /*prefetch=*/true);
 }
 
+void FullyShardedModel::CastBuffers() {
+  if (!options_.buffer_dtype.has_value() || !cast_buffers_.empty() ||
+      !at::autocast::is_autocast_enabled(device_.type())) {
+    return;
+  }
+  torch::NoGradGuard no_grad;
+  c10::InferenceMode normal(/*enabled=*/false);
+  for (at::Tensor& buffer : model_->buffers()) {
+    const at::ScalarType own = buffer.scalar_type();
+    if (!at::isFloatingType(own) || own == *options_.buffer_dtype) continue;
+    cast_buffers_.emplace_back(buffer, own);
+    buffer.set_data(buffer.to(*options_.buffer_dtype));
+  }
+}
+
+void FullyShardedModel::RestoreBuffers() {
+  torch::NoGradGuard no_grad;
+  c10::InferenceMode normal(/*enabled=*/false);
+  for (auto& [buffer, own] : cast_buffers_) buffer.set_data(buffer.to(own));
+  cast_buffers_.clear();
+}
+
 void FullyShardedModel::Materialize(const std::vector<int>& tags) {
   std::lock_guard<std::mutex> lock(mu_);
   TORCH_CHECK(broken_.empty(), "accelerate FULL_SHARD: ", broken_);
@@ -482,6 +504,7 @@ void FullyShardedModel::Materialize(const std::vector<int>& tags) {
     return;
   }
   if (held_) return;
+  CastBuffers();
   if (checkpoint_counters_ != nullptr) {
     // The forward's thread records the units' operations from here on
     // (those under gradient mode).
@@ -668,12 +691,14 @@ void FullyShardedModel::EndBackward() {
   std::vector<Reduction> reductions = std::move(reductions_);
   reductions_.clear();
   for (Reduction& r : reductions) FinishReduce(r);
+  RestoreBuffers();
 }
 
 void FullyShardedModel::ReleaseGathered() {
   if (checkpoint_counters_ != nullptr) sharding_internal::EndUnitForward();
   std::lock_guard<std::mutex> lock(mu_);
   if (held_ || in_backward_) return;
+  RestoreBuffers();
   for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
     if (units_[u].installed || units_[u].full.defined()) {
       ReshardUnit(u, /*write_back=*/false);
@@ -732,6 +757,7 @@ absl::Status FullyShardedModel::Unshard() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!broken_.empty()) return absl::FailedPreconditionError(broken_);
   return state::RunGuarded("gathering the sharded parameters", [&] {
+    RestoreBuffers();
     held_ = true;
     for (int u = 0; u < static_cast<int>(units_.size()); ++u) {
       // A unit gathered in the compute dtype (mixed precision) is gathered

@@ -118,6 +118,15 @@ struct FullyShardedOptions {
   // `mixed_precision: bf16`, as Accelerate's FSDP plugin does.)
   std::optional<at::ScalarType> param_dtype;
   std::optional<at::ScalarType> reduce_dtype;
+  // FSDP 1's buffer_dtype: the model's floating-point buffers are cast to
+  // it when a forward inside an autocast region first uses a parameter
+  // (what comes before sees them as they were) and back to their
+  // own dtype when its backward ends (or `ReleaseGathered`, `Unshard`), so
+  // checkpoints keep their dtypes; updates made meanwhile (a batch norm's
+  // running statistics) are kept, rounded. Unset: never cast. (The
+  // Accelerator sets it to bf16 under `mixed_precision: bf16` with FSDP 1,
+  // as Accelerate does; FSDP 2 has no buffer dtype.)
+  std::optional<at::ScalarType> buffer_dtype;
   // Which processes share the slices: 0, all of them (FULL_SHARD); -1, the
   // processes of each node (HYBRID_SHARD: sharded within a node, each node
   // a replica; gradients reduce-scattered within the node, then averaged
@@ -327,6 +336,9 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   void FinishReduce(Reduction& r);
   void EndBackward();
   void Prefetch(int u);
+  // buffer_dtype: casts the buffers (once per forward), and back.
+  void CastBuffers();
+  void RestoreBuffers();
   [[noreturn]] void Fail(const std::string& what, const std::exception& e);
 
   std::shared_ptr<torch::nn::Module> model_;
@@ -350,6 +362,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   bool in_backward_ = false;    // a final callback is queued
   int last_forward_ = -1;
   FullyShardedStats stats_;
+  // Buffers cast to buffer_dtype, with their own dtypes.
+  std::vector<std::pair<at::Tensor, at::ScalarType>> cast_buffers_;
   // Activation checkpointing's (null without it).
   std::shared_ptr<sharding_internal::CheckpointCounters> checkpoint_counters_;
   std::string broken_;          // why a collective failed, once it has

@@ -379,6 +379,55 @@ TEST(FullyShardedModelTest, MixedPrecisionGathersAndReducesInBf16) {
   }
 }
 
+// A model with a floating-point buffer it reads in its forward, and a
+// counter buffer.
+struct ScaledImpl : torch::nn::Module {
+  ScaledImpl()
+      : linear(register_module("linear", torch::nn::Linear(4, 4))),
+        scale(register_buffer("scale", torch::full({4}, 1.5))),
+        count(register_buffer("count", torch::zeros({}, torch::kLong))) {}
+  at::Tensor forward(const at::Tensor& x) {
+    at::Tensor y = linear(x);
+    seen = scale.scalar_type();  // as the product below reads it
+    return y * scale;
+  }
+  torch::nn::Linear linear;
+  at::Tensor scale, count;
+  at::ScalarType seen = at::kFloat;
+};
+TORCH_MODULE(Scaled);
+
+TEST(FullyShardedModelTest, BufferDtypeCastsBuffersForTheForwardOnly) {
+  const std::vector<absl::Status> statuses = accelerate::testing::RunOnRanks(
+      1, [](const state::PartialState& state) -> absl::Status {
+        Scaled model;
+        FullyShardedOptions options;
+        options.param_dtype = at::kBFloat16;
+        options.buffer_dtype = at::kBFloat16;
+        ACCELERATE_ASSIGN_OR_RETURN(
+            auto sharded, FullyShardedModel::Create(model.ptr(), state, options));
+        at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+        at::autocast::set_autocast_enabled(at::kCPU, true);
+        at::Tensor loss = model->forward(torch::ones({2, 4})).sum();
+        at::autocast::set_autocast_enabled(at::kCPU, false);
+        at::autocast::clear_cache();
+        EXPECT_EQ(model->seen, at::kBFloat16);
+        EXPECT_EQ(model->scale.scalar_type(), at::kBFloat16);
+        EXPECT_EQ(model->count.scalar_type(), at::kLong);  // not floating
+        loss.backward();
+        // Back in its own dtype once the backward ends, the same values.
+        EXPECT_EQ(model->scale.scalar_type(), at::kFloat);
+        EXPECT_TRUE(TensorsClose(model->scale, torch::full({4}, 1.5),
+                                 {.rtol = 0, .atol = 0}));
+        // Outside autocast nothing is cast.
+        at::Tensor plain = model->forward(torch::ones({2, 4})).sum();
+        EXPECT_EQ(model->seen, at::kFloat);
+        plain.backward();
+        return absl::OkStatus();
+      });
+  EXPECT_THAT(statuses[0], IsOk());
+}
+
 TEST(FullyShardedModelTest, OtherProcessesMayStartFromEmptyWeights) {
   // CPU-RAM-efficient loading: only the main process has values; the
   // others' parameters are on the meta device and receive their slices.
