@@ -297,7 +297,8 @@ class FullyShardedModel final : public state::PlaceholderOwner,
     at::Tensor grads;      // flat gradients of this backward, if given
     // The dtype its forward gathered it in (its backward gathers alike).
     at::ScalarType gather_dtype = at::kFloat;
-    c10::intrusive_ptr<c10d::Work> gathering;
+    // The all-gather in flight (on a CPU, one broadcast per process).
+    std::vector<c10::intrusive_ptr<c10d::Work>> gathering;
     bool installed = false;  // the parameters point into `full`
     int waiting = 0;         // gradients still to come this backward
     bool reduced = false;    // this backward
