@@ -298,9 +298,9 @@ FullyShardedModel::~FullyShardedModel() {
   sharding_internal::ForgetCheckpointParams(this);
   std::lock_guard<std::mutex> lock(mu_);
   for (Reduction& r : reductions_) {
-    if (r.work) {
+    for (const auto& work : r.works) {
       try {
-        r.work->wait();
+        work->wait();
       } catch (const std::exception&) {
         // Already reported by the backward that launched it.
       }
@@ -613,17 +613,30 @@ void FullyShardedModel::LaunchReduce(int u) {
   if (world_ > 1) {
     try {
       if (device_.is_cpu()) {
-        // Gloo's reduce-scatter takes twice as long as an all-reduce of the
-        // whole buffer (measured: 70 against 34 ms for 64 MB on 2
-        // processes): all-reduce in place, keep this process's part.
-        std::vector<at::Tensor> tensors = {input};
-        reduction.work = shard_group_->allreduce(tensors);
+        // Gloo's reduce-scatter copies through buffers of its own (70 ms
+        // for 64 MB on 2 processes; an all-reduce of the whole buffer, 40
+        // ms). Each process sends every other one its part of the
+        // gradients and adds what it receives into its own part, in place:
+        // a reduce-scatter's bytes, 22 ms.
         reduction.output =
             input.narrow(0, rank_ * unit.shard_size, unit.shard_size);
+        const int tag = p2p_tag_++;
+        for (int64_t p = 0; p < world_; ++p) {
+          if (p == rank_) continue;
+          std::vector<at::Tensor> sent = {
+              input.narrow(0, p * unit.shard_size, unit.shard_size)};
+          reduction.works.push_back(
+              shard_group_->send(sent, static_cast<int>(p), tag));
+          reduction.received.push_back(
+              at::empty({unit.shard_size}, input.options()));
+          std::vector<at::Tensor> into = {reduction.received.back()};
+          reduction.works.push_back(
+              shard_group_->recv(into, static_cast<int>(p), tag));
+        }
       } else {
         reduction.output = at::empty({unit.shard_size}, input.options());
-        reduction.work =
-            shard_group_->_reduce_scatter_base(reduction.output, input);
+        reduction.works.push_back(
+            shard_group_->_reduce_scatter_base(reduction.output, input));
       }
     } catch (const std::exception& e) {
       Fail(absl::StrCat("reduce-scattering the gradients of unit ",
@@ -648,14 +661,16 @@ void FullyShardedModel::LaunchReduce(int u) {
 
 void FullyShardedModel::FinishReduce(Reduction& r) {
   torch::NoGradGuard no_grad;
-  if (r.work) {
+  if (!r.works.empty()) {
     try {
-      r.work->wait();
+      for (const auto& work : r.works) work->wait();
     } catch (const std::exception& e) {
       Fail(absl::StrCat("reduce-scattering the gradients of unit ",
                         UnitLabel(units_[r.unit].name), " on process ", rank_),
            e);
     }
+    for (const at::Tensor& part : r.received) r.output.add_(part);
+    r.received.clear();
     // The sum over processes, averaged.
     r.output.div_(world_);
   }

@@ -307,9 +307,11 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   };
   struct Reduction {
     int unit;
-    c10::intrusive_ptr<c10d::Work> work;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
     at::Tensor output;
     at::Tensor input;
+    // On a CPU: the other processes' parts of `output`, to add in.
+    std::vector<at::Tensor> received;
   };
 
   FullyShardedModel(std::shared_ptr<torch::nn::Module> model,
@@ -361,6 +363,7 @@ class FullyShardedModel final : public state::PlaceholderOwner,
   bool sync_ = true;
   bool held_ = false;           // Unshard
   bool in_backward_ = false;    // a final callback is queued
+  int p2p_tag_ = 0;             // of the reductions' sends, in order
   int last_forward_ = -1;
   FullyShardedStats stats_;
   // Buffers cast to buffer_dtype, with their own dtypes.

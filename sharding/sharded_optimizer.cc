@@ -36,6 +36,22 @@ void AllGatherSlices(const state::PartialState& state, const at::Tensor& slice,
     return;
   }
   const int64_t size = slice.numel();
+  if (full.device().is_cpu()) {
+    // Gloo's all-gather receives into a buffer of its own and copies out:
+    // one broadcast from each process straight into its part is 3x faster
+    // (as FullyShardedModel's units).
+    at::Tensor own = full.narrow(0, state.process_index() * size, size);
+    if (own.data_ptr() != slice.data_ptr()) own.copy_(slice);
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (int64_t r = 0; r < world; ++r) {
+      std::vector<at::Tensor> part = {full.narrow(0, r * size, size)};
+      c10d::BroadcastOptions options;
+      options.rootRank = r;
+      works.push_back(state.process_group()->broadcast(part, options));
+    }
+    for (const auto& work : works) work->wait();
+    return;
+  }
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int64_t r = 0; r < world; ++r) {
     outputs[0].push_back(full.narrow(0, r * size, size));
