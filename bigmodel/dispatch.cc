@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <iterator>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -22,11 +23,14 @@
 #include <c10/core/InferenceMode.h>
 #include <c10/core/TensorImpl.h>
 #include <torch/nn/module.h>
+#include "bigmodel/available_memory.h"
 #include "bigmodel/empty_weights.h"
 #include "bigmodel/internal/offload_engine.h"
 #include "bigmodel/internal/page_cache.h"
+#include "bigmodel/module_tree.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
+#include "state/logging.h"
 #include "state/placeholder.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
@@ -387,6 +391,33 @@ std::vector<std::string> DispatchedModel::offloaded() const {
 void DispatchedModel::Release() { engine_->Release(); }
 
 DispatchStats DispatchedModel::stats() const { return engine_->stats(); }
+
+absl::StatusOr<DeviceMap> InferDeviceMap(const torch::nn::Module& model,
+                                         const std::string& strategy,
+                                         DeviceMapOptions options) {
+  if (options.max_memory.empty()) {
+    ACCELERATE_ASSIGN_OR_RETURN(MaxMemory available, AvailableMaxMemory());
+    std::vector<std::string> gpus;
+    for (auto it = available.begin(); it != available.end();) {
+      if (!it->first.is_gpu()) {
+        ++it;
+        continue;
+      }
+      gpus.push_back(it->first.ToString());
+      it = gpus.size() > 1 ? available.erase(it) : std::next(it);
+    }
+    if (gpus.size() > 1) {
+      ACCELERATE_LOG(WARNING)
+          << "InferDeviceMap: " << gpus.size() << " GPUs visible ("
+          << absl::StrJoin(gpus, ", ")
+          << "); the map uses GPU " << gpus.front()
+          << " and the CPU only (maps over several GPUs are not supported "
+             "yet; pass max_memory to choose)";
+    }
+    options.max_memory = std::move(available);
+  }
+  return PlanDeviceMap(DescribeModule(model), options, strategy);
+}
 
 absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
     torch::nn::Module& model, const std::string& checkpoint,

@@ -5,8 +5,8 @@
 // the CPU or on disk.
 //
 // clang-format off
-//   // `model` was built under InitEmptyWeights; `map` is InferAutoDeviceMap's
-//   // (device_map.h) or written by hand.
+//   // `model` was built under InitEmptyWeights; `map` is InferDeviceMap's
+//   // (below: InferDeviceMap(model, "auto")) or written by hand.
 //   absl::StatusOr<std::unique_ptr<DispatchedModel>> Example(
 //       torch::nn::Module& model, const DeviceMap& map) {
 //     absl::StatusOr<std::unique_ptr<DispatchedModel>> dispatched =
@@ -66,6 +66,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 #include "bigmodel/device.h"
+#include "bigmodel/device_map.h"
 
 namespace torch::nn {
 class Module;
@@ -144,6 +145,19 @@ class DispatchedModel {
   std::unique_ptr<Engine> engine_;
   std::vector<std::string> unexpected_keys_;
 };
+
+// The device map Accelerate's `load_checkpoint_and_dispatch` computes for a
+// `device_map` strategy ("auto", "balanced", "balanced_low_0",
+// "sequential"; device_map.h's PlanDeviceMap) for `model` (built under
+// InitEmptyWeights: sizes from its meta tensors). Without
+// `options.max_memory`, what this machine has free now
+// (available_memory.h, as Accelerate's `get_max_memory()`), of which only
+// the first visible GPU (with a warning when there are several: maps over
+// several GPUs are refused below). `InvalidArgument` names an unknown
+// strategy; `Unavailable` when free memory cannot be read.
+[[nodiscard]] absl::StatusOr<DeviceMap> InferDeviceMap(
+    const torch::nn::Module& model, const std::string& strategy = "auto",
+    DeviceMapOptions options = {});
 
 // Loads `checkpoint` (a .safetensors file, an index, or a folder holding
 // one; see ShardedCheckpoint) into `model` by name, placing each parameter

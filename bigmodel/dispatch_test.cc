@@ -161,6 +161,37 @@ TEST_F(DispatchTest, DiskOffloadedModelComputesTheSame) {
   EXPECT_EQ(model->norm->weight.device().type(), c10::kPrivateUse1);
 }
 
+TEST_F(DispatchTest, InfersTheMapFromFreeMemoryOrTheBudgetsGiven) {
+  TinyLm model = EmptyModel();
+  // This machine's free memory holds the tiny model whole: on the CPU (on
+  // GPU 0 where there is one).
+  ASSERT_OK_AND_ASSIGN(DeviceMap whole, InferDeviceMap(*model));
+  ASSERT_EQ(whole.size(), 1u);
+  EXPECT_EQ(whole[0].first, "");
+  EXPECT_TRUE(whole[0].second.is_gpu() || whole[0].second == Device::Cpu());
+
+  // A CPU budget for about half of it: the rest goes to disk (the
+  // checkpoint's own bytes), and the model computes the same.
+  int64_t total = 0;
+  for (const auto& p : reference_->parameters()) total += p.nbytes();
+  ASSERT_OK_AND_ASSIGN(
+      DeviceMap half,
+      InferDeviceMap(*model, "sequential",
+                     {.max_memory = {{Device::Cpu(), total / 2}}}));
+  bool on_disk = false;
+  for (const auto& [name, device] : half) on_disk |= device == Device::Disk();
+  EXPECT_TRUE(on_disk) << DeviceMapToJson(half);
+  ASSERT_OK_AND_ASSIGN(auto dispatched,
+                       LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", half));
+  EXPECT_FALSE(dispatched->offloaded().empty());
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(TensorsClose(model->forward(tokens_), expected_, kExact));
+
+  EXPECT_THAT(InferDeviceMap(*EmptyModel(), "everywhere"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("everywhere")));
+}
+
 TEST_F(DispatchTest, AWiderPrefetchWindowPreparesSeveralModulesAhead) {
   TinyLm model = EmptyModel();
   ASSERT_OK_AND_ASSIGN(
