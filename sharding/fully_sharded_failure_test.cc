@@ -1,6 +1,6 @@
-// A process that dies while its peers wait in a FULL_SHARD all-gather ends
-// the run on every process, with an error naming the unit and the
-// operation, well before any timeout.
+// A process that dies while its peers wait in a FULL_SHARD all-gather or a
+// gradient reduction ends the run on every process, with an error naming
+// the unit and the operation, well before any timeout.
 
 #include <string>
 #include <vector>
@@ -48,6 +48,25 @@ TEST(FullyShardedFailureTest, ADeadPeerEndsTheAllGatherOnEveryProcess) {
     EXPECT_EQ(result.exit_code, 2) << result.output;
     EXPECT_THAT(result.output, HasSubstr("accelerate FULL_SHARD: all-gathering unit \"0\""));
     EXPECT_THAT(result.output, HasSubstr("ERROR training step"));
+  }
+}
+
+TEST(FullyShardedFailureTest, ADeadPeerEndsTheGradientReductionOnEveryProcess) {
+  const testing::Stopwatch watch;
+  absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
+      {Runfile("sharding/fully_sharded_worker")}, 3, PickFreePort(),
+      {{"CRASH_RANK", "1"}, {"CRASH_STEP", "2"}, {"CRASH_BEFORE", "backward"}},
+      absl::Seconds(120));
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_LT(watch.Elapsed(), absl::Seconds(50));
+  EXPECT_EQ((*results)[1].exit_code, 3) << (*results)[1].output;
+  for (int rank : {0, 2}) {
+    const ProcessResult& result = (*results)[rank];
+    EXPECT_FALSE(result.timed_out) << result.output;
+    EXPECT_EQ(result.exit_code, 2) << result.output;
+    EXPECT_THAT(result.output,
+                HasSubstr("accelerate FULL_SHARD: reduce-scattering the "
+                          "gradients of unit \"2\""));
   }
 }
 

@@ -297,6 +297,9 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
 FullyShardedModel::~FullyShardedModel() {
   sharding_internal::ForgetCheckpointParams(this);
   std::lock_guard<std::mutex> lock(mu_);
+  // After a failed collective there is nothing to wait for (and a failed
+  // send or receive, waited for again, would wait forever).
+  if (!broken_.empty()) reductions_.clear();
   for (Reduction& r : reductions_) {
     for (const auto& work : r.works) {
       try {

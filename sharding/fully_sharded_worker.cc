@@ -1,8 +1,10 @@
 // One rank of fully_sharded_failure_test: trains a small model under
 // FULL_SHARD (two units) for a few steps; with CRASH_RANK set, that rank
 // dies (exit code 3) just before the forward of step CRASH_STEP, while its
-// peers wait in that forward's all-gather. Prints "DONE" after the last
-// step, or the error that ended the run (exit code 2).
+// peers wait in that forward's all-gather (or, with CRASH_BEFORE=backward,
+// just before that step's backward, while its peers reduce gradients).
+// Prints "DONE" after the last step, or the error that ended the run (exit
+// code 2).
 
 #include <unistd.h>
 
@@ -56,14 +58,23 @@ int main() {
   const int crash_step = EnvInt("CRASH_STEP", 2);
   const int rank = (*state)->process_index();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(rank);
-  for (int step = 0; step < 4; ++step) {
-    if (rank == crash_rank && step == crash_step) {
+  const char* crash_before = std::getenv("CRASH_BEFORE");
+  const bool in_backward =
+      crash_before != nullptr && std::string(crash_before) == "backward";
+  const auto crash = [&](int step, bool backward) {
+    if (rank == crash_rank && step == crash_step && backward == in_backward) {
       std::cout << "CRASHING" << std::endl;
       ::_exit(3);
     }
+  };
+  for (int step = 0; step < 4; ++step) {
+    crash(step, /*backward=*/false);
     absl::Status ran = state::RunGuarded("training step", [&] {
       optimizer.zero_grad();
-      model->forward(torch::randn({5, 8}, generator)).square().mean().backward();
+      at::Tensor loss =
+          model->forward(torch::randn({5, 8}, generator)).square().mean();
+      crash(step, /*backward=*/true);
+      loss.backward();
       optimizer.step();
     });
     if (!ran.ok()) {
