@@ -615,11 +615,11 @@ absl::Status Run() {
         "\"num_processes\": %d, \"gradient_accumulation_steps\": %d, "
         "\"mixed_precision\": \"%s\", \"intra_op_threads\": %d, "
         "\"first_losses\": [%s], \"sharding\": \"%s\", "
-        "\"state_bytes_per_rank\": %d}\n",
+        "\"state_bytes_per_rank\": %d, \"recomputed_units\": %d}\n",
         train_loss, perplexity, step, tokens / seconds, seconds, processes,
         accumulation, acc.mixed_precision(), at::get_num_threads(),
         absl::StrJoin(first, ", "), acc.sharding_strategy(),
-        acc.StateBytesPerProcess().total());
+        acc.StateBytesPerProcess().total(), acc.RecomputedUnits());
     std::fflush(stdout);
   }
   return acc.EndTraining();

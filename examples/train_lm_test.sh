@@ -96,7 +96,8 @@ awk -v s="$start_loss" -v t="$train_loss" -v p="$perplexity" 'BEGIN {
 
 # 2b. The same transformer under FULL_SHARD, its blocks the units, on 2 and
 # 4 processes: the losses of data parallel (to 1e-5), and the parameters
-# and AdamW state held per process 1/N of data parallel's (padding aside).
+# and AdamW state held per process 1/N of data parallel's (padding aside);
+# on 2, with activation checkpointing too.
 for n in 2 4; do
   lm_flags=(--batch_size 4 --max_steps 12 --warmup_steps 2 --log_every 4)
   dp="$(run_json "$n" -- "${lm_flags[@]}")"
@@ -112,6 +113,19 @@ for n in 2 4; do
   awk -v w="$(field "$dp" state_bytes_per_rank)" -v h="$(field "$fsdp" state_bytes_per_rank)" -v n="$n" 'BEGIN {
     if (h * n < w || h * n > w + 3 * 3 * 4 * n * n) {
       printf "FULL_SHARD holds %d per process; data parallel %d on %d processes\n", h, w, n > "/dev/stderr"; exit 1 } }'
+  [[ $n == 2 ]] || continue
+  # With activation checkpointing each block's forward (attention, dropout)
+  # is replayed in its backward: the same losses, to the last digit.
+  checkpointed="$("$accelerate" launch -q --num_processes "$n" --main_process_port 0 \
+    --num_cpu_threads_per_process 1 --use_fsdp --fsdp_sharding_strategy FULL_SHARD \
+    --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap Block \
+    --fsdp_activation_checkpointing true \
+    "$program" --text "$text" "${lm_flags[@]}" | grep '"first_losses"' | tail -1)"
+  echo "FULL_SHARD, activation checkpointing, on $n: $checkpointed"
+  [[ "$(losses "$checkpointed")" == "$(losses "$fsdp")" ]] ||
+    { echo "activation checkpointing changed the losses" >&2; exit 1; }
+  (( $(field "$checkpointed" recomputed_units) > 0 )) ||
+    { echo "no block was recomputed: $checkpointed" >&2; exit 1; }
 done
 
 # 3. Bad flags: a non-zero exit and a message naming the value.
