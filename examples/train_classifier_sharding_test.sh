@@ -127,6 +127,11 @@ for run in "$checkpointed" "$grad_op_checkpointed"; do
   (( $(field recomputed_units "$run") > 0 )) || { echo "no unit was recomputed: $run" >&2; exit 1; }
 done
 (( $(field recomputed_units "$full2") == 0 )) || { echo "recomputed without checkpointing: $full2" >&2; exit 1; }
+# Asked for with no unit but the root: said, not silently ignored.
+out="$("$accelerate" launch --main_process_port 0 --num_processes 2 --use_fsdp \
+  --fsdp_activation_checkpointing true "$program" --epochs 1 --samples 200 2>&1)"
+[[ "$out" == *"activation checkpointing: the model has no unit but the root"* ]] ||
+  { echo "checkpointing without units was not warned about: $out" >&2; exit 1; }
 for key in eval_accuracy train_loss; do
   [[ "$(field $key "$full2")" == "$(field $key "$checkpointed")" ]] ||
     { echo "activation checkpointing changed $key: $(field $key "$full2") vs $(field $key "$checkpointed")" >&2; exit 1; }

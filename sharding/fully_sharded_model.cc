@@ -24,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "sharding/internal/optimizer_state.h"
 #include "state/collectives.h"
+#include "state/logging.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -278,6 +279,14 @@ absl::StatusOr<std::unique_ptr<FullyShardedModel>> FullyShardedModel::Create(
     p.tensor.unsafeGetTensorImpl()->shallow_copy_from(p.placeholder);
     state::RegisterPlaceholderOwner(p.tensor.unsafeGetTensorImpl(), &self,
                                     p.unit);
+  }
+  if (options.activation_checkpointing &&
+      std::none_of(self.units_.begin(), self.units_.end(),
+                   [](const Unit& unit) { return !unit.name.empty(); })) {
+    ACCELERATE_LOG(WARNING)
+        << "activation checkpointing: the model has no unit but the root "
+           "(whose forward is never checkpointed), so nothing is; pick "
+           "units with an auto-wrap policy (FSDP_AUTO_WRAP_POLICY)";
   }
   if (options.activation_checkpointing) {
     // Every unit's parameters mark where a forward enters it; the root's
