@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "state/status_macros.h"
 #include "sharding/internal/optimizer_state.h"
+#include "sharding/internal/slice_broadcasts.h"
 #include "state/torch_errors.h"
 
 namespace accelerate::sharding {
@@ -37,19 +38,13 @@ void AllGatherSlices(const state::PartialState& state, const at::Tensor& slice,
   }
   const int64_t size = slice.numel();
   if (full.device().is_cpu()) {
-    // Gloo's all-gather receives into a buffer of its own and copies out:
-    // one broadcast from each process straight into its part is 3x faster
-    // (as FullyShardedModel's units).
+    // Broadcasts into place: gloo's all-gather copies through a buffer.
     at::Tensor own = full.narrow(0, state.process_index() * size, size);
     if (own.data_ptr() != slice.data_ptr()) own.copy_(slice);
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (int64_t r = 0; r < world; ++r) {
-      std::vector<at::Tensor> part = {full.narrow(0, r * size, size)};
-      c10d::BroadcastOptions options;
-      options.rootRank = r;
-      works.push_back(state.process_group()->broadcast(part, options));
+    for (const auto& work : sharding_internal::BroadcastSlices(
+             *state.process_group(), full, size)) {
+      work->wait();
     }
-    for (const auto& work : works) work->wait();
     return;
   }
   std::vector<std::vector<at::Tensor>> outputs(1);
