@@ -225,11 +225,28 @@ std::optional<Source> MadeInside(const Region& region, const at::Tensor& t) {
   return it->second.second;
 }
 
+// `list` with the tensors made inside the unit left out (an undefined
+// tensor, or None) and named in `argument`; the others are outside tensors.
+template <typename Element>
+c10::List<Element> CaptureList(Region& region, const c10::List<Element>& list,
+                               Argument& argument) {
+  c10::List<Element> copy = list.copy();
+  for (size_t i = 0; i < list.size(); ++i) {
+    const c10::IValue element(list.get(i));
+    if (!element.isTensor()) continue;
+    const at::Tensor& t = element.toTensor();
+    if (std::optional<Source> source = MadeInside(region, t)) {
+      copy.set(i, Element());
+      argument.internal.emplace_back(static_cast<int64_t>(i), *source);
+    } else if (t.defined()) {
+      region.externals.emplace_back(t, t._version());
+    }
+  }
+  return copy;
+}
+
 Argument Capture(Region& region, const c10::IValue& value) {
   Argument argument;
-  const auto external = [&](const at::Tensor& t) {
-    if (t.defined()) region.externals.emplace_back(t, t._version());
-  };
   if (value.isTensor()) {
     const at::Tensor& t = value.toTensor();
     if (std::optional<Source> source = MadeInside(region, t)) {
@@ -237,43 +254,15 @@ Argument Capture(Region& region, const c10::IValue& value) {
       argument.internal.emplace_back(-1, *source);
     } else {
       argument.value = value;
-      external(t);
+      if (t.defined()) region.externals.emplace_back(t, t._version());
     }
-    return argument;
+  } else if (value.isTensorList()) {
+    argument.value = CaptureList(region, value.toTensorList(), argument);
+  } else if (value.isList()) {
+    argument.value = CaptureList(region, value.toList(), argument);
+  } else {
+    argument.value = value;
   }
-  if (value.isTensorList()) {
-    c10::List<at::Tensor> list = value.toTensorList();
-    c10::List<at::Tensor> copy = list.copy();
-    for (size_t i = 0; i < list.size(); ++i) {
-      const at::Tensor t = list.get(i);
-      if (std::optional<Source> source = MadeInside(region, t)) {
-        copy.set(i, at::Tensor());
-        argument.internal.emplace_back(static_cast<int64_t>(i), *source);
-      } else {
-        external(t);
-      }
-    }
-    argument.value = copy;
-    return argument;
-  }
-  if (value.isList()) {
-    c10::List<c10::IValue> list = value.toList();
-    c10::List<c10::IValue> copy = list.copy();
-    for (size_t i = 0; i < list.size(); ++i) {
-      const c10::IValue element = list.get(i);
-      if (!element.isTensor()) continue;
-      const at::Tensor& t = element.toTensor();
-      if (std::optional<Source> source = MadeInside(region, t)) {
-        copy.set(i, c10::IValue());
-        argument.internal.emplace_back(static_cast<int64_t>(i), *source);
-      } else {
-        external(t);
-      }
-    }
-    argument.value = copy;
-    return argument;
-  }
-  argument.value = value;
   return argument;
 }
 
@@ -410,27 +399,30 @@ void InstallRecordFallbackOnce() {
   });
 }
 
+// `list` with the tensors `internal` names put back from `values`.
+template <typename Element>
+c10::List<Element> Refill(
+    const c10::List<Element>& list,
+    const std::vector<std::pair<int64_t, Source>>& internal,
+    const std::vector<std::vector<at::Tensor>>& values) {
+  c10::List<Element> copy = list.copy();
+  for (const auto& [position, source] : internal) {
+    copy.set(position, Element(values[source.op][source.output]));
+  }
+  return copy;
+}
+
 c10::IValue Rebuild(const Argument& argument,
                     const std::vector<std::vector<at::Tensor>>& values) {
   if (argument.internal.empty()) return argument.value;
-  const auto value_of = [&](const Source& source) {
-    return values[source.op][source.output];
-  };
   if (argument.internal.front().first < 0) {
-    return value_of(argument.internal.front().second);
+    const Source& source = argument.internal.front().second;
+    return values[source.op][source.output];
   }
   if (argument.value.isTensorList()) {
-    c10::List<at::Tensor> list = argument.value.toTensorList().copy();
-    for (const auto& [position, source] : argument.internal) {
-      list.set(position, value_of(source));
-    }
-    return list;
+    return Refill(argument.value.toTensorList(), argument.internal, values);
   }
-  c10::List<c10::IValue> list = argument.value.toList().copy();
-  for (const auto& [position, source] : argument.internal) {
-    list.set(position, value_of(source));
-  }
-  return list;
+  return Refill(argument.value.toList(), argument.internal, values);
 }
 
 // Runs the tape again with gradients recorded; what autograd saves goes to
