@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <exception>
-#include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -22,15 +22,16 @@
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/core/TensorImpl.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/nn/module.h>
 #include "bigmodel/available_memory.h"
 #include "bigmodel/empty_weights.h"
+#include "bigmodel/internal/device_aligner.h"
 #include "bigmodel/internal/offload_engine.h"
 #include "bigmodel/internal/page_cache.h"
 #include "bigmodel/module_tree.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
-#include "state/logging.h"
 #include "state/placeholder.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
@@ -38,6 +39,7 @@
 namespace accelerate::bigmodel {
 namespace {
 
+using ::accelerate::bigmodel_internal::DeviceAligner;
 using ::accelerate::bigmodel_internal::DropPages;
 using ::accelerate::bigmodel_internal::OffloadEngine;
 using ::accelerate::bigmodel_internal::Slot;
@@ -50,28 +52,37 @@ c10::Device CudaDevice(int index) {
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-// Where offloaded weights run: the map's GPU, else the CPU.
-// `InvalidArgument` for a map over several GPUs; `FailedPrecondition` for a
-// GPU without CUDA.
+// Where offloaded weights run: the map's first GPU (Accelerate's main
+// device), else the CPU. `FailedPrecondition` for a GPU this process does
+// not see.
 absl::StatusOr<c10::Device> ExecutionDevice(const DeviceMap& device_map) {
+  std::optional<int> first;
+  for (const auto& [module, device] : device_map) {
+    if (!device.is_gpu()) continue;
+    if (!first) first = device.gpu_index();
+    const int visible =
+        at::hasCUDA()
+            ? c10::impl::VirtualGuardImpl(c10::kCUDA).deviceCount()
+            : 0;
+    if (device.gpu_index() >= visible) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the device map places \"", module, "\" on GPU ",
+          device.gpu_index(), " but this process sees ",
+          visible == 0 ? "no CUDA device"
+                       : absl::StrCat(visible, " GPU(s) (0 to ", visible - 1,
+                                      "; CUDA_VISIBLE_DEVICES)")));
+    }
+  }
+  return first ? CudaDevice(*first) : c10::Device(c10::kCPU);
+}
+
+// How many GPUs `device_map` uses.
+size_t GpuCount(const DeviceMap& device_map) {
   std::set<int> gpus;
   for (const auto& [module, device] : device_map) {
     if (device.is_gpu()) gpus.insert(device.gpu_index());
   }
-  if (gpus.size() > 1) {
-    // Accelerate moves activations between GPUs with forward hooks, which
-    // LibTorch modules lack.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the device map uses GPUs ", absl::StrJoin(gpus, ", "),
-        ": running a model across several GPUs is not supported; use one "
-        "GPU with \"cpu\" and \"disk\""));
-  }
-  if (!gpus.empty() && !at::hasCUDA()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the device map places weights on GPU ", *gpus.begin(),
-                     " but this LibTorch has no CUDA device"));
-  }
-  return gpus.empty() ? c10::Device(c10::kCPU) : CudaDevice(*gpus.begin());
+  return gpus.size();
 }
 
 // The device of the longest entry of `map` that names `tensor` or a module
@@ -396,25 +407,7 @@ absl::StatusOr<DeviceMap> InferDeviceMap(const torch::nn::Module& model,
                                          const std::string& strategy,
                                          DeviceMapOptions options) {
   if (options.max_memory.empty()) {
-    ACCELERATE_ASSIGN_OR_RETURN(MaxMemory available, AvailableMaxMemory());
-    std::vector<std::string> gpus;
-    for (auto it = available.begin(); it != available.end();) {
-      if (!it->first.is_gpu()) {
-        ++it;
-        continue;
-      }
-      gpus.push_back(it->first.ToString());
-      it = gpus.size() > 1 ? available.erase(it) : std::next(it);
-    }
-    if (gpus.size() > 1) {
-      ACCELERATE_LOG(WARNING)
-          << "InferDeviceMap: " << gpus.size() << " GPUs visible ("
-          << absl::StrJoin(gpus, ", ")
-          << "); the map uses GPU " << gpus.front()
-          << " and the CPU only (maps over several GPUs are not supported "
-             "yet; pass max_memory to choose)";
-    }
-    options.max_memory = std::move(available);
+    ACCELERATE_ASSIGN_OR_RETURN(options.max_memory, AvailableMaxMemory());
   }
   return PlanDeviceMap(DescribeModule(model), options, strategy);
 }
@@ -458,6 +451,23 @@ absl::StatusOr<std::unique_ptr<DispatchedModel>> LoadCheckpointAndDispatch(
   ACCELERATE_RETURN_IF_ERROR(placer.Finish());
   engine->Start();
   dispatched->engine_ = std::move(engine);
+  if (GpuCount(device_map) > 1) {
+    // Resident weights where they were placed; offloaded ones (placeholders
+    // now) where the engine loads them.
+    std::vector<DeviceAligner::Weight> weights;
+    for (const ModelTensor& tensor : tensors) {
+      const bool resident = tensor.tensor.is_cuda();
+      weights.push_back({tensor.tensor,
+                         resident ? tensor.tensor.device() : execution,
+                         /*mark=*/resident});
+    }
+    try {
+      dispatched->aligner_ =
+          std::make_unique<DeviceAligner>(std::move(weights));
+    } catch (const std::exception& error) {
+      return state::StatusFromException("aligning devices", error);
+    }
+  }
   return dispatched;
 }
 

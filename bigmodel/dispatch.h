@@ -41,10 +41,20 @@
 // operation has touched it gets a tensor LibTorch cannot run (an error
 // names the operation).
 //
-// One GPU at most: a map that spreads the model over several GPUs is
-// refused, as nothing here moves activations between them (Accelerate does
-// it in forward hooks). The model's inputs go to `execution_device()`, and
-// forwards run on the default CUDA stream (weights are prepared on it).
+// Several GPUs: a map may spread the model over GPUs (Accelerate's
+// "balanced" maps). Activations then follow the weights: an operation
+// given tensors on different devices has them moved to where the weight it
+// uses lives (or, with no weight, where the last weight used lives; a
+// tensor written in place stays put), per operation rather than in forward
+// hooks (internal/device_aligner.h). Offloaded weights run on the map's
+// first GPU (Accelerate's main device), the model's inputs go there
+// (`execution_device()`), and its output stays on the device of its last
+// operation (Accelerate moves it back to the inputs'). Aligning costs a
+// dispatcher fallback on every operation of a thread that has run the
+// model, while the DispatchedModel lives.
+// On a GPU, offloaded weights travel through pinned host buffers on a copy
+// stream of their own; the forward's current stream waits for them on the
+// GPU, so forwards may run on any stream.
 //
 // Thread safety: one forward at a time per dispatched model, and Release or
 // destruction only between forwards. The model must outlive its
@@ -70,6 +80,9 @@
 
 namespace torch::nn {
 class Module;
+}
+namespace accelerate::bigmodel_internal {
+class DeviceAligner;
 }
 
 namespace accelerate::bigmodel {
@@ -111,6 +124,8 @@ struct DispatchStats {
   int64_t loads = 0;          // Modules whose offloaded weights were loaded.
   int64_t prefetch_hits = 0;  // Of those, prepared in the background.
   int64_t releases = 0;       // Modules whose weights were given back.
+  // Bytes sent to the GPU through pinned buffers on the copy stream.
+  int64_t staged_bytes = 0;
 };
 
 // The offloading state of a dispatched model (see the top of the file).
@@ -120,7 +135,8 @@ class DispatchedModel {
   DispatchedModel(const DispatchedModel&) = delete;
   DispatchedModel& operator=(const DispatchedModel&) = delete;
 
-  // Where offloaded weights run.
+  // Where offloaded weights run, and the model's inputs go: the map's first
+  // GPU, else the CPU.
   c10::Device execution_device() const;
   // Names of the offloaded weights, in registration order.
   std::vector<std::string> offloaded() const;
@@ -143,6 +159,8 @@ class DispatchedModel {
   // The offload engine (internal/offload_engine.h).
   class Engine;
   std::unique_ptr<Engine> engine_;
+  // For a map over several GPUs.
+  std::unique_ptr<bigmodel_internal::DeviceAligner> aligner_;
   std::vector<std::string> unexpected_keys_;
 };
 
@@ -150,11 +168,10 @@ class DispatchedModel {
 // `device_map` strategy ("auto", "balanced", "balanced_low_0",
 // "sequential"; device_map.h's PlanDeviceMap) for `model` (built under
 // InitEmptyWeights: sizes from its meta tensors). Without
-// `options.max_memory`, what this machine has free now
-// (available_memory.h, as Accelerate's `get_max_memory()`), of which only
-// the first visible GPU (with a warning when there are several: maps over
-// several GPUs are refused below). `InvalidArgument` names an unknown
-// strategy; `Unavailable` when free memory cannot be read.
+// `options.max_memory`, what this machine has free now on every visible GPU
+// and the CPU (available_memory.h, as Accelerate's `get_max_memory()`).
+// `InvalidArgument` names an unknown strategy; `Unavailable` when free
+// memory cannot be read.
 [[nodiscard]] absl::StatusOr<DeviceMap> InferDeviceMap(
     const torch::nn::Module& model, const std::string& strategy = "auto",
     DeviceMapOptions options = {});
@@ -170,8 +187,7 @@ class DispatchedModel {
 // missing weights are checked from the headers before anything is placed;
 // a later failure (writing the offload folder, memory) may leave part of
 // the model placed.
-// Errors: `InvalidArgument` for a device map with several GPUs, a weight
-// no entry covers, a shape that differs from the model's, a converted disk
+// Errors: `InvalidArgument` for a weight no entry covers, a shape that differs from the model's, a converted disk
 // weight without `offload_folder`; `NotFound` for weights
 // the checkpoint lacks (all named, up to 10); `FailedPrecondition` for a
 // GPU index without CUDA; file errors as ShardedCheckpoint.

@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "bigmodel/internal/page_cache.h"
 #include "state/placeholder.h"
@@ -17,6 +19,11 @@ OffloadEngine::OffloadEngine(c10::Device device, bool prefetch,
                              int64_t prefetch_bytes)
     : device_(device), prefetch_(prefetch), prefetch_bytes_(prefetch_bytes) {
   state::InstallPlaceholderFallbackOnce();
+  if (device_.is_cuda()) {
+    copy_stream_ =
+        c10::impl::VirtualGuardImpl(device_.type())
+            .getStreamFromGlobalPool(device_, /*isHighPriority=*/false);
+  }
 }
 
 OffloadEngine::~OffloadEngine() {
@@ -74,16 +81,18 @@ void OffloadEngine::Activate(const std::vector<int>& wanted) {
   UnloadAllBut(wanted);
   for (int u : wanted) {
     if (units_[u].loaded) continue;
-    std::optional<std::vector<at::Tensor>> ready = TakePrepared(u);
+    std::optional<PreparedUnit> ready = TakePrepared(u);
     if (ready) {
       ++stats_.prefetch_hits;
     } else {
       ready = Prepare(units_[u]);
     }
+    Receive(*ready);
+    if (ready->staged.defined()) stats_.staged_bytes += ready->staged.nbytes();
     Unit& unit = units_[u];
     for (size_t i = 0; i < unit.slots.size(); ++i) {
       unit.slots[i].target.unsafeGetTensorImpl()->shallow_copy_from(
-          (*ready)[i].getIntrusivePtr());
+          ready->tensors[i].getIntrusivePtr());
     }
     unit.loaded = true;
     loaded_.push_back(u);
@@ -113,21 +122,81 @@ bigmodel::DispatchStats OffloadEngine::stats() const {
   return stats_;
 }
 
-std::vector<at::Tensor> OffloadEngine::Prepare(const Unit& unit) const {
+PreparedUnit OffloadEngine::Prepare(const Unit& unit) const {
   // The model's tensors take these tensors' keys: they must not be
   // inference tensors, even when the forward runs under InferenceMode.
   c10::InferenceMode normal(/*enabled=*/false);
-  std::vector<at::Tensor> ready;
+  if (copy_stream_) {
+    try {
+      return Stage(unit);
+    } catch (const std::exception&) {
+      // Pinned memory is short: the plain copies below need none.
+    }
+  }
+  PreparedUnit ready;
   for (const Slot& slot : unit.slots) {
     if (device_.is_cpu() && slot.source.scalar_type() == slot.dtype) {
       if (slot.mapped) TouchPages(slot.source);
-      ready.push_back(slot.source);
+      ready.tensors.push_back(slot.source);
     } else {
-      ready.push_back(slot.source.to(device_, slot.dtype,
-                                     /*non_blocking=*/false, /*copy=*/true));
+      ready.tensors.push_back(slot.source.to(
+          device_, slot.dtype, /*non_blocking=*/false, /*copy=*/true));
     }
   }
   return ready;
+}
+
+PreparedUnit OffloadEngine::Stage(const Unit& unit) const {
+  // Offsets aligned for vectorized kernels.
+  constexpr int64_t kAlignment = 256;
+  std::vector<int64_t> offsets;
+  int64_t bytes = 0;
+  for (const Slot& slot : unit.slots) {
+    offsets.push_back(bytes);
+    const int64_t size = slot.source.numel() * c10::elementSize(slot.dtype);
+    bytes += (size + kAlignment - 1) / kAlignment * kAlignment;
+  }
+  const auto views = [&](const at::Tensor& buffer) {
+    std::vector<at::Tensor> tensors;
+    for (size_t i = 0; i < unit.slots.size(); ++i) {
+      const Slot& slot = unit.slots[i];
+      const int64_t size = slot.source.numel() * c10::elementSize(slot.dtype);
+      tensors.push_back(buffer.narrow(0, offsets[i], size)
+                            .view(slot.dtype)
+                            .view(slot.source.sizes()));
+    }
+    return tensors;
+  };
+  // Read (from the page cache or the disk) and convert on this thread,
+  // into page-locked memory the GPU can copy from asynchronously.
+  const at::Tensor pinned = at::empty(
+      {bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  const std::vector<at::Tensor> host = views(pinned);
+  for (size_t i = 0; i < unit.slots.size(); ++i) {
+    const Slot& slot = unit.slots[i];
+    if (slot.mapped) TouchPages(slot.source);
+    host[i].copy_(slot.source);
+  }
+  PreparedUnit ready;
+  c10::StreamGuard on_copy_stream(*copy_stream_);
+  ready.staged =
+      at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device_));
+  // The caching host allocator keeps `pinned` until this copy is done.
+  ready.staged.copy_(pinned, /*non_blocking=*/true);
+  ready.arrived = std::make_unique<c10::Event>(device_.type());
+  ready.arrived->record(*copy_stream_);
+  ready.tensors = views(ready.staged);
+  return ready;
+}
+
+void OffloadEngine::Receive(PreparedUnit& unit) const {
+  if (!unit.arrived) return;
+  const c10::Stream current =
+      c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
+  unit.arrived->block(current);
+  // Allocated on the copy stream, used on `current`: freed only once
+  // `current` is past its last use.
+  unit.staged.record_stream(current);
 }
 
 void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
@@ -188,7 +257,7 @@ void OffloadEngine::Schedule(int from) {
   prefetch_cv_.notify_all();
 }
 
-std::optional<std::vector<at::Tensor>> OffloadEngine::TakePrepared(int u) {
+std::optional<PreparedUnit> OffloadEngine::TakePrepared(int u) {
   std::unique_lock<std::mutex> lock(prefetch_mu_);
   auto queued = std::find(queued_.begin(), queued_.end(), u);
   if (queued != queued_.end() && queued != queued_.begin()) {
@@ -210,7 +279,7 @@ std::optional<std::vector<at::Tensor>> OffloadEngine::TakePrepared(int u) {
     return std::nullopt;
   }
   failed_.erase(u);
-  std::vector<at::Tensor> ready = std::move(prepared_[u]);
+  PreparedUnit ready = std::move(prepared_.at(u));
   prepared_.erase(u);
   return ready;
 }
@@ -230,7 +299,7 @@ void OffloadEngine::Work() {
     queued_.pop_front();
     working_ = u;
     lock.unlock();
-    std::vector<at::Tensor> ready;
+    PreparedUnit ready;
     bool failed = false;
     try {
       ready = Prepare(units_[u]);

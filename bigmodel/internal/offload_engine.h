@@ -6,6 +6,14 @@
 // thread in the order the previous pass used them (else registration
 // order), within `prefetch_bytes`.
 //
+// On a GPU a unit is staged: its weights are copied (and converted) into one
+// pinned host buffer, which goes to the GPU in one non-blocking copy on a
+// copy stream of the engine's own; the forward's stream waits for that
+// copy's event (on the GPU, not the host) when the unit is activated. So a
+// prefetched unit's disk reads, conversion and transfer all overlap the
+// running module. Pinned buffers come from LibTorch's caching host
+// allocator, reused once their copy is done.
+//
 // Thread safety: built single-threaded (UnitFor, AddSlot, slot, then
 // Start); afterwards Activate, Release and stats may be called from any
 // thread (one activation at a time), while the prefetch thread reads the
@@ -18,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -29,7 +38,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <c10/core/Event.h>
 #include <c10/core/ScalarType.h>
+#include <c10/core/Stream.h>
 #include <c10/core/TensorImpl.h>
 #include <c10/util/intrusive_ptr.h>
 
@@ -46,6 +57,14 @@ struct Slot {
   at::Tensor source;    // On the CPU: a mapping alias, or a copy in memory.
   bool mapped = false;  // `source` aliases a file mapping.
   at::ScalarType dtype = at::kFloat;  // On the execution device.
+};
+
+// A unit's weights on the execution device. On a GPU, `arrived` is the
+// event of their copy stream's transfer, which users must wait for.
+struct PreparedUnit {
+  std::vector<at::Tensor> tensors;
+  std::unique_ptr<c10::Event> arrived;
+  at::Tensor staged;  // On a GPU: the one device buffer they are views of.
 };
 
 // The offloaded weights of one module, loaded and released together.
@@ -97,7 +116,13 @@ class OffloadEngine : public state::PlaceholderOwner {
  private:
   // The unit's weights on the execution device. Runs on the prefetch
   // thread too: reads only the slots, immutable after Start.
-  std::vector<at::Tensor> Prepare(const Unit& unit) const;
+  PreparedUnit Prepare(const Unit& unit) const;
+  // Prepare on a GPU: staged through one pinned buffer, sent on
+  // `copy_stream_`.
+  PreparedUnit Stage(const Unit& unit) const;
+  // Makes the forward's current stream wait for `unit`'s transfer and keeps
+  // its memory from being reused before that stream is done with it.
+  void Receive(PreparedUnit& unit) const;
   // Puts the placeholders back in the loaded units but `keep`.
   void UnloadAllBut(const std::vector<int>& keep);
   // The unit expected after `u`: the one that followed it last time, else
@@ -109,7 +134,7 @@ class OffloadEngine : public state::PlaceholderOwner {
   void Schedule(int from);
   // Unit `u` prepared ahead (waiting if the prefetch thread is on it or
   // about to be), or nothing.
-  std::optional<std::vector<at::Tensor>> TakePrepared(int u);
+  std::optional<PreparedUnit> TakePrepared(int u);
   // Gives back the pages of unit `u`'s file-backed weights, after a release
   // or a prefetch not taken. (Should the unit be in use meanwhile, prepared
   // again on the forward thread, its pages are only read back in: the
@@ -122,6 +147,7 @@ class OffloadEngine : public state::PlaceholderOwner {
   const c10::Device device_;
   const bool prefetch_;
   const int64_t prefetch_bytes_;
+  std::optional<c10::Stream> copy_stream_;  // On a GPU.
   mutable std::mutex mu_;  // One activation at a time.
   std::vector<Unit> units_;
   std::vector<int64_t> unit_bytes_;
@@ -135,7 +161,7 @@ class OffloadEngine : public state::PlaceholderOwner {
   std::condition_variable prefetch_cv_;
   std::deque<int> queued_;
   int working_ = -1;
-  std::map<int, std::vector<at::Tensor>> prepared_;
+  std::map<int, PreparedUnit> prepared_;
   std::set<int> failed_;
   std::unordered_set<int> window_;  // What Schedule asked for last.
   bool stopping_ = false;
