@@ -51,7 +51,8 @@ class Attention(nn.Module):
                                  width // self.heads).transpose(1, 2)
         q, k, v = split(q), split(k), split(v)
         scores = q.matmul(k.transpose(-2, -1)) / math.sqrt(width // self.heads)
-        causal = torch.ones(length, length, dtype=torch.bool).triu(1)
+        causal = torch.ones(length, length, dtype=torch.bool,
+                            device=x.device).triu(1)
         scores = scores.masked_fill(causal, float("-inf")).softmax(-1)
         return self.c_proj(scores.matmul(v).transpose(1, 2).reshape(batch, length, width))
 
@@ -88,7 +89,8 @@ class Gpt(nn.Module):
         self.ln_f = nn.LayerNorm(c["n_embd"], eps=1e-5)
 
     def forward(self, tokens):
-        x = self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1]))
+        x = self.wte(tokens) + self.wpe(
+            torch.arange(tokens.shape[1], device=tokens.device))
         for block in self.h:
             x = block(x)
         return F.linear(self.ln_f(x), self.wte.weight)
@@ -119,12 +121,15 @@ def run(offload_folder):
     model = load_checkpoint_and_dispatch(model, folder, device_map=device_map,
                                          offload_folder=offload_folder)
     load_seconds = time.perf_counter() - load_start
+    # Inputs go to the map's first GPU (Accelerate's main device), else the CPU.
+    gpus = [d for d in device_map.values() if isinstance(d, int)]
+    device = torch.device("cuda", gpus[0]) if gpus else torch.device("cpu")
     tokens = [b % config["vocab_size"] for b in prompt.encode()] or [0]
     start = time.perf_counter()
     with torch.inference_mode():
         for _ in range(int(new_tokens)):
             window = tokens[-config["n_positions"]:]
-            logits = model(torch.tensor([window]))
+            logits = model(torch.tensor([window], device=device))
             tokens.append(int(logits[0, -1].argmax()))
             if cold:
                 drop_page_cache(folder, offload_folder)
