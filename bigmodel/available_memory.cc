@@ -1,15 +1,9 @@
 #include "bigmodel/available_memory.h"
 
 #include <cstdint>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #ifdef ACCELERATE_WITH_CUDA
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -20,28 +14,6 @@
 #include "state/torch_errors.h"
 
 namespace accelerate::bigmodel {
-
-absl::StatusOr<int64_t> AvailableCpuMemory(const std::string& meminfo) {
-  std::ifstream file(meminfo);
-  if (!file) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot read the available memory from ", meminfo));
-  }
-  std::string line;
-  while (std::getline(file, line)) {
-    absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "MemAvailable:")) continue;
-    rest = absl::StripAsciiWhitespace(rest);
-    int64_t kib = 0;
-    if (!absl::ConsumeSuffix(&rest, " kB") ||
-        !absl::SimpleAtoi(absl::StripAsciiWhitespace(rest), &kib) || kib < 0) {
-      return absl::DataLossError(
-          absl::StrCat(meminfo, ": unreadable line \"", line, "\""));
-    }
-    return kib * 1024;
-  }
-  return absl::DataLossError(absl::StrCat(meminfo, " has no MemAvailable"));
-}
 
 absl::StatusOr<MaxMemory> AvailableMaxMemory() {
   MaxMemory memory;

@@ -20,15 +20,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "bigmodel/driver_memory.h"
 #include "bigmodel/max_memory.h"
 
 namespace accelerate::bigmodel {
 
-// The CPU's available bytes: `MemAvailable` of `meminfo` (a
-// /proc/meminfo-formatted file). `Unavailable` when it cannot be read,
-// `DataLoss` when it has no such line.
-[[nodiscard]] absl::StatusOr<int64_t> AvailableCpuMemory(
-    const std::string& meminfo = "/proc/meminfo");
+// (AvailableCpuMemory, the CPU's share, is in driver_memory.h.)
 
 // Every visible GPU's free bytes, in index order (each GPU initialized
 // first, as Accelerate does, so that the figure counts CUDA's context),

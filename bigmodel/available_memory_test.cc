@@ -1,6 +1,8 @@
 #include "bigmodel/available_memory.h"
 
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -15,31 +17,6 @@ namespace {
 
 using ::accelerate::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::string WriteTestFile(const std::string& name, const std::string& text) {
-  const std::string path = testing::TestPath(name);
-  testing::WriteFileOrDie(path, text);
-  return path;
-}
-
-TEST(AvailableMemoryTest, ReadsMemAvailableInBytes) {
-  const std::string path = WriteTestFile(
-      "meminfo", "MemTotal:       24576000 kB\nMemFree:  1000 kB\n"
-                 "MemAvailable:   12345678 kB\nBuffers: 5 kB\n");
-  EXPECT_THAT(AvailableCpuMemory(path),
-              testing::IsOkAndHolds(int64_t{12345678} * 1024));
-}
-
-TEST(AvailableMemoryTest, NamesAMissingOrBadFile) {
-  EXPECT_THAT(AvailableCpuMemory(testing::TestPath("absent")),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("absent")));
-  EXPECT_THAT(
-      AvailableCpuMemory(WriteTestFile("no_line", "MemFree: 1 kB\n")),
-      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("MemAvailable")));
-  EXPECT_THAT(
-      AvailableCpuMemory(WriteTestFile("bad", "MemAvailable: lots\n")),
-      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("lots")));
-}
 
 // The machine's own figures: GPUs first (none without CUDA), then the CPU's
 // available memory as /proc/meminfo says it now.
@@ -56,6 +33,25 @@ TEST(AvailableMemoryTest, ListsVisibleGpusThenTheCpu) {
   EXPECT_GT(memory.back().second, 0);
   EXPECT_NEAR(static_cast<double>(memory.back().second),
               static_cast<double>(now), 2.0 * (int64_t{1} << 30));
+}
+
+// The driver's figures (NVML, no LibTorch; what plan-device-map plans with)
+// name the same GPUs, with about the same free memory.
+TEST(AvailableMemoryTest, TheDriverSeesTheSameGpus) {
+  ASSERT_OK_AND_ASSIGN(const MaxMemory torch_view, AvailableMaxMemory());
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  ASSERT_OK_AND_ASSIGN(
+      const MaxMemory driver_view,
+      DriverMaxMemory(visible ? std::optional<std::string>(visible)
+                              : std::nullopt));
+  ASSERT_EQ(driver_view.size(), torch_view.size());
+  for (size_t i = 0; i + 1 < torch_view.size(); ++i) {
+    EXPECT_EQ(driver_view[i].first, torch_view[i].first);
+    EXPECT_NEAR(static_cast<double>(driver_view[i].second),
+                static_cast<double>(torch_view[i].second),
+                2.0 * (int64_t{1} << 30))
+        << torch_view[i].first;
+  }
 }
 
 // On a GPU (tag `gpu` in the gpu suite): a 4 GiB allocation shows.

@@ -1,17 +1,25 @@
-// `accelerate plan-device-map MODEL --max_memory 0=10GiB,cpu=30GB [...]`:
+// `accelerate plan-device-map MODEL [--max_memory 0=10GiB,cpu=30GB] [...]`:
 // prints where Accelerate's infer_auto_device_map would place a model, as
-// {"device_map": {"<module path>": <device>, ...}}. MODEL is a module tree in
+// {"device_map": {"<module path>": <device>, ...}}. Without --max_memory, the
+// budgets are what this machine has free now (driver_memory.h: each visible
+// GPU's free memory from NVIDIA's driver, the CPU's MemAvailable), as
+// Accelerate's get_max_memory(); they are printed on stderr. MODEL is a module tree in
 // JSON (module_tree.h) or a local safetensors checkpoint (a file, an index or
 // a folder holding one), whose tensor names give the modules.
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bigmodel/device_map.h"
+#include "bigmodel/driver_memory.h"
 #include "bigmodel/max_memory.h"
 #include "bigmodel/module_tree.h"
 
@@ -19,13 +27,15 @@ namespace accelerate::bigmodel {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: accelerate plan-device-map MODEL --max_memory DEVICE=SIZE,... "
+    "usage: accelerate plan-device-map MODEL [--max_memory DEVICE=SIZE,...] "
     "[--no_split_module_classes CLASS ...] [--dtype DTYPE]\n"
     "    [--device_map {sequential,auto,balanced,balanced_low_0}]\n"
     "    [--offload_buffers] [--fallback_allocation]\n"
     "MODEL is a module tree in JSON (.json) or a local safetensors checkpoint\n"
     "(file, index or folder). Devices: GPU indices, cpu, disk; sizes in bytes\n"
-    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..).\n"
+    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..). Without\n"
+    "--max_memory: what is free now on each visible GPU (NVIDIA's driver,\n"
+    "CUDA_VISIBLE_DEVICES honoured) and the CPU (MemAvailable).\n"
     "sequential (the default) fills devices in order; auto and balanced first\n"
     "spread the model evenly over the GPUs (balanced_low_0: GPU 0 kept "
     "free).\n"
@@ -95,10 +105,27 @@ int Main(int argc, char** argv) {
   }
   if (model.empty())
     return Fail("give a model (module tree JSON or safetensors checkpoint)");
-  if (max_memory.empty())
-    return Fail("--max_memory is required (e.g. 0=10GiB,cpu=30GB)");
-  auto memory = ParseMaxMemory(max_memory);
-  if (!memory.ok()) return Fail(std::string(memory.status().message()));
+  absl::StatusOr<MaxMemory> memory;
+  if (max_memory.empty()) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    memory = DriverMaxMemory(visible ? std::optional<std::string>(visible)
+                                     : std::nullopt);
+    if (!memory.ok()) {
+      return Fail(std::string(memory.status().message()) +
+                  " (or give --max_memory)");
+    }
+    std::string budgets;
+    for (const auto& [device, bytes] : *memory) {
+      absl::StrAppend(&budgets, budgets.empty() ? "" : ",", device.ToString(),
+                      "=", bytes, "B");
+    }
+    std::cerr << "plan-device-map: no --max_memory; planning with what is "
+                 "free now: "
+              << budgets << std::endl;
+  } else {
+    memory = ParseMaxMemory(max_memory);
+    if (!memory.ok()) return Fail(std::string(memory.status().message()));
+  }
   options.max_memory = *memory;
 
   absl::StatusOr<ModuleTree> tree;

@@ -223,9 +223,17 @@ TEST(CliTest, PlanDeviceMapPlacesAModuleTree) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_THAT(result.output,
               HasSubstr(R"({"device_map": {"c": 0, "a": "disk", "b": "disk"}})"));
-  ProcessResult no_memory = RunAccelerate({"plan-device-map", path});
-  EXPECT_EQ(no_memory.exit_code, 2);
-  EXPECT_THAT(no_memory.output, HasSubstr("--max_memory is required"));
+  // No budgets given: what is free now (no GPU selected here: the CPU's
+  // MemAvailable holds the 1200 bytes), said on stderr.
+  ProcessResult free_now = RunAccelerate({"plan-device-map", path},
+                                         {{"CUDA_VISIBLE_DEVICES", ""}});
+  ASSERT_EQ(free_now.exit_code, 0) << free_now.output;
+  EXPECT_THAT(free_now.output, HasSubstr(R"({"device_map": {"": "cpu"}})"));
+  EXPECT_THAT(free_now.output, HasSubstr("planning with what is free now: cpu="));
+  ProcessResult mig = RunAccelerate({"plan-device-map", path},
+                                    {{"CUDA_VISIBLE_DEVICES", "MIG-5"}});
+  EXPECT_EQ(mig.exit_code, 2);
+  EXPECT_THAT(mig.output, HasSubstr("\"MIG-5\""));
 }
 
 TEST(CliTest, HelperCommandsTakeTheUsersPathsUnderBazelRun) {
