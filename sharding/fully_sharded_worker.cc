@@ -4,7 +4,8 @@
 // peers wait in that forward's all-gather (or, with CRASH_BEFORE=backward,
 // just before that step's backward, while its peers reduce gradients).
 // Prints "DONE" after the last step, or the error that ended the run (exit
-// code 2).
+// code 2). WORKER_DEVICE=gpu puts the model and batches on the process's
+// device (its GPU, over NCCL: fully_sharded_gpu_test).
 
 #include <unistd.h>
 
@@ -43,6 +44,11 @@ int main() {
   }
   torch::nn::Sequential model(torch::nn::Linear(8, 32), torch::nn::Tanh(),
                               torch::nn::Linear(32, 4));
+  const char* where = std::getenv("WORKER_DEVICE");
+  const c10::Device device = where != nullptr && std::string(where) == "gpu"
+                                 ? (*state)->device()
+                                 : c10::Device(c10::kCPU);
+  model->to(device);
   auto sharded = sharding::FullyShardedModel::Create(
       model.ptr(), **state, {.units = {"0", "2"}});
   if (!sharded.ok()) {
@@ -72,7 +78,9 @@ int main() {
     absl::Status ran = state::RunGuarded("training step", [&] {
       optimizer.zero_grad();
       at::Tensor loss =
-          model->forward(torch::randn({5, 8}, generator)).square().mean();
+          model->forward(torch::randn({5, 8}, generator).to(device))
+              .square()
+              .mean();
       crash(step, /*backward=*/true);
       loss.backward();
       optimizer.step();
