@@ -13,6 +13,7 @@
 #include "data/batch.h"
 #include "data/data_loader.h"
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "state/environment.h"
 #include "state/status_macros.h"
 #include "testing/status_matchers.h"
@@ -26,10 +27,7 @@ using ::accelerate::testing::TensorsClose;
 class AcceleratorGpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) {
-      GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine "
-                      "with a GPU runs this; tools/gpu_check)";
-    }
+    ACCELERATE_SKIP_WITHOUT_CUDA();
     at::globalContext().setAllowTF32CuBLAS(false);
   }
 };

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "testing/files.h"
 #include "testing/status_matchers.h"
 
@@ -56,10 +57,7 @@ TEST(AvailableMemoryTest, TheDriverSeesTheSameGpus) {
 
 // On a GPU (tag `gpu` in the gpu suite): a 4 GiB allocation shows.
 TEST(AvailableMemoryGpuTest, FreeGpuMemoryFallsByAnAllocation) {
-  if (!torch::cuda::is_available()) {
-    GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine with "
-                    "a GPU runs this)";
-  }
+  ACCELERATE_SKIP_WITHOUT_CUDA();
   ASSERT_OK_AND_ASSIGN(const MaxMemory before, AvailableMaxMemory());
   const at::Tensor block =
       at::empty({int64_t{4} << 30},

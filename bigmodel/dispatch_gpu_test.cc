@@ -17,6 +17,7 @@
 #include "bigmodel/dispatch_testutil.h"
 #include "bigmodel/internal/device_aligner.h"
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "testing/files.h"
 #include "testing/status_matchers.h"
 #include "testing/tensor_testutil.h"
@@ -41,10 +42,7 @@ int GpuCount() {
 class DispatchGpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (GpuCount() == 0) {
-      GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine "
-                      "with a GPU runs this; tools/gpu_check)";
-    }
+    ACCELERATE_SKIP_WITHOUT_CUDA();
     at::globalContext().setAllowTF32CuBLAS(false);
     dir_ = FreshTestDir(absl::StrCat(
         "dispatch_gpu_",

@@ -10,6 +10,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #endif
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "precision/autocast.h"
 #include "precision/fp8_linear.h"
 #include "precision/fp8_recipe.h"
@@ -25,10 +26,7 @@ namespace {
 class PrecisionGpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) {
-      GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine "
-                      "with a GPU runs this)";
-    }
+    ACCELERATE_SKIP_WITHOUT_CUDA();
   }
   const c10::Device gpu_{c10::kCUDA, 0};
 };

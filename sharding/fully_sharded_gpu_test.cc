@@ -15,6 +15,7 @@
 #include <torch/torch.h>
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "sharding/fully_sharded_model.h"
 #include "state/environment.h"
 #include "state/partial_state.h"
@@ -36,10 +37,7 @@ using ::testing::HasSubstr;
 class FullyShardedGpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) {
-      GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine "
-                      "with a GPU runs this; tools/gpu_check)";
-    }
+    ACCELERATE_SKIP_WITHOUT_CUDA();
     at::globalContext().setAllowTF32CuBLAS(false);
   }
 };

@@ -10,6 +10,7 @@
 #include <torch/cuda.h>
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/cuda_testutil.h"
 #include "state/partial_state.h"
 #include "testing/free_port.h"
 #include "testing/files.h"
@@ -29,10 +30,7 @@ using ::testing::HasSubstr;
 class NcclTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!torch::cuda::is_available()) {
-      GTEST_SKIP() << "no CUDA device (a --config=cuda build on a machine "
-                      "with a GPU runs this)";
-    }
+    ACCELERATE_SKIP_WITHOUT_CUDA();
   }
 };
 
