@@ -84,6 +84,14 @@ def main():
     def left():
         return stop_at - time.time()
 
+    if not args.rehearse:
+        gpu = subprocess.run([args.python, "-c",
+                              "import torch; assert torch.cuda.is_available()"],
+                             capture_output=True, env=env)
+        if gpu.returncode != 0:
+            stop_at = 0  # Nothing starts: the figures are GPU figures.
+            result["skipped"].append("no CUDA device visible to " + args.python)
+
     def attempt(name, budget, fn):
         if left() < budget:
             result["skipped"].append("%s: %.0f s left, needs about %d" % (
