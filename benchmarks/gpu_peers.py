@@ -88,9 +88,11 @@ def main():
         gpu = subprocess.run([args.python, "-c",
                               "import torch; assert torch.cuda.is_available()"],
                              capture_output=True, env=env)
-        if gpu.returncode != 0:
-            stop_at = 0  # Nothing starts: the figures are GPU figures.
+        if gpu.returncode != 0:  # The figures are GPU figures.
             result["skipped"].append("no CUDA device visible to " + args.python)
+            pathlib.Path(args.out).write_text(json.dumps(result) + "\n")
+            print(json.dumps(result))
+            return
 
     def attempt(name, budget, fn):
         if left() < budget:
