@@ -43,7 +43,7 @@ PROMPT = "Once upon a time"
 
 def last_json(argv, env, timeout):
     done = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=max(1, timeout))
     if done.returncode != 0:
         raise RuntimeError("%s exited %d: %s" % (
             pathlib.Path(argv[0]).name if argv[0] != sys.executable else argv[1],
@@ -103,15 +103,18 @@ def main():
             fn()
         except Exception as error:  # Reported, the others still run.
             result["skipped"].append("%s: %s" % (name, error))
+        # Written after each race: what was measured survives a time-out.
+        pathlib.Path(args.out).write_text(json.dumps(result) + "\n")
         print(json.dumps(result), flush=True)
 
     def train_step():
         common = ["--text", str(TEXT), "--max_steps", str(args.steps)] + LM
-        rows = {"ours": last_json([str(args.bin / "train_lm")] + common, env, 600)}
+        rows = {"ours": last_json([str(args.bin / "train_lm")] + common, env,
+                                  left() / 2)}  # The rest for the peer.
         if peer_ok.returncode == 0:
             rows["accelerate"] = last_json(
                 [args.python, str(ROOT / "examples" / "train_lm_peer.py")] + common,
-                env, 600)
+                env, left())
         for who, row in rows.items():
             row["step_ms"] = 1000 * row["train_seconds"] / row["steps"]
         if "accelerate" in rows:
@@ -126,12 +129,13 @@ def main():
                 "--prompt=" + PROMPT, "--max_new_tokens=%d" % args.tokens,
                 "--progress=false", memory] + GPT
         rows = {"ours_no_prefetch": last_json(
-            base + ["--prefetch=false", "--device_map_out=" + device_map], env, 600)}
-        rows["ours_prefetch"] = last_json(base, env, 600)
+            base + ["--prefetch=false", "--device_map_out=" + device_map], env,
+            left() / 3)}
+        rows["ours_prefetch"] = last_json(base, env, left() / 2)
         if peer_ok.returncode == 0:
             rows["accelerate"] = last_json(
                 [args.python, str(ROOT / "examples" / "gpt_generate_peer.py"),
-                 checkpoint, device_map, str(args.tokens), PROMPT], env, 600)
+                 checkpoint, device_map, str(args.tokens), PROMPT], env, left())
             rows["same_tokens"] = (rows["accelerate"]["tokens"] ==
                                    rows["ours_prefetch"]["tokens"])
             for who in ("ours_no_prefetch", "ours_prefetch"):

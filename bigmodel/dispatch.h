@@ -54,7 +54,9 @@
 // model, while the DispatchedModel lives.
 // On a GPU, offloaded weights travel through pinned host buffers on a copy
 // stream of their own; the forward's current stream waits for them on the
-// GPU, so forwards may run on any stream.
+// GPU, so a forward may run on any stream. Between forwards on different
+// streams, call `Release()` (weights still loaded from the previous stream
+// are not waited for again).
 //
 // Thread safety: one forward at a time per dispatched model, and Release or
 // destruction only between forwards. The model must outlive its

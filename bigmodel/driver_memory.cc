@@ -31,11 +31,15 @@ struct NvmlMemory {
 };
 constexpr unsigned kNvmlUuidLength = 96;
 
+constexpr NvmlReturn kNvmlDriverNotLoaded = 9;
+constexpr NvmlReturn kNvmlLibraryNotFound = 12;
+constexpr unsigned kNvmlMigEnabled = 1;
+
 // NVML loaded and initialized for one reading; shut down and unloaded when
 // it goes.
 class Nvml {
  public:
-  // nullptr when the library is absent (no NVIDIA driver).
+  // nullptr when there is no NVIDIA driver (no library, or not loaded).
   static absl::StatusOr<std::unique_ptr<Nvml>> Open() {
     void* library = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
     if (library == nullptr) return nullptr;
@@ -55,7 +59,12 @@ class Nvml {
       return absl::UnavailableError(
           "libnvidia-ml.so.1 lacks the NVML functions for free memory");
     }
-    ACCELERATE_RETURN_IF_ERROR(nvml->Check("nvmlInit", nvml->init_()));
+    symbol("nvmlDeviceGetMigMode", &nvml->mig_mode_);  // Older drivers: none.
+    const NvmlReturn started = nvml->init_();
+    if (started == kNvmlDriverNotLoaded || started == kNvmlLibraryNotFound) {
+      return nullptr;
+    }
+    ACCELERATE_RETURN_IF_ERROR(nvml->Check("nvmlInit", started));
     nvml->initialized_ = true;
     return nvml;
   }
@@ -67,24 +76,42 @@ class Nvml {
     dlclose(library_);
   }
 
-  // Every GPU, in the driver's (PCI bus) order: its UUID and free bytes.
-  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Gpus() {
+  absl::StatusOr<int> Count() const {
     unsigned count = 0;
     ACCELERATE_RETURN_IF_ERROR(Check("nvmlDeviceGetCount", count_(&count)));
-    std::vector<std::pair<std::string, int64_t>> gpus;
-    for (unsigned i = 0; i < count; ++i) {
-      NvmlDevice device = nullptr;
-      ACCELERATE_RETURN_IF_ERROR(
-          Check("nvmlDeviceGetHandleByIndex", by_index_(i, &device)));
-      char uuid[kNvmlUuidLength] = {};
-      ACCELERATE_RETURN_IF_ERROR(
-          Check("nvmlDeviceGetUUID", uuid_(device, uuid, kNvmlUuidLength)));
-      NvmlMemory memory{};
-      ACCELERATE_RETURN_IF_ERROR(
-          Check("nvmlDeviceGetMemoryInfo", memory_(device, &memory)));
-      gpus.emplace_back(uuid, static_cast<int64_t>(memory.free));
+    return static_cast<int>(count);
+  }
+
+  // The UUID of GPU `index` (in the driver's, PCI bus, order); empty when
+  // it cannot be read.
+  std::string Uuid(int index) const {
+    NvmlDevice device = nullptr;
+    char uuid[kNvmlUuidLength] = {};
+    if (by_index_(index, &device) != 0 ||
+        uuid_(device, uuid, kNvmlUuidLength) != 0) {
+      return "";
     }
-    return gpus;
+    return uuid;
+  }
+
+  // GPU `index`'s free bytes. `FailedPrecondition` for a GPU in MIG mode,
+  // whose memory belongs to its instances.
+  absl::StatusOr<int64_t> FreeBytes(int index) const {
+    NvmlDevice device = nullptr;
+    ACCELERATE_RETURN_IF_ERROR(
+        Check("nvmlDeviceGetHandleByIndex", by_index_(index, &device)));
+    unsigned current = 0, pending = 0;
+    if (mig_mode_ != nullptr && mig_mode_(device, &current, &pending) == 0 &&
+        current == kNvmlMigEnabled) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "GPU ", index, " (", Uuid(index),
+          ") is in MIG mode: its memory belongs to its instances, which "
+          "cannot be read here; give --max_memory"));
+    }
+    NvmlMemory memory{};
+    ACCELERATE_RETURN_IF_ERROR(
+        Check("nvmlDeviceGetMemoryInfo", memory_(device, &memory)));
+    return static_cast<int64_t>(memory.free);
   }
 
  private:
@@ -107,6 +134,7 @@ class Nvml {
   NvmlReturn (*by_index_)(unsigned, NvmlDevice*) = nullptr;
   NvmlReturn (*uuid_)(NvmlDevice, char*, unsigned) = nullptr;
   NvmlReturn (*memory_)(NvmlDevice, NvmlMemory*) = nullptr;
+  NvmlReturn (*mig_mode_)(NvmlDevice, unsigned*, unsigned*) = nullptr;
 };
 
 }  // namespace
@@ -163,29 +191,42 @@ absl::StatusOr<std::vector<int64_t>> DriverFreeGpuMemory(
   if (visible && visible->empty()) return std::vector<int64_t>();
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<Nvml> nvml, Nvml::Open());
   if (nvml == nullptr) return std::vector<int64_t>();
-  ACCELERATE_ASSIGN_OR_RETURN(const auto gpus, nvml->Gpus());
-  std::vector<int64_t> free;
+  ACCELERATE_ASSIGN_OR_RETURN(const int count, nvml->Count());
+  // The driver's indices of the GPUs selected, in CUDA's numbering.
+  std::vector<int> selected;
   if (!visible) {
-    for (const auto& [uuid, bytes] : gpus) free.push_back(bytes);
-    return free;
-  }
-  for (const VisibleGpu& wanted : *visible) {
-    int found = -1;
-    if (wanted.index) {
-      if (*wanted.index < static_cast<int>(gpus.size())) found = *wanted.index;
-    } else {
-      for (size_t i = 0; i < gpus.size(); ++i) {
-        if (absl::StartsWith(gpus[i].first, wanted.uuid)) {
+    for (int i = 0; i < count; ++i) selected.push_back(i);
+  } else {
+    std::vector<std::string> uuids;
+    for (const VisibleGpu& wanted : *visible) {
+      int found = -1;
+      if (wanted.index) {
+        if (*wanted.index < count) found = *wanted.index;
+      } else {
+        if (uuids.empty()) {
+          for (int i = 0; i < count; ++i) uuids.push_back(nvml->Uuid(i));
+        }
+        for (int i = 0; i < count; ++i) {
+          if (uuids[i].empty() || !absl::StartsWith(uuids[i], wanted.uuid)) {
+            continue;
+          }
           if (found >= 0) {  // An ambiguous prefix: CUDA stops there too.
             found = -1;
             break;
           }
-          found = static_cast<int>(i);
+          found = i;
         }
       }
+      if (found < 0) break;
+      selected.push_back(found);
     }
-    if (found < 0) break;
-    free.push_back(gpus[found].second);
+  }
+  // Only the selected GPUs are read: one the process does not use may be
+  // unreadable (lost, not permitted) without harm.
+  std::vector<int64_t> free;
+  for (int index : selected) {
+    ACCELERATE_ASSIGN_OR_RETURN(const int64_t bytes, nvml->FreeBytes(index));
+    free.push_back(bytes);
   }
   return free;
 }

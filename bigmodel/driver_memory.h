@@ -54,8 +54,10 @@ ParseVisibleDevices(const std::optional<std::string>& value);
 // The driver lists GPUs in PCI bus order, which is CUDA's unless GPUs of
 // different speeds make CUDA put the fastest first (CUDA_DEVICE_ORDER=
 // PCI_BUS_ID makes them agree). Empty without NVIDIA's driver; an entry
-// naming no GPU ends the list (as in CUDA). `Unavailable` when the driver
-// fails, errors of ParseVisibleDevices.
+// naming no GPU ends the list (as in CUDA). Only the selected GPUs are
+// read. `Unavailable` when the driver fails, `FailedPrecondition` for a GPU
+// in MIG mode (its memory is its instances'), errors of
+// ParseVisibleDevices.
 [[nodiscard]] absl::StatusOr<std::vector<int64_t>> DriverFreeGpuMemory(
     const std::optional<std::string>& visible_devices);
 

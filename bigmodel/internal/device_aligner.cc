@@ -6,7 +6,9 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
@@ -38,13 +40,19 @@ Registry& GlobalRegistry() {
   return *registry;
 }
 
-// This thread's aligning.
-struct ThreadState {
-  bool on = false;
-  // The device of the last weight an operation used here.
-  std::optional<c10::Device> current;
-};
-thread_local ThreadState tls_state;
+// The device of the last weight an operation used on this thread.
+thread_local std::optional<c10::Device> tls_current;
+
+// Operations that take tensors on different devices on purpose, or whose
+// arguments must stay what they are (copies, `set_`, CPU-side lengths).
+bool TakesMixedDevices(const c10::OperatorName& name) {
+  static const auto* kNames = new std::unordered_set<std::string>{
+      "aten::copy_",       "aten::_copy_from", "aten::_copy_from_and_resize",
+      "aten::_to_copy",    "aten::to",         "aten::set_",
+      "aten::_pack_padded_sequence",           "aten::tensor_split",
+      "aten::ctc_loss",    "aten::_ctc_loss",  "aten::_local_scalar_dense"};
+  return kNames->count(name.name) > 0;
+}
 
 void Redispatch(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   c10::impl::ExcludeDispatchKeyGuard unaligned(kAlignKey);
@@ -100,23 +108,28 @@ c10::IValue MovedTo(const c10::IValue& value, c10::Device target) {
 void AlignFallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
                    torch::jit::Stack* stack) {
   Registry& registry = GlobalRegistry();
-  ThreadState& state = tls_state;
   if (registry.aligners.load() == 0) {
     // The models are gone: this thread stops aligning.
-    state = ThreadState();
+    tls_current.reset();
     c10::impl::tls_set_dispatch_key_included(kAlignKey, false);
     Redispatch(op, stack);
     return;
   }
-  if (!state.on) {
-    state.on = true;
+  // (Checked each time: InferenceMode and other guards restore the
+  // thread's keys when they end.)
+  if (!c10::impl::tls_is_dispatch_key_included(kAlignKey)) {
     c10::impl::tls_set_dispatch_key_included(kAlignKey, true);
+  }
+  if (TakesMixedDevices(op.operator_name())) {
+    Redispatch(op, stack);
+    return;
   }
   const std::vector<c10::Argument>& formals = op.schema().arguments();
   const size_t count = formals.size();
   const size_t base = stack->size() - count;
   std::optional<c10::Device> written, weight, first;
   bool mixed = false;
+  bool written_mixed = false;
   {
     std::lock_guard<std::mutex> lock(registry.mu);
     for (size_t i = 0; i < count; ++i) {
@@ -129,7 +142,13 @@ void AlignFallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
           if (it != registry.devices.end()) weight = it->second;
         }
         if (AnyDevice(tensor)) return;
-        if (writes && !written) written = tensor.device();
+        if (writes) {
+          if (!written) {
+            written = tensor.device();
+          } else if (*written != tensor.device()) {
+            written_mixed = true;
+          }
+        }
         if (!first) {
           first = tensor.device();
         } else if (*first != tensor.device()) {
@@ -138,14 +157,20 @@ void AlignFallback(const c10::OperatorHandle& op, c10::DispatchKeySet,
       });
     }
   }
-  if (weight) state.current = weight;
+  if (weight) tls_current = weight;
   const std::optional<c10::Device> target =
-      written ? written : weight ? weight : state.current;
+      written ? written : weight ? weight : tls_current;
+  // Written tensors on several devices: nothing can serve them all; the
+  // operation says so itself.
   const bool move =
-      target && (mixed || (weight && first && *first != *weight && !written));
+      target && !written_mixed &&
+      (mixed || (weight && first && *first != *weight && !written));
   if (move) {
     c10::impl::ExcludeDispatchKeyGuard unaligned(kAlignKey);
     for (size_t i = 0; i < count; ++i) {
+      // What the operation writes or returns a view of stays itself: a
+      // copy would take the write, or the view, away from the caller.
+      if (formals[i].alias_info() != nullptr) continue;
       (*stack)[base + i] = MovedTo((*stack)[base + i], *target);
     }
     registry.aligned.fetch_add(1);

@@ -9,11 +9,14 @@
 //   for that thread (the key, included thread-locally, then sends every
 //   operation of the thread through one fallback).
 // - An operation whose tensor arguments sit on different devices has the
-//   others moved to: the device of a tensor it writes in place (never
-//   copied away), else that of a weight it uses, else the device of the
-//   last weight used on the thread (the module now running: a residual
-//   addition of the previous block's output and this block's). CPU scalar
-//   tensors and placeholders stay as they are.
+//   others moved to: the device of the tensors it writes in place, else
+//   that of a weight it uses, else the device of the last weight used on
+//   the thread (the module now running: a residual addition of the
+//   previous block's output and this block's). What an operation writes or
+//   returns a view of is never moved (a copy would take the write or the
+//   view away from the caller); written tensors on several devices, and
+//   operations meant for mixed devices (copies, `set_`, CPU-side lengths),
+//   are left as they are. CPU scalar tensors and placeholders stay put.
 // - Weights offloaded to the CPU or disk (placeholders, loaded on use)
 //   are registered with the execution device they are loaded onto.
 //

@@ -107,6 +107,25 @@ TEST(DeviceAlignerTest, ActivationsFollowTheBlocksAcrossDevices) {
   }
 }
 
+TEST(DeviceAlignerTest, KeepsAligningAcrossInferenceModeScopes) {
+  torch::manual_seed(4);
+  Chain model(/*first_on_meta=*/2);
+  const at::Tensor input = torch::randn({2, 5, kWidth});
+  DeviceAligner aligner(Weights(*model));
+  std::thread([&] {
+    // Each scope restores the thread's dispatch keys when it ends; the next
+    // forward must align again (its residual additions use no weight).
+    for (int pass = 0; pass < 3; ++pass) {
+      c10::InferenceMode inference;
+      try {
+        EXPECT_TRUE(model(input).second.is_meta()) << "pass " << pass;
+      } catch (const std::exception& error) {
+        ADD_FAILURE() << "pass " << pass << ": " << error.what();
+      }
+    }
+  }).join();
+}
+
 TEST(DeviceAlignerTest, AnInPlaceWriteKeepsItsTensorWhereItIs) {
   torch::NoGradGuard no_grad;
   torch::nn::Linear on_cpu(4, 4);
@@ -134,6 +153,15 @@ TEST(DeviceAlignerTest, AnInPlaceWriteKeepsItsTensorWhereItIs) {
     EXPECT_TRUE(y.is_meta());
     // No weight: to the device of the last weight used.
     EXPECT_TRUE((x + y).is_meta());
+    // Copies between devices are left alone (here: out of the meta device
+    // is refused, as without aligning).
+    at::Tensor host = torch::zeros({2, 4});
+    EXPECT_THROW(host.copy_(y), c10::Error);
+    // Written tensors on two devices stay where they are (each is updated
+    // in place, none through a copy).
+    torch::_foreach_add_(at::TensorList({host, written}), 1.0);
+    EXPECT_TRUE(TensorsClose(host, torch::ones({2, 4}), {.rtol = 0, .atol = 0}));
+    EXPECT_TRUE(written.is_meta());
    } catch (const std::exception& error) {
      FAIL() << error.what();
    }

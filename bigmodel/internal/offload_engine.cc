@@ -88,8 +88,9 @@ void OffloadEngine::Activate(const std::vector<int>& wanted) {
       ready = Prepare(units_[u]);
     }
     Receive(*ready);
-    if (ready->staged.defined()) stats_.staged_bytes += ready->staged.nbytes();
+    stats_.staged_bytes += ready->staged_bytes;
     Unit& unit = units_[u];
+    unit.buffers = std::move(ready->buffers);
     for (size_t i = 0; i < unit.slots.size(); ++i) {
       unit.slots[i].target.unsafeGetTensorImpl()->shallow_copy_from(
           ready->tensors[i].getIntrusivePtr());
@@ -127,11 +128,21 @@ PreparedUnit OffloadEngine::Prepare(const Unit& unit) const {
   // inference tensors, even when the forward runs under InferenceMode.
   c10::InferenceMode normal(/*enabled=*/false);
   if (copy_stream_) {
-    try {
-      return Stage(unit);
-    } catch (const std::exception&) {
-      // Pinned memory is short: the plain copies below need none.
+    if (std::optional<PreparedUnit> staged = Stage(unit)) {
+      return std::move(*staged);
     }
+    // Pinned memory is short: plain copies on the copy stream (the host
+    // waits for each), under the same event.
+    PreparedUnit ready;
+    c10::StreamGuard on_copy_stream(*copy_stream_);
+    for (const Slot& slot : unit.slots) {
+      ready.tensors.push_back(slot.source.to(
+          device_, slot.dtype, /*non_blocking=*/false, /*copy=*/true));
+    }
+    ready.buffers = ready.tensors;
+    ready.arrived = std::make_unique<c10::Event>(device_.type());
+    ready.arrived->record(*copy_stream_);
+    return ready;
   }
   PreparedUnit ready;
   for (const Slot& slot : unit.slots) {
@@ -146,7 +157,7 @@ PreparedUnit OffloadEngine::Prepare(const Unit& unit) const {
   return ready;
 }
 
-PreparedUnit OffloadEngine::Stage(const Unit& unit) const {
+std::optional<PreparedUnit> OffloadEngine::Stage(const Unit& unit) const {
   // Offsets aligned for vectorized kernels.
   constexpr int64_t kAlignment = 256;
   std::vector<int64_t> offsets;
@@ -167,10 +178,15 @@ PreparedUnit OffloadEngine::Stage(const Unit& unit) const {
     }
     return tensors;
   };
-  // Read (from the page cache or the disk) and convert on this thread,
-  // into page-locked memory the GPU can copy from asynchronously.
-  const at::Tensor pinned = at::empty(
-      {bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  // Page-locked memory the GPU can copy from asynchronously.
+  at::Tensor pinned;
+  try {
+    pinned = at::empty(
+        {bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  // Read (from the page cache or the disk) and convert on this thread.
   const std::vector<at::Tensor> host = views(pinned);
   for (size_t i = 0; i < unit.slots.size(); ++i) {
     const Slot& slot = unit.slots[i];
@@ -179,24 +195,32 @@ PreparedUnit OffloadEngine::Stage(const Unit& unit) const {
   }
   PreparedUnit ready;
   c10::StreamGuard on_copy_stream(*copy_stream_);
-  ready.staged =
+  const at::Tensor staged =
       at::empty({bytes}, at::TensorOptions().dtype(at::kByte).device(device_));
   // The caching host allocator keeps `pinned` until this copy is done.
-  ready.staged.copy_(pinned, /*non_blocking=*/true);
+  staged.copy_(pinned, /*non_blocking=*/true);
   ready.arrived = std::make_unique<c10::Event>(device_.type());
   ready.arrived->record(*copy_stream_);
-  ready.tensors = views(ready.staged);
+  ready.tensors = views(staged);
+  ready.buffers = {staged};
+  ready.staged_bytes = bytes;
   return ready;
 }
 
 void OffloadEngine::Receive(PreparedUnit& unit) const {
   if (!unit.arrived) return;
+  unit.arrived->block(
+      c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
+  KeepForCurrentStream(unit.buffers);
+}
+
+void OffloadEngine::KeepForCurrentStream(
+    const std::vector<at::Tensor>& buffers) const {
+  if (buffers.empty()) return;
+  // Allocated on the copy stream, used on the current one.
   const c10::Stream current =
       c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
-  unit.arrived->block(current);
-  // Allocated on the copy stream, used on `current`: freed only once
-  // `current` is past its last use.
-  unit.staged.record_stream(current);
+  for (const at::Tensor& buffer : buffers) buffer.record_stream(current);
 }
 
 void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
@@ -209,6 +233,9 @@ void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
     for (Slot& slot : units_[u].slots) {
       slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
     }
+    // Whatever stream runs now may still have the unit's reads queued.
+    KeepForCurrentStream(units_[u].buffers);
+    units_[u].buffers.clear();
     Discard(u);
     units_[u].loaded = false;
     ++stats_.releases;

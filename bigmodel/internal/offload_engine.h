@@ -12,7 +12,11 @@
 // copy's event (on the GPU, not the host) when the unit is activated. So a
 // prefetched unit's disk reads, conversion and transfer all overlap the
 // running module. Pinned buffers come from LibTorch's caching host
-// allocator, reused once their copy is done.
+// allocator, reused once their copy is done. A unit's device memory is
+// marked in use by the stream current when it is activated and when it is
+// released, so that its reuse waits for that stream; a unit still loaded
+// when forwards move to another stream is not waited for again there
+// (Release first).
 //
 // Thread safety: built single-threaded (UnitFor, AddSlot, slot, then
 // Start); afterwards Activate, Release and stats may be called from any
@@ -60,11 +64,14 @@ struct Slot {
 };
 
 // A unit's weights on the execution device. On a GPU, `arrived` is the
-// event of their copy stream's transfer, which users must wait for.
+// event of their copy stream's transfer, which users must wait for, and
+// `buffers` the device memory they live in (the one staging buffer they
+// are views of, or themselves).
 struct PreparedUnit {
   std::vector<at::Tensor> tensors;
   std::unique_ptr<c10::Event> arrived;
-  at::Tensor staged;  // On a GPU: the one device buffer they are views of.
+  std::vector<at::Tensor> buffers;
+  int64_t staged_bytes = 0;  // Sent from a pinned buffer.
 };
 
 // The offloaded weights of one module, loaded and released together.
@@ -72,6 +79,7 @@ struct Unit {
   std::vector<Slot> slots;
   int next = -1;  // The unit loaded after this one last time.
   bool loaded = false;
+  std::vector<at::Tensor> buffers;  // While loaded on a GPU (PreparedUnit's).
 };
 
 class OffloadEngine : public state::PlaceholderOwner {
@@ -118,11 +126,14 @@ class OffloadEngine : public state::PlaceholderOwner {
   // thread too: reads only the slots, immutable after Start.
   PreparedUnit Prepare(const Unit& unit) const;
   // Prepare on a GPU: staged through one pinned buffer, sent on
-  // `copy_stream_`.
-  PreparedUnit Stage(const Unit& unit) const;
+  // `copy_stream_`; nothing when pinned memory cannot be had.
+  std::optional<PreparedUnit> Stage(const Unit& unit) const;
   // Makes the forward's current stream wait for `unit`'s transfer and keeps
   // its memory from being reused before that stream is done with it.
   void Receive(PreparedUnit& unit) const;
+  // Marks `buffers` in use by the current stream until its queued work is
+  // done (their memory is reused after that).
+  void KeepForCurrentStream(const std::vector<at::Tensor>& buffers) const;
   // Puts the placeholders back in the loaded units but `keep`.
   void UnloadAllBut(const std::vector<int>& keep);
   // The unit expected after `u`: the one that followed it last time, else
