@@ -188,10 +188,9 @@ std::optional<PreparedUnit> OffloadEngine::Stage(const Unit& unit) const {
   }
   // Read (from the page cache or the disk) and convert on this thread.
   const std::vector<at::Tensor> host = views(pinned);
+  // (The copy reads every page of a mapped source itself.)
   for (size_t i = 0; i < unit.slots.size(); ++i) {
-    const Slot& slot = unit.slots[i];
-    if (slot.mapped) TouchPages(slot.source);
-    host[i].copy_(slot.source);
+    host[i].copy_(unit.slots[i].source);
   }
   PreparedUnit ready;
   c10::StreamGuard on_copy_stream(*copy_stream_);
