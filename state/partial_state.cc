@@ -101,7 +101,13 @@ PartialState::~PartialState() = default;
 absl::StatusOr<std::unique_ptr<PartialState>> PartialState::Create(
     const PartialStateOptions& options, const Environment& env) {
   ACCELERATE_ASSIGN_OR_RETURN(LaunchInfo info, ResolveLaunchInfo(env));
-  return FromLaunchInfo(info, options);
+  // Before the rendezvous and the model allocate anything.
+  ACCELERATE_ASSIGN_OR_RETURN(HostMallocTuning tuning,
+                              TuneHostMalloc(options.tune_malloc, env));
+  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<PartialState> state,
+                              FromLaunchInfo(info, options));
+  state->host_malloc_tuning_ = std::move(tuning);
+  return state;
 }
 
 absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(

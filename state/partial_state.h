@@ -50,6 +50,7 @@
 #include <c10/core/Device.h>
 #include <c10/util/intrusive_ptr.h>
 #include "state/environment.h"
+#include "state/host_malloc.h"
 #include "state/launch_info.h"
 
 namespace c10d {
@@ -93,6 +94,10 @@ struct PartialStateOptions {
   // fail with every process's shapes instead of hanging on a mismatch.
   // Default: ACCELERATE_DEBUG_MODE.
   std::optional<bool> debug;
+  // Tune glibc's malloc for tensor workloads ("state/host_malloc.h"), once
+  // for the process. Default: ACCELERATE_TUNE_MALLOC, itself true; the
+  // user's own malloc settings always win.
+  std::optional<bool> tune_malloc;
 };
 
 class PartialState {
@@ -102,7 +107,8 @@ class PartialState {
   // MASTER_PORT, every rank checks in, then the gloo (or NCCL) group forms.
   // Like Python, a multi-process state ignores SIGPIPE (unless the program
   // set a handler), so that a peer dying mid-write fails the collective
-  // instead of killing this process.
+  // instead of killing this process. It also tunes glibc's malloc for tensor
+  // workloads unless told not to (`tune_malloc`, "state/host_malloc.h").
   // Errors: `InvalidArgument` for bad variables or options,
   // `DeadlineExceeded` when some peer does not arrive within the timeout
   // (the message names the missing ranks), `Unavailable` when the store
@@ -112,7 +118,8 @@ class PartialState {
       const PartialStateOptions& options = {},
       const Environment& env = ProcessEnvironment());
 
-  // As `Create`, from already resolved launcher variables.
+  // As `Create`, from already resolved launcher variables; leaves malloc as
+  // it is (`host_malloc_tuning().applied` is false).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<PartialState>>
   FromLaunchInfo(const LaunchInfo& info,
                  const PartialStateOptions& options = {});
@@ -142,6 +149,10 @@ class PartialState {
   bool debug() const { return debug_; }
   absl::Duration timeout() const { return timeout_; }
   const LaunchInfo& launch_info() const { return info_; }
+  // Whether `Create` tuned this process's malloc, and why not.
+  const HostMallocTuning& host_malloc_tuning() const {
+    return host_malloc_tuning_;
+  }
 
   // The process group; nullptr for a single process. For the collectives in
   // "state/collectives.h" and for libraries that issue their own.
@@ -243,6 +254,8 @@ class PartialState {
   c10::Device device_;
   absl::Duration timeout_;
   bool debug_;
+  HostMallocTuning host_malloc_tuning_ = {
+      .applied = false, .reason = "created from resolved launch info"};
   std::unique_ptr<Group> group_;  // nullptr for a single process.
 };
 
