@@ -71,6 +71,17 @@ absl::StatusOr<std::unique_ptr<Accelerator>> Accelerator::Create(
   state_options.cpu = resolved.cpu;
   ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<state::PartialState> state,
                               state::PartialState::Create(state_options, env));
+  if (mixed_precision == precision::MixedPrecision::kFp16 &&
+      state->device().is_cpu() && state->is_local_main_process() &&
+      !precision::CpuHasFastFloat16Matmul()) {
+    // Honoured (the loss scaler runs), but the user should know the cost.
+    // Python Accelerate keeps fp16 runs on CPU in float32 instead.
+    ACCELERATE_LOG(WARNING)
+        << "mixed_precision fp16 on a CPU without AVX512-FP16 or AMX-FP16: "
+           "LibTorch computes float16 matrix products in a scalar loop, "
+           "typically 10-40x slower than float32; bf16 is the fast "
+           "mixed precision on this CPU";
+  }
   return std::unique_ptr<Accelerator>(
       new Accelerator(std::move(state), std::move(resolved), mixed_precision,
                       std::move(fp8_recipe)));

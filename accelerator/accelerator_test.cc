@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <torch/torch.h>
+#include "precision/autocast.h"
 #include "precision/fp8_linear.h"
 #include "state/environment.h"
 #include "state/status_macros.h"
@@ -314,11 +316,17 @@ TEST(AcceleratorTest, BadOptionsAreNamed) {
   EXPECT_THAT(create(options, {{"ACCELERATE_FP8_FORMAT", "E5M2"},
                                {"ACCELERATE_FP8_BACKEND", "TE"}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("E5M2")));
-  // fp16 runs on CPU too, but not with a model already in float16.
+  // fp16 runs on CPU too (with a warning where float16 matrix products are
+  // slow there), but not with a model already in float16.
   options.mixed_precision = "FP16";
+  ::testing::internal::CaptureStderr();
   ASSERT_OK_AND_ASSIGN(auto fp16,
                        Accelerator::Create(options, state::MapEnvironment()));
+  const std::string warned = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(fp16->mixed_precision(), "fp16");
+  EXPECT_EQ(absl::StrContains(warned, "bf16 is the fast mixed precision"),
+            !precision::CpuHasFastFloat16Matmul())
+      << warned;
   auto half = torch::nn::Linear(2, 2);
   half->to(torch::kHalf);
   EXPECT_THAT(fp16->PrepareModel(half.ptr()).status(),

@@ -1,8 +1,29 @@
 #include "precision/autocast.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <ATen/autocast_mode.h>
 
 namespace accelerate::precision {
+
+bool CpuHasFastFloat16Matmul() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  // Leaf 7, subleaf 0: EDX bit 23 is AVX512-FP16.
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const unsigned int max_subleaf = eax;
+  if ((edx >> 23) & 1u) return true;
+  // Leaf 7, subleaf 1: EAX bit 21 is AMX-FP16.
+  if (max_subleaf < 1 || __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) {
+    return false;
+  }
+  return ((eax >> 21) & 1u) != 0;
+#else
+  return true;
+#endif
+}
 
 at::ScalarType AutocastDtype(MixedPrecision precision) {
   switch (precision) {

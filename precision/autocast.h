@@ -28,6 +28,14 @@ namespace accelerate::precision {
 // Accelerate's FP8 recipes); `Undefined` for no.
 at::ScalarType AutocastDtype(MixedPrecision precision);
 
+// Whether this CPU multiplies float16 matrices in hardware: on x86, AVX512-FP16
+// or AMX-FP16 (what LibTorch's oneDNN float16 path needs); assumed on other
+// architectures. Without it LibTorch computes float16 matrix products in a
+// scalar loop, tens of times slower than float32 (bfloat16 stays fast on
+// CPUs with AVX512-BF16 or AMX), and the Accelerator warns when fp16 is
+// asked on the CPU.
+bool CpuHasFastFloat16Matmul();
+
 // Autocast on `device` (CPU or CUDA) with `AutocastDtype(precision)` while
 // alive; nothing for `kNo` or a default-constructed scope. Movable, so a
 // training-step scope can hold one.

@@ -1,5 +1,8 @@
 #include "precision/autocast.h"
 
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <utility>
 
 #include "gtest/gtest.h"
@@ -8,6 +11,29 @@
 
 namespace accelerate::precision {
 namespace {
+
+// The kernel's own view of the CPU: Linux's flags for the two instruction
+// sets that make float16 matrix products fast.
+TEST(AutocastScopeTest, Float16MatmulSupportAgreesWithTheKernelsCpuFlags) {
+#if defined(__x86_64__)
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  bool flags_seen = false, fast = false;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    flags_seen = true;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string flag; words >> flag;) {
+      fast = fast || flag == "avx512_fp16" || flag == "amx_fp16";
+    }
+    break;
+  }
+  if (!flags_seen) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  EXPECT_EQ(CpuHasFastFloat16Matmul(), fast);
+#else
+  GTEST_SKIP() << "x86-64 only; other architectures are assumed fast";
+#endif
+}
 
 TEST(AutocastScopeTest, MatmulRunsInTheScopesDtypeOnCpu) {
   const torch::Tensor x = torch::randn({4, 8});
