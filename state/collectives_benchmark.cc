@@ -48,11 +48,14 @@ void BM_Barrier(benchmark::State& state) {
 void BM_AllReduce(benchmark::State& state) {
   const int64_t bytes = state.range(0);
   at::Tensor tensor = at::ones({bytes / 4}, at::kFloat);
+  // A sum, as the peer's `dist.all_reduce` (the default, a mean, would add
+  // a division the peer does not do).
+  const ReduceOptions sum{.reduction = Reduction::kSum};
   // One warm-up round outside the timing.
-  Check(AllReduceInPlace(*g_state, tensor));
+  Check(AllReduceInPlace(*g_state, tensor, sum));
   Sync();
   for (auto _ : state) {
-    Check(AllReduceInPlace(*g_state, tensor));
+    Check(AllReduceInPlace(*g_state, tensor, sum));
   }
   state.SetBytesProcessed(state.iterations() * bytes);
   state.counters["bytes"] = static_cast<double>(bytes);
