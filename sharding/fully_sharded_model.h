@@ -65,6 +65,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -283,7 +284,10 @@ class FullyShardedModel final : public state::PlaceholderOwner,
     int64_t offset = 0;   // in the unit's flat buffer
     at::Tensor part;      // this process's part: a view into the slice
     int64_t part_at = 0;  // where the part starts in the parameter
-    c10::intrusive_ptr<torch::autograd::Node> accumulator;
+    // LibTorch 2.13 holds autograd nodes in `intrusive_ptr`, earlier
+    // releases in `shared_ptr`: whatever `grad_accumulator` returns.
+    decltype(torch::autograd::impl::grad_accumulator(
+        std::declval<const at::Tensor&>())) accumulator;
     uintptr_t hook = 0;
     bool got_grad = false;  // this backward
   };
