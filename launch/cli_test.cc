@@ -89,7 +89,13 @@ TEST(CliTest, ConfigDefaultWritesOnceAndEnvReportsIt) {
                     HasSubstr("- System RAM: "),
                     HasSubstr("- `Accelerate` default config:"),
                     HasSubstr("\t- distributed_type: NO"),
-                    HasSubstr("\t- use_cpu: true")));
+                    HasSubstr("\t- use_cpu: true"),
+                    HasSubstr("- glibc malloc tuning for tensors: on\n")));
+  ProcessResult untuned = RunAccelerate(
+      {"env"}, {{"HF_HOME", home}, {"ACCELERATE_TUNE_MALLOC", "off"}});
+  EXPECT_THAT(untuned.output,
+              HasSubstr("- glibc malloc tuning for tensors: off "
+                        "(ACCELERATE_TUNE_MALLOC=off)"));
 }
 
 TEST(CliTest, PlanShardsPrintsTheLibrarysPlan) {
