@@ -4,19 +4,45 @@
 #include <cpuid.h>
 #endif
 
+#include <cstdint>
+
 #include <ATen/autocast_mode.h>
 
 namespace accelerate::precision {
 
+#if defined(__x86_64__) || defined(__i386__)
+namespace {
+
+// XCR0: the register states the operating system saves, and so lets
+// programs use (0 when it does not say: no OSXSAVE).
+uint64_t EnabledRegisterStates() {
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || ((ecx >> 27) & 1u) == 0) {
+    return 0;
+  }
+  uint32_t low = 0, high = 0;
+  __asm__ volatile("xgetbv" : "=a"(low), "=d"(high) : "c"(0));
+  return (uint64_t{high} << 32) | low;
+}
+
+}  // namespace
+#endif
+
 bool CpuHasFastFloat16Matmul() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
-  // Leaf 7, subleaf 0: EDX bit 23 is AVX512-FP16.
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
   const unsigned int max_subleaf = eax;
-  if ((edx >> 23) & 1u) return true;
+  const uint64_t states = EnabledRegisterStates();
+  // AVX-512 needs the SSE, AVX, opmask and both ZMM states (bits 1, 2, 5-7);
+  // AMX the tile configuration and data states (bits 17, 18).
+  const bool avx512_usable = (states & 0xE6u) == 0xE6u;
+  const bool amx_usable = (states & 0x60000u) == 0x60000u;
+  // Leaf 7, subleaf 0: EDX bit 23 is AVX512-FP16.
+  if (avx512_usable && ((edx >> 23) & 1u) != 0) return true;
   // Leaf 7, subleaf 1: EAX bit 21 is AMX-FP16.
-  if (max_subleaf < 1 || __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) {
+  if (!amx_usable || max_subleaf < 1 ||
+      __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) {
     return false;
   }
   return ((eax >> 21) & 1u) != 0;

@@ -4,13 +4,16 @@
 #include <malloc.h>
 #endif
 
+#include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "state/launch_info.h"
+#include "state/logging.h"
 #include "state/status_macros.h"
 
 namespace accelerate::state {
@@ -87,13 +90,22 @@ absl::StatusOr<HostMallocTuning> TuneHostMalloc(std::optional<bool> requested,
                               PlanHostMallocTuning(requested, env));
 #if defined(__GLIBC__)
   if (plan.applied) {
-    // mallopt returns 1 on success. Setting either threshold also stops
-    // glibc from moving them itself.
-    if (::mallopt(M_MMAP_THRESHOLD, kTunedMmapThresholdBytes) != 1 ||
-        ::mallopt(M_TRIM_THRESHOLD, kTunedTrimThresholdBytes) != 1) {
-      return absl::InternalError(absl::StrCat(
-          "mallopt refused an mmap threshold of ", kTunedMmapThresholdBytes,
-          " or a trim threshold of ", kTunedTrimThresholdBytes, " bytes"));
+    // mallopt returns 1 on success (a sanitizer's stand-in returns 0 or -1).
+    // Setting either threshold also stops glibc from moving them itself. A
+    // refusal only costs speed: reported, never fatal.
+    const int mmap_set = ::mallopt(M_MMAP_THRESHOLD, kTunedMmapThresholdBytes);
+    const int trim_set =
+        mmap_set == 1 ? ::mallopt(M_TRIM_THRESHOLD, kTunedTrimThresholdBytes)
+                      : 0;
+    if (mmap_set != 1 || trim_set != 1) {
+      plan = NotApplied(
+          mmap_set != 1
+              ? absl::StrCat("mallopt(M_MMAP_THRESHOLD, ",
+                             kTunedMmapThresholdBytes, ") returned ", mmap_set)
+              : absl::StrCat("mallopt(M_TRIM_THRESHOLD, ",
+                             kTunedTrimThresholdBytes, ") returned ", trim_set,
+                             " (the mmap threshold was set)"));
+      ACCELERATE_LOG(WARNING) << "glibc malloc left untuned: " << plan.reason;
     }
   }
 #endif

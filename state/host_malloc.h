@@ -1,14 +1,15 @@
 // Tuning of glibc's `malloc` for tensor workloads: LibTorch allocates every
 // CPU tensor with `malloc`, and glibc's defaults hand blocks above 128 KiB
 // (raised only as far as the largest block freed so far) straight to the
-// kernel with `mmap` and give freed memory at the top of the heap back
-// once more than twice that is free. A training step that allocates and
-// frees megabytes of activations then faults every page in again on each
-// step (thousands of page faults a step; 10-20% of a small model's step
-// time on CPU). Tuning sets the thresholds once to glibc's own ceilings
-// (blocks up to 32 MiB come from the heap and are reused; up to 64 MiB
-// free at the top of a heap stays mapped), which is where a long-running
-// Python process tends to end up by itself.
+// kernel with `mmap`, and give free memory at the top of the heap back
+// beyond a trim threshold (128 KiB, raised to twice the mmap threshold
+// along with it). A training step that allocates and frees megabytes of
+// activations then faults every page in again on each step (thousands of
+// page faults a step; 10-20% of a small model's step time on CPU). Tuning
+// sets the thresholds once to glibc's own ceilings (blocks up to 32 MiB
+// come from the heap and are reused; up to 64 MiB free at the top of a
+// heap stays mapped), which is where a long-running Python process tends
+// to end up by itself.
 //
 // clang-format off
 //   #include <iostream>
@@ -23,12 +24,17 @@
 //
 // `PartialState::Create` calls `TuneHostMalloc`, so every program built on
 // `//state` (the `Accelerator` included) is tuned unless told otherwise:
-// ACCELERATE_TUNE_MALLOC=false, or the user's own choice, which always wins:
-// MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_,
-// MALLOC_MMAP_MAX_ or a `glibc.malloc.*` threshold in GLIBC_TUNABLES, or
-// another allocator (jemalloc, tcmalloc, mimalloc) in LD_PRELOAD.
-// The cost: up to 64 MiB of freed memory per malloc arena stays mapped
-// instead of returning to the system.
+// ACCELERATE_TUNE_MALLOC=false, or the user's own choice in the
+// environment, which wins: MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_,
+// MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_ or a `glibc.malloc.*` threshold in
+// GLIBC_TUNABLES, or another allocator (jemalloc, tcmalloc, mimalloc) in
+// LD_PRELOAD. (A program's own earlier `mallopt` calls are not seen: such a
+// program should switch tuning off. An allocator linked into the program
+// instead of glibc's ignores the settings.)
+// The cost: freed memory is kept for reuse instead of going back to the
+// system: up to 64 MiB at the top of each malloc arena, and blocks up to
+// 32 MiB freed below blocks still in use (with glibc's defaults such large
+// blocks are unmapped as soon as they are freed).
 //
 // Thread safety: `PlanHostMallocTuning` is a pure function of its
 // arguments. `TuneHostMalloc` changes process-wide settings with `mallopt`
@@ -62,15 +68,16 @@ struct HostMallocTuning {
 };
 
 // Decides whether to tune. `requested` (an option) wins over
-// ACCELERATE_TUNE_MALLOC, which defaults to true; the user's own malloc
-// settings in `env` (see above) and builds not on glibc are never tuned.
+// ACCELERATE_TUNE_MALLOC, which defaults to true; with the user's own malloc
+// settings in `env` (see above), or off glibc, nothing is tuned.
 // Errors: `InvalidArgument` when ACCELERATE_TUNE_MALLOC is not a boolean.
 [[nodiscard]] absl::StatusOr<HostMallocTuning> PlanHostMallocTuning(
     std::optional<bool> requested, const Environment& env);
 
 // Plans as above and, when the plan says so, sets the thresholds with
-// `mallopt`. Returns the plan. Errors: those of `PlanHostMallocTuning`, and
-// `Internal` if glibc refuses a setting.
+// `mallopt`. Returns what was done: not applied, with the reason, when the
+// plan says no or `mallopt` refuses (as sanitizers' stand-ins do).
+// Errors: those of `PlanHostMallocTuning`.
 [[nodiscard]] absl::StatusOr<HostMallocTuning> TuneHostMalloc(
     std::optional<bool> requested, const Environment& env);
 

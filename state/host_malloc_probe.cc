@@ -3,9 +3,10 @@
 // touches and frees what a small model's training step would (15 blocks of
 // 1 MiB and 5 of 2 MiB) 20 times and counts the page faults per step after
 // two warm-up steps. Prints one line:
-//   applied=<0|1> faults_per_step=<n> reason=<text>
+//   applied=<0|1> faults_per_step=<n> pages_per_step=<n> reason=<text>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -46,8 +47,11 @@ int main() {
   }
   const long per_step =
       (MinorFaults() - faults_after_warmup) / (kSteps - kWarmup);
+  // 15 x 1 MiB + 5 x 2 MiB, in this machine's pages.
+  const long pages_per_step = (25L << 20) / ::sysconf(_SC_PAGESIZE);
   const auto& tuning = (*state)->host_malloc_tuning();
-  std::printf("applied=%d faults_per_step=%ld reason=%s\n",
-              tuning.applied ? 1 : 0, per_step, tuning.reason.c_str());
+  std::printf("applied=%d faults_per_step=%ld pages_per_step=%ld reason=%s\n",
+              tuning.applied ? 1 : 0, per_step, pages_per_step,
+              tuning.reason.c_str());
   return 0;
 }

@@ -96,7 +96,7 @@ struct PartialStateOptions {
   std::optional<bool> debug;
   // Tune glibc's malloc for tensor workloads ("state/host_malloc.h"), once
   // for the process. Default: ACCELERATE_TUNE_MALLOC, itself true; the
-  // user's own malloc settings always win.
+  // user's own malloc settings in the environment win.
   std::optional<bool> tune_malloc;
 };
 
