@@ -41,17 +41,19 @@ HostMallocTuning NotApplied(std::string reason) {
 absl::StatusOr<HostMallocTuning> PlanHostMallocTuning(
     std::optional<bool> requested, const Environment& env) {
   // Parsed first, so that a bad value is an error whatever else is set.
-  std::optional<bool> from_env;
-  if (std::optional<std::string> value = env.Get("ACCELERATE_TUNE_MALLOC")) {
-    ACCELERATE_ASSIGN_OR_RETURN(from_env,
-                                ParseBoolFlag("ACCELERATE_TUNE_MALLOC", *value));
+  const std::optional<std::string> switch_value =
+      env.Get("ACCELERATE_TUNE_MALLOC");
+  bool switched_on = true;
+  if (switch_value.has_value()) {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        switched_on, ParseBoolFlag("ACCELERATE_TUNE_MALLOC", *switch_value));
   }
   if (requested.has_value() && !*requested) {
     return NotApplied("switched off by the program's options");
   }
-  if (!requested.has_value() && from_env.has_value() && !*from_env) {
-    return NotApplied(absl::StrCat("ACCELERATE_TUNE_MALLOC=",
-                                   *env.Get("ACCELERATE_TUNE_MALLOC")));
+  if (!requested.has_value() && !switched_on) {
+    return NotApplied(
+        absl::StrCat("ACCELERATE_TUNE_MALLOC=", *switch_value));
   }
 #if !defined(__GLIBC__)
   return NotApplied("this build does not use glibc's malloc");
