@@ -16,7 +16,7 @@ train_lm's to float rounding; train_lm_test checks it.
 
 On a machine without GPUs `--multi_gpu` starts torchrun's processes (one
 intra-op thread each, as our launcher gives 2 processes on 2 cores) and
-Accelerator(cpu=True) joins them over gloo; Accelerate's `--cpu` would start
+the Accelerator (cpu=True there) joins them over gloo; Accelerate's `--cpu` would start
 one process. Python Accelerate's multi-GPU launcher does not pass
 `--gradient_accumulation_steps` on, so this script takes it as its own flag.
 The main process prints `step N loss L lr X` lines and ends with one JSON line
@@ -292,8 +292,10 @@ def train(args, accelerator):
 
 def main():
     args = parse_args()
+    # On the GPU when there is one (as train_lm), else gloo on the CPU.
     accelerator = Accelerator(
-        cpu=True, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
         dataloader_config=DataLoaderConfiguration(
             use_seedable_sampler=True, data_seed=args.seed))
     train(args, accelerator)

@@ -73,7 +73,10 @@ TEST_F(PrecisionGpuTest, ScalerSkipsAnInfiniteStepOnCuda) {
 }
 
 // Tensorwise float8 through _scaled_mm on the GPU equals the dequantized
-// product on the CPU: the same casts, float32 accumulation either way.
+// product on the CPU: the same casts (bit for bit), float32 accumulation
+// either way, up to the rounding of Hopper's float8 units, which add their
+// partial sums in fewer bits before promoting them to float32 (PyTorch's
+// own test of _scaled_mm allows 3e-3 on 16 x 16 x 16).
 TEST_F(PrecisionGpuTest, Float8ProductsRunNativelyAndMatchTheCpu) {
   const at::Tensor input = Random({64, 128}, 3);
   const at::Tensor weight = Random({32, 128}, 4);
@@ -84,6 +87,10 @@ TEST_F(PrecisionGpuTest, Float8ProductsRunNativelyAndMatchTheCpu) {
       CastToFloat8(weight.to(gpu_), at::ones({}, gpu_), Float8Format::kE4M3),
       at::ones({}, gpu_)};
   EXPECT_EQ(precision_internal::RunsNatively(a, b), Float8MatrixUnits());
+  const at::Tensor cast_on_cpu =
+      CastToFloat8(input, at::ones({}), Float8Format::kE4M3);
+  EXPECT_TRUE(at::equal(a.bits.cpu().view(at::kByte),
+                        cast_on_cpu.view(at::kByte)));
 
   const Fp8Recipe recipe;  // torchao's dynamic tensorwise.
   auto run = [&](const c10::Device& device) {
@@ -98,7 +105,7 @@ TEST_F(PrecisionGpuTest, Float8ProductsRunNativelyAndMatchTheCpu) {
   const std::vector<at::Tensor> cuda = run(gpu_);
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_TRUE(testing::TensorsClose(cuda[i], cpu[i],
-                                      {.rtol = 1e-3, .atol = 1e-3}))
+                                      {.rtol = 1e-2, .atol = 1e-2}))
         << "output 0, input 1, weight 2 gradients: " << i;
   }
 }

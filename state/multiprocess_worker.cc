@@ -29,6 +29,12 @@
 namespace accelerate::state {
 namespace {
 
+// `tensor` on the state's device: collectives take tensors there (NCCL
+// moves only GPU tensors).
+at::Tensor Here(const PartialState& state, const at::Tensor& tensor) {
+  return tensor.to(state.device());
+}
+
 std::string Values(const at::Tensor& tensor) {
   const at::Tensor flat = tensor.to(at::kDouble).contiguous().flatten();
   std::vector<std::string> parts;
@@ -57,33 +63,37 @@ int RunCollectives(const PartialState& state) {
   Report("rank", absl::StrCat(rank, ",", n, ",", state.local_process_index(),
                               ",", state.is_main_process(), ",",
                               state.is_last_process()));
-  Report("gather", Gather(state, at::tensor({rank * 10.0, rank * 10.0 + 1})));
-  Report("gather_scalar", Gather(state, at::scalar_tensor(rank)));
-  auto nested = Gather(state, std::map<std::string, std::vector<at::Tensor>>{
-                                  {"a", {at::full({1}, 2.0 * rank)}}});
+  const at::Tensor pair = at::tensor({rank * 10.0, rank * 10.0 + 1});
+  Report("gather", Gather(state, Here(state, pair)));
+  Report("gather_scalar", Gather(state, Here(state, at::scalar_tensor(rank))));
+  auto nested = Gather(
+      state, std::map<std::string, std::vector<at::Tensor>>{
+                 {"a", {Here(state, at::full({1}, 2.0 * rank))}}});
   Report("gather_nested",
          nested.ok() ? absl::StatusOr<at::Tensor>(nested->at("a")[0])
                      : absl::StatusOr<at::Tensor>(nested.status()));
   auto objects = GatherObject(state, std::string(rank + 1, 'a' + rank));
   if (!objects.ok()) return 2;
   Report("gather_object", absl::StrJoin(*objects, ","));
-  Report("broadcast", Broadcast(state, at::full({2}, rank * 1.0), n - 1));
+  Report("broadcast",
+         Broadcast(state, Here(state, at::full({2}, rank * 1.0)), n - 1));
   auto text = BroadcastObject(state, absl::StrCat("hello from ", rank), n - 1);
   if (!text.ok()) return 2;
   Report("broadcast_object", *text);
   ReduceOptions sum;
   sum.reduction = Reduction::kSum;
-  Report("reduce_sum", Reduce(state, at::full({2}, rank + 1.0), sum));
+  Report("reduce_sum",
+         Reduce(state, Here(state, at::full({2}, rank + 1.0)), sum));
   ReduceOptions mean;
   mean.reduction = Reduction::kMean;
-  Report("reduce_mean", Reduce(state, at::full({1}, rank * 1.0), mean));
+  Report("reduce_mean",
+         Reduce(state, Here(state, at::full({1}, rank * 1.0)), mean));
   PadOptions pad;
   pad.pad_index = -1;
-  Report("pad", PadAcrossProcesses(state, at::full({rank + 1}, rank + 1.0),
-                                   pad));
+  const at::Tensor ragged = Here(state, at::full({rank + 1}, rank + 1.0));
+  Report("pad", PadAcrossProcesses(state, ragged, pad));
   pad.pad_first = true;
-  Report("pad_first", PadAcrossProcesses(
-                          state, at::full({rank + 1}, rank + 1.0), pad));
+  Report("pad_first", PadAcrossProcesses(state, ragged, pad));
   std::vector<int> items;
   for (int i = 0; i < 2 * n + 1; ++i) items.push_back(i);
   Report("split", absl::StrJoin(state.SplitBetweenProcesses(items), ","));
@@ -116,7 +126,7 @@ int RunCrash(const PartialState& state) {
     std::cout << "RESULT crashing " << state.process_index() << std::endl;
     ::_exit(3);
   }
-  absl::StatusOr<at::Tensor> sum = Reduce(state, at::ones({1024}));
+  absl::StatusOr<at::Tensor> sum = Reduce(state, Here(state, at::ones({1024})));
   Report("after_crash",
          sum.ok() ? "ok" : absl::StatusCodeToString(sum.status().code()));
   return 0;
@@ -124,7 +134,8 @@ int RunCrash(const PartialState& state) {
 
 int RunDebug(const PartialState& state) {
   const int rank = state.process_index();
-  absl::StatusOr<at::Tensor> all = Gather(state, at::zeros({1, rank + 1}));
+  absl::StatusOr<at::Tensor> all =
+      Gather(state, Here(state, at::zeros({1, rank + 1})));
   Report("debug", all.ok() ? "ok" : std::string(all.status().message()));
   return 0;
 }

@@ -246,9 +246,14 @@ c10d::ProcessGroup* PartialState::process_group() const {
 absl::Status PartialState::WaitForEveryone() const {
   if (group_ == nullptr) return absl::OkStatus();
   const std::string op = absl::StrCat("wait_for_everyone on rank ", info_.rank);
+  c10d::BarrierOptions options;
+  // NCCL's barrier on this process's GPU (else it guesses one from the
+  // rank, which differs from ours when machines run fewer processes than
+  // they have GPUs).
+  if (backend_ == Backend::kNccl) options.device_ids = {device_.index()};
   c10::intrusive_ptr<c10d::Work> work;
-  ACCELERATE_RETURN_IF_ERROR(
-      RunGuarded(op, [&] { work = group_->process_group->barrier(); }));
+  ACCELERATE_RETURN_IF_ERROR(RunGuarded(
+      op, [&] { work = group_->process_group->barrier(options); }));
   return state_internal::WaitForWork(work, /*bytes=*/0, op);
 }
 

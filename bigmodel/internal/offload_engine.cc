@@ -208,18 +208,19 @@ std::optional<PreparedUnit> OffloadEngine::Stage(const Unit& unit) const {
 
 void OffloadEngine::Receive(PreparedUnit& unit) const {
   if (!unit.arrived) return;
-  unit.arrived->block(
-      c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
-  KeepForCurrentStream(unit.buffers);
+  const c10::Stream current = CurrentStream();
+  unit.arrived->block(current);
+  KeepForStream(unit.buffers, current);
 }
 
-void OffloadEngine::KeepForCurrentStream(
-    const std::vector<at::Tensor>& buffers) const {
-  if (buffers.empty()) return;
-  // Allocated on the copy stream, used on the current one.
-  const c10::Stream current =
-      c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
-  for (const at::Tensor& buffer : buffers) buffer.record_stream(current);
+c10::Stream OffloadEngine::CurrentStream() const {
+  return c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
+}
+
+void OffloadEngine::KeepForStream(const std::vector<at::Tensor>& buffers,
+                                  c10::Stream stream) const {
+  // Allocated on the copy stream, used on `stream`.
+  for (const at::Tensor& buffer : buffers) buffer.record_stream(stream);
 }
 
 void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
@@ -233,7 +234,9 @@ void OffloadEngine::UnloadAllBut(const std::vector<int>& keep) {
       slot.target.unsafeGetTensorImpl()->shallow_copy_from(slot.placeholder);
     }
     // Whatever stream runs now may still have the unit's reads queued.
-    KeepForCurrentStream(units_[u].buffers);
+    if (!units_[u].buffers.empty()) {
+      KeepForStream(units_[u].buffers, CurrentStream());
+    }
     units_[u].buffers.clear();
     Discard(u);
     units_[u].loaded = false;

@@ -131,9 +131,12 @@ class OffloadEngine : public state::PlaceholderOwner {
   // Makes the forward's current stream wait for `unit`'s transfer and keeps
   // its memory from being reused before that stream is done with it.
   void Receive(PreparedUnit& unit) const;
-  // Marks `buffers` in use by the current stream until its queued work is
-  // done (their memory is reused after that).
-  void KeepForCurrentStream(const std::vector<at::Tensor>& buffers) const;
+  // The stream the forward runs on now, on `device_`.
+  c10::Stream CurrentStream() const;
+  // Marks `buffers` in use by `stream` until its queued work is done (their
+  // memory is reused after that).
+  void KeepForStream(const std::vector<at::Tensor>& buffers,
+                     c10::Stream stream) const;
   // Puts the placeholders back in the loaded units but `keep`.
   void UnloadAllBut(const std::vector<int>& keep);
   // The unit expected after `u`: the one that followed it last time, else

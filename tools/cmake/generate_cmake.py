@@ -540,8 +540,17 @@ endif()
 # Debian's libraries (third_party/debian_packages.txt), found under
 # ACCELERATE_SYSTEM_ROOT.
 if(NOT ACCELERATE_SYSTEM_ROOT STREQUAL "/")
-  set(_accelerate_system_include ${ACCELERATE_SYSTEM_ROOT}/usr/include)
+  # Debian puts some headers (curl's) in the multiarch folder.
+  set(_accelerate_system_include ${ACCELERATE_SYSTEM_ROOT}/usr/include
+    ${ACCELERATE_SYSTEM_ROOT}/usr/include/x86_64-linux-gnu)
   set(_accelerate_system_lib ${ACCELERATE_SYSTEM_ROOT}/usr/lib/x86_64-linux-gnu)
+  # The programs find these libraries through their rpath; the libraries'
+  # own dependencies (a few of them under lib/, where some Debian packages
+  # still put theirs) are found here at link time, and at run time through
+  # LD_LIBRARY_PATH (tools/gpu_check sets it).
+  set(_accelerate_system_link_options "LINKER:-rpath,${_accelerate_system_lib}"
+    "LINKER:-rpath-link,${_accelerate_system_lib}"
+    "LINKER:-rpath-link,${ACCELERATE_SYSTEM_ROOT}/lib/x86_64-linux-gnu")
 else()
   set(_accelerate_system_include)
   set(_accelerate_system_lib)
@@ -585,7 +594,7 @@ function(accelerate_system_library name)
         if(_accelerate_system_lib)
           set_target_properties(${library} PROPERTIES
             INTERFACE_INCLUDE_DIRECTORIES "${_accelerate_system_include}"
-            INTERFACE_LINK_OPTIONS "LINKER:-rpath,${_accelerate_system_lib}")
+            INTERFACE_LINK_OPTIONS "${_accelerate_system_link_options}")
         endif()
       endif()
     endif()
