@@ -272,7 +272,9 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
   at::Tensor view = AliasMapping(mapping_, data, entry.shape, type);
   if (options.device.is_cpu() && !options.copy && aligned) return view;
-  // A copy: to another device, on request, or from unaligned bytes.
+  // To another device: one copy, straight from the mapping.
+  if (!options.device.is_cpu() && aligned) return view.to(options.device);
+  // A copy: on request, or from unaligned bytes (then on to the device).
   at::Tensor copy = aligned ? view.clone() : at::empty(entry.shape, type);
   if (!aligned && entry.end > entry.begin) {
     std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
