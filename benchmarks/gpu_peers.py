@@ -52,6 +52,11 @@ def last_json(argv, env, timeout):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def step_ms(row):
+    """Milliseconds per optimizer step of a train_lm(_peer) JSON row."""
+    return 1000 * row["train_seconds"] / row["steps"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bin", required=True, type=pathlib.Path)
@@ -115,13 +120,13 @@ def main():
         rows = result["train_step_1b_bf16"] = {}
         ours = rows["ours"] = last_json([str(args.bin / "train_lm")] + common,
                                         env, left() / 2)  # The rest for the peer.
-        ours["step_ms"] = 1000 * ours["train_seconds"] / ours["steps"]
+        ours["step_ms"] = step_ms(ours)
         if peer_ok.returncode == 0:
             # The generation race keeps about two minutes.
             peer = last_json(
                 [args.python, str(ROOT / "examples" / "train_lm_peer.py")] + common,
                 env, max(60, left() - 120))
-            peer["step_ms"] = 1000 * peer["train_seconds"] / peer["steps"]
+            peer["step_ms"] = step_ms(peer)
             rows["accelerate"] = peer
             rows["ratio"] = ours["step_ms"] / peer["step_ms"]
 

@@ -16,8 +16,8 @@ train_lm's to float rounding; train_lm_test checks it.
 
 On a machine without GPUs `--multi_gpu` starts torchrun's processes (one
 intra-op thread each, as our launcher gives 2 processes on 2 cores) and
-the Accelerator (cpu=True there) joins them over gloo; Accelerate's `--cpu` would start
-one process. Python Accelerate's multi-GPU launcher does not pass
+the Accelerator (cpu=True there) joins them over gloo; Accelerate's `--cpu`
+would start one process. Python Accelerate's multi-GPU launcher does not pass
 `--gradient_accumulation_steps` on, so this script takes it as its own flag.
 The main process prints `step N loss L lr X` lines and ends with one JSON line
 with the keys of train_lm's.
