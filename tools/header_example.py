@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Turns the usage example atop a header into a C++ file that compiles it.
+"""Turns the usage examples atop headers into one C++ file that compiles them.
 
-The example is the code between `// clang-format off` and
-`// clang-format on` lines in the header's leading comment (the markers also
-keep clang-format from reflowing it). Its `#include` lines go first; the rest
-(functions, types) is placed in a namespace nested in the header's own, so
-the example's unqualified names resolve as they would for a user of that
-namespace.
+An example is the code between `// clang-format off` and `// clang-format on`
+lines in a header's leading comment (the markers also keep clang-format from
+reflowing it). For each header, in order: the header's own `#include`, the
+example's `#include` lines, then the rest (functions, types) in a namespace
+of its own nested in the header's, so the example's unqualified names resolve
+as they would for a user of that namespace and two examples never collide.
+One file per package: the LibTorch headers are parsed once, not once per
+example (most of a compile's time).
 
-Usage: header_example.py HEADER_PATH INCLUDE_PATH > example.cc
+Usage: header_example.py HEADER_PATH INCLUDE_PATH [HEADER_PATH INCLUDE_PATH
+...] > examples.cc
 """
 
 import re
@@ -43,8 +46,9 @@ def extract(text, path):
     return [l[margin:] for l in code]
 
 
-def main():
-    path, include = sys.argv[1], sys.argv[2]
+def example(path, include):
+    """The lines that compile the example atop `path` (included as
+    `include`)."""
     with open(path) as header:
         text = header.read()
     # The header's first public project namespace (forward declarations of
@@ -52,15 +56,25 @@ def main():
     names = re.findall(r"^namespace (accelerate[\w:]*) \{", text, re.M)
     public = [n for n in names if not n.endswith("_internal")]
     namespace = (public or names or ["accelerate"])[0]
+    own = namespace + "::header_example_" + re.sub(r"\W", "_", include)
     code = extract(text, path)
-    includes = [l for l in code if l.startswith("#include")]
-    body = [l for l in code if not l.startswith("#include")]
-    out = [f"// Generated from the example atop {include}; do not edit.",
-           f'#include "{include}"', ""]
-    out += includes
-    out += ["", f"namespace {namespace}::header_example {{", ""]
-    out += body
-    out += ["", f"}}  // namespace {namespace}::header_example", ""]
+    out = [f"// The example atop {include}.", f'#include "{include}"']
+    out += [l for l in code if l.startswith("#include")]
+    out += ["", f"namespace {own} {{", ""]
+    out += [l for l in code if not l.startswith("#include")]
+    out += ["", f"}}  // namespace {own}", ""]
+    return out
+
+
+def main():
+    args = sys.argv[1:]
+    if not args or len(args) % 2:
+        sys.exit("usage: header_example.py HEADER_PATH INCLUDE_PATH "
+                 "[HEADER_PATH INCLUDE_PATH ...]")
+    out = ["// Generated from the examples atop the package's headers; "
+           "do not edit.", ""]
+    for path, include in zip(args[::2], args[1::2]):
+        out += example(path, include)
     sys.stdout.write("\n".join(out))
 
 

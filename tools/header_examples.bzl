@@ -2,10 +2,12 @@
 
 A BUILD file ends with `header_examples()`: for every public `cc_library` so
 far in the package, each header whose leading comment holds an example
-between `// clang-format off` and `// clang-format on` gets a generated
-`<header>_example.cc` (tools/header_example.py) and a library compiling it
-against that library and its dependencies. `bazel test //...` builds them, so
-an example that no longer compiles fails CI.
+between `// clang-format off` and `// clang-format on` goes into the
+package's generated `header_examples.cc` (tools/header_example.py), compiled
+by the `:header_examples` library against those libraries and their
+dependencies. `bazel test //...` builds it, so an example that no longer
+compiles fails CI. One file per package, not one per header: each compile
+parses LibTorch's headers again, and 97 of them made up half of a cold build.
 """
 
 load("//tools:public_libraries.bzl", "public_cc_libraries")
@@ -24,34 +26,44 @@ def header_examples(
         headers among a library's sources.
     """
     package = native.package_name()
+    headers = []  # Package-relative, each once (two libraries may list one).
+    deps = []
     for name, rule in public_cc_libraries(default_public, include_private):
-        headers = list(rule.get("hdrs", []))
+        listed = list(rule.get("hdrs", []))
         if include_private:
-            headers += [f for f in rule.get("srcs", []) if str(f).endswith(".h")]
-        for hdr in headers:
+            listed += [f for f in rule.get("srcs", []) if str(f).endswith(".h")]
+        found = False
+        for hdr in listed:
             header = str(hdr).split(":")[-1]
-            if header.startswith("internal/"):
+            if header.startswith("internal/") or header.endswith(".pb.h"):
                 continue
             if with_examples != None and header not in with_examples:
                 continue
-            stem = header.replace("/", "_").replace(".h", "")
-            target = stem + "_example"
-            if header.endswith(".pb.h") or native.existing_rule(target + "_cc"):
-                continue  # Listed by two libraries.
-            path = (package + "/" + header) if package else header
-            native.genrule(
-                name = target + "_cc",
-                srcs = [header],
-                outs = [target + ".cc"],
-                tools = ["//tools:header_example.py"],
-                cmd = "python3 $(location //tools:header_example.py) " +
-                      "$(location %s) %s > $@" % (header, path),
-                testonly = True,
-            )
-            native.cc_library(
-                name = target,
-                testonly = True,
-                srcs = [target + ".cc"],
-                deps = [":" + name] + list(rule.get("deps", [])),
-                tags = ["header_example"],
-            )
+            found = True
+            if header not in headers:
+                headers.append(header)
+        if found:
+            for dep in [":" + name] + list(rule.get("deps", [])):
+                if str(dep) not in deps:
+                    deps.append(str(dep))
+    if not headers:
+        return
+    args = " ".join([
+        "$(location %s) %s" % (h, (package + "/" + h) if package else h)
+        for h in headers
+    ])
+    native.genrule(
+        name = "header_examples_cc",
+        srcs = headers,
+        outs = ["header_examples.cc"],
+        tools = ["//tools:header_example.py"],
+        cmd = "python3 $(location //tools:header_example.py) %s > $@" % args,
+        testonly = True,
+    )
+    native.cc_library(
+        name = "header_examples",
+        testonly = True,
+        srcs = ["header_examples.cc"],
+        deps = deps,
+        tags = ["header_example"],
+    )
