@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,8 +24,11 @@
 #include "google/protobuf/util/json_util.h"
 #include <ATen/ATen.h>
 #include "bigmodel/dtype.h"
+#include "bigmodel/internal/staged_upload.h"
 #include "bigmodel/torch_dtype.h"
+#include "state/logging.h"
 #include "state/status_macros.h"
+#include "state/torch_errors.h"
 
 namespace accelerate::bigmodel {
 namespace {
@@ -156,6 +160,31 @@ void ReleaseMappingShare(void* context) {
   delete static_cast<MappingShare*>(context);
 }
 
+// A `Get` onto a GPU this large is staged; for smaller ones setting up the
+// staging costs more than it saves.
+constexpr uint64_t kStagedGetBytes = uint64_t{64} << 20;
+
+// A staged upload onto `options.device`, or none (plain copies then) where
+// the device has no streams or no page-locked memory can be had.
+absl::StatusOr<std::unique_ptr<bigmodel_internal::StagedUpload>>
+NewStagedUpload(const ReadOptions& options) {
+  absl::StatusOr<std::unique_ptr<bigmodel_internal::StagingTransport>>
+      transport = bigmodel_internal::DeviceStaging(options.device);
+  // (A device LibTorch cannot reach fails again, and says so, when copied
+  // to.)
+  if (!transport.ok()) return nullptr;
+  absl::StatusOr<std::unique_ptr<bigmodel_internal::StagedUpload>> upload =
+      bigmodel_internal::StagedUpload::Create(
+          *std::move(transport), {.threads = options.staging_threads});
+  if (upload.ok() || !absl::IsUnavailable(upload.status())) return upload;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    ACCELERATE_LOG(WARNING) << "loading onto " << options.device.str()
+                            << " by plain copies: " << upload.status();
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
@@ -257,8 +286,8 @@ bool SafetensorsFile::Contains(const std::string& name) const {
   return index_.count(name) > 0;
 }
 
-absl::StatusOr<at::Tensor> SafetensorsFile::Get(
-    const std::string& name, const ReadOptions& options) const {
+absl::StatusOr<SafetensorsFile::Located> SafetensorsFile::Locate(
+    const std::string& name) const {
   auto it = index_.find(name);
   if (it == index_.end()) {
     return absl::NotFoundError(
@@ -267,7 +296,30 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(
   const TensorEntry& entry = header_.tensors[it->second];
   ACCELERATE_ASSIGN_OR_RETURN(at::ScalarType type,
                               SafetensorsScalarType(entry));
-  char* data = mapping_->base + header_.data_start + entry.begin;
+  return Located{&entry, type,
+                 mapping_->base + header_.data_start + entry.begin};
+}
+
+absl::StatusOr<at::Tensor> SafetensorsFile::Get(
+    const std::string& name, const ReadOptions& options) const {
+  ACCELERATE_ASSIGN_OR_RETURN(const Located located, Locate(name));
+  if (!options.device.is_cpu() &&
+      located.entry->end - located.entry->begin >= kStagedGetBytes) {
+    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, Load({name}, options));
+    return loaded.at(name);
+  }
+  at::Tensor tensor;
+  ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+      absl::StrCat("loading \"", name, "\" onto ", options.device.str()),
+      [&] { tensor = GetDirect(located, options); }));
+  return tensor;
+}
+
+at::Tensor SafetensorsFile::GetDirect(const Located& located,
+                                      const ReadOptions& options) const {
+  const TensorEntry& entry = *located.entry;
+  const at::ScalarType type = located.type;
+  char* data = const_cast<char*>(located.data);
   const size_t element = c10::elementSize(type);
   const bool aligned = reinterpret_cast<uintptr_t>(data) % element == 0;
   at::Tensor view = AliasMapping(mapping_, data, entry.shape, type);
@@ -280,6 +332,38 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Get(
     std::memcpy(copy.data_ptr(), data, entry.end - entry.begin);
   }
   return options.device.is_cpu() ? copy : copy.to(options.device);
+}
+
+absl::StatusOr<std::map<std::string, at::Tensor>> SafetensorsFile::Load(
+    const std::vector<std::string>& names, const ReadOptions& options) const {
+  std::vector<Located> located;
+  for (const std::string& name : names) {
+    ACCELERATE_ASSIGN_OR_RETURN(const Located where, Locate(name));
+    located.push_back(where);
+  }
+  std::map<std::string, at::Tensor> tensors;
+  std::unique_ptr<bigmodel_internal::StagedUpload> upload;
+  if (!options.device.is_cpu()) {
+    ACCELERATE_ASSIGN_OR_RETURN(upload, NewStagedUpload(options));
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    at::Tensor& tensor = tensors[names[i]];
+    ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
+        absl::StrCat("loading \"", names[i], "\" onto ",
+                     options.device.str()),
+        [&] {
+          tensor = upload ? at::empty(located[i].entry->shape,
+                                      at::TensorOptions()
+                                          .dtype(located[i].type)
+                                          .device(options.device))
+                          : GetDirect(located[i], options);
+        }));
+    if (upload) {
+      ACCELERATE_RETURN_IF_ERROR(upload->Add(located[i].data, tensor));
+    }
+  }
+  if (upload) ACCELERATE_RETURN_IF_ERROR(upload->Finish());
+  return tensors;
 }
 
 absl::Status SaveShardedSafetensors(const std::string& dir,
@@ -474,16 +558,24 @@ absl::StatusOr<std::vector<TensorEntry>> ShardedCheckpoint::Entries() {
 
 absl::StatusOr<std::map<std::string, at::Tensor>> ShardedCheckpoint::Load(
     const std::vector<std::string>& names, const ReadOptions& options) {
-  std::map<std::string, at::Tensor> tensors;
+  // Shard by shard, each in one (staged) load.
+  std::map<std::string, std::vector<std::string>> by_file;
   for (const std::string& name : names) {
     ACCELERATE_ASSIGN_OR_RETURN(std::string file, FileOf(name));
+    by_file[file].push_back(name);
+  }
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [file, in_file] : by_file) {
     ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
-    if (!shard->Contains(name)) {
-      return absl::DataLossError(absl::StrCat("the index puts \"", name,
-                                              "\" in ", file,
-                                              ", which does not hold it"));
+    for (const std::string& name : in_file) {
+      if (!shard->Contains(name)) {
+        return absl::DataLossError(absl::StrCat("the index puts \"", name,
+                                                "\" in ", file,
+                                                ", which does not hold it"));
+      }
     }
-    ACCELERATE_ASSIGN_OR_RETURN(tensors[name], shard->Get(name, options));
+    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, shard->Load(in_file, options));
+    tensors.merge(loaded);
   }
   return tensors;
 }

@@ -118,6 +118,10 @@ struct ReadOptions {
   c10::Device device = c10::kCPU;
   // Copy the bytes instead of aliasing the file.
   bool copy = false;
+  // Onto a GPU, bytes travel through page-locked staging buffers filled by
+  // this many host threads while earlier buffers are on their way (all of a
+  // `Load`; a `Get` of 64 MiB or more). 0: one per core, at most 8.
+  int staging_threads = 0;
 };
 
 class SafetensorsFile {
@@ -142,8 +146,24 @@ class SafetensorsFile {
   // a dtype LibTorch lacks.
   [[nodiscard]] absl::StatusOr<at::Tensor> Get(
       const std::string& name, const ReadOptions& options = {}) const;
+  // The tensors `names`, as `Get` gives them; onto a GPU in one staged
+  // upload (usable on the current stream when this returns). Without
+  // page-locked memory, plain copies.
+  [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(
+      const std::vector<std::string>& names,
+      const ReadOptions& options = {}) const;
 
  private:
+  struct Located {
+    const TensorEntry* entry;
+    at::ScalarType type;
+    const char* data;
+  };
+  absl::StatusOr<Located> Locate(const std::string& name) const;
+  // `Get` without staging. May throw `c10::Error`.
+  at::Tensor GetDirect(const Located& located,
+                       const ReadOptions& options) const;
+
   SafetensorsFile(std::string path, SafetensorsHeader header,
                   std::shared_ptr<const MappedFile> mapping);
 

@@ -135,6 +135,23 @@ TEST(SafetensorsTest, CpuReadsAliasTheMappingAndNeverChangeTheFile) {
   EXPECT_EQ(ReadFileOrDie(path), before);
 }
 
+TEST(SafetensorsTest, LoadGivesWhatGetGivesAndNamesAMissingTensor) {
+  const std::string path = TestPath("load.safetensors");
+  ASSERT_OK(SaveSafetensors(path, {{"a", at::ones({3})},
+                                   {"b", at::arange(10, at::kLong)}}));
+  ASSERT_OK_AND_ASSIGN(auto file, SafetensorsFile::Open(path));
+  ASSERT_OK_AND_ASSIGN(auto loaded, file->Load({"b", "a"}));
+  ASSERT_EQ(loaded.size(), 2u);
+  EXPECT_TRUE(AliasesMapping(loaded.at("a")));
+  EXPECT_TRUE(TensorsClose(loaded.at("a"), at::ones({3}), kExact));
+  EXPECT_TRUE(
+      TensorsClose(loaded.at("b"), at::arange(10, at::kLong), kExact));
+  ASSERT_OK_AND_ASSIGN(auto copied, file->Load({"a"}, {.copy = true}));
+  EXPECT_FALSE(AliasesMapping(copied.at("a")));
+  EXPECT_THAT(file->Load({"a", "zz"}).status(),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("\"zz\"")));
+}
+
 struct Corruption {
   std::string label;
   std::string file;
@@ -266,6 +283,14 @@ TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
   EXPECT_TRUE(TensorsClose(some.at("layer.4.w"), at::full({256}, 4.f), kExact));
   ASSERT_OK_AND_ASSIGN(auto first, checkpoint->Load({"layer.0.w"}));
   EXPECT_EQ(checkpoint->files_opened(), 2);
+  // One load across shards.
+  ASSERT_OK_AND_ASSIGN(auto across,
+                       checkpoint->Load({"layer.5.w", "layer.2.w"}));
+  EXPECT_EQ(checkpoint->files_opened(), 3);
+  EXPECT_TRUE(
+      TensorsClose(across.at("layer.2.w"), at::full({256}, 2.f), kExact));
+  EXPECT_TRUE(
+      TensorsClose(across.at("layer.5.w"), at::full({256}, 5.f), kExact));
   EXPECT_THAT(checkpoint->Load({"layer.9.w"}).status(),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("layer.9.w")));
   // Saving the same folder again as one file leaves no stale index behind.
