@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <exception>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -29,6 +30,7 @@
 #include "bigmodel/internal/device_aligner.h"
 #include "bigmodel/internal/offload_engine.h"
 #include "bigmodel/internal/page_cache.h"
+#include "bigmodel/internal/staged_upload.h"
 #include "bigmodel/module_tree.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
@@ -43,6 +45,8 @@ using ::accelerate::bigmodel_internal::DeviceAligner;
 using ::accelerate::bigmodel_internal::DropPages;
 using ::accelerate::bigmodel_internal::OffloadEngine;
 using ::accelerate::bigmodel_internal::Slot;
+using ::accelerate::bigmodel_internal::StagedUpload;
+using ::accelerate::bigmodel_internal::StagedUploadIfPossible;
 
 // One converted-weight batch is written to the offload folder (and its
 // index rewritten) per this many bytes, not per tensor.
@@ -266,6 +270,9 @@ class WeightPlacer {
   }
   absl::Status PlaceResident(const TensorPlan& plan, const at::Tensor& stored,
                              bool mapped);
+  // The staged upload onto `gpu`, made on first use; nullptr where there is
+  // no staging (plain copies then).
+  absl::StatusOr<StagedUpload*> UploadTo(c10::Device gpu);
   absl::Status PlaceOffloaded(const TensorPlan& plan, const at::Tensor& stored,
                               bool mapped);
   absl::Status WriteConvertedToFolder();
@@ -281,6 +288,9 @@ class WeightPlacer {
   int64_t converted_bytes_ = 0;
   // Disk slots read back through the offload folder, with their names.
   std::vector<std::pair<std::pair<int, int>, std::string>> from_folder_;
+  // GPU weights kept in the checkpoint's dtype go through one staged upload
+  // per GPU, finished in `Finish`.
+  std::map<c10::DeviceIndex, std::unique_ptr<StagedUpload>> uploads_;
 };
 
 absl::Status WeightPlacer::Place(const TensorPlan& plan) {
@@ -309,6 +319,18 @@ absl::Status WeightPlacer::PlaceResident(const TensorPlan& plan,
       plan.device.is_gpu() ? CudaDevice(plan.device.gpu_index())
       : plan.device.is_cpu() && execution_.is_cpu() ? c10::Device(c10::kCPU)
                                                     : execution_;
+  if (device.is_cuda() && plan.dtype == stored.scalar_type() &&
+      stored.is_contiguous()) {
+    ACCELERATE_ASSIGN_OR_RETURN(StagedUpload * upload, UploadTo(device));
+    if (upload != nullptr) {
+      // Its bytes arrive by `Finish`.
+      const at::Tensor value = at::empty(
+          stored.sizes(), at::TensorOptions().dtype(plan.dtype).device(device));
+      ACCELERATE_RETURN_IF_ERROR(upload->Add(stored.data_ptr(), value));
+      if (mapped) DropPages(stored);
+      return ReplaceTensor(plan.tensor->tensor, value);
+    }
+  }
   at::Tensor value = stored;
   if (plan.dtype != stored.scalar_type() || !device.is_cpu() ||
       (mapped && !options_.zero_copy)) {
@@ -364,7 +386,20 @@ absl::Status WeightPlacer::WriteConvertedToFolder() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<StagedUpload*> WeightPlacer::UploadTo(c10::Device gpu) {
+  auto it = uploads_.find(gpu.index());
+  if (it == uploads_.end()) {
+    ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<StagedUpload> upload,
+                                StagedUploadIfPossible(gpu));
+    it = uploads_.emplace(gpu.index(), std::move(upload)).first;
+  }
+  return it->second.get();
+}
+
 absl::Status WeightPlacer::Finish() {
+  for (auto& [gpu, upload] : uploads_) {
+    if (upload != nullptr) ACCELERATE_RETURN_IF_ERROR(upload->Finish());
+  }
   if (!converted_.empty()) ACCELERATE_RETURN_IF_ERROR(WriteConvertedToFolder());
   if (from_folder_.empty()) return absl::OkStatus();
   for (const auto& [file, names] : pointers_) {

@@ -72,6 +72,15 @@ TEST_F(DispatchGpuTest, OffloadedWeightsArriveThroughPinnedBuffers) {
                                                   {"blocks.3", "cpu"},
                                                   {"norm", "0"}}));
   EXPECT_TRUE(dispatched->execution_device().is_cuda());
+  // Resident weights came through the staged upload: the checkpoint's
+  // bytes, on the GPU.
+  const std::vector<at::Tensor> resident = model->blocks[0]->parameters();
+  const std::vector<at::Tensor> stored = reference_->blocks[0]->parameters();
+  ASSERT_EQ(resident.size(), stored.size());
+  for (size_t i = 0; i < resident.size(); ++i) {
+    EXPECT_TRUE(resident[i].is_cuda());
+    EXPECT_TRUE(TensorsClose(resident[i], stored[i], {0, 0})) << i;
+  }
   torch::NoGradGuard no_grad;
   const at::Tensor tokens = tokens_.to(dispatched->execution_device());
   for (int pass = 0; pass < 3; ++pass) {

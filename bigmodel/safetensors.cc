@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -26,7 +25,6 @@
 #include "bigmodel/dtype.h"
 #include "bigmodel/internal/staged_upload.h"
 #include "bigmodel/torch_dtype.h"
-#include "state/logging.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -163,27 +161,6 @@ void ReleaseMappingShare(void* context) {
 // A `Get` onto a GPU this large is staged; for smaller ones setting up the
 // staging costs more than it saves.
 constexpr uint64_t kStagedGetBytes = uint64_t{64} << 20;
-
-// A staged upload onto `options.device`, or none (plain copies then) where
-// the device has no streams or no page-locked memory can be had.
-absl::StatusOr<std::unique_ptr<bigmodel_internal::StagedUpload>>
-NewStagedUpload(const ReadOptions& options) {
-  absl::StatusOr<std::unique_ptr<bigmodel_internal::StagingTransport>>
-      transport = bigmodel_internal::DeviceStaging(options.device);
-  // (A device LibTorch cannot reach fails again, and says so, when copied
-  // to.)
-  if (!transport.ok()) return nullptr;
-  absl::StatusOr<std::unique_ptr<bigmodel_internal::StagedUpload>> upload =
-      bigmodel_internal::StagedUpload::Create(
-          *std::move(transport), {.threads = options.staging_threads});
-  if (upload.ok() || !absl::IsUnavailable(upload.status())) return upload;
-  static std::atomic<bool> warned{false};
-  if (!warned.exchange(true)) {
-    ACCELERATE_LOG(WARNING) << "loading onto " << options.device.str()
-                            << " by plain copies: " << upload.status();
-  }
-  return nullptr;
-}
 
 }  // namespace
 
@@ -344,7 +321,9 @@ absl::StatusOr<std::map<std::string, at::Tensor>> SafetensorsFile::Load(
   std::map<std::string, at::Tensor> tensors;
   std::unique_ptr<bigmodel_internal::StagedUpload> upload;
   if (!options.device.is_cpu()) {
-    ACCELERATE_ASSIGN_OR_RETURN(upload, NewStagedUpload(options));
+    ACCELERATE_ASSIGN_OR_RETURN(
+        upload, bigmodel_internal::StagedUploadIfPossible(
+                    options.device, {.threads = options.staging_threads}));
   }
   for (size_t i = 0; i < names.size(); ++i) {
     at::Tensor& tensor = tensors[names[i]];

@@ -3,6 +3,7 @@
 #include "bigmodel/internal/staged_upload.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -205,6 +206,22 @@ absl::Status StagedUpload::Finish() {
       });
   targets_.clear();
   return status;
+}
+
+absl::StatusOr<std::unique_ptr<StagedUpload>> StagedUploadIfPossible(
+    c10::Device device, const StagedUploadOptions& options) {
+  absl::StatusOr<std::unique_ptr<StagingTransport>> transport =
+      DeviceStaging(device);
+  if (!transport.ok()) return nullptr;
+  absl::StatusOr<std::unique_ptr<StagedUpload>> upload =
+      StagedUpload::Create(*std::move(transport), options);
+  if (upload.ok() || !absl::IsUnavailable(upload.status())) return upload;
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    ACCELERATE_LOG(WARNING) << "copying onto " << device.str()
+                            << " without staging: " << upload.status();
+  }
+  return nullptr;
 }
 
 void StagedUpload::CopyOnHost(char* dst, const char* src, int64_t bytes) {

@@ -124,6 +124,14 @@ class StagedUpload {
   std::vector<std::thread> helpers_;
 };
 
+// A staged upload onto `device`, or none (nullptr: copy plainly) where the
+// device has no streams (the CPU, or one LibTorch cannot reach: the plain
+// copy says why) or no page-locked memory can be had (a warning, once per
+// process). `InvalidArgument` for options out of range.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<StagedUpload>>
+StagedUploadIfPossible(c10::Device device,
+                       const StagedUploadOptions& options = {});
+
 }  // namespace accelerate::bigmodel_internal
 
 #endif  // ACCELERATE_BIGMODEL_INTERNAL_STAGED_UPLOAD_H_
