@@ -6,9 +6,11 @@
 # `accelerate.Accelerator(cpu=True)`, with a `Counter` registered for
 # checkpointing.
 #
-#   checkpoint_interop_peer.py save KIND PROCESSES DIR OUT
-#     trains 4 steps, `accelerator.save_state(DIR)`, dumps what it saved to
-#     OUT/rank<r>.pt, then takes one more step and adds its result;
+#   checkpoint_interop_peer.py save KIND PROCESSES DIR OUT [--legacy_weights]
+#     trains 4 steps, `accelerator.save_state(DIR)` (with
+#     `safe_serialization=False` under --legacy_weights: the model as
+#     pytorch_model.bin), dumps what it saved to OUT/rank<r>.pt, then takes
+#     one more step and adds its result;
 #   checkpoint_interop_peer.py load KIND PROCESSES DIR OUT
 #     builds everything afresh (other weights and hyperparameters),
 #     `accelerator.load_state(DIR)`, dumps what it restored, then takes the
@@ -127,7 +129,7 @@ def groups_of(opt, kind):
     return groups
 
 
-def worker(mode, kind, ckpt_dir, out_dir):
+def worker(mode, kind, ckpt_dir, out_dir, legacy=False):
     # Logs of load_state (accelerate.checkpointing logs at INFO on the main
     # process) are kept for the dump.
     records = []
@@ -164,7 +166,8 @@ def worker(mode, kind, ckpt_dir, out_dir):
     if mode == "save":
         for k in range(TRAIN_STEPS):
             step(k)
-        accelerator.save_state(ckpt_dir)
+        # --legacy_weights: the model as pytorch_model.bin (torch.save).
+        accelerator.save_state(ckpt_dir, safe_serialization=not legacy)
     else:
         accelerator.load_state(ckpt_dir)
     dump = {
@@ -191,14 +194,18 @@ def worker(mode, kind, ckpt_dir, out_dir):
 
 
 def main():
-    if len(sys.argv) != 6 or sys.argv[1] not in ("save", "load") or sys.argv[3] not in ("1", "2"):
-        sys.exit("usage: checkpoint_interop_peer.py save|load sgd|adam|adamw 1|2 DIR OUT")
-    mode, kind, processes, ckpt_dir, out_dir = sys.argv[1:]
+    args = sys.argv[1:]
+    legacy = args[-1:] == ["--legacy_weights"]
+    if legacy:
+        args = args[:-1]
+    if len(args) != 5 or args[0] not in ("save", "load") or args[2] not in ("1", "2"):
+        sys.exit("usage: checkpoint_interop_peer.py save|load sgd|adam|adamw 1|2 DIR OUT [--legacy_weights]")
+    mode, kind, processes, ckpt_dir, out_dir = args
     torch.set_num_threads(1)
     if processes == "1":
-        worker(mode, kind, ckpt_dir, out_dir)
+        worker(mode, kind, ckpt_dir, out_dir, legacy)
     else:
-        debug_launcher(worker, args=(mode, kind, ckpt_dir, out_dir), num_processes=2)
+        debug_launcher(worker, args=(mode, kind, ckpt_dir, out_dir, legacy), num_processes=2)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,9 @@ on 2 processes:
    process, the CPU generator's state: two ranks as threads share ours);
    ours warns only that Python's and NumPy's generators in Python's random
    states have no LibTorch counterpart.
-3. The files themselves: every file of ours opens with
+3. Python saves its model as `pytorch_model.bin` (`safe_serialization=False`,
+   Adam on 1 process); ours loads it, compared as in 2.
+4. The files themselves: every file of ours opens with
    `torch.load(weights_only=True)` and has the structure, types and
    hyperparameters of the file Python wrote in its place (Python's
    `state_dict()` after loading ours, likewise).
@@ -246,6 +248,25 @@ def case(kind, processes, work):
                             python_saved["scheduler_state_dict"], python_restored["scheduler_state_dict"])
 
 
+def legacy_case(work):
+    """Python saves its model as pytorch_model.bin (safe_serialization=False); ours loads it."""
+    where = "adam on 1 process, Python's legacy pytorch_model.bin"
+    ckpt, saved_dir, restored_dir = (os.path.join(work, name) for name in ("ckpt", "saved", "restored"))
+    os.makedirs(saved_dir)
+    os.makedirs(restored_dir)
+    if run([sys.executable, PEER, "save", "adam", "1", ckpt, saved_dir, "--legacy_weights"], where) is None:
+        return
+    if not os.path.exists(os.path.join(ckpt, "pytorch_model.bin")) or \
+            os.path.exists(os.path.join(ckpt, "model.safetensors")):
+        fail(where, f"Python wrote {sorted(os.listdir(ckpt))}, not pytorch_model.bin alone")
+        return
+    if run([TOOL, "load", "adam", "1", ckpt, restored_dir], where) is None:
+        return
+    compare_dumps(f"{where}, ours loading it", "adam", load(os.path.join(saved_dir, "rank0.pt")),
+                  load(os.path.join(restored_dir, "rank0.pt")), accumulation_step_restored=True,
+                  generator_restored=True)
+
+
 def main():
     count = 0
     with tempfile.TemporaryDirectory(dir=os.environ.get("TEST_TMPDIR")) as root:
@@ -258,6 +279,12 @@ def main():
                 count += 1
                 print(f"{kind} on {processes} process(es): "
                       f"{'ok' if len(failures) == before else 'FAILED'}", flush=True)
+        work = os.path.join(root, "legacy")
+        os.makedirs(work)
+        before = len(failures)
+        legacy_case(work)
+        count += 1
+        print(f"legacy pytorch_model.bin: {'ok' if len(failures) == before else 'FAILED'}", flush=True)
     for failure in failures:
         print("FAIL:", failure)
     print(f"{count} cases, {len(failures)} differences")

@@ -926,8 +926,13 @@ absl::StatusOr<std::string> Accelerator::LoadState(
         loaded_one();
         continue;
       }
-      ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadModelState(
-          *models[i], path(Numbered("model", i, ".safetensors"))));
+      // As Python: model.safetensors, else the legacy pytorch_model.bin
+      // (`safe_serialization=False`).
+      std::string weights = path(Numbered("model", i, ".safetensors"));
+      const std::string legacy = path(Numbered("pytorch_model", i, ".bin"));
+      if (!fs::exists(weights) && fs::exists(legacy)) weights = legacy;
+      ACCELERATE_RETURN_IF_ERROR(
+          checkpoint::LoadModelState(*models[i], weights));
       loaded_one();
     }
     for (size_t i = 0; i < optimizers_.size(); ++i) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include <torch/torch.h>
 #include "checkpoint/internal/direct_writer.h"
+#include "checkpoint/torch_file.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -25,6 +26,41 @@ std::string Some(const std::vector<std::string>& names) {
       names.begin(), names.begin() + std::min<size_t>(names.size(), 5));
   return absl::StrCat(absl::StrJoin(shown, ", "),
                       names.size() > shown.size() ? ", ..." : "");
+}
+
+// The tensors of a weights file by name: a safetensors file (aliasing its
+// mapping), or a `torch.save`d `state_dict()` (`pytorch_model.bin`, mapped
+// too).
+absl::StatusOr<std::map<std::string, at::Tensor>> ReadWeights(
+    const std::string& path) {
+  std::map<std::string, at::Tensor> tensors;
+  if (!absl::EndsWith(path, ".bin")) {
+    ACCELERATE_ASSIGN_OR_RETURN(
+        std::unique_ptr<bigmodel::SafetensorsFile> file,
+        bigmodel::SafetensorsFile::Open(path));
+    for (const std::string& name : file->names()) {
+      ACCELERATE_ASSIGN_OR_RETURN(tensors[name], file->Get(name));
+    }
+    return tensors;
+  }
+  ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
+                              LoadTorchFile(path, {.map_file = true}));
+  if (!value.isGenericDict()) {
+    return absl::DataLossError(absl::StrCat(
+        path, " holds a ", value.tagKind(),
+        ", not a state_dict (a dict of names to tensors)"));
+  }
+  for (const auto& item : value.toGenericDict()) {
+    if (!item.key().isString() || !item.value().isTensor()) {
+      return absl::DataLossError(absl::StrCat(
+          path, " is not a state_dict (a dict of names to tensors): it maps ",
+          item.key().isString() ? item.key().toStringRef()
+                                : item.key().tagKind(),
+          " to a ", item.value().tagKind()));
+    }
+    tensors[item.key().toStringRef()] = item.value().toTensor();
+  }
+  return tensors;
 }
 
 }  // namespace
@@ -63,15 +99,14 @@ absl::Status SaveModelState(
 
 absl::Status LoadModelState(torch::nn::Module& model,
                             const std::string& path) {
-  ACCELERATE_ASSIGN_OR_RETURN(std::unique_ptr<bigmodel::SafetensorsFile> file,
-                              bigmodel::SafetensorsFile::Open(path));
+  ACCELERATE_ASSIGN_OR_RETURN(auto stored, ReadWeights(path));
   // The model's own tensors by name (detached aliases: copied into below).
   std::map<std::string, at::Tensor> targets;
   for (auto& [name, tensor] : ModelStateDict(model)) targets[name] = tensor;
   // The file's name for each of ours.
   std::map<std::string, std::string> source;
   std::vector<std::string> unexpected;
-  for (const std::string& name : file->names()) {
+  for (const auto& [name, tensor] : stored) {
     std::string ours = name;
     if (targets.count(ours) == 0 &&
         absl::StartsWith(name, kDataParallelPrefix)) {
@@ -99,13 +134,13 @@ absl::Status LoadModelState(torch::nn::Module& model,
   }
   std::vector<std::pair<at::Tensor, at::Tensor>> copies;
   for (const auto& [name, target] : targets) {
-    ACCELERATE_ASSIGN_OR_RETURN(at::Tensor loaded, file->Get(source[name]));
+    const at::Tensor& loaded = stored.at(source[name]);
     if (!loaded.sizes().equals(target.sizes())) {
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": ", source[name], " has shape ", c10::str(loaded.sizes()),
           "; the model's ", name, " has ", c10::str(target.sizes())));
     }
-    copies.emplace_back(target, std::move(loaded));
+    copies.emplace_back(target, loaded);
   }
   return state::RunGuarded(absl::StrCat("loading ", path), [&] {
     torch::NoGradGuard no_grad;

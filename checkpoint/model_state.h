@@ -39,8 +39,10 @@ bigmodel::NamedTensors ModelStateDict(const torch::nn::Module& model,
     const std::string& path, const bigmodel::NamedTensors& tensors,
     const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
-// Copies the tensors of the safetensors file `path` into `model`'s
-// parameters and buffers (converting dtype, onto their devices). Names may
+// Copies the tensors of the weights file `path` into `model`'s parameters
+// and buffers (converting dtype, onto their devices): a safetensors file,
+// or, for a name ending in ".bin", a `torch.save`d `state_dict()` (Python's
+// `pytorch_model.bin`, `save_state(safe_serialization=False)`). Names may
 // carry a "module." prefix (a DDP model's `state_dict()`, or a checkpoint
 // that earlier versions of ours saved on several processes).
 // Strict, as Python's `load_model`: `InvalidArgument` naming the file and

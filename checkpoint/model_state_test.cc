@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <torch/torch.h>
+#include "checkpoint/torch_file.h"
 #include "testing/files.h"
 #include "testing/status_matchers.h"
 
@@ -54,6 +55,40 @@ TEST(ModelStateTest, LoadsWithOrWithoutTheDataParallelPrefix) {
                              saved.norm->running_mean))
         << file;
   }
+}
+
+TEST(ModelStateTest, LoadsATorchSavedStateDictAndRefusesOtherContents) {
+  // Python's pytorch_model.bin is `torch.save(model.state_dict())`; the
+  // interop test (accelerator/checkpoint_interop_test.py) reads Python's.
+  const std::string dir = FreshTestDir("model_state_bin");
+  torch::manual_seed(0);
+  Net saved(4);
+  saved.norm->running_var.fill_(2.5);
+  c10::Dict<std::string, at::Tensor> state_dict;
+  for (const auto& [name, tensor] : ModelStateDict(saved)) {
+    state_dict.insert(name, tensor);
+  }
+  ASSERT_OK(SaveTorchFile(dir + "/pytorch_model.bin", state_dict));
+  torch::manual_seed(1);
+  Net loaded(4);
+  ASSERT_OK(LoadModelState(loaded, dir + "/pytorch_model.bin"));
+  EXPECT_TRUE(torch::equal(loaded.fc->weight, saved.fc->weight));
+  EXPECT_TRUE(
+      torch::equal(loaded.norm->running_var, saved.norm->running_var));
+
+  c10::List<at::Tensor> list;
+  list.push_back(torch::ones({2}));
+  ASSERT_OK(SaveTorchFile(dir + "/list.bin", list));
+  EXPECT_THAT(LoadModelState(loaded, dir + "/list.bin"),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("list.bin holds a GenericList")));
+  c10::Dict<std::string, int64_t> numbers;
+  numbers.insert("fc.weight", 3);
+  ASSERT_OK(SaveTorchFile(dir + "/numbers.bin", numbers));
+  EXPECT_THAT(LoadModelState(loaded, dir + "/numbers.bin"),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("maps fc.weight to a Int")));
+  EXPECT_TRUE(torch::equal(loaded.fc->weight, saved.fc->weight));
 }
 
 TEST(ModelStateTest, SavesTheBytesOfSaveSafetensors) {

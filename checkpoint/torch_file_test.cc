@@ -173,6 +173,8 @@ constexpr char kPythonRandomStates[] = R"PY(
 import collections, random, sys
 import numpy as np
 import torch
+# Made before seeding: it draws from the generator.
+linear = torch.nn.Linear(2, 3).state_dict()
 random.seed(1234); np.random.seed(1234); torch.manual_seed(1234)
 states = {
     "step": 7,
@@ -184,9 +186,12 @@ states = {
     "bytes": b"\x00\xffab",
     "view": torch.arange(12, dtype=torch.float64).reshape(3, 4)[:, 1:3],
     "dtype": np.dtype("float32"),
+    # An OrderedDict with attributes (`_metadata`): pytorch_model.bin's.
+    "state_dict": linear,
 }
 torch.save(states, sys.argv[1])
 torch.save({
+    "linear_weight": states["state_dict"]["weight"],
     "mt": torch.tensor(random.getstate()[1], dtype=torch.int64),
     "rng": torch.get_rng_state(),
     "view": states["view"].contiguous(),
@@ -254,6 +259,11 @@ TEST(TorchFileTest, ReadsPythonAccelerateRandomStatesNumPyAsNone) {
     const at::Tensor view = dict.at("view").toTensor();
     EXPECT_EQ(view.strides(), at::IntArrayRef({4, 1}));
     EXPECT_TRUE(torch::equal(view, expected.at("view").toTensor()));
+    // A state_dict: its items, its `_metadata` attribute dropped.
+    auto state_dict = dict.at("state_dict").toGenericDict();
+    EXPECT_EQ(state_dict.size(), 2u);
+    EXPECT_TRUE(torch::equal(state_dict.at("weight").toTensor(),
+                             expected.at("linear_weight").toTensor()));
   }
 }
 

@@ -544,7 +544,12 @@ class Reader {
         Pop();     // The state.
         Item& object = Top();
         if (object.IsValue()) {
-          throw PickleError{"BUILD on a value"};
+          // An OrderedDict's attributes (`state_dict()`'s `_metadata`):
+          // the dict keeps its items, the attributes are dropped.
+          if (!object.value.isGenericDict()) {
+            throw PickleError{"BUILD on a value"};
+          }
+          break;
         }
         object = GlobalItem(Global::kUnknown);
         break;
