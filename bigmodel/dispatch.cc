@@ -288,8 +288,8 @@ class WeightPlacer {
   int64_t converted_bytes_ = 0;
   // Disk slots read back through the offload folder, with their names.
   std::vector<std::pair<std::pair<int, int>, std::string>> from_folder_;
-  // GPU weights kept in the checkpoint's dtype go through one staged upload
-  // per GPU, finished in `Finish`.
+  // GPU weights go through one staged upload per GPU, finished in
+  // `Finish`.
   std::map<c10::DeviceIndex, std::unique_ptr<StagedUpload>> uploads_;
 };
 
@@ -319,14 +319,13 @@ absl::Status WeightPlacer::PlaceResident(const TensorPlan& plan,
       plan.device.is_gpu() ? CudaDevice(plan.device.gpu_index())
       : plan.device.is_cpu() && execution_.is_cpu() ? c10::Device(c10::kCPU)
                                                     : execution_;
-  if (device.is_cuda() && plan.dtype == stored.scalar_type() &&
-      stored.is_contiguous()) {
+  if (device.is_cuda() && stored.is_contiguous()) {
     ACCELERATE_ASSIGN_OR_RETURN(StagedUpload * upload, UploadTo(device));
     if (upload != nullptr) {
-      // Its bytes arrive by `Finish`.
+      // Its bytes arrive by `Finish` (converted on the way if need be).
       const at::Tensor value = at::empty(
           stored.sizes(), at::TensorOptions().dtype(plan.dtype).device(device));
-      ACCELERATE_RETURN_IF_ERROR(upload->Add(stored.data_ptr(), value));
+      ACCELERATE_RETURN_IF_ERROR(upload->AddConverted(stored, value));
       if (mapped) DropPages(stored);
       return ReplaceTensor(plan.tensor->tensor, value);
     }

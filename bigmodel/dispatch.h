@@ -52,10 +52,11 @@
 // operation (Accelerate moves it back to the inputs'). Aligning costs a
 // dispatcher fallback on every operation of a thread that has run the
 // model, while the DispatchedModel lives.
-// Weights placed on a GPU in the checkpoint's dtype are loaded through
-// page-locked buffers filled by several host threads (one staged upload per
-// GPU; without page-locked memory, plain copies); the current stream waits
-// for them. On a GPU, offloaded weights travel through pinned host buffers
+// Weights placed on a GPU are loaded through page-locked buffers (one
+// staged upload per GPU; without page-locked memory, plain copies), filled
+// by several host threads, or converted into them when the map asks for
+// another dtype (no converted copy of a whole tensor); the current stream
+// waits for them. On a GPU, offloaded weights travel through pinned host buffers
 // on a copy stream of their own; the forward's current stream waits for them on the
 // GPU, so a forward may run on any stream. Between forwards on different
 // streams, call `Release()` (weights still loaded from the previous stream

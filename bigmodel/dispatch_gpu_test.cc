@@ -113,6 +113,24 @@ TEST_F(DispatchGpuTest, OffloadedWeightsArriveThroughPinnedBuffers) {
   EXPECT_GE(stats.staged_bytes, 4 * offloaded_bytes);
 }
 
+TEST_F(DispatchGpuTest, WeightsGivenAnotherDtypeAreConvertedOnTheirWay) {
+  TinyLm model = EmptyTinyLm(kVocab, kWidth, kDepth);
+  ASSERT_OK_AND_ASSIGN(
+      auto dispatched,
+      LoadCheckpointAndDispatch(*model, dir_ + "/ckpt", {{"", "0"}},
+                                {.dtype = at::kBFloat16}));
+  const std::vector<at::Tensor> resident = model->parameters();
+  const std::vector<at::Tensor> stored = reference_->parameters();
+  ASSERT_EQ(resident.size(), stored.size());
+  for (size_t i = 0; i < resident.size(); ++i) {
+    EXPECT_TRUE(resident[i].is_cuda());
+    // Rounded as `to` rounds on the CPU.
+    EXPECT_TRUE(
+        TensorsClose(resident[i], stored[i].to(at::kBFloat16), {0, 0}))
+        << i;
+  }
+}
+
 TEST_F(DispatchGpuTest, ActivationsMoveBetweenTheCpuAndAGpu) {
   // The aligner is device-generic: blocks 2 and 3 on the GPU, the rest on
   // the CPU, computing what the CPU alone does.

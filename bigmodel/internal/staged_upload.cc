@@ -178,12 +178,7 @@ absl::Status StagedUpload::Add(const void* src, const at::Tensor& dst) {
         const at::Tensor target = dst.view({-1}).view(at::kByte);
         int64_t done = 0;
         while (done < bytes) {
-          if (filled_ == buffer_bytes) {
-            // The next buffer, once what it held has left.
-            slot_ = (slot_ + 1) % static_cast<int>(buffers_.size());
-            transport_->WaitSent(slot_);
-            filled_ = 0;
-          }
+          if (filled_ == buffer_bytes) NextBuffer();
           const int64_t piece = std::min(bytes - done, buffer_bytes - filled_);
           const at::Tensor& buffer = buffers_[slot_];
           CopyOnHost(static_cast<char*>(buffer.data_ptr()) + filled_,
@@ -195,6 +190,56 @@ absl::Status StagedUpload::Add(const void* src, const at::Tensor& dst) {
           bytes_sent_ += piece;
         }
       });
+}
+
+absl::Status StagedUpload::AddConverted(const at::Tensor& src,
+                                        const at::Tensor& dst) {
+  ACCELERATE_CHECK(src.is_cpu() && src.is_contiguous())
+      << "StagedUpload::AddConverted: src is not a contiguous CPU tensor";
+  ACCELERATE_CHECK(src.numel() == dst.numel())
+      << "StagedUpload::AddConverted: " << src.numel() << " elements into "
+      << dst.numel();
+  if (src.scalar_type() == dst.scalar_type()) return Add(src.data_ptr(), dst);
+  ACCELERATE_CHECK(!finished_) << "StagedUpload::AddConverted after Finish";
+  ACCELERATE_CHECK(dst.is_contiguous())
+      << "StagedUpload::AddConverted: dst is not contiguous";
+  targets_.push_back(dst);
+  const int64_t elements = src.numel();
+  if (elements == 0) return absl::OkStatus();
+  const int64_t element = static_cast<int64_t>(dst.element_size());
+  const int64_t buffer_bytes = buffers_[0].numel();
+  return state::RunGuarded(
+      absl::StrCat("staging ", elements, " elements of ",
+                   c10::toString(src.scalar_type()), " as ",
+                   c10::toString(dst.scalar_type()), " to ",
+                   dst.device().str()),
+      [&] {
+        const at::Tensor from = src.view({-1});
+        const at::Tensor target = dst.view({-1}).view(at::kByte);
+        int64_t done = 0;
+        while (done < elements) {
+          // Converted elements start cache-line aligned in the buffer.
+          filled_ = (filled_ + 63) / 64 * 64;
+          if (filled_ + element > buffer_bytes) NextBuffer();
+          const int64_t count =
+              std::min(elements - done, (buffer_bytes - filled_) / element);
+          const at::Tensor& buffer = buffers_[slot_];
+          at::from_blob(static_cast<char*>(buffer.data_ptr()) + filled_,
+                        {count}, at::TensorOptions().dtype(dst.dtype()))
+              .copy_(from.narrow(0, done, count));
+          transport_->Send(slot_, buffer.narrow(0, filled_, count * element),
+                           target.narrow(0, done * element, count * element));
+          filled_ += count * element;
+          done += count;
+          bytes_sent_ += count * element;
+        }
+      });
+}
+
+void StagedUpload::NextBuffer() {
+  slot_ = (slot_ + 1) % static_cast<int>(buffers_.size());
+  transport_->WaitSent(slot_);
+  filled_ = 0;
 }
 
 absl::Status StagedUpload::Finish() {

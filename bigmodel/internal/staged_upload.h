@@ -89,6 +89,14 @@ class StagedUpload {
   // `dst`. `src` is read before this returns; `dst` is kept until `Finish`.
   // REQUIRES: `dst` is contiguous; `Finish` not called yet.
   [[nodiscard]] absl::Status Add(const void* src, const at::Tensor& dst);
+  // Queues `src` (a contiguous CPU tensor) converted to `dst`'s dtype, as
+  // `src.to(dst.dtype())` rounds, into `dst`: the conversion writes into the
+  // staging buffers, so no converted copy of the whole tensor is made. It
+  // runs on the caller (LibTorch's intra-op threads), not on the helpers.
+  // REQUIRES: as `Add`; `src` on the CPU, contiguous, as many elements as
+  // `dst`.
+  [[nodiscard]] absl::Status AddConverted(const at::Tensor& src,
+                                          const at::Tensor& dst);
   // Ends the upload: the destinations are usable once this returns OK.
   [[nodiscard]] absl::Status Finish();
 
@@ -100,6 +108,8 @@ class StagedUpload {
                std::vector<at::Tensor> buffers, int threads);
   // Copies `bytes` from `src` to `dst` on the caller and the helpers.
   void CopyOnHost(char* dst, const char* src, int64_t bytes);
+  // Moves on to the next buffer, once what it held has left.
+  void NextBuffer();
   void HelperLoop(int index);
 
   std::unique_ptr<StagingTransport> transport_;

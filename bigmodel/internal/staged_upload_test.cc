@@ -211,6 +211,37 @@ TEST(StagedUploadTest, ReusesNoBufferBeforeItsSendsAreDone) {
   EXPECT_TRUE(at::equal(loaded, values));
 }
 
+TEST(StagedUploadTest, ConvertsIntoTheBuffersAsToRounds) {
+  auto owned = std::make_unique<LateTransport>(std::chrono::microseconds(200));
+  LateTransport* transport = owned.get();
+  auto upload = StagedUpload::Create(
+      std::move(owned), {.buffer_bytes = 4096, .buffers = 2, .threads = 2});
+  ASSERT_THAT(upload.status(), IsOk());
+  at::manual_seed(5);
+  // Conversions between raw copies of odd sizes (the converted elements
+  // start aligned whatever came before), across several buffers.
+  const std::vector<std::pair<at::Tensor, at::ScalarType>> cases = {
+      {at::randn({3001}), at::kBFloat16},
+      {at::randint(0, 256, {13}, at::kByte), at::kByte},
+      {at::randn({2, 700}, at::kDouble), at::kFloat},
+      {at::randint(-1000, 1000, {999}, at::kLong), at::kHalf},
+      {at::randn({0}), at::kHalf},
+      {at::randn({5}, at::kBFloat16), at::kFloat},
+  };
+  std::vector<at::Tensor> loaded;
+  for (const auto& [values, dtype] : cases) {
+    loaded.push_back(at::empty(values.sizes(), at::TensorOptions(dtype)));
+    ASSERT_THAT((*upload)->AddConverted(values, loaded.back()), IsOk());
+  }
+  ASSERT_THAT((*upload)->Finish(), IsOk());
+  EXPECT_EQ(transport->overwritten(), 0);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_TRUE(accelerate::testing::TensorsClose(
+        loaded[i], cases[i].first.to(cases[i].second), {}))
+        << "case " << i;
+  }
+}
+
 TEST(StagedUploadTest, RefusesOptionsOutOfRange) {
   const auto late = [] {
     return std::make_unique<LateTransport>(std::chrono::microseconds(0));
