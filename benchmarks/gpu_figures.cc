@@ -130,8 +130,8 @@ int Run(int64_t checkpoint_gib, const std::string& dir) {
       "\"plain_copies_gb_s\": %.2f, \"plain_vs_pinned\": %.3f, "
       "\"bf16_tflops\": %.1f, \"fp8_tflops\": %.1f, \"fp8_vs_bf16\": %.2f}\n",
       static_cast<long long>(bytes), pinned_gbs, load_gbs,
-      load_gbs / pinned_gbs, plain_gbs, plain_gbs / pinned_gbs, flops / bf16_s / 1e12, flops / fp8_s / 1e12,
-      bf16_s / fp8_s);
+      load_gbs / pinned_gbs, plain_gbs, plain_gbs / pinned_gbs,
+      flops / bf16_s / 1e12, flops / fp8_s / 1e12, bf16_s / fp8_s);
   return 0;
 }
 

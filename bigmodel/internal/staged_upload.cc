@@ -44,8 +44,8 @@ class DeviceTransport : public StagingTransport {
 
   absl::StatusOr<at::Tensor> NewBuffer(int64_t bytes) override {
     try {
-      return at::empty({bytes},
-                       at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      return at::empty(
+          {bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     } catch (const std::exception& error) {
       return absl::UnavailableError(
           absl::StrCat("no page-locked memory for a staging buffer of ", bytes,
@@ -59,6 +59,12 @@ class DeviceTransport : public StagingTransport {
     if (static_cast<size_t>(slot) >= sent_.size()) {
       sent_.resize(slot + 1);
     }
+    // The target's memory was allocated on the current stream, which may
+    // still have work queued that used it before: the copy waits for that.
+    c10::Event allocated(device_.type());
+    allocated.record(
+        c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
+    allocated.block(stream_);
     c10::StreamGuard on_copy_stream(stream_);
     target.copy_(source, /*non_blocking=*/true);
     if (!sent_[slot]) sent_[slot].emplace(device_.type());

@@ -247,11 +247,14 @@ TEST(StagedUploadTest, RefusesOptionsOutOfRange) {
     return std::make_unique<LateTransport>(std::chrono::microseconds(0));
   };
   EXPECT_THAT(StagedUpload::Create(late(), {.buffer_bytes = 100}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("buffer_bytes 100")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("buffer_bytes 100")));
   EXPECT_THAT(StagedUpload::Create(late(), {.buffers = 0}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("buffers 0")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("buffers 0")));
   EXPECT_THAT(StagedUpload::Create(late(), {.threads = -2}).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("threads -2")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("threads -2")));
 }
 
 TEST(StagedUploadTest, SaysWhenTheTransportHasNoBuffers) {
@@ -259,7 +262,8 @@ TEST(StagedUploadTest, SaysWhenTheTransportHasNoBuffers) {
       std::make_unique<LateTransport>(std::chrono::microseconds(0));
   transport->refuse_buffers_ = true;
   EXPECT_THAT(StagedUpload::Create(std::move(transport)).status(),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("no pinned memory")));
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("no pinned memory")));
 }
 
 TEST(StagedUploadTest, DefaultsToOneThreadPerCoreAtMostEight) {
@@ -273,7 +277,8 @@ TEST(StagedUploadTest, DefaultsToOneThreadPerCoreAtMostEight) {
 
 TEST(StagedUploadTest, TheCpuIsNoStagingTarget) {
   EXPECT_THAT(DeviceStaging(c10::Device(c10::kCPU)).status(),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not cpu")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("not cpu")));
 }
 
 }  // namespace
