@@ -33,16 +33,13 @@ std::string Some(const std::vector<std::string>& names) {
 // too).
 absl::StatusOr<std::map<std::string, at::Tensor>> ReadWeights(
     const std::string& path) {
-  std::map<std::string, at::Tensor> tensors;
   if (!absl::EndsWith(path, ".bin")) {
     ACCELERATE_ASSIGN_OR_RETURN(
         std::unique_ptr<bigmodel::SafetensorsFile> file,
         bigmodel::SafetensorsFile::Open(path));
-    for (const std::string& name : file->names()) {
-      ACCELERATE_ASSIGN_OR_RETURN(tensors[name], file->Get(name));
-    }
-    return tensors;
+    return file->Load(file->names());
   }
+  std::map<std::string, at::Tensor> tensors;
   ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
                               LoadTorchFile(path, {.map_file = true}));
   if (!value.isGenericDict()) {
