@@ -119,8 +119,8 @@ TEST_F(MlflowTrackerOutageTest, NothingIsLostWhileTheServerIsDownAndBack) {
   slowest = std::max(slowest, LogSteps(*tracker, 700, 1000));
   // A call that waited on the paused server would take the request timeout
   // (1 s); a queued point takes microseconds. The bound leaves room for a
-  // loaded machine.
-  EXPECT_LT(slowest, absl::Milliseconds(250));
+  // call descheduled on a machine busy with other tests.
+  EXPECT_LT(slowest, absl::Milliseconds(500));
   ASSERT_OK(tracker->Finish());
 
   MlflowRestClient reader({.base_url = server_->uri()});

@@ -430,7 +430,7 @@ TEST(MlflowTrackerTest, CallsOutOfOrderAreFailedPrecondition) {
                        HasSubstr("after Finish")));
 }
 
-TEST(MlflowTrackerTest, LogTakesAboutAMicrosecond) {
+TEST(MlflowTrackerTest, LogQueuesWithoutARoundTripAndEveryPointArrives) {
   const state::MapEnvironment env = ServerEnv();
   std::unique_ptr<MlflowTracker> tracker =
       StartedTracker(FastOptions(), env, UniqueName());
@@ -446,9 +446,12 @@ TEST(MlflowTrackerTest, LogTakesAboutAMicrosecond) {
   const absl::Duration per_call = watch.Elapsed() / kCalls;
   std::printf("Log of 10 scalars: %.2f us per call\n",
               absl::ToDoubleMicroseconds(per_call));
-  // The target is ~1 us; the bound leaves room for a loaded machine but
-  // not for a network round trip.
-  EXPECT_LT(per_call, absl::Microseconds(50));
+  // One request per call to the server on loopback takes milliseconds (the
+  // Python peer's 8 ms in BENCHMARKS.md); a queued call takes about a
+  // microsecond. The bound only tells the two apart, with room for a
+  // machine busy with other tests: the speed itself is measured by
+  // //benchmarks:trackers_log, not here.
+  EXPECT_LT(per_call, absl::Milliseconds(1));
   ASSERT_OK(tracker->Finish());
   EXPECT_EQ(History(tracker->run_id(), "step_time").size(), size_t{kCalls});
 }
