@@ -25,6 +25,7 @@
 #include "checkpoint/rng_state.h"
 #include "checkpoint/scheduler_state.h"
 #include "bigmodel/safetensors_parts.h"
+#include "bigmodel/torch_file.h"
 #include "checkpoint/sharded_state.h"
 #include "checkpoint/torch_file.h"
 #include "precision/fp8_linear.h"
@@ -310,7 +311,7 @@ absl::Status Accelerator::RestoreProcessStateUnguarded(
     const std::string& source, const checkpoint::CheckpointReport& report) {
   const std::string own = RandomStatesName(state_->process_index());
   const std::string own_path = (fs::path(source) / own).string();
-  absl::StatusOr<c10::IValue> states = checkpoint::LoadTorchFile(own_path);
+  absl::StatusOr<c10::IValue> states = bigmodel::LoadTorchFile(own_path);
   if (!states.ok()) {
     if (report.has_manifest && state_->process_index() < report.num_processes) {
       return states.status();
@@ -939,7 +940,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
       const std::string name = Numbered("optimizer", i, ".bin");
       ACCELERATE_ASSIGN_OR_RETURN(
           c10::IValue value,
-          checkpoint::LoadTorchFile(path(name),
+          bigmodel::LoadTorchFile(path(name),
                                     {.map_file = options.map_files}));
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
           optimizers_[i]->optimizer(), value, name));
@@ -953,7 +954,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
     for (size_t i = 0; i < schedulers_.size(); ++i) {
       const std::string name = Numbered("scheduler", i, ".bin");
       ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
-                                  checkpoint::LoadTorchFile(path(name)));
+                                  bigmodel::LoadTorchFile(path(name)));
       PreparedScheduler& s = *schedulers_[i];
       ACCELERATE_ASSIGN_OR_RETURN(
           checkpoint::SchedulerCounts counts,
@@ -964,7 +965,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
     }
     if (scaler_ != nullptr) {
       ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
-                                  checkpoint::LoadTorchFile(path("scaler.pt")));
+                                  bigmodel::LoadTorchFile(path("scaler.pt")));
       if (!value.isGenericDict()) {
         return absl::DataLossError(
             absl::StrCat(path("scaler.pt"), " is not a dict"));
@@ -1005,7 +1006,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
     for (size_t i = 0; i < custom_objects_.size(); ++i) {
       const std::string name = absl::StrCat("custom_checkpoint_", i, ".pkl");
       ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
-                                  checkpoint::LoadTorchFile(path(name)));
+                                  bigmodel::LoadTorchFile(path(name)));
       absl::Status restored;
       ACCELERATE_RETURN_IF_ERROR(state::RunGuarded(
           absl::StrCat(name, " load_state_dict"),

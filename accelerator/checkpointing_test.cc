@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 #include "accelerator/accelerator.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 #include "checkpoint/inspect.h"
 #include "state/status_macros.h"
 #include "testing/distributed_testutil.h"

@@ -25,6 +25,7 @@
 #include <ATen/ATen.h>
 #include "benchmarks/clock.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 
 namespace {
 

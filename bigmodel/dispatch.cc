@@ -34,6 +34,7 @@
 #include "bigmodel/module_tree.h"
 #include "bigmodel/offload.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 #include "state/placeholder.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
@@ -283,7 +284,8 @@ class WeightPlacer {
   const DispatchOptions& options_;
   // Disk weights to record as pointers into the checkpoint, per file.
   std::map<std::string, std::vector<std::string>> pointers_;
-  // Converted disk weights, written to the folder in batches.
+  // Disk weights for the offload folder (converted, or from `torch.save`
+  // shards), written to it in batches.
   NamedTensors converted_;
   int64_t converted_bytes_ = 0;
   // Disk slots read back through the offload folder, with their names.
@@ -350,18 +352,21 @@ absl::Status WeightPlacer::PlaceOffloaded(const TensorPlan& plan,
   slot.target = plan.tensor->tensor;
   slot.dtype = plan.dtype;
   slot.placeholder = state::MakePlaceholder(plan.dtype, stored.sizes());
+  ACCELERATE_ASSIGN_OR_RETURN(const std::string file,
+                              stored_.FileOf(plan.source));
   if (plan.device.is_cpu()) {
     // Offloaded to memory: kept on the CPU, copied on use.
     slot.source = stored.to(c10::kCPU, plan.dtype, /*non_blocking=*/false,
                             /*copy=*/mapped);
     if (mapped) DropPages(stored);
-  } else if (plan.dtype == stored.scalar_type() && mapped) {
-    // Used in place from the checkpoint's mapping.
+  } else if (plan.dtype == stored.scalar_type() && mapped &&
+             (options_.offload_folder.empty() ||
+              ShardedCheckpoint::IsSafetensors(file))) {
+    // Used in place from the checkpoint's mapping; with an offload folder,
+    // through a pointer into the safetensors file it records.
     slot.source = stored;
     slot.mapped = true;
     if (!options_.offload_folder.empty()) {
-      ACCELERATE_ASSIGN_OR_RETURN(std::string file,
-                                  stored_.FileOf(plan.source));
       pointers_[absl::StrCat(stored_.dir(), "/", file)].push_back(plan.source);
       from_folder_.emplace_back(where, plan.source);
     }
@@ -369,6 +374,8 @@ absl::Status WeightPlacer::PlaceOffloaded(const TensorPlan& plan,
     // Bytes the file could not lend (unaligned): a copy in memory.
     slot.source = stored;
   } else {
+    // Converted, or from a `torch.save` shard (no pointer into it): written
+    // to the offload folder, as Python's `offload_weight` does.
     converted_.emplace_back(plan.source, stored.to(plan.dtype));
     converted_bytes_ += converted_.back().second.nbytes();
     if (mapped) DropPages(stored);

@@ -1,6 +1,6 @@
 // Accelerate's `load_checkpoint_and_dispatch` and offloaded execution: loads
-// a (sharded) safetensors checkpoint into a model built under
-// `InitEmptyWeights` (empty_weights.h) following a device map
+// a (sharded) safetensors or `pytorch_model.bin` checkpoint into a model
+// built under `InitEmptyWeights` (empty_weights.h) following a device map
 // (device_map.h), and runs the model unchanged with part of its weights on
 // the CPU or on disk.
 //
@@ -98,7 +98,8 @@ struct DispatchOptions {
   // Folder for the weights placed on "disk". When set, each gets an entry in
   // `<offload_folder>/index.json` (Accelerate's format): a pointer into the
   // checkpoint's safetensors file when the weight is used as stored, a
-  // `.dat` file when it is converted (`dtype`); they are then read back
+  // `.dat` file when it is converted (`dtype`) or comes from a `torch.save`
+  // shard (`pytorch_model.bin`); they are then read back
   // through that index. When empty, disk weights are read straight from
   // the checkpoint, and converting one is an error. Default: empty.
   std::string offload_folder;
@@ -182,21 +183,22 @@ class DispatchedModel {
     const torch::nn::Module& model, const std::string& strategy = "auto",
     DeviceMapOptions options = {});
 
-// Loads `checkpoint` (a .safetensors file, an index, or a folder holding
-// one; see ShardedCheckpoint) into `model` by name, placing each parameter
-// and buffer as `device_map` says (device.h: module name -> "cpu", "disk"
-// or a GPU index, as InferAutoDeviceMap returns; "" names the whole
-// model). Tensors
-// are placed one at a time: peak memory is the resident weights plus the
-// largest tensor being converted or copied (plus up to 64 MB of converted
-// disk weights on their way to the offload folder). Coverage, shapes and
-// missing weights are checked from the headers before anything is placed;
-// a later failure (writing the offload folder, memory) may leave part of
-// the model placed.
-// Errors: `InvalidArgument` for a weight no entry covers, a shape that differs from the model's, a converted disk
-// weight without `offload_folder`; `NotFound` for weights
-// the checkpoint lacks (all named, up to 10); `FailedPrecondition` for a
-// GPU index without CUDA; file errors as ShardedCheckpoint.
+// Loads `checkpoint` (a weights file, safetensors or `pytorch_model.bin`, an
+// index, or a folder holding one; see ShardedCheckpoint) into `model` by
+// name, placing each parameter and buffer as `device_map` says (device.h:
+// module name -> "cpu", "disk" or a GPU index, as InferAutoDeviceMap
+// returns; "" names the whole model). Tensors are placed one at a time:
+// peak memory is the resident weights plus the largest tensor being
+// converted or copied (plus up to 64 MB of disk weights on their way to the
+// offload folder). Coverage, shapes and missing weights are checked from
+// the headers (of `torch.save` shards, their pickles) before anything is
+// placed; a later failure (writing the offload folder, memory) may leave
+// part of the model placed.
+// Errors: `InvalidArgument` for a weight no entry covers, a shape that
+// differs from the model's, a converted disk weight without
+// `offload_folder`; `NotFound` for weights the checkpoint lacks (all named,
+// up to 10); `FailedPrecondition` for a GPU index without CUDA; file errors
+// as ShardedCheckpoint's.
 // REQUIRES: one DispatchedModel per model at a time.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<DispatchedModel>>
 LoadCheckpointAndDispatch(torch::nn::Module& model,

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "bigmodel/estimate.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 
 int main(int argc, char** argv) {
   using namespace accelerate::bigmodel;  // NOLINT: a small program.

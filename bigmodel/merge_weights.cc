@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 #include "bigmodel/safetensors_parts.h"
 
 int main(int argc, char** argv) {

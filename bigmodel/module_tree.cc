@@ -20,6 +20,7 @@
 #include "bigmodel/dtype.h"
 #include "bigmodel/internal/json_string.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 #include "bigmodel/torch_dtype.h"
 #include "state/status_macros.h"
 

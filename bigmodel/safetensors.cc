@@ -8,12 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -43,11 +40,6 @@ absl::Status Errno(absl::string_view what, const std::string& path) {
   if (error == EACCES || error == EPERM)
     return absl::PermissionDeniedError(text);
   return absl::UnavailableError(text);
-}
-
-std::string Basename(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 }  // namespace
@@ -149,7 +141,7 @@ absl::Status SaveSafetensors(
 
 namespace {
 
-// The deleter context of AliasMapping's storage: a share of the mapping.
+// The deleter context of ShareMapping's pointers: a share of the mapping.
 struct MappingShare {
   std::shared_ptr<const MappedFile> mapping;
 };
@@ -170,17 +162,22 @@ at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(type);
-  c10::DataPtr pointer(const_cast<char*>(data),
-                       new MappingShare{std::move(mapping)},
-                       &ReleaseMappingShare, c10::Device(c10::kCPU));
   c10::Storage storage(c10::Storage::use_byte_size_t(), bytes,
-                       std::move(pointer), /*allocator=*/nullptr,
+                       ShareMapping(std::move(mapping), data),
+                       /*allocator=*/nullptr,
                        /*resizable=*/false);
   auto tensor = at::detail::make_tensor<c10::TensorImpl>(
       std::move(storage), c10::DispatchKeySet(c10::DispatchKey::CPU),
       caffe2::TypeMeta::fromScalarType(type));
   tensor.unsafeGetTensorImpl()->set_sizes_contiguous(shape);
   return tensor;
+}
+
+c10::DataPtr ShareMapping(std::shared_ptr<const MappedFile> mapping,
+                          const char* data) {
+  return c10::DataPtr(const_cast<char*>(data),
+                      new MappingShare{std::move(mapping)},
+                      &ReleaseMappingShare, c10::Device(c10::kCPU));
 }
 
 bool AliasesMapping(const at::Tensor& tensor) {
@@ -403,160 +400,6 @@ absl::Status SaveShardedSafetensors(const std::string& dir,
   if (!printed.ok()) return absl::InternalError(std::string(printed.message()));
   // Written last: a reader never sees an index naming missing shards.
   return WriteFileAtomically(index_path, {json});
-}
-
-absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> ShardedCheckpoint::Open(
-    const std::string& path) {
-  std::unique_ptr<ShardedCheckpoint> checkpoint(new ShardedCheckpoint());
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return Errno("cannot open", path);
-  std::string index_path;
-  if (S_ISDIR(info.st_mode)) {
-    checkpoint->dir_ = path;
-    index_path = path + "/model.safetensors.index.json";
-    const std::string single = path + "/model.safetensors";
-    // A single file wins over an index, as in transformers.
-    const bool has_single = ::access(single.c_str(), R_OK) == 0;
-    if (has_single || ::access(index_path.c_str(), R_OK) != 0) {
-      if (!has_single) {
-        return absl::NotFoundError(
-            absl::StrCat(path,
-                         " holds neither model.safetensors.index.json nor "
-                         "model.safetensors"));
-      }
-      index_path.clear();
-      ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(single));
-      for (const std::string& name : file->names()) {
-        checkpoint->weight_map_[name] = "model.safetensors";
-      }
-      checkpoint->open_["model.safetensors"] = std::move(file);
-      return checkpoint;
-    }
-  } else if (absl::EndsWith(path, ".safetensors")) {
-    const size_t slash = path.rfind('/');
-    checkpoint->dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
-    ACCELERATE_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(path));
-    for (const std::string& name : file->names()) {
-      checkpoint->weight_map_[name] = Basename(path);
-    }
-    checkpoint->open_[Basename(path)] = std::move(file);
-    return checkpoint;
-  } else {
-    index_path = path;
-    const size_t slash = path.rfind('/');
-    checkpoint->dir_ = slash == std::string::npos ? "." : path.substr(0, slash);
-  }
-  std::ifstream in(index_path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", index_path));
-  std::stringstream text;
-  text << in.rdbuf();
-  google::protobuf::Struct index;
-  if (!google::protobuf::util::JsonStringToMessage(text.str(), &index).ok()) {
-    return absl::DataLossError(absl::StrCat(index_path, " is not valid JSON"));
-  }
-  auto map = index.fields().find("weight_map");
-  if (map == index.fields().end() ||
-      map->second.kind_case() != google::protobuf::Value::kStructValue) {
-    return absl::DataLossError(
-        absl::StrCat(index_path, " has no weight_map object"));
-  }
-  for (const auto& [name, file] : map->second.struct_value().fields()) {
-    if (file.kind_case() != google::protobuf::Value::kStringValue) {
-      return absl::DataLossError(absl::StrCat(
-          index_path, ": weight_map entry \"", name, "\" is not a file name"));
-    }
-    const std::string& value = file.string_value();
-    // Shards live beside the index: no paths out of the folder.
-    if (value.empty() || absl::StrContains(value, "/") || value == "." ||
-        value == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index_path, ": weight_map entry \"", name, "\" names \"",
-                       value, "\", not a file beside the index"));
-    }
-    checkpoint->weight_map_[name] = value;
-  }
-  return checkpoint;
-}
-
-std::vector<std::string> ShardedCheckpoint::names() const {
-  std::vector<std::string> names;
-  for (const auto& [name, file] : weight_map_) names.push_back(name);
-  return names;
-}
-
-absl::StatusOr<std::string> ShardedCheckpoint::FileOf(
-    const std::string& name) const {
-  auto it = weight_map_.find(name);
-  if (it == weight_map_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat("the checkpoint has no tensor named \"", name, "\""));
-  }
-  return it->second;
-}
-
-absl::StatusOr<const SafetensorsFile*> ShardedCheckpoint::Shard(
-    const std::string& file) {
-  auto it = open_.find(file);
-  if (it != open_.end()) return it->second.get();
-  ACCELERATE_ASSIGN_OR_RETURN(
-      auto opened, SafetensorsFile::Open(absl::StrCat(dir_, "/", file)));
-  const SafetensorsFile* raw = opened.get();
-  open_[file] = std::move(opened);
-  return raw;
-}
-
-absl::StatusOr<std::vector<TensorEntry>> ShardedCheckpoint::Entries() {
-  std::vector<std::string> files;
-  for (const auto& [name, file] : weight_map_) {
-    if (std::find(files.begin(), files.end(), file) == files.end()) {
-      files.push_back(file);
-    }
-  }
-  std::sort(files.begin(), files.end());
-  std::vector<TensorEntry> entries;
-  for (const std::string& file : files) {
-    ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
-    for (const TensorEntry& entry : shard->header().tensors) {
-      auto it = weight_map_.find(entry.name);
-      if (it != weight_map_.end() && it->second == file)
-        entries.push_back(entry);
-    }
-  }
-  if (entries.size() != weight_map_.size()) {
-    for (const auto& [name, file] : weight_map_) {
-      ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
-      if (!shard->Contains(name)) {
-        return absl::DataLossError(absl::StrCat("the index puts \"", name,
-                                                "\" in ", file,
-                                                ", which does not hold it"));
-      }
-    }
-  }
-  return entries;
-}
-
-absl::StatusOr<std::map<std::string, at::Tensor>> ShardedCheckpoint::Load(
-    const std::vector<std::string>& names, const ReadOptions& options) {
-  // Shard by shard, each in one (staged) load.
-  std::map<std::string, std::vector<std::string>> by_file;
-  for (const std::string& name : names) {
-    ACCELERATE_ASSIGN_OR_RETURN(std::string file, FileOf(name));
-    by_file[file].push_back(name);
-  }
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [file, in_file] : by_file) {
-    ACCELERATE_ASSIGN_OR_RETURN(const SafetensorsFile* shard, Shard(file));
-    for (const std::string& name : in_file) {
-      if (!shard->Contains(name)) {
-        return absl::DataLossError(absl::StrCat("the index puts \"", name,
-                                                "\" in ", file,
-                                                ", which does not hold it"));
-      }
-    }
-    ACCELERATE_ASSIGN_OR_RETURN(auto loaded, shard->Load(in_file, options));
-    tensors.merge(loaded);
-  }
-  return tensors;
 }
 
 }  // namespace accelerate::bigmodel

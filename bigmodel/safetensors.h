@@ -13,13 +13,8 @@
 //     absl::StatusOr<at::Tensor> w2 = (*file)->Get("w");  // zero-copy
 //     if (!w2.ok()) return w2.status();
 //
-//     saved = SaveShardedSafetensors("/tmp/ckpt", {{"w", w}, {"b", b}},
-//                                    {.max_shard_bytes = 1 << 30});
-//     if (!saved.ok()) return saved;
-//     absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> checkpoint =
-//         ShardedCheckpoint::Open("/tmp/ckpt");
-//     if (!checkpoint.ok()) return checkpoint.status();
-//     return (*checkpoint)->Load({"w"}).status();  // opens one shard
+//     return SaveShardedSafetensors("/tmp/ckpt", {{"w", w}, {"b", b}},
+//                                   {.max_shard_bytes = 1 << 30});
 //   }
 // clang-format on
 //
@@ -30,8 +25,8 @@
 // safetensors_header.h).
 //
 // Thread safety: a SafetensorsFile is immutable after Open and may be read
-// from several threads; a ShardedCheckpoint opens shards lazily and is not
-// thread-safe.
+// from several threads. Reading a sharded checkpoint (of safetensors or
+// `torch.save` shards): sharded_checkpoint.h.
 
 #ifndef ACCELERATE_BIGMODEL_SAFETENSORS_H_
 #define ACCELERATE_BIGMODEL_SAFETENSORS_H_
@@ -47,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include <ATen/core/Tensor.h>
+#include <c10/core/Allocator.h>
 #include <c10/core/Device.h>
 
 #include "bigmodel/safetensors_header.h"
@@ -83,8 +79,15 @@ at::Tensor AliasMapping(std::shared_ptr<const MappedFile> mapping,
                         const char* data, c10::IntArrayRef shape,
                         at::ScalarType type);
 
-// Whether `tensor`'s bytes are a file mapping's (made by AliasMapping, as
-// every zero-copy tensor read here is), rather than memory of its own.
+// A CPU data pointer to `data`, inside `mapping`, holding a share of it: the
+// storage of AliasMapping's tensors, for storages built elsewhere (the
+// records of a mapped `torch.save` archive).
+c10::DataPtr ShareMapping(std::shared_ptr<const MappedFile> mapping,
+                          const char* data);
+
+// Whether `tensor`'s bytes are a file mapping's (made by AliasMapping or
+// over ShareMapping, as every zero-copy tensor read here is), rather than
+// memory of its own.
 bool AliasesMapping(const at::Tensor& tensor);
 
 // The safetensors dtype name of `type` ("F32", ...; the table of dtype.h);
@@ -190,38 +193,6 @@ struct SaveShardedOptions {
 [[nodiscard]] absl::Status SaveShardedSafetensors(
     const std::string& dir, const NamedTensors& tensors,
     const SaveShardedOptions& options = {});
-
-class ShardedCheckpoint {
- public:
-  // `path` is an index file, a single .safetensors file, or a folder holding
-  // one of `model.safetensors.index.json` / `model.safetensors`. Only the
-  // index is read here; shards open when a tensor in them is loaded.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ShardedCheckpoint>> Open(
-      const std::string& path);
-
-  std::vector<std::string> names() const;
-  // The folder holding the shards.
-  const std::string& dir() const { return dir_; }
-  // The shard file holding `name` (a name inside `dir()`).
-  [[nodiscard]] absl::StatusOr<std::string> FileOf(
-      const std::string& name) const;
-  // The tensors `names`, opening only the shards that hold them.
-  [[nodiscard]] absl::StatusOr<std::map<std::string, at::Tensor>> Load(
-      const std::vector<std::string>& names, const ReadOptions& options = {});
-  // Every tensor's name, dtype and shape (shard by shard, in data order),
-  // reading only the headers.
-  [[nodiscard]] absl::StatusOr<std::vector<TensorEntry>> Entries();
-  // Shards opened so far.
-  int files_opened() const { return static_cast<int>(open_.size()); }
-
- private:
-  ShardedCheckpoint() = default;
-  absl::StatusOr<const SafetensorsFile*> Shard(const std::string& file);
-
-  std::string dir_;
-  std::map<std::string, std::string> weight_map_;  // tensor -> file name
-  std::map<std::string, std::unique_ptr<SafetensorsFile>> open_;
-};
 
 }  // namespace accelerate::bigmodel
 

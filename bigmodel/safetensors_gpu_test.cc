@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "bigmodel/safetensors.h"
+#include "bigmodel/sharded_checkpoint.h"
 #include "gtest/gtest.h"
 #include "testing/cuda_testutil.h"
 #include "testing/files.h"

@@ -1,5 +1,5 @@
-// Tests of safetensors files and sharded checkpoints: hand-made and damaged
-// files, round trips, zero copy, shards.
+// Tests of safetensors files: hand-made and damaged files, round trips,
+// zero copy (sharded checkpoints: sharded_checkpoint_test.cc).
 
 #include "bigmodel/safetensors.h"
 
@@ -253,80 +253,6 @@ TEST(SafetensorsTest, ReadsUnsignedAndFp8Dtypes) {
               bytes)
         << c.dtype;
   }
-}
-
-TEST(ShardedCheckpointTest, ShardsWithAnIndexAndLoadsOnlyWhatIsAsked) {
-  const std::string dir = TestPath("sharded");
-  NamedTensors tensors;
-  for (int i = 0; i < 6; ++i) {
-    tensors.emplace_back(absl::StrCat("layer.", i, ".w"),
-                         at::full({256}, static_cast<float>(i)));  // 1 KiB
-  }
-  ASSERT_OK(SaveShardedSafetensors(dir, tensors, {.max_shard_bytes = 2048}));
-  // Two tensors per shard: three shards and the index.
-  for (int shard = 1; shard <= 3; ++shard) {
-    EXPECT_EQ(::access(absl::StrCat(dir, "/model-0000", shard,
-                                    "-of-00003.safetensors")
-                           .c_str(),
-                       R_OK),
-              0);
-  }
-  const std::string index = ReadFileOrDie(dir + "/model.safetensors.index.json");
-  EXPECT_THAT(
-      index,
-      AllOf(HasSubstr("\"total_size\": 6144"),
-            HasSubstr("\"layer.5.w\": \"model-00003-of-00003.safetensors\"")));
-  ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
-  EXPECT_EQ(checkpoint->names().size(), 6u);
-  ASSERT_OK_AND_ASSIGN(auto some, checkpoint->Load({"layer.4.w", "layer.5.w"}));
-  EXPECT_EQ(checkpoint->files_opened(), 1);
-  EXPECT_TRUE(TensorsClose(some.at("layer.4.w"), at::full({256}, 4.f), kExact));
-  ASSERT_OK_AND_ASSIGN(auto first, checkpoint->Load({"layer.0.w"}));
-  EXPECT_EQ(checkpoint->files_opened(), 2);
-  // One load across shards.
-  ASSERT_OK_AND_ASSIGN(auto across,
-                       checkpoint->Load({"layer.5.w", "layer.2.w"}));
-  EXPECT_EQ(checkpoint->files_opened(), 3);
-  EXPECT_TRUE(
-      TensorsClose(across.at("layer.2.w"), at::full({256}, 2.f), kExact));
-  EXPECT_TRUE(
-      TensorsClose(across.at("layer.5.w"), at::full({256}, 5.f), kExact));
-  EXPECT_THAT(checkpoint->Load({"layer.9.w"}).status(),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("layer.9.w")));
-  // Saving the same folder again as one file leaves no stale index behind.
-  NamedTensors updated = {{"layer.0.w", at::full({4}, 9.f)}};
-  ASSERT_OK(SaveShardedSafetensors(dir, updated));
-  EXPECT_NE(::access((dir + "/model.safetensors.index.json").c_str(), F_OK), 0);
-  ASSERT_OK_AND_ASSIGN(auto fresh, ShardedCheckpoint::Open(dir));
-  EXPECT_EQ(fresh->names().size(), 1u);
-  ASSERT_OK_AND_ASSIGN(auto nine, fresh->Load({"layer.0.w"}));
-  EXPECT_TRUE(TensorsClose(nine.at("layer.0.w"), at::full({4}, 9.f), kExact));
-  // One shard is written without an index, and opens the same way.
-  const std::string single = TestPath("single");
-  ASSERT_OK(SaveShardedSafetensors(single, tensors));
-  ASSERT_OK_AND_ASSIGN(auto one, ShardedCheckpoint::Open(single));
-  EXPECT_EQ(one->names().size(), 6u);
-}
-
-TEST(ShardedCheckpointTest, BadIndexesAreRefused) {
-  const std::string dir = TestPath("badindex");
-  ::mkdir(dir.c_str(), 0755);
-  std::ofstream(dir + "/model.safetensors.index.json")
-      << R"({"weight_map": {"w": "../../etc/passwd"}})";
-  EXPECT_THAT(
-      ShardedCheckpoint::Open(dir).status(),
-      StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("\"../../etc/passwd\", not a file beside the index")));
-  std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc)
-      << R"({"weight_map": {"w": "missing.safetensors"}})";
-  ASSERT_OK_AND_ASSIGN(auto checkpoint, ShardedCheckpoint::Open(dir));
-  EXPECT_THAT(
-      checkpoint->Load({"w"}).status(),
-      StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.safetensors")));
-  std::ofstream(dir + "/model.safetensors.index.json", std::ios::trunc) << "{";
-  EXPECT_THAT(
-      ShardedCheckpoint::Open(dir).status(),
-      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not valid JSON")));
 }
 
 }  // namespace

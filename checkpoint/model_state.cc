@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include <torch/torch.h>
+#include "bigmodel/torch_file.h"
 #include "checkpoint/internal/direct_writer.h"
-#include "checkpoint/torch_file.h"
 #include "state/status_macros.h"
 #include "state/torch_errors.h"
 
@@ -39,25 +39,10 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadWeights(
         bigmodel::SafetensorsFile::Open(path));
     return file->Load(file->names());
   }
-  std::map<std::string, at::Tensor> tensors;
-  ACCELERATE_ASSIGN_OR_RETURN(c10::IValue value,
-                              LoadTorchFile(path, {.map_file = true}));
-  if (!value.isGenericDict()) {
-    return absl::DataLossError(absl::StrCat(
-        path, " holds a ", value.tagKind(),
-        ", not a state_dict (a dict of names to tensors)"));
-  }
-  for (const auto& item : value.toGenericDict()) {
-    if (!item.key().isString() || !item.value().isTensor()) {
-      return absl::DataLossError(absl::StrCat(
-          path, " is not a state_dict (a dict of names to tensors): it maps ",
-          item.key().isString() ? item.key().toStringRef()
-                                : item.key().tagKind(),
-          " to a ", item.value().tagKind()));
-    }
-    tensors[item.key().toStringRef()] = item.value().toTensor();
-  }
-  return tensors;
+  ACCELERATE_ASSIGN_OR_RETURN(
+      bigmodel::NamedTensors named,
+      bigmodel::LoadTorchStateDict(path, {.map_file = true}));
+  return std::map<std::string, at::Tensor>(named.begin(), named.end());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include <torch/torch.h>
+#include "bigmodel/torch_file.h"
 #include "checkpoint/scheduler_state.h"
 #include "checkpoint/torch_file.h"
 #include "testing/files.h"
@@ -50,7 +51,7 @@ void ExpectRoundTrip(const Options& options, const std::string& name) {
   std::vector<at::Tensor> b;
   for (const at::Tensor& p : a) b.push_back(p.detach().clone().requires_grad_());
   Optimizer second(b, Options(123.0));  // Hyperparameters come from the file.
-  ASSERT_OK_AND_ASSIGN(c10::IValue loaded, LoadTorchFile(path));
+  ASSERT_OK_AND_ASSIGN(c10::IValue loaded, bigmodel::LoadTorchFile(path));
   ASSERT_OK(LoadOptimizerStateDict(second, loaded, "optimizer.bin"));
   Train(first, a, 2);
   Train(second, b, 2);

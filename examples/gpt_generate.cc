@@ -49,8 +49,9 @@
 #include "trackers/progress_bar.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
-          "Folder with config.json and model.safetensors[.index.json]; "
-          "written with random weights if it holds no model.");
+          "Folder with config.json and model.safetensors[.index.json] "
+          "or pytorch_model.bin[.index.json]; written with random weights "
+          "if it holds no model.");
 ABSL_FLAG(std::string, max_memory, "cpu=8GB",
           "Memory budget (Accelerate's units); what does not fit is "
           "offloaded to disk.");
@@ -244,8 +245,12 @@ absl::StatusOr<GptConfig> ReadConfig(const std::string& path) {
 }
 
 bool HasModel(const std::string& dir) {
-  return std::filesystem::exists(dir + "/model.safetensors") ||
-         std::filesystem::exists(dir + "/model.safetensors.index.json");
+  for (const char* weights :
+       {"model.safetensors", "model.safetensors.index.json",
+        "pytorch_model.bin", "pytorch_model.bin.index.json"}) {
+    if (std::filesystem::exists(absl::StrCat(dir, "/", weights))) return true;
+  }
+  return false;
 }
 
 // Writes a seeded random model (about 4 shards) and its config.

@@ -31,9 +31,10 @@ std::string Checkpoint() {
   return TestPath("gpt");
 }
 
-ProcessResult Generate(std::vector<std::string> flags) {
+ProcessResult Generate(std::vector<std::string> flags,
+                       const std::string& checkpoint = Checkpoint()) {
   std::vector<std::string> argv = {Runfile("examples/gpt_generate"),
-                                   "--checkpoint=" + Checkpoint(),
+                                   "--checkpoint=" + checkpoint,
                                    "--n_embd=64",
                                    "--n_layer=6",
                                    "--n_head=4",
@@ -156,6 +157,83 @@ TEST_F(GptGenerateTest, PythonTwinAgrees) {
   EXPECT_FALSE(Tokens(actual).empty());
   const double sum = Number(expected, "last_logits_abs_sum");
   EXPECT_NEAR(Number(actual, "last_logits_abs_sum"), sum, 1e-9 * sum);
+}
+
+// Rewrites the safetensors checkpoint in `src` as transformers'
+// `save_pretrained(..., safe_serialization=False)` would have written it
+// (`pytorch_model-0000i-of-0000N.bin` shards of `torch.save`d dicts and
+// `pytorch_model.bin.index.json`) in `dst`, with the real Python's torch.
+constexpr char kToPytorchModelBin[] = R"PY(
+import json, os, shutil, sys
+import torch
+from safetensors.torch import load_file
+src, dst = sys.argv[1:3]
+os.makedirs(dst, exist_ok=True)
+shutil.copy(os.path.join(src, "config.json"), dst)
+index = json.load(open(os.path.join(src, "model.safetensors.index.json")))
+files = sorted(set(index["weight_map"].values()))
+weight_map = {}
+for i, f in enumerate(files):
+    shard = f"pytorch_model-{i + 1:05d}-of-{len(files):05d}.bin"
+    tensors = load_file(os.path.join(src, f))
+    torch.save(tensors, os.path.join(dst, shard))
+    weight_map.update({name: shard for name in tensors})
+with open(os.path.join(dst, "pytorch_model.bin.index.json"), "w") as out:
+    json.dump({"metadata": {}, "weight_map": weight_map}, out)
+)PY";
+
+// The same model from `pytorch_model.bin` shards (mostly on disk, read in
+// place from their mapping or through an offload folder of .dat files)
+// generates the same tokens with the same logits, and so does the Python
+// twin from those shards.
+TEST_F(GptGenerateTest, PytorchModelBinShardsGiveTheSameTokens) {
+  ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
+  const std::string bin = TestPath("gpt_bin");
+  std::filesystem::remove_all(bin);
+  Subprocess convert(
+      {PeerPython(), "-c", kToPytorchModelBin, Checkpoint(), bin}, {});
+  ASSERT_TRUE(convert.Start().ok());
+  ProcessResult converted = convert.Wait(absl::Seconds(120));
+  ASSERT_EQ(converted.exit_code, 0) << converted.output;
+  ASSERT_TRUE(std::filesystem::exists(bin + "/pytorch_model.bin.index.json"));
+  const auto expected = Summary(*in_memory_);
+  const std::string map = TestPath("bin_device_map.json");
+  const std::string folder = TestPath("bin_offload");
+  std::filesystem::remove_all(folder);
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{"--max_memory=cpu=400KB",
+                                 "--device_map_out=" + map},
+        std::vector<std::string>{"--max_memory=cpu=400KB",
+                                 "--offload_folder=" + folder}}) {
+    SCOPED_TRACE(flags.back());
+    ProcessResult result = Generate(flags, bin);
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_THAT(result.output, HasSubstr("placed on disk"));
+    const auto summary = Summary(result);
+    EXPECT_GT(Number(summary, "offloaded_fraction"), 0.5);
+    EXPECT_EQ(Tokens(summary), Tokens(expected));
+    EXPECT_EQ(Number(summary, "last_logits_abs_sum"),
+              Number(expected, "last_logits_abs_sum"));
+  }
+  // No pointers into a pickle archive: the disk weights became .dat files.
+  bool has_dat = false;
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    has_dat |= entry.path().extension() == ".dat";
+  }
+  EXPECT_TRUE(has_dat);
+
+  ProcessResult ours = Generate({"--max_memory=cpu=400KB",
+                                 "--device_map_out=" + map, "--prompt=Hello"},
+                                bin);
+  ASSERT_EQ(ours.exit_code, 0) << ours.output;
+  Subprocess python({PeerPython(), Runfile("examples/gpt_generate_peer.py"),
+                     bin, map, "6", "Hello"},
+                    {});
+  ASSERT_TRUE(python.Start().ok());
+  ProcessResult theirs = python.Wait(absl::Seconds(120));
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
+  EXPECT_EQ(Tokens(Summary(theirs)), Tokens(Summary(ours)));
+  EXPECT_FALSE(Tokens(Summary(theirs)).empty());
 }
 
 TEST_F(GptGenerateTest, BadBudgetIsNamed) {

@@ -1,4 +1,4 @@
-#include "checkpoint/internal/pickle_reader.h"
+#include "bigmodel/internal/pickle_reader.h"
 
 #include <cstdint>
 #include <cstring>
@@ -15,7 +15,7 @@
 #include <c10/core/ScalarType.h>
 #include <c10/util/Exception.h>
 
-namespace accelerate::checkpoint_internal {
+namespace accelerate::bigmodel_internal {
 namespace {
 
 // What the reader refuses: the message, then the offset it is at.
@@ -600,4 +600,4 @@ absl::StatusOr<c10::IValue> ReadTorchPickle(absl::string_view pickle,
   }
 }
 
-}  // namespace accelerate::checkpoint_internal
+}  // namespace accelerate::bigmodel_internal

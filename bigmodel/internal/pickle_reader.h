@@ -17,8 +17,8 @@
 //
 // Thread safety: a pure function (but for what `records` does).
 
-#ifndef ACCELERATE_CHECKPOINT_INTERNAL_PICKLE_READER_H_
-#define ACCELERATE_CHECKPOINT_INTERNAL_PICKLE_READER_H_
+#ifndef ACCELERATE_BIGMODEL_INTERNAL_PICKLE_READER_H_
+#define ACCELERATE_BIGMODEL_INTERNAL_PICKLE_READER_H_
 
 #include <cstddef>
 #include <functional>
@@ -29,7 +29,7 @@
 #include <ATen/core/ivalue.h>
 #include <c10/core/Allocator.h>
 
-namespace accelerate::checkpoint_internal {
+namespace accelerate::bigmodel_internal {
 
 // The bytes of one storage record (`data/<key>` in the archive), on the CPU.
 struct TorchPickleRecord {
@@ -47,6 +47,6 @@ using TorchPickleRecords =
 [[nodiscard]] absl::StatusOr<c10::IValue> ReadTorchPickle(
     absl::string_view pickle, const TorchPickleRecords& records);
 
-}  // namespace accelerate::checkpoint_internal
+}  // namespace accelerate::bigmodel_internal
 
-#endif  // ACCELERATE_CHECKPOINT_INTERNAL_PICKLE_READER_H_
+#endif  // ACCELERATE_BIGMODEL_INTERNAL_PICKLE_READER_H_
