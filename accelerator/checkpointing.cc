@@ -941,7 +941,7 @@ absl::StatusOr<std::string> Accelerator::LoadState(
       ACCELERATE_ASSIGN_OR_RETURN(
           c10::IValue value,
           bigmodel::LoadTorchFile(path(name),
-                                    {.map_file = options.map_files}));
+                                  {.map_file = options.map_files}));
       ACCELERATE_RETURN_IF_ERROR(checkpoint::LoadOptimizerStateDict(
           optimizers_[i]->optimizer(), value, name));
       if (parts_model != nullptr) {

@@ -1,6 +1,7 @@
 // `accelerate estimate-memory CHECKPOINT [--dtypes float32 float16 int8 int4]`:
-// Accelerate's memory table for a local safetensors checkpoint (a file, an
-// index, or a folder holding one), from the headers alone.
+// Accelerate's memory table for a local checkpoint, safetensors or
+// `pytorch_model.bin` (a file, an index, or a folder holding one), from the
+// headers (and pickles) alone.
 
 #include <iostream>
 #include <string>
@@ -21,7 +22,8 @@ int main(int argc, char** argv) {
       std::cout << "usage: accelerate estimate-memory CHECKPOINT "
                    "[--dtypes {float32,float16,int8,int4} ...]\n"
                    "Prints the largest layer, total size and training memory "
-                   "with Adam of a local safetensors checkpoint, per dtype.\n";
+                   "with Adam of a local checkpoint (safetensors or "
+                   "pytorch_model.bin), per dtype.\n";
       return 0;
     }
     if (arg == "--dtypes") {
@@ -43,8 +45,8 @@ int main(int argc, char** argv) {
     }
   }
   if (checkpoint.empty()) {
-    std::cerr << "estimate-memory: give a safetensors checkpoint (file, index "
-                 "or folder)\n";
+    std::cerr << "estimate-memory: give a checkpoint (file, index or "
+                 "folder)\n";
     return 2;
   }
   if (dtypes.empty()) dtypes = {"float32", "float16", "int8", "int4"};

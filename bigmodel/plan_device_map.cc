@@ -3,9 +3,10 @@
 // {"device_map": {"<module path>": <device>, ...}}. Without --max_memory, the
 // budgets are what this machine has free now (driver_memory.h: each visible
 // GPU's free memory from NVIDIA's driver, the CPU's MemAvailable), as
-// Accelerate's get_max_memory(); they are printed on stderr. MODEL is a module tree in
-// JSON (module_tree.h) or a local safetensors checkpoint (a file, an index or
-// a folder holding one), whose tensor names give the modules.
+// Accelerate's get_max_memory(); they are printed on stderr. MODEL is a
+// module tree in JSON (module_tree.h) or a local checkpoint, safetensors or
+// `pytorch_model.bin` (a file, an index or a folder holding one), whose
+// tensor names give the modules.
 
 #include <cstdlib>
 #include <fstream>
@@ -31,9 +32,10 @@ constexpr char kUsage[] =
     "[--no_split_module_classes CLASS ...] [--dtype DTYPE]\n"
     "    [--device_map {sequential,auto,balanced,balanced_low_0}]\n"
     "    [--offload_buffers] [--fallback_allocation]\n"
-    "MODEL is a module tree in JSON (.json) or a local safetensors checkpoint\n"
-    "(file, index or folder). Devices: GPU indices, cpu, disk; sizes in bytes\n"
-    "or with KB/MB/GB/TB (10^3..) or KiB/MiB/GiB/TiB (2^10..). Without\n"
+    "MODEL is a module tree in JSON (.json) or a local checkpoint, safetensors\n"
+    "or pytorch_model.bin (file, index or folder). Devices: GPU indices,\n"
+    "cpu, disk; sizes in bytes or with KB/MB/GB/TB (10^3..) or\n"
+    "KiB/MiB/GiB/TiB (2^10..). Without\n"
     "--max_memory: what is free now on each visible GPU (NVIDIA's driver,\n"
     "CUDA_VISIBLE_DEVICES honoured) and the CPU (MemAvailable).\n"
     "sequential (the default) fills devices in order; auto and balanced first\n"

@@ -1,5 +1,6 @@
-// A small GPT-2-style decoder generating text from a safetensors checkpoint
-// with part of its weights offloaded to disk: Big Model Inference end to end.
+// A small GPT-2-style decoder generating text from a checkpoint (safetensors
+// or pytorch_model.bin) with part of its weights offloaded to disk: Big
+// Model Inference end to end.
 //
 //   bazel-bin/examples/gpt_generate --checkpoint /tmp/gpt --max_memory cpu=20MB
 //

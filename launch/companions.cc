@@ -63,12 +63,12 @@ FlagParser PlanShardsParser() {
 FlagParser EstimateMemoryParser() {
   FlagParser parser(
       "accelerate estimate-memory",
-      "Prints Accelerate's memory table for a local safetensors checkpoint: "
-      "the largest layer, the total size and the training memory with Adam, "
-      "per dtype, from the headers alone.");
+      "Prints Accelerate's memory table for a local checkpoint (safetensors "
+      "or pytorch_model.bin): the largest layer, the total size and the "
+      "training memory with Adam, per dtype, from the headers alone.");
   parser.AddPositional("CHECKPOINT",
-                       "A safetensors file, an index, or a folder holding "
-                       "one.");
+                       "A weights file (safetensors or pytorch_model.bin), "
+                       "an index, or a folder holding one.");
   parser.AddList("dtypes", "DTYPE", "Dtypes to estimate (default: all).",
                  {"float32", "float16", "int8", "int4"});
   return parser;
