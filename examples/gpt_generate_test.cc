@@ -74,6 +74,44 @@ std::string Tokens(const google::protobuf::Struct& summary) {
   return tokens;
 }
 
+// Checks a run with most weights on disk against `expected` (the run with
+// everything in memory): the same tokens, to the same logits. Returns the
+// run's summary. REQUIRES: the run succeeded.
+google::protobuf::Struct ExpectMostlyOnDiskAndTheSame(
+    const ProcessResult& result, const google::protobuf::Struct& expected) {
+  EXPECT_THAT(result.output, HasSubstr("placed on disk"));
+  google::protobuf::Struct summary = Summary(result);
+  EXPECT_GT(Number(summary, "offloaded_fraction"), 0.5);
+  EXPECT_EQ(Tokens(summary), Tokens(expected));
+  EXPECT_EQ(Number(summary, "last_logits_abs_sum"),
+            Number(expected, "last_logits_abs_sum"));
+  return summary;
+}
+
+// Runs ours on `checkpoint` with most weights on disk, then the Python twin
+// (Python torch, the same checkpoint and our device map, loaded and
+// offloaded by Accelerate 1.15's load_checkpoint_and_dispatch): the same
+// tokens with the same logits.
+void ExpectPythonTwinAgrees(const std::string& checkpoint,
+                            const std::string& map) {
+  ProcessResult ours = Generate(
+      {"--max_memory=cpu=400KB", "--device_map_out=" + map, "--prompt=Hello"},
+      checkpoint);
+  ASSERT_EQ(ours.exit_code, 0) << ours.output;
+  Subprocess python({PeerPython(), Runfile("examples/gpt_generate_peer.py"),
+                     checkpoint, map, "6", "Hello"},
+                    {});
+  ASSERT_TRUE(python.Start().ok());
+  ProcessResult theirs = python.Wait(absl::Seconds(120));
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
+  const auto expected = Summary(ours);
+  const auto actual = Summary(theirs);
+  EXPECT_EQ(Tokens(actual), Tokens(expected));
+  EXPECT_FALSE(Tokens(actual).empty());
+  const double sum = Number(expected, "last_logits_abs_sum");
+  EXPECT_NEAR(Number(actual, "last_logits_abs_sum"), sum, 1e-9 * sum);
+}
+
 class GptGenerateTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -107,12 +145,7 @@ TEST_F(GptGenerateTest, MostlyOnDiskGivesTheSameTokensAndLogits) {
     SCOPED_TRACE(prefetch);
     ProcessResult result = Generate({"--max_memory=cpu=400KB", prefetch});
     ASSERT_EQ(result.exit_code, 0) << result.output;
-    EXPECT_THAT(result.output, HasSubstr("placed on disk"));
-    const auto summary = Summary(result);
-    EXPECT_GT(Number(summary, "offloaded_fraction"), 0.5);
-    EXPECT_EQ(Tokens(summary), Tokens(expected));
-    EXPECT_EQ(Number(summary, "last_logits_abs_sum"),
-              Number(expected, "last_logits_abs_sum"));
+    const auto summary = ExpectMostlyOnDiskAndTheSame(result, expected);
     EXPECT_GT(Number(summary, "loads"), 6 * 6);
     if (std::string(prefetch) == "--prefetch=true") {
       EXPECT_GT(Number(summary, "prefetch_hits"), Number(summary, "loads") / 2);
@@ -133,30 +166,11 @@ TEST_F(GptGenerateTest, OffloadFolderIsWrittenAndUsed) {
   EXPECT_EQ(Tokens(Summary(result)), Tokens(Summary(*in_memory_)));
 }
 
-// The Python twin (Python torch, the same checkpoint and device map, loaded
-// and offloaded by Accelerate 1.15's load_checkpoint_and_dispatch) generates
-// the same tokens with the same logits: the C++ model is GPT-2's
-// architecture, and offloading changes nothing.
+// The Python twin generates the same tokens with the same logits: the C++
+// model is GPT-2's architecture, and offloading changes nothing.
 TEST_F(GptGenerateTest, PythonTwinAgrees) {
   ASSERT_EQ(in_memory_->exit_code, 0) << in_memory_->output;
-  const std::string map =
-      TestPath("device_map.json");
-  ProcessResult ours = Generate(
-      {"--max_memory=cpu=400KB", "--device_map_out=" + map, "--prompt=Hello"});
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  Subprocess python(
-      {PeerPython(), Runfile("examples/gpt_generate_peer.py"),
-       Checkpoint(), map, "6", "Hello"},
-      {});
-  ASSERT_TRUE(python.Start().ok());
-  ProcessResult theirs = python.Wait(absl::Seconds(120));
-  ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
-  const auto expected = Summary(ours);
-  const auto actual = Summary(theirs);
-  EXPECT_EQ(Tokens(actual), Tokens(expected));
-  EXPECT_FALSE(Tokens(actual).empty());
-  const double sum = Number(expected, "last_logits_abs_sum");
-  EXPECT_NEAR(Number(actual, "last_logits_abs_sum"), sum, 1e-9 * sum);
+  ExpectPythonTwinAgrees(Checkpoint(), TestPath("device_map.json"));
 }
 
 // Rewrites the safetensors checkpoint in `src` as transformers'
@@ -208,12 +222,7 @@ TEST_F(GptGenerateTest, PytorchModelBinShardsGiveTheSameTokens) {
     SCOPED_TRACE(flags.back());
     ProcessResult result = Generate(flags, bin);
     ASSERT_EQ(result.exit_code, 0) << result.output;
-    EXPECT_THAT(result.output, HasSubstr("placed on disk"));
-    const auto summary = Summary(result);
-    EXPECT_GT(Number(summary, "offloaded_fraction"), 0.5);
-    EXPECT_EQ(Tokens(summary), Tokens(expected));
-    EXPECT_EQ(Number(summary, "last_logits_abs_sum"),
-              Number(expected, "last_logits_abs_sum"));
+    ExpectMostlyOnDiskAndTheSame(result, expected);
   }
   // No pointers into a pickle archive: the disk weights became .dat files.
   bool has_dat = false;
@@ -222,18 +231,7 @@ TEST_F(GptGenerateTest, PytorchModelBinShardsGiveTheSameTokens) {
   }
   EXPECT_TRUE(has_dat);
 
-  ProcessResult ours = Generate({"--max_memory=cpu=400KB",
-                                 "--device_map_out=" + map, "--prompt=Hello"},
-                                bin);
-  ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  Subprocess python({PeerPython(), Runfile("examples/gpt_generate_peer.py"),
-                     bin, map, "6", "Hello"},
-                    {});
-  ASSERT_TRUE(python.Start().ok());
-  ProcessResult theirs = python.Wait(absl::Seconds(120));
-  ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
-  EXPECT_EQ(Tokens(Summary(theirs)), Tokens(Summary(ours)));
-  EXPECT_FALSE(Tokens(Summary(theirs)).empty());
+  ExpectPythonTwinAgrees(bin, map);
 }
 
 TEST_F(GptGenerateTest, BadBudgetIsNamed) {
