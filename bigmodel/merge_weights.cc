@@ -1,10 +1,11 @@
-// `accelerate merge-weights CHECKPOINT OUTPUT`: merges a sharded safetensors
-// checkpoint (a folder with model.safetensors.index.json, or the index
-// itself), or a checkpoint saved with SHARDED_STATE_DICT (a folder with
-// model.rank-<p>-of-<n>.safetensors part files, as Accelerate's
-// merge-weights does for FSDP checkpoints), into one safetensors file. OUTPUT is a .safetensors file, or a
-// folder that receives model.safetensors. Tensors are read through the
-// mapping (no copy) and written atomically.
+// `accelerate merge-weights CHECKPOINT OUTPUT`: merges a sharded checkpoint
+// (safetensors or pytorch_model.bin shards: a folder holding their index, the
+// index itself, or one weights file), or a checkpoint saved with
+// SHARDED_STATE_DICT (a folder with model.rank-<p>-of-<n>.safetensors part
+// files, as Accelerate's merge-weights does for FSDP checkpoints), into one
+// safetensors file. OUTPUT is a .safetensors file, or a folder that receives
+// model.safetensors. Tensors are read through the mapping (no copy) and
+// written atomically.
 
 #include <sys/stat.h>
 
@@ -24,7 +25,8 @@ int main(int argc, char** argv) {
   if (argc != 3) {
     (help ? std::cout : std::cerr)
         << "usage: accelerate merge-weights CHECKPOINT OUTPUT\n"
-           "Merges a sharded safetensors checkpoint into one file.\n";
+           "Merges a sharded checkpoint (safetensors or pytorch_model.bin)\n"
+           "into one safetensors file.\n";
     return help ? 0 : 2;
   }
   std::string output = argv[2];

@@ -23,6 +23,7 @@
 namespace accelerate::launch {
 namespace {
 
+using ::accelerate::testing::PeerPython;
 using ::accelerate::testing::ProcessResult;
 using ::accelerate::testing::Runfile;
 using ::accelerate::testing::Subprocess;
@@ -169,6 +170,61 @@ TEST(CliTest, MergeWeightsJoinsTheShards) {
   ProcessResult missing = RunAccelerate({"merge-weights", TestDir("nothing"), "x"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_THAT(missing.output, HasSubstr("holds no weights"));
+}
+
+// pytorch_model.bin shards written by Python's torch.save (a transposed
+// view, tied weights, bf16 and int64 among them), merged, read back by
+// Python's safetensors: every tensor equal, nothing more.
+TEST(CliTest, MergeWeightsJoinsPytorchModelBinShards) {
+  const std::string dir = TestDir("merge_bin");
+  constexpr char kWrite[] = R"PY(
+import json, os, sys
+import torch
+torch.manual_seed(0)
+wte = torch.randn(8, 4)
+sd = {"wte.weight": wte,
+      "proj.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4).t(),
+      "ln.weight": torch.randn(4).to(torch.bfloat16),
+      "mask": torch.arange(5),
+      "lm_head.weight": wte}
+files = {"pytorch_model-00001-of-00002.bin": ["wte.weight", "proj.weight"],
+         "pytorch_model-00002-of-00002.bin": ["ln.weight", "mask",
+                                              "lm_head.weight"]}
+for file, names in files.items():
+    torch.save({n: sd[n] for n in names}, os.path.join(sys.argv[1], file))
+with open(os.path.join(sys.argv[1], "pytorch_model.bin.index.json"), "w") as f:
+    json.dump({"metadata": {}, "weight_map": {n: file for file, names in
+                                              files.items() for n in names}}, f)
+torch.save(sd, sys.argv[2])
+)PY";
+  constexpr char kCheck[] = R"PY(
+import sys
+import torch
+from safetensors.torch import load_file
+merged = load_file(sys.argv[1])
+expected = torch.load(sys.argv[2])
+assert sorted(merged) == sorted(expected), (sorted(merged), sorted(expected))
+for name, tensor in expected.items():
+    assert merged[name].dtype == tensor.dtype, name
+    assert torch.equal(merged[name], tensor), name
+print("all", len(merged), "equal")
+)PY";
+  const std::string expected = TestDir("merge_bin_expected") + "/all.pt";
+  Subprocess write({PeerPython(), "-c", kWrite, dir, expected}, {});
+  ASSERT_TRUE(write.Start().ok());
+  ProcessResult written = write.Wait(absl::Seconds(120));
+  ASSERT_EQ(written.exit_code, 0) << written.output;
+
+  const std::string output = TestDir("merged_bin");
+  ProcessResult merged = RunAccelerate({"merge-weights", dir, output});
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_THAT(merged.output, HasSubstr("merged 5 tensors from 2 shard(s)"));
+  Subprocess check(
+      {PeerPython(), "-c", kCheck, output + "/model.safetensors", expected}, {});
+  ASSERT_TRUE(check.Start().ok());
+  ProcessResult checked = check.Wait(absl::Seconds(120));
+  EXPECT_EQ(checked.exit_code, 0) << checked.output;
+  EXPECT_THAT(checked.output, HasSubstr("all 5 equal"));
 }
 
 // A module tree (JSON) of float32 leaves named a, b, c, ... with these

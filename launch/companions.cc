@@ -77,11 +77,14 @@ FlagParser EstimateMemoryParser() {
 FlagParser MergeWeightsParser() {
   FlagParser parser(
       "accelerate merge-weights",
-      "Merges a sharded safetensors checkpoint into one safetensors file, "
-      "written atomically.");
+      "Merges a sharded checkpoint (safetensors or pytorch_model.bin "
+      "shards with their index, or the per-process parts of a "
+      "SHARDED_STATE_DICT save) into one safetensors file, written "
+      "atomically.");
   parser.AddPositional("CHECKPOINT",
-                       "A folder with model.safetensors.index.json, or the "
-                       "index itself.");
+                       "A folder holding the shards' index (or one weights "
+                       "file, or the parts), the index, or one weights "
+                       "file.");
   parser.AddPositional("OUTPUT",
                        "A .safetensors file, or a folder that receives "
                        "model.safetensors.");
