@@ -52,8 +52,8 @@ TEST_F(NcclTest, OneProcessRunsOnItsLocalGpu) {
 }
 
 // Two processes: NCCL collectives where there are two GPUs; where there is
-// one, both refuse at once, naming the counts, instead of NCCL's late
-// "duplicate GPU" failure.
+// one, both claim it at the rendezvous and both refuse at once, naming the
+// two ranks and the GPU, instead of NCCL's late "duplicate GPU" failure.
 TEST_F(NcclTest, TwoProcessesGetTwoGpusOrAClearRefusal) {
   const int gpus = static_cast<int>(torch::cuda::device_count());
   absl::StatusOr<std::vector<ProcessResult>> results = RunLocalJob(
@@ -66,8 +66,9 @@ TEST_F(NcclTest, TwoProcessesGetTwoGpusOrAClearRefusal) {
       EXPECT_THAT(result.output, ::testing::Not(HasSubstr("create_error")));
     } else {
       EXPECT_NE(result.exit_code, 0);
-      EXPECT_THAT(result.output,
-                  HasSubstr("2 processes on this machine but 1 visible GPU"));
+      EXPECT_THAT(result.output, HasSubstr("use the same device GPU-"));
+      EXPECT_THAT(result.output, HasSubstr("rank 0 (cuda:0 on host"));
+      EXPECT_THAT(result.output, HasSubstr("rank 1 (cuda:0 on host"));
     }
   }
 }

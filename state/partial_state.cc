@@ -1,12 +1,15 @@
 #include "state/partial_state.h"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include "state/torch_errors.h"
@@ -18,6 +21,7 @@
 
 #ifdef ACCELERATE_WITH_CUDA
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace accelerate::state {
@@ -53,6 +57,35 @@ bool CudaAvailable() {
   return false;
 #endif
 }
+
+#ifdef ACCELERATE_WITH_CUDA
+// GPU `index` as this process claims it for NCCL at the rendezvous: by its
+// UUID (as nvidia-smi -L writes it), which stays the same whatever
+// CUDA_VISIBLE_DEVICES numbers it; nullopt where CUDA cannot say (NCCL then
+// finds a shared GPU itself, later).
+std::optional<state_internal::DeviceClaim> NcclDeviceClaim(int index) {
+  cudaDeviceProp properties{};
+  if (cudaGetDeviceProperties(&properties, index) != cudaSuccess) {
+    (void)cudaGetLastError();  // Clears the error for the next CUDA call.
+    return std::nullopt;
+  }
+  const auto* b = reinterpret_cast<const unsigned char*>(properties.uuid.bytes);
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return state_internal::DeviceClaim{
+      .id = absl::StrFormat(
+          "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+          "%02x%02x%02x%02x%02x%02x",
+          b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+          b[11], b[12], b[13], b[14], b[15]),
+      .description = absl::StrCat("cuda:", index, " on host ", host),
+      .remedy = absl::StrCat(
+          "NCCL needs a GPU of its own for each process: start at most as ",
+          "many processes on a machine as it has GPUs, give each process ",
+          "its own (CUDA_VISIBLE_DEVICES), or use gloo (--cpu)"),
+  };
+}
+#endif
 
 }  // namespace
 
@@ -150,18 +183,6 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
                 "(ACCELERATE_USE_CPU or options.cpu)"
               : "backend nccl needs a CUDA build with a visible GPU");
     }
-#ifdef ACCELERATE_WITH_CUDA
-    // NCCL refuses two processes on one GPU, late and obscurely.
-    const int gpus = c10::cuda::device_count();
-    if (backend == Backend::kNccl && info.local_world_size > gpus) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "backend nccl: ", info.local_world_size,
-          " processes on this machine but ", gpus,
-          " visible GPU(s) (CUDA_VISIBLE_DEVICES decides which); NCCL needs "
-          "a GPU per process: start at most ",
-          gpus, " per machine, or use gloo (--cpu)"));
-    }
-#endif
   }
 
   std::unique_ptr<PartialState> state(new PartialState(
@@ -171,8 +192,16 @@ absl::StatusOr<std::unique_ptr<PartialState>> PartialState::FromLaunchInfo(
 
   IgnoreSigpipe();
   auto group = std::make_unique<Group>();
+  // NCCL refuses two processes on one GPU, late and obscurely: each claims
+  // its GPU at the rendezvous, which fails on every rank at once, naming
+  // both, when two share one (a machine running more processes than it has
+  // GPUs, or CUDA_VISIBLE_DEVICES showing two processes the same one).
+  std::optional<state_internal::DeviceClaim> claim;
+#ifdef ACCELERATE_WITH_CUDA
+  if (backend == Backend::kNccl) claim = NcclDeviceClaim(device.index());
+#endif
   ACCELERATE_ASSIGN_OR_RETURN(
-      group->store, state_internal::Rendezvous(info, options.timeout));
+      group->store, state_internal::Rendezvous(info, options.timeout, claim));
   const state_internal::ProcessGroupOptions group_options{
       .rank = info.rank,
       .world_size = info.world_size,

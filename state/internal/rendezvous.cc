@@ -1,6 +1,7 @@
 #include "state/internal/rendezvous.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -22,17 +23,24 @@ using ::accelerate::state::RunGuarded;
 namespace {
 
 constexpr char kPrefix[] = "accelerate/rendezvous/";
-// Starts the abort value rank 0 leaves when the rendezvous timed out.
+// Start the abort values left by a rank whose deadline passed and by the
+// second claimant of a device.
 constexpr char kTimedOut[] = "timeout:";
+constexpr char kDeviceTaken[] = "device:";
 
 std::string Where(const state::LaunchInfo& info) {
   return absl::StrCat(info.master_addr, ":", info.master_port);
 }
 
+std::vector<uint8_t> Bytes(absl::string_view text) {
+  return std::vector<uint8_t>(text.begin(), text.end());
+}
+
 }  // namespace
 
 absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
-    const state::LaunchInfo& info, absl::Duration timeout) {
+    const state::LaunchInfo& info, absl::Duration timeout,
+    const std::optional<DeviceClaim>& device) {
   ACCELERATE_CHECK(info.world_size > 1) << "no rendezvous for one process";
   const absl::Time deadline = absl::Now() + timeout;
 
@@ -79,21 +87,39 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
   };
 
   // One key settles how the rendezvous ends, first writer wins: "done" from
-  // the last rank to arrive, "dup" from a rank claimed twice, or
-  // "timeout:<why>" from a rank whose deadline passed. Every rank reads the
+  // the last rank to arrive, "dup" from a rank claimed twice,
+  // "device:<why>" from the second claimant of a device, or "timeout:<why>"
+  // from a rank whose deadline passed. Every rank reads the
   // same outcome, so none proceeds while another gives up.
   const std::string outcome_key = Key("outcome");
   const auto settle = [&](const std::string& proposal) {
-    const std::vector<uint8_t> won = store->compareSet(
-        outcome_key, {}, std::vector<uint8_t>(proposal.begin(), proposal.end()));
+    const std::vector<uint8_t> won =
+        store->compareSet(outcome_key, {}, Bytes(proposal));
     return std::string(won.begin(), won.end());
   };
   const auto result = [&](const std::string& outcome)
       -> absl::StatusOr<c10::intrusive_ptr<c10d::Store>> {
     if (outcome == "done") return store;
+    // A rank that gives up says it has read why; rank 0, whose store goes
+    // away with it, waits (3 s at most) until every rank has, so that all
+    // give up for the same reason, not for a lost store. (One that comes
+    // later finds no store and gives up when its own deadline passes.)
+    RunGuarded("rendezvous", [&] {
+      store->add(Key("informed"), 1);
+      if (!options.isServer) return;
+      const absl::Time until = absl::Now() + absl::Seconds(3);
+      while (absl::Now() < until &&
+             store->add(Key("informed"), 0) < info.world_size) {
+        absl::SleepFor(absl::Milliseconds(2));
+      }
+    }).IgnoreError();
     if (absl::StartsWith(outcome, kTimedOut)) {
       return absl::DeadlineExceededError(
           outcome.substr(std::string(kTimedOut).size()));
+    }
+    if (absl::StartsWith(outcome, kDeviceTaken)) {
+      return absl::FailedPreconditionError(
+          outcome.substr(std::string(kDeviceTaken).size()));
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "rendezvous at ", Where(info),
@@ -101,13 +127,32 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
         "the MPI/SLURM rank) of each process"));
   };
 
-  // Check in: claim our rank once, then count arrivals.
+  // Check in: claim our rank once, and our device, then count arrivals. A
+  // second claimant settles the outcome before it counts itself, so the
+  // count never completes and nobody goes on.
   std::string outcome;
   status = RunGuarded("rendezvous", [&] {
     const int64_t claims = store->add(Key(absl::StrCat("rank/", info.rank)), 1);
     if (claims > 1) {
       outcome = settle("dup");
       return;
+    }
+    if (device.has_value()) {
+      // Each claimant leaves its name under its place in line, so that the
+      // second can name the first.
+      const std::string key = Key(absl::StrCat("device/", device->id));
+      const int64_t place = store->add(key, 1);
+      const std::string me =
+          absl::StrCat("rank ", info.rank, " (", device->description, ")");
+      store->set(absl::StrCat(key, "/", place), Bytes(me));
+      if (place > 1) {
+        const std::vector<uint8_t> first = store->get(absl::StrCat(key, "/1"));
+        outcome = settle(absl::StrCat(
+            kDeviceTaken, "rendezvous at ", Where(info), " was aborted: ",
+            std::string(first.begin(), first.end()), " and ", me,
+            " use the same device ", device->id, "; ", device->remedy));
+        return;
+      }
     }
     if (store->add(Key("arrived"), 1) == info.world_size) outcome = settle("done");
   });
@@ -157,10 +202,6 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
   if (!status.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "rendezvous at ", Where(info), " lost the store: ", status.message()));
-  }
-  if (options.isServer && outcome != "done") {
-    // The ranks that did arrive read the outcome before the store goes away.
-    absl::SleepFor(absl::Milliseconds(100));
   }
   return result(outcome);
 }
