@@ -52,7 +52,7 @@ bool IsReadableFile(const std::string& path) {
 // The weights file or index to read in folder `dir` (a name inside it), as
 // ShardedCheckpoint::Open describes.
 absl::StatusOr<std::string> FindWeights(const std::string& dir) {
-  for (const std::string name :
+  for (const std::string& name :
        {std::string(kSafetensorsWeights), std::string(kTorchWeights),
         absl::StrCat(kSafetensorsWeights, kIndexSuffix),
         absl::StrCat(kTorchWeights, kIndexSuffix)}) {

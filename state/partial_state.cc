@@ -79,10 +79,10 @@ std::optional<state_internal::DeviceClaim> NcclDeviceClaim(int index) {
           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
           b[11], b[12], b[13], b[14], b[15]),
       .description = absl::StrCat("cuda:", index, " on host ", host),
-      .remedy = absl::StrCat(
-          "NCCL needs a GPU of its own for each process: start at most as ",
-          "many processes on a machine as it has GPUs, give each process ",
-          "its own (CUDA_VISIBLE_DEVICES), or use gloo (--cpu)"),
+      .remedy =
+          "NCCL needs a GPU of its own for each process: start at most as "
+          "many processes on a machine as it has GPUs, give each process its "
+          "own (CUDA_VISIBLE_DEVICES), or use gloo (--cpu)",
   };
 }
 #endif

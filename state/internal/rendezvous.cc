@@ -1,8 +1,8 @@
 #include "state/internal/rendezvous.h"
 
 #include <algorithm>
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,10 +87,10 @@ absl::StatusOr<c10::intrusive_ptr<c10d::Store>> Rendezvous(
   };
 
   // One key settles how the rendezvous ends, first writer wins: "done" from
-  // the last rank to arrive, "dup" from a rank claimed twice,
-  // "device:<why>" from the second claimant of a device, or "timeout:<why>"
-  // from a rank whose deadline passed. Every rank reads the
-  // same outcome, so none proceeds while another gives up.
+  // the last rank to arrive, "dup" from a rank claimed twice, "device:<why>"
+  // from the second claimant of a device, or "timeout:<why>" from a rank
+  // whose deadline passed. Every rank reads the same outcome, so none
+  // proceeds while another gives up.
   const std::string outcome_key = Key("outcome");
   const auto settle = [&](const std::string& proposal) {
     const std::vector<uint8_t> won =
